@@ -1,0 +1,245 @@
+//! The staged builder: options, then create / open / anonymous / in-process.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::ring::{Consumer, LockFree, Locked, Producer, Variant};
+use crate::segment::{Options, Segment};
+use crate::wait::WaitStrategy;
+
+/// Default data-area capacity: 1 MiB.
+pub const DEFAULT_CAPACITY: u64 = 1 << 20;
+
+/// Options for a new ring, and the ways to create or open one.
+///
+/// `shmpipe::Builder` builds lock-free rings, `shmpipe::locked::Builder`
+/// builds locked ones; both are this type.
+#[derive(Debug, Clone)]
+pub struct Builder<V: Variant> {
+    opts: Options,
+    _v: PhantomData<V>,
+}
+
+impl Builder<LockFree> {
+    /// A builder for lock-free rings with the defaults: 1 MiB, `Futex`
+    /// waits, mode 0600, unlink on drop, 1 s open timeout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Builder<Locked> {
+    /// A builder for locked rings with the same defaults as the lock-free one.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<V: Variant> Default for Builder<V> {
+    fn default() -> Self {
+        Builder {
+            opts: Options {
+                capacity: DEFAULT_CAPACITY,
+                wait: WaitStrategy::Futex,
+                mode: 0o600,
+                unlink_on_drop: true,
+                open_timeout: Duration::from_secs(1),
+                allow_shared_permissions: false,
+            },
+            _v: PhantomData,
+        }
+    }
+}
+
+impl<V: Variant> Builder<V> {
+    /// Data-area size in bytes: a power of two from
+    /// [`crate::MIN_CAPACITY`] to [`crate::MAX_CAPACITY`]. The largest
+    /// message is `capacity / 2 - 8` bytes. Checked when the ring is made.
+    pub fn capacity(mut self, bytes: u64) -> Self {
+        self.opts.capacity = bytes;
+        self
+    }
+
+    /// How idle endpoints wait; recorded in the segment at creation.
+    pub fn wait(mut self, strategy: WaitStrategy) -> Self {
+        self.opts.wait = strategy;
+        self
+    }
+
+    /// Permission bits of a new named segment (default `0o600`).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.opts.mode = mode;
+        self
+    }
+
+    /// Whether the creator of a named segment removes its name when its
+    /// endpoint is dropped (default `true`). Peers that already opened it
+    /// keep working.
+    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
+        self.opts.unlink_on_drop = yes;
+        self
+    }
+
+    /// How long `open_*` waits for a segment's creator to finish
+    /// initialising it (default 1 s).
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.opts.open_timeout = timeout;
+        self
+    }
+
+    /// Accept segments whose permissions give group or others access
+    /// (default `false`: they are refused).
+    pub fn allow_shared_permissions(mut self, yes: bool) -> Self {
+        self.opts.allow_shared_permissions = yes;
+        self
+    }
+
+    fn create(&self, name: &str) -> Result<Arc<Segment>> {
+        match crate::segment::create(name, V::CODE, &self.opts)? {
+            Some(s) => Ok(Arc::new(s)),
+            None => Err(Error::io(
+                "creating the segment",
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("{name} already exists; open it, or remove it first"),
+                ),
+            )),
+        }
+    }
+
+    fn open(&self, name: &str) -> Result<Arc<Segment>> {
+        crate::segment::open(name, V::CODE, &self.opts).map(Arc::new)
+    }
+
+    fn open_or_create(&self, name: &str) -> Result<Arc<Segment>> {
+        // Creating with O_EXCL first and opening on EEXIST is race-free: of
+        // two processes doing this at once, exactly one creates, and the
+        // other waits (open_timeout) for the creator's version word.
+        match crate::segment::create(name, V::CODE, &self.opts)? {
+            Some(s) => Ok(Arc::new(s)),
+            None => self.open(name),
+        }
+    }
+
+    /// Create the named segment `name` (it must not exist) and attach as its producer.
+    ///
+    /// # Errors
+    /// `InvalidName`, `InvalidCapacity`, `InvalidOption`, or `Io` (e.g. it
+    /// already exists).
+    pub fn create_producer(&self, name: &str) -> Result<Producer<V>> {
+        Producer::attach(self.create(name)?)
+    }
+
+    /// Create the named segment `name` and attach as its consumer.
+    ///
+    /// # Errors
+    /// As [`Self::create_producer`].
+    pub fn create_consumer(&self, name: &str) -> Result<Consumer<V>> {
+        Consumer::attach(self.create(name)?)
+    }
+
+    /// Open the existing segment `name` as its producer. Capacity and wait
+    /// strategy come from the segment.
+    ///
+    /// # Errors
+    /// `InvalidName`, `NotShmpipe`, `VersionMismatch`, `WrongVariant`,
+    /// `SizeMismatch`, `NotInitialized`, `NotRegularFile`, `NotOwner`,
+    /// `UnsafePermissions`, `Corrupted`, `RoleTaken`, `Io`.
+    pub fn open_producer(&self, name: &str) -> Result<Producer<V>> {
+        Producer::attach(self.open(name)?)
+    }
+
+    /// Open the existing segment `name` as its consumer.
+    ///
+    /// # Errors
+    /// As [`Self::open_producer`].
+    pub fn open_consumer(&self, name: &str) -> Result<Consumer<V>> {
+        Consumer::attach(self.open(name)?)
+    }
+
+    /// Open `name` as its producer, creating it first if it does not exist.
+    ///
+    /// # Errors
+    /// As [`Self::create_producer`] and [`Self::open_producer`].
+    pub fn open_or_create_producer(&self, name: &str) -> Result<Producer<V>> {
+        Producer::attach(self.open_or_create(name)?)
+    }
+
+    /// Open `name` as its consumer, creating it first if it does not exist.
+    ///
+    /// # Errors
+    /// As [`Self::open_or_create_producer`].
+    pub fn open_or_create_consumer(&self, name: &str) -> Result<Consumer<V>> {
+        Consumer::attach(self.open_or_create(name)?)
+    }
+
+    /// A ring in an anonymous, sealed memfd, to share with a child across
+    /// `fork()`: fork first, then call [`Pair::into_producer`] in one
+    /// process and [`Pair::into_consumer`] in the other.
+    ///
+    /// # Errors
+    /// `InvalidCapacity`, `Io`.
+    pub fn anonymous(&self) -> Result<Pair<V>> {
+        Ok(Pair {
+            seg: Arc::new(crate::segment::anonymous(V::CODE, &self.opts)?),
+            _v: PhantomData,
+        })
+    }
+
+    /// A ring on the heap for threads of this process (also what Miri and
+    /// loom run). Same protocol and code as a shared segment.
+    ///
+    /// # Errors
+    /// `InvalidCapacity`, `Io`.
+    pub fn in_process(&self) -> Result<Pair<V>> {
+        Ok(Pair {
+            seg: Arc::new(Segment::heap(V::CODE, &self.opts)?),
+            _v: PhantomData,
+        })
+    }
+}
+
+/// A new ring whose endpoints are not attached yet.
+pub struct Pair<V: Variant = LockFree> {
+    seg: Arc<Segment>,
+    _v: PhantomData<V>,
+}
+
+impl<V: Variant> std::fmt::Debug for Pair<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pair")
+            .field("variant", &V::NAME)
+            .field("capacity", &self.seg.geometry.capacity)
+            .finish()
+    }
+}
+
+impl<V: Variant> Pair<V> {
+    /// Attach as the producer (in this process, after any `fork`).
+    ///
+    /// # Errors
+    /// `RoleTaken` if the producer is already attached, `Io`.
+    pub fn into_producer(self) -> Result<Producer<V>> {
+        Producer::attach(self.seg)
+    }
+
+    /// Attach as the consumer (in this process, after any `fork`).
+    ///
+    /// # Errors
+    /// `RoleTaken` if the consumer is already attached, `Io`.
+    pub fn into_consumer(self) -> Result<Consumer<V>> {
+        Consumer::attach(self.seg)
+    }
+
+    /// Attach both ends in this process (to hand to two threads).
+    ///
+    /// # Errors
+    /// `Io`.
+    pub fn split(self) -> Result<(Producer<V>, Consumer<V>)> {
+        let p = Producer::attach(self.seg.clone())?;
+        let c = Consumer::attach(self.seg)?;
+        Ok((p, c))
+    }
+}

@@ -1,0 +1,55 @@
+//! Message records in the data area.
+//!
+//! Every record starts on an 8-byte boundary with an 8-byte header word:
+//! bits 0..32 the payload length, bits 32..40 the kind, bits 40..64 zero.
+//! The payload follows and is padded to a multiple of 8. A `PAD` record fills
+//! the rest of the data area before a wrap, so every message is contiguous.
+
+/// Record kind of a message.
+pub(crate) const KIND_MSG: u64 = 1;
+/// Record kind of the padding that skips to the start of the data area.
+pub(crate) const KIND_PAD: u64 = 2;
+/// Size of a record header.
+pub(crate) const HDR: u64 = 8;
+
+/// Header word for a record.
+#[inline]
+pub(crate) const fn encode(kind: u64, len: u32) -> u64 {
+    (kind << 32) | len as u64
+}
+
+/// Split a header word into (kind, len), refusing reserved bits and unknown kinds.
+#[inline]
+pub(crate) fn decode(word: u64) -> Result<(u64, u64), crate::Error> {
+    let kind = word >> 32;
+    if kind != KIND_MSG && kind != KIND_PAD {
+        return Err(crate::Error::corrupted(
+            "record header has an unknown kind or reserved bits set",
+            word,
+        ));
+    }
+    Ok((kind, word & 0xffff_ffff))
+}
+
+/// Bytes a record with a payload of `len` bytes occupies.
+#[inline]
+pub(crate) const fn record_len(len: u64) -> u64 {
+    HDR + ((len + 7) & !7)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_rejects() {
+        assert_eq!(decode(encode(KIND_MSG, 17)).unwrap(), (KIND_MSG, 17));
+        assert_eq!(decode(encode(KIND_PAD, 0)).unwrap(), (KIND_PAD, 0));
+        assert!(decode(0).is_err());
+        assert!(decode(encode(KIND_MSG, 1) | 1 << 45).is_err());
+        assert_eq!(record_len(0), 8);
+        assert_eq!(record_len(1), 16);
+        assert_eq!(record_len(8), 16);
+        assert_eq!(record_len(9), 24);
+    }
+}

@@ -1,0 +1,164 @@
+//! The `#[repr(C)]` header at the start of every segment.
+//!
+//! ```text
+//! offset  line (128 B each)      written by         fields
+//!      0  config                 creator, once      magic, version (published last), variant,
+//!                                                   wait strategy, flags, capacity, header size
+//!    128  producer               producer           tail, messages, bytes, full waits, wake syscalls
+//!    256  consumer               consumer           head, messages, bytes, empty waits, wake syscalls
+//!    384  endpoints              both (own word)    producer state, consumer state, lock repairs
+//!    512  wait_consumer          both               seq (futex word), waiting flag, sem_t "items"
+//!    640  wait_producer          both               seq (futex word), waiting flag, sem_t "space"
+//!    768  lock                   locked variant     pthread_mutex_t (process-shared, robust)
+//!    896  data area              producer writes,   `capacity` bytes, power of two
+//!                                consumer reads
+//! ```
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{AtomicU32, AtomicU64};
+
+/// Magic word at offset 0: `"SHMPIPE\0"` little-endian.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMPIPE\0");
+/// On-memory format version this library reads and writes.
+pub const VERSION: u32 = 1;
+/// Smallest data-area capacity in bytes.
+pub const MIN_CAPACITY: u64 = 64;
+/// Largest data-area capacity in bytes (4 GiB).
+pub const MAX_CAPACITY: u64 = 1 << 32;
+
+/// Variant code of the lock-free ring.
+pub const VARIANT_LOCKFREE: u32 = 1;
+/// Variant code of the mutex-protected ring.
+pub const VARIANT_LOCKED: u32 = 2;
+
+/// Endpoint state: no process has attached to this role yet.
+pub const STATE_NEVER: u32 = 0;
+/// Endpoint state: a process attached (it holds the role's OFD lock while alive).
+pub const STATE_ATTACHED: u32 = 1;
+/// Endpoint state: the endpoint closed its side in order.
+pub const STATE_CLOSED: u32 = 2;
+
+/// Write-once configuration, published by the `version` store.
+#[repr(C)]
+pub(crate) struct Config {
+    pub magic: AtomicU64,
+    /// Zero while the creator initialises; `VERSION` once usable.
+    pub version: AtomicU32,
+    pub variant: AtomicU32,
+    pub wait: AtomicU32,
+    pub flags: AtomicU32,
+    pub capacity: AtomicU64,
+    pub header_size: AtomicU64,
+}
+
+/// Words only the producer writes.
+#[repr(C)]
+pub(crate) struct ProducerLine {
+    /// Monotonic byte position one past the last committed record.
+    pub tail: AtomicU64,
+    pub messages: AtomicU64,
+    pub bytes: AtomicU64,
+    pub full_waits: AtomicU64,
+    pub wake_syscalls: AtomicU64,
+}
+
+/// Words only the consumer writes.
+#[repr(C)]
+pub(crate) struct ConsumerLine {
+    /// Monotonic byte position of the next record to read.
+    pub head: AtomicU64,
+    pub messages: AtomicU64,
+    pub bytes: AtomicU64,
+    pub empty_waits: AtomicU64,
+    pub wake_syscalls: AtomicU64,
+}
+
+/// Endpoint lifecycle words (read-mostly, off the index lines).
+#[repr(C)]
+pub(crate) struct Endpoints {
+    pub producer: AtomicU32,
+    pub consumer: AtomicU32,
+    /// Times a robust mutex was recovered from a dead holder (locked variant).
+    pub lock_repairs: AtomicU64,
+}
+
+/// Where one side sleeps: a futex word, a waiter flag and a semaphore.
+#[repr(C)]
+pub(crate) struct WaitWord {
+    /// Futex word: bumped by the waker before each wake syscall.
+    pub seq: AtomicU32,
+    /// 1 while the sleeper is registered; the waker swaps it to 0.
+    pub waiting: AtomicU32,
+    /// Unnamed process-shared semaphore (`Semaphore` strategy only).
+    #[cfg(not(loom))]
+    pub sem: std::cell::UnsafeCell<libc::sem_t>,
+}
+
+/// The locked variant's mutex.
+#[repr(C)]
+pub(crate) struct LockLine {
+    #[cfg(not(loom))]
+    pub mutex: std::cell::UnsafeCell<libc::pthread_mutex_t>,
+}
+
+/// The segment header. All fields are atomics or `UnsafeCell`s, so a shared
+/// reference to it is sound while another process writes the same memory.
+#[repr(C)]
+pub(crate) struct Header {
+    pub config: CachePadded<Config>,
+    pub prod: CachePadded<ProducerLine>,
+    pub cons: CachePadded<ConsumerLine>,
+    pub endpoints: CachePadded<Endpoints>,
+    pub wait_consumer: CachePadded<WaitWord>,
+    pub wait_producer: CachePadded<WaitWord>,
+    pub lock: CachePadded<LockLine>,
+}
+
+/// Size of the header; the data area starts here.
+pub const HEADER_SIZE: usize = 896;
+
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Header>() == HEADER_SIZE);
+    assert!(align_of::<Header>() == 128);
+    assert!(offset_of!(Header, config) == 0);
+    assert!(offset_of!(Header, prod) == 128);
+    assert!(offset_of!(Header, cons) == 256);
+    assert!(offset_of!(Header, endpoints) == 384);
+    assert!(offset_of!(Header, wait_consumer) == 512);
+    assert!(offset_of!(Header, wait_producer) == 640);
+    assert!(offset_of!(Header, lock) == 768);
+    assert!(size_of::<Config>() <= 128);
+    assert!(size_of::<ProducerLine>() <= 128);
+    assert!(size_of::<ConsumerLine>() <= 128);
+    assert!(size_of::<WaitWord>() <= 128);
+    assert!(size_of::<LockLine>() <= 128);
+    assert!(offset_of!(Config, version) == 8);
+    assert!(offset_of!(Config, capacity) == 24);
+    assert!(HEADER_SIZE % 128 == 0);
+};
+
+// SAFETY: every field is an atomic or an `UnsafeCell` only touched through
+// the process-shared libc primitives (sem_*, pthread_mutex_*), which are
+// designed for concurrent use from many threads and processes.
+unsafe impl Sync for Header {}
+// SAFETY: as above; the header has no thread affinity.
+unsafe impl Send for Header {}
+
+/// Total segment size for a data area of `capacity` bytes.
+pub const fn segment_size(capacity: u64) -> u64 {
+    HEADER_SIZE as u64 + capacity
+}
+
+/// Largest message a ring of `capacity` bytes accepts: a record of at most
+/// half the ring always fits in an empty ring, wherever the wrap falls.
+pub const fn max_message(capacity: u64) -> usize {
+    (capacity / 2 - 8) as usize
+}
+
+/// Whether `capacity` is allowed.
+pub const fn capacity_ok(capacity: u64) -> bool {
+    capacity.is_power_of_two() && capacity >= MIN_CAPACITY && capacity <= MAX_CAPACITY
+}

@@ -1,0 +1,81 @@
+//! # shmpipe
+//!
+//! A lock-free single-producer/single-consumer ring of variable-length
+//! messages in POSIX shared memory, for moving messages between processes
+//! faster than pipes, sockets or message queues. Idle peers sleep on a
+//! futex or a POSIX semaphore in the segment; the streaming hot path makes
+//! no syscall.
+//!
+//! ```
+//! use shmpipe::{Builder, WaitStrategy};
+//!
+//! let name = format!("/shmpipe-doc-{}", std::process::id());
+//! let mut tx = Builder::new()
+//!     .capacity(64 * 1024)
+//!     .wait(WaitStrategy::Futex)
+//!     .create_producer(&name)?;
+//! // Usually in another process:
+//! let mut rx = Builder::new().open_consumer(&name)?;
+//!
+//! tx.send(b"hello")?;
+//! let mut claim = tx.claim(5)?; // zero-copy: write in place, then commit
+//! claim.copy_from_slice(b"world");
+//! claim.commit();
+//!
+//! let mut buf = Vec::new();
+//! rx.recv(&mut buf)?;
+//! assert_eq!(buf, b"hello");
+//! rx.recv_with(|msg| assert_eq!(msg, b"world"))?;
+//! drop(tx); // closes the producer side (and, as creator, unlinks the name)
+//! assert!(matches!(rx.recv(&mut buf), Err(shmpipe::Error::Disconnected)));
+//! # Ok::<(), shmpipe::Error>(())
+//! ```
+//!
+//! - [`Builder`] creates or opens rings: named (`create_producer`,
+//!   `open_consumer`, ...), anonymous for `fork()` ([`Builder::anonymous`]),
+//!   or on the heap for threads ([`Builder::in_process`]).
+//! - [`Producer`] and [`Consumer`] are the two ends (`Send`, not `Sync`).
+//! - [`locked`] is the same API over a mutex-protected ring, for contrast.
+//! - Everything the peer can write is validated; see `DESIGN.md` for the
+//!   layout, the protocol with its orderings, and the trust model.
+
+#![deny(unsafe_op_in_unsafe_fn, missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod builder;
+mod error;
+mod frame;
+mod layout;
+pub mod locked;
+mod ring;
+mod segment;
+mod sync;
+mod wait;
+
+pub use builder::{Builder as GenericBuilder, Pair as GenericPair, DEFAULT_CAPACITY};
+pub use error::{Error, Result};
+pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
+pub use ring::{
+    Claim as GenericClaim, Consumer as GenericConsumer, EndpointState, LockFree, Locked,
+    Producer as GenericProducer, Stats, Variant,
+};
+pub use segment::validate_name;
+#[cfg(not(any(loom, miri)))]
+pub use segment::{inspect, remove, SegmentInfo};
+pub use wait::WaitStrategy;
+
+/// Builder for lock-free rings.
+pub type Builder = builder::Builder<LockFree>;
+/// Sending end of a lock-free ring.
+pub type Producer = ring::Producer<LockFree>;
+/// Receiving end of a lock-free ring.
+pub type Consumer = ring::Consumer<LockFree>;
+/// A zero-copy claim in a lock-free ring.
+pub type Claim<'a> = ring::Claim<'a, LockFree>;
+/// Both ends of a new anonymous or in-process lock-free ring.
+pub type Pair = builder::Pair<LockFree>;
+
+/// Largest message a ring of `capacity` bytes accepts (`capacity / 2 - 8`).
+pub fn max_message_for(capacity: u64) -> usize {
+    layout::max_message(capacity)
+}

@@ -1,0 +1,149 @@
+//! The contrast: the textbook "shared memory + lock" ring.
+//!
+//! A `pthread_mutex_t` in the segment, `PTHREAD_PROCESS_SHARED` and
+//! `PTHREAD_MUTEX_ROBUST`, guards the same indices and records the lock-free
+//! ring uses; every operation takes it. Waiting does not use a
+//! process-shared condition variable (a waiter killed inside
+//! `pthread_cond_wait` wedges a glibc condvar for everyone, glibc bug 21422):
+//! it uses the same futex/semaphore words as the lock-free ring.
+//!
+//! When a holder dies, the next `lock` returns `EOWNERDEAD`: we re-validate
+//! the indices it may have left (every change under the lock is a single
+//! final index store, so an interrupted claim simply was never committed),
+//! mark the mutex consistent and go on. `ENOTRECOVERABLE` becomes
+//! [`crate::Error::LockNotRecoverable`].
+//!
+//! ```
+//! let (mut tx, mut rx) = shmpipe::locked::Builder::new().capacity(4096).in_process()?.split()?;
+//! tx.send(b"hello")?;
+//! let mut buf = Vec::new();
+//! rx.recv(&mut buf)?;
+//! assert_eq!(buf, b"hello");
+//! # Ok::<(), shmpipe::Error>(())
+//! ```
+
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::layout::Header;
+use crate::sync::Ordering;
+
+/// Builder for locked rings.
+pub type Builder = crate::builder::Builder<crate::Locked>;
+/// Sending end of a locked ring.
+pub type Producer = crate::ring::Producer<crate::Locked>;
+/// Receiving end of a locked ring.
+pub type Consumer = crate::ring::Consumer<crate::Locked>;
+/// A zero-copy claim in a locked ring (holds the mutex until committed or dropped).
+pub type Claim<'a> = crate::ring::Claim<'a, crate::Locked>;
+/// Both ends of a new anonymous or in-process locked ring.
+pub type Pair = crate::builder::Pair<crate::Locked>;
+
+/// Holds the ring mutex; unlocks on drop.
+pub(crate) struct Guard {
+    #[cfg(not(loom))]
+    m: *mut libc::pthread_mutex_t,
+}
+
+/// Initialise the mutex of a fresh header (creator only, before publication).
+#[cfg(not(loom))]
+pub(crate) fn init_mutex(h: &Header) -> Result<()> {
+    // SAFETY: attr is initialised by pthread_mutexattr_init before use and
+    // destroyed after; the mutex memory is in the (zeroed, not yet published)
+    // header, which nobody else uses yet.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        let mut r = libc::pthread_mutexattr_init(&mut attr);
+        if r == 0 {
+            r = libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+        }
+        if r == 0 {
+            r = libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+        }
+        if r == 0 {
+            r = libc::pthread_mutex_init(h.lock.mutex.get(), &attr);
+        }
+        libc::pthread_mutexattr_destroy(&mut attr);
+        if r != 0 {
+            return Err(Error::io(
+                "initialising the ring mutex",
+                std::io::Error::from_raw_os_error(r),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Take the ring mutex. `until = None`: try once. Otherwise wait until
+/// `until` at most (one wait slice); `Ok(None)` if it is still busy.
+///
+/// After a holder died, validate the indices it may have left; if they are
+/// sound, mark the mutex consistent, otherwise leave it unrecoverable and
+/// report the corruption.
+#[cfg(not(loom))]
+pub(crate) fn lock(h: &Header, until: Option<Instant>, capacity: u64) -> Result<Option<Guard>> {
+    let m = h.lock.mutex.get();
+    let r = match until {
+        // SAFETY: the mutex was initialised by the creator before the
+        // segment was published; pthread functions tolerate concurrent use.
+        None => unsafe { libc::pthread_mutex_trylock(m) },
+        Some(t) => {
+            let remaining = t.saturating_duration_since(Instant::now());
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid out-pointer.
+            unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+            let total = now.tv_nsec as u128 + remaining.as_nanos();
+            let ts = libc::timespec {
+                tv_sec: now.tv_sec + (total / 1_000_000_000) as libc::time_t,
+                tv_nsec: (total % 1_000_000_000) as libc::c_long,
+            };
+            // SAFETY: as above; `ts` is a valid absolute CLOCK_REALTIME time.
+            // The wait is at most one slice, so a clock step only changes
+            // one slice; the caller's monotonic deadline is checked after.
+            unsafe { libc::pthread_mutex_timedlock(m, &ts) }
+        }
+    };
+    match r {
+        0 => Ok(Some(Guard { m })),
+        libc::EBUSY | libc::ETIMEDOUT => Ok(None),
+        libc::EOWNERDEAD => {
+            let guard = Guard { m };
+            let head = h.cons.head.load(Ordering::Relaxed);
+            let tail = h.prod.tail.load(Ordering::Relaxed);
+            crate::ring::check_span(head, tail, capacity)?; // guard drops: unlock without consistent
+                                                            // SAFETY: we own the mutex (EOWNERDEAD returns it locked).
+            let r = unsafe { libc::pthread_mutex_consistent(m) };
+            if r != 0 {
+                return Err(Error::io(
+                    "pthread_mutex_consistent",
+                    std::io::Error::from_raw_os_error(r),
+                ));
+            }
+            let c = &h.endpoints.lock_repairs;
+            c.fetch_add(1, Ordering::Relaxed);
+            Ok(Some(guard))
+        }
+        libc::ENOTRECOVERABLE => Err(Error::LockNotRecoverable),
+        e => Err(Error::io(
+            "locking the ring mutex",
+            std::io::Error::from_raw_os_error(e),
+        )),
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // SAFETY: we hold the mutex (Guard exists only after a successful lock).
+        unsafe { libc::pthread_mutex_unlock(self.m) };
+    }
+}
+
+/// Under loom the locked variant is not modelled.
+#[cfg(loom)]
+pub(crate) fn lock(_: &Header, _: Option<Instant>, _: u64) -> Result<Option<Guard>> {
+    Ok(Some(Guard {}))
+}

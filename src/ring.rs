@@ -1,0 +1,1387 @@
+//! The ring protocol: reserving, writing, publishing and reading records,
+//! and the sleep/wake protocol. One generic core serves both variants: the
+//! lock-free ring (`LockFree`) and the mutex-protected ring (`Locked`).
+//!
+//! # Index protocol (lock-free)
+//! `tail` (producer-owned) and `head` (consumer-owned) are monotonic byte
+//! positions; `tail - head` bytes of records are committed and unread.
+//! - The producer writes a record's payload and header, then publishes the
+//!   new `tail` with a Release store (SeqCst when a sleeping strategy is in
+//!   use), which pairs with the consumer's Acquire (SeqCst) load of `tail`:
+//!   the record bytes are visible before the index that covers them.
+//! - The consumer reads records, then publishes the new `head` with a
+//!   Release (SeqCst) store, which pairs with the producer's Acquire (SeqCst)
+//!   load of `head`: the consumer's reads of a slot happen before the
+//!   producer overwrites it.
+//! - Each side caches the other's index and reloads it only when its cached
+//!   value says "full" or "empty".
+//!
+//! Every value read from the segment is read once into a local and checked
+//! before use; a violation is `Error::Corrupted` and sticks to the handle.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::Backoff;
+
+use crate::error::{Error, Result};
+use crate::frame::{self, HDR, KIND_MSG, KIND_PAD};
+use crate::layout::{self, Header, WaitWord, STATE_ATTACHED, STATE_CLOSED, STATE_NEVER};
+use crate::segment::{self, Role, RoleLock, Segment};
+use crate::sync::{AtomicU64, Ordering};
+use crate::wait::{self, WaitStrategy};
+
+mod private {
+    pub trait Sealed {}
+}
+
+/// Which ring design a handle speaks: [`LockFree`] or [`Locked`]. Sealed.
+pub trait Variant: private::Sealed + Send + Sync + 'static {
+    /// Code recorded in the segment header.
+    #[doc(hidden)]
+    const CODE: u32;
+    /// Human-readable name.
+    const NAME: &'static str;
+    /// Whether a process-shared mutex guards the indices.
+    #[doc(hidden)]
+    const LOCKED: bool = Self::CODE == layout::VARIANT_LOCKED;
+}
+
+/// The lock-free single-producer/single-consumer ring.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LockFree;
+/// The textbook "shared memory + lock" ring: a process-shared robust mutex
+/// guards the same indices and records.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Locked;
+
+impl private::Sealed for LockFree {}
+impl private::Sealed for Locked {}
+impl Variant for LockFree {
+    const CODE: u32 = layout::VARIANT_LOCKFREE;
+    const NAME: &'static str = "lock-free";
+}
+impl Variant for Locked {
+    const CODE: u32 = layout::VARIANT_LOCKED;
+    const NAME: &'static str = "locked";
+}
+
+/// State of an endpoint as recorded in the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointState {
+    /// No process has attached to this role yet.
+    Never,
+    /// A process is attached (alive or dead: see [`crate::SegmentInfo`]).
+    Attached,
+    /// The endpoint closed its side in order.
+    Closed,
+    /// The word holds a value no endpoint writes.
+    Invalid(u32),
+}
+
+impl EndpointState {
+    pub(crate) fn from_word(w: u32) -> Self {
+        match w {
+            STATE_NEVER => EndpointState::Never,
+            STATE_ATTACHED => EndpointState::Attached,
+            STATE_CLOSED => EndpointState::Closed,
+            x => EndpointState::Invalid(x),
+        }
+    }
+}
+
+/// A snapshot of a ring's counters. Counters are written by the peers and
+/// are informational only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Size of the data area in bytes.
+    pub capacity: u64,
+    /// Bytes of committed, unread records (framing included).
+    pub used_bytes: u64,
+    /// Messages committed by producers.
+    pub messages_sent: u64,
+    /// Payload bytes committed by producers.
+    pub bytes_sent: u64,
+    /// Messages consumed.
+    pub messages_received: u64,
+    /// Payload bytes consumed.
+    pub bytes_received: u64,
+    /// Times a producer found the ring full and had to wait.
+    pub full_waits: u64,
+    /// Times a consumer found the ring empty and had to wait.
+    pub empty_waits: u64,
+    /// Wake-up syscalls made by the producer (to wake the consumer).
+    pub producer_wake_syscalls: u64,
+    /// Wake-up syscalls made by the consumer (to wake the producer).
+    pub consumer_wake_syscalls: u64,
+    /// Times the locked variant recovered its mutex from a dead holder.
+    pub lock_repairs: u64,
+    /// Producer endpoint state.
+    pub producer: EndpointState,
+    /// Consumer endpoint state.
+    pub consumer: EndpointState,
+}
+
+pub(crate) fn stats_of(h: &Header, capacity: u64) -> Stats {
+    let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let tail = r(&h.prod.tail);
+    let head = r(&h.cons.head);
+    Stats {
+        capacity,
+        used_bytes: tail.wrapping_sub(head).min(capacity),
+        messages_sent: r(&h.prod.messages),
+        bytes_sent: r(&h.prod.bytes),
+        messages_received: r(&h.cons.messages),
+        bytes_received: r(&h.cons.bytes),
+        full_waits: r(&h.prod.full_waits),
+        empty_waits: r(&h.cons.empty_waits),
+        producer_wake_syscalls: r(&h.prod.wake_syscalls),
+        consumer_wake_syscalls: r(&h.cons.wake_syscalls),
+        lock_repairs: r(&h.endpoints.lock_repairs),
+        producer: EndpointState::from_word(h.endpoints.producer.load(Ordering::Relaxed)),
+        consumer: EndpointState::from_word(h.endpoints.consumer.load(Ordering::Relaxed)),
+    }
+}
+
+/// Check that `head..tail` is a possible span of committed records.
+#[inline]
+pub(crate) fn check_span(head: u64, tail: u64, capacity: u64) -> Result<()> {
+    if head > tail {
+        return Err(Error::corrupted("head is past tail", head));
+    }
+    if tail - head > capacity {
+        return Err(Error::corrupted(
+            "tail is more than a capacity past head",
+            tail,
+        ));
+    }
+    if (head | tail) & 7 != 0 {
+        return Err(Error::corrupted("index is not 8-byte aligned", head | tail));
+    }
+    if tail > u64::MAX / 2 {
+        return Err(Error::corrupted("index near overflow", tail));
+    }
+    Ok(())
+}
+
+/// Load a record header word from the data area exactly once.
+///
+/// # Safety
+/// `data + off` must be 8-aligned and 8 bytes inside the data area.
+#[inline]
+unsafe fn load_word(data: *mut u8, off: u64) -> u64 {
+    // SAFETY: in bounds and aligned per the caller; read through an atomic
+    // because a hostile peer may write the same bytes concurrently.
+    unsafe {
+        (*(data.add(off as usize) as *const std::sync::atomic::AtomicU64)).load(Ordering::Relaxed)
+    }
+}
+
+/// Store a record header word into the data area.
+///
+/// # Safety
+/// As for [`load_word`].
+#[inline]
+unsafe fn store_word(data: *mut u8, off: u64, w: u64) {
+    // SAFETY: in bounds and aligned per the caller.
+    unsafe {
+        (*(data.add(off as usize) as *const std::sync::atomic::AtomicU64))
+            .store(w, Ordering::Relaxed)
+    }
+}
+
+/// What both endpoint kinds share: the segment, the geometry read at attach
+/// time, the role lock, and the sticky corruption state.
+struct Endpoint {
+    seg: Arc<Segment>,
+    data: *mut u8,
+    cap: u64,
+    mask: u64,
+    max: usize,
+    wait: WaitStrategy,
+    role: Role,
+    lock: Option<RoleLock>,
+    broken: Option<(&'static str, u64)>,
+    last_peer_check: Option<Instant>,
+    pid: u32,
+    /// Set once the peer is known dead or closed: no more checks needed.
+    peer_gone: Option<PeerGone>,
+}
+
+/// How hard to look for a dead peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Word,
+    Rated,
+    Force,
+}
+
+impl Check {
+    fn slow(force: bool) -> Check {
+        if force {
+            Check::Force
+        } else {
+            Check::Rated
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerGone {
+    Closed,
+    Died,
+}
+
+impl Endpoint {
+    fn attach(seg: Arc<Segment>, role: Role) -> Result<Endpoint> {
+        let lock = segment::attach(&seg, role)?;
+        let g = seg.geometry;
+        Ok(Endpoint {
+            data: seg.data(),
+            cap: g.capacity,
+            mask: g.capacity - 1,
+            max: layout::max_message(g.capacity),
+            wait: g.wait,
+            role,
+            lock,
+            broken: None,
+            last_peer_check: None,
+            pid: std::process::id(),
+            peer_gone: None,
+            seg,
+        })
+    }
+
+    #[inline]
+    fn h(&self) -> &Header {
+        self.seg.header()
+    }
+
+    #[inline]
+    fn check_broken(&self) -> Result<()> {
+        match self.broken {
+            None => Ok(()),
+            Some((what, value)) => Err(Error::Corrupted { what, value }),
+        }
+    }
+
+    /// Remember a corruption so the handle stays failed.
+    #[inline]
+    fn note<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(Error::Corrupted { what, value }) = &r {
+            self.broken = Some((what, *value));
+        }
+        r
+    }
+
+    fn peer_word(&self) -> &crate::sync::AtomicU32 {
+        match self.role {
+            Role::Producer => &self.h().endpoints.consumer,
+            Role::Consumer => &self.h().endpoints.producer,
+        }
+    }
+
+    /// Is the peer gone? `Check::Word` only reads its state word (no
+    /// syscall, for the hot path); `Check::Rated` also asks the kernel
+    /// whether its role lock is held, at most once per `wait::SLICE`;
+    /// `Check::Force` asks now.
+    fn peer_gone(&mut self, how: Check) -> Result<Option<PeerGone>> {
+        if self.peer_gone.is_some() {
+            return Ok(self.peer_gone);
+        }
+        // Acquire: pairs with the peer's Release/SeqCst store of its state,
+        // so a consumer that sees CLOSED also sees the last tail.
+        let st = self.peer_word().load(Ordering::Acquire);
+        match st {
+            STATE_NEVER => Ok(None),
+            STATE_CLOSED => {
+                self.peer_gone = Some(PeerGone::Closed);
+                Ok(self.peer_gone)
+            }
+            STATE_ATTACHED => {
+                let Some(lock) = &self.lock else {
+                    return Ok(None);
+                };
+                if how == Check::Word {
+                    return Ok(None);
+                }
+                let now = Instant::now();
+                if how == Check::Rated {
+                    if let Some(t) = self.last_peer_check {
+                        if now.duration_since(t) < wait::SLICE {
+                            return Ok(None);
+                        }
+                    }
+                }
+                self.last_peer_check = Some(now);
+                if lock.is_held(self.role.peer())? {
+                    return Ok(None);
+                }
+                // The lock is free. Either the peer died, or it closed after
+                // our load of its state (it stores CLOSED before releasing).
+                if self.peer_word().load(Ordering::Acquire) == STATE_CLOSED {
+                    self.peer_gone = Some(PeerGone::Closed);
+                } else {
+                    self.peer_gone = Some(PeerGone::Died);
+                }
+                Ok(self.peer_gone)
+            }
+            x => Err(Error::corrupted("peer state word", x as u64)),
+        }
+    }
+
+    /// Wake the sleeper registered on `w`, if any (one syscall per registration).
+    #[cold]
+    fn wake(&self, w: &WaitWord, counter: &AtomicU64) {
+        // SeqCst swap: only one waker per registration; pairs with the
+        // sleeper's SeqCst store of `waiting`.
+        if w.waiting.swap(0, Ordering::SeqCst) == 0 {
+            return;
+        }
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        match self.wait {
+            #[cfg(not(loom))]
+            WaitStrategy::Futex => {
+                // Release: pairs with the sleeper's Acquire load of `seq`.
+                w.seq.fetch_add(1, Ordering::Release);
+                wait::futex_wake(&w.seq, i32::MAX);
+            }
+            #[cfg(not(any(loom, miri)))]
+            WaitStrategy::Semaphore => wait::sem_post(w),
+            _ => {}
+        }
+    }
+
+    /// Sleep on `w` until woken, `until`, or `changed()` says to retry.
+    fn sleep(&self, w: &WaitWord, until: Instant, changed: impl Fn() -> bool) {
+        // Acquire: pairs with the waker's Release fetch_add of `seq`.
+        let seq = w.seq.load(Ordering::Acquire);
+        // SeqCst store, then SeqCst loads inside `changed()`: with the peer's
+        // SeqCst index store and SeqCst load of `waiting`, either we see its
+        // progress or it sees our registration and wakes us.
+        w.waiting.store(1, Ordering::SeqCst);
+        if changed() {
+            w.waiting.store(0, Ordering::Relaxed);
+            return;
+        }
+        match self.wait {
+            #[cfg(not(loom))]
+            WaitStrategy::Futex => wait::futex_wait(&w.seq, seq, until),
+            #[cfg(not(any(loom, miri)))]
+            WaitStrategy::Semaphore => wait::sem_wait(w, until),
+            _ => {
+                let _ = (seq, until);
+                std::thread::yield_now();
+            }
+        }
+        w.waiting.store(0, Ordering::Relaxed);
+    }
+
+    /// Mark our side closed and wake the peer. Skipped in a forked child that
+    /// inherited the handle: only the process that attached closes the role.
+    fn close(&mut self) {
+        if self.pid != std::process::id() {
+            return;
+        }
+        let h = self.seg.header();
+        let (word, w, counter) = match self.role {
+            Role::Producer => (
+                &h.endpoints.producer,
+                &h.wait_consumer,
+                &h.prod.wake_syscalls,
+            ),
+            Role::Consumer => (
+                &h.endpoints.consumer,
+                &h.wait_producer,
+                &h.cons.wake_syscalls,
+            ),
+        };
+        // SeqCst: after our last index store; pairs with the peer's Acquire
+        // load of our state word, and orders before the `waiting` check.
+        word.store(STATE_CLOSED, Ordering::SeqCst);
+        if self.wait.sleeps() {
+            self.wake(w, counter);
+        }
+        // Dropping `self.lock` afterwards releases the role lock: a peer that
+        // finds the lock free and the state ATTACHED knows we died.
+    }
+}
+
+/// Run `attempt` until it yields, the deadline passes, or it fails, waiting
+/// between attempts per the wait strategy. `attempt(true)` must check the
+/// peer's liveness; `sleep` parks the caller once.
+fn block<T, S>(
+    this: &mut S,
+    deadline: Option<Instant>,
+    wait: WaitStrategy,
+    mut attempt: impl FnMut(&mut S, bool) -> Result<Option<T>>,
+    mut sleep: impl FnMut(&mut S, Instant),
+    mut on_first_miss: impl FnMut(&mut S),
+) -> Result<T> {
+    if let Some(v) = attempt(this, false)? {
+        return Ok(v);
+    }
+    on_first_miss(this);
+    let backoff = Backoff::new();
+    let mut last_check = Instant::now();
+    loop {
+        let now = Instant::now();
+        let check = now.duration_since(last_check) >= wait::SLICE;
+        if check {
+            last_check = now;
+        }
+        if let Some(v) = attempt(this, check)? {
+            return Ok(v);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::Timeout);
+        }
+        match wait {
+            WaitStrategy::Spin => {
+                for _ in 0..32 {
+                    std::hint::spin_loop();
+                }
+            }
+            WaitStrategy::SpinYield => {
+                if backoff.is_completed() {
+                    std::thread::yield_now();
+                } else {
+                    backoff.snooze();
+                }
+            }
+            WaitStrategy::Futex | WaitStrategy::Semaphore => {
+                if backoff.is_completed() {
+                    sleep(this, wait::slice_end(deadline));
+                } else {
+                    backoff.snooze();
+                }
+            }
+        }
+    }
+}
+
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// Where a reserved record goes.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Tail before the reservation.
+    start: u64,
+    /// Bytes of padding before the record (0 if none).
+    pad: u64,
+    /// Offset of the record header in the data area.
+    off: u64,
+}
+
+// ---------------------------------------------------------------------------
+// Producer
+
+/// The sending end of a ring. `Send`, not `Sync`: one thread at a time.
+///
+/// Dropping it closes the producer side: the consumer drains what was
+/// committed, then gets [`Error::Disconnected`].
+pub struct Producer<V: Variant = LockFree> {
+    ep: Endpoint,
+    /// Lock-free: our authoritative tail. Locked: last tail seen under the lock.
+    tail: u64,
+    /// Last `head` we loaded.
+    head_cache: u64,
+    _v: PhantomData<(V, Cell<()>)>,
+}
+
+// SAFETY: the raw data pointer points into the `Arc<Segment>` the handle
+// owns; nothing is tied to the creating thread. `Cell<()>` keeps it !Sync.
+unsafe impl<V: Variant> Send for Producer<V> {}
+
+/// Blocking mode of one attempt.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Never wait (for the lock either).
+    Try,
+    /// May wait for the lock until the end of this slice.
+    Until(Instant),
+}
+
+impl<V: Variant> Producer<V> {
+    pub(crate) fn attach(seg: Arc<Segment>) -> Result<Self> {
+        let ep = Endpoint::attach(seg, Role::Producer)?;
+        let h = ep.h();
+        let head = h.cons.head.load(Ordering::Acquire);
+        let tail = h.prod.tail.load(Ordering::Acquire);
+        let mut p = Producer {
+            tail,
+            head_cache: head,
+            ep,
+            _v: PhantomData,
+        };
+        if !V::LOCKED {
+            let r = check_span(head, tail, p.ep.cap);
+            p.ep.note(r)?;
+        }
+        Ok(p)
+    }
+
+    /// Data-area capacity in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.ep.cap
+    }
+
+    /// Largest message this ring accepts (`capacity / 2 - 8` bytes).
+    pub fn max_message(&self) -> usize {
+        self.ep.max
+    }
+
+    /// The wait strategy recorded in the segment.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.ep.wait
+    }
+
+    /// Bytes of committed, unread records (framing included), as of now.
+    pub fn len(&self) -> u64 {
+        stats_of(self.ep.h(), self.ep.cap).used_bytes
+    }
+
+    /// Whether every committed record has been read.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A snapshot of the ring's counters.
+    pub fn stats(&self) -> Stats {
+        stats_of(self.ep.h(), self.ep.cap)
+    }
+
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len > self.ep.max {
+            return Err(Error::TooLarge {
+                len,
+                max: self.ep.max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Is the consumer gone? Errors are the ones a send reports.
+    fn consumer_gone(&mut self, how: Check) -> Result<()> {
+        match self.ep.peer_gone(how)? {
+            None => Ok(()),
+            Some(PeerGone::Closed) => Err(Error::Disconnected),
+            Some(PeerGone::Died) => Err(Error::PeerDied),
+        }
+    }
+
+    /// Reserve room for a record of `len` payload bytes. `Ok(None)` if full.
+    #[inline]
+    fn reserve(&mut self, len: usize) -> Result<Option<Slot>> {
+        let rec = frame::record_len(len as u64);
+        if V::LOCKED {
+            let h = self.ep.h();
+            self.tail = h.prod.tail.load(Ordering::Relaxed);
+            self.head_cache = h.cons.head.load(Ordering::Relaxed);
+            check_span(self.head_cache, self.tail, self.ep.cap)?;
+        }
+        let tail = self.tail;
+        let off = tail & self.ep.mask;
+        let contiguous = self.ep.cap - off;
+        let pad = if contiguous >= rec { 0 } else { contiguous };
+        let need = pad + rec;
+        if tail + need - self.head_cache > self.ep.cap {
+            if V::LOCKED {
+                return Ok(None);
+            }
+            // Acquire: pairs with the consumer's Release (SeqCst) store of
+            // `head` in `Consumer::publish`, so its reads of the slots we are
+            // about to reuse happened before our writes.
+            let head = self.ep.h().cons.head.load(Ordering::Acquire);
+            check_span(head, tail, self.ep.cap)?;
+            self.head_cache = head;
+            if tail + need - head > self.ep.cap {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Slot {
+            start: tail,
+            pad,
+            off: if pad == 0 { off } else { 0 },
+        }))
+    }
+
+    /// Write the record headers for `slot` and publish it with `len` bytes.
+    #[inline]
+    fn commit_slot(&mut self, slot: Slot, len: usize) {
+        let data = self.ep.data;
+        if slot.pad != 0 {
+            let pad_off = slot.start & self.ep.mask;
+            // SAFETY: pad_off is 8-aligned and pad >= 8 bytes remain before
+            // the end of the data area (pad = cap - pad_off).
+            unsafe {
+                store_word(
+                    data,
+                    pad_off,
+                    frame::encode(KIND_PAD, (slot.pad - HDR) as u32),
+                )
+            };
+        }
+        // SAFETY: reserve() placed the record at an 8-aligned offset with
+        // record_len(len) <= record_len(reserved len) bytes before the end.
+        unsafe { store_word(data, slot.off, frame::encode(KIND_MSG, len as u32)) };
+        let new_tail = slot.start + slot.pad + frame::record_len(len as u64);
+        self.tail = new_tail;
+        let h = self.ep.seg.header();
+        let p = &h.prod;
+        p.messages
+            .store(p.messages.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        p.bytes.store(
+            p.bytes.load(Ordering::Relaxed) + len as u64,
+            Ordering::Relaxed,
+        );
+        if self.ep.wait.sleeps() {
+            // SeqCst store: pairs with the consumer's SeqCst store of
+            // `waiting` / SeqCst load of `tail` in `Endpoint::sleep`
+            // (store-buffer pattern: no lost wake-up), and as a Release store
+            // with the consumer's Acquire load of `tail`.
+            p.tail.store(new_tail, Ordering::SeqCst);
+            // SeqCst: see above.
+            if h.wait_consumer.waiting.load(Ordering::SeqCst) != 0 {
+                self.ep.wake(&h.wait_consumer, &p.wake_syscalls);
+            }
+        } else {
+            // Release: pairs with the consumer's Acquire load of `tail`.
+            p.tail.store(new_tail, Ordering::Release);
+        }
+    }
+
+    /// One attempt at reserving `len` bytes, taking the lock if locked.
+    fn attempt_reserve(
+        &mut self,
+        len: usize,
+        mode: Mode,
+        check_peer: bool,
+    ) -> Result<Option<(Slot, Option<crate::locked::Guard>)>> {
+        self.consumer_gone(Check::Word)?;
+        let guard = if V::LOCKED {
+            match crate::locked::lock(self.ep.seg.header(), mode_until(mode), self.ep.cap)? {
+                Some(g) => Some(g),
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        let r = self.reserve(len);
+        match self.ep.note(r)? {
+            Some(slot) => Ok(Some((slot, guard))),
+            None => {
+                drop(guard);
+                // Full: find out whether anyone will ever make room.
+                self.consumer_gone(Check::slow(check_peer))?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn sleep_for_space(&mut self, until: Instant) {
+        let head_seen = self.head_cache;
+        let h = self.ep.seg.header();
+        self.ep.sleep(&h.wait_producer, until, || {
+            // SeqCst: see `Endpoint::sleep`.
+            h.cons.head.load(Ordering::SeqCst) != head_seen
+                || h.endpoints.consumer.load(Ordering::SeqCst) != STATE_ATTACHED
+        });
+    }
+
+    fn count_full(&mut self) {
+        let c = &self.ep.seg.header().prod.full_waits;
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    fn reserve_blocking(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<(Slot, Option<crate::locked::Guard>)> {
+        self.ep.check_broken()?;
+        self.check_len(len)?;
+        let wait = self.ep.wait;
+        block(
+            self,
+            deadline,
+            wait,
+            |p, check| p.attempt_reserve(len, Mode::Until(wait::slice_end(deadline)), check),
+            |p, until| p.sleep_for_space(until),
+            |p| p.count_full(),
+        )
+    }
+
+    fn copy_in(&self, slot: Slot, msg: &[u8]) {
+        // SAFETY: the slot has room for the header and msg.len() bytes
+        // inside the data area; the region between tail and head+capacity is
+        // the producer's, and `msg` cannot overlap the mapping's ring slots
+        // we own exclusively.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                msg.as_ptr(),
+                self.ep.data.add((slot.off + HDR) as usize),
+                msg.len(),
+            )
+        };
+    }
+
+    /// Send `msg` if there is room now.
+    ///
+    /// # Errors
+    /// `Full` if there is no room; `TooLarge` above [`Self::max_message`];
+    /// `Disconnected`/`PeerDied` if the consumer is gone; `Corrupted`.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.ep.check_broken()?;
+        self.check_len(msg.len())?;
+        match self.attempt_reserve(msg.len(), Mode::Try, false)? {
+            Some((slot, guard)) => {
+                self.copy_in(slot, msg);
+                self.commit_slot(slot, msg.len());
+                drop(guard);
+                Ok(())
+            }
+            None => Err(Error::Full),
+        }
+    }
+
+    /// Send `msg`, waiting for room per the wait strategy.
+    ///
+    /// # Errors
+    /// As [`Self::try_send`], without `Full`.
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_deadline(msg, None)
+    }
+
+    /// Send `msg`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`Self::send`], plus `Timeout`.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.send_deadline(msg, deadline_after(timeout))
+    }
+
+    fn send_deadline(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<()> {
+        let (slot, guard) = self.reserve_blocking(msg.len(), deadline)?;
+        self.copy_in(slot, msg);
+        self.commit_slot(slot, msg.len());
+        drop(guard);
+        Ok(())
+    }
+
+    /// Reserve `len` bytes in the ring to write a message in place, if there
+    /// is room now. Write into the returned guard, then [`Claim::commit`];
+    /// dropping the guard aborts. In the locked variant the guard holds the
+    /// mutex.
+    ///
+    /// # Errors
+    /// As [`Self::try_send`].
+    pub fn try_claim(&mut self, len: usize) -> Result<Claim<'_, V>> {
+        self.ep.check_broken()?;
+        self.check_len(len)?;
+        match self.attempt_reserve(len, Mode::Try, false)? {
+            Some((slot, guard)) => Ok(Claim {
+                p: self,
+                slot,
+                len,
+                _guard: guard,
+            }),
+            None => Err(Error::Full),
+        }
+    }
+
+    /// Like [`Self::try_claim`], waiting for room per the wait strategy.
+    ///
+    /// # Errors
+    /// As [`Self::send`].
+    pub fn claim(&mut self, len: usize) -> Result<Claim<'_, V>> {
+        let (slot, guard) = self.reserve_blocking(len, None)?;
+        Ok(Claim {
+            p: self,
+            slot,
+            len,
+            _guard: guard,
+        })
+    }
+
+    /// Like [`Self::claim`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Self::send_timeout`].
+    pub fn claim_timeout(&mut self, len: usize, timeout: Duration) -> Result<Claim<'_, V>> {
+        let (slot, guard) = self.reserve_blocking(len, deadline_after(timeout))?;
+        Ok(Claim {
+            p: self,
+            slot,
+            len,
+            _guard: guard,
+        })
+    }
+}
+
+fn mode_until(mode: Mode) -> Option<Instant> {
+    match mode {
+        Mode::Try => None,
+        Mode::Until(t) => Some(t),
+    }
+}
+
+impl<V: Variant> Drop for Producer<V> {
+    fn drop(&mut self) {
+        self.ep.close();
+    }
+}
+
+impl<V: Variant> std::fmt::Debug for Producer<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("variant", &V::NAME)
+            .field("capacity", &self.ep.cap)
+            .field("wait", &self.ep.wait)
+            .field("tail", &self.tail)
+            .finish()
+    }
+}
+
+/// Bytes reserved in the ring by [`Producer::claim`]. Derefs to a
+/// `&mut [u8]` of the claimed length; [`Claim::commit`] publishes it,
+/// dropping it discards it.
+pub struct Claim<'a, V: Variant = LockFree> {
+    p: &'a mut Producer<V>,
+    slot: Slot,
+    len: usize,
+    _guard: Option<crate::locked::Guard>,
+}
+
+impl<V: Variant> Claim<'_, V> {
+    /// Publish the whole claimed length as one message.
+    pub fn commit(self) {
+        let len = self.len;
+        self.commit_len(len);
+    }
+
+    /// Publish the first `n` bytes as one message (`n` is clamped to the
+    /// claimed length).
+    pub fn commit_len(self, n: usize) {
+        let n = n.min(self.len);
+        self.p.commit_slot(self.slot, n);
+        // `_guard` (the locked variant's mutex) is released when self drops.
+    }
+}
+
+impl<V: Variant> std::ops::Deref for Claim<'_, V> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the claimed bytes are inside the data area and owned by
+        // the producer until committed; the consumer never writes them.
+        unsafe {
+            std::slice::from_raw_parts(self.p.ep.data.add((self.slot.off + HDR) as usize), self.len)
+        }
+    }
+}
+
+impl<V: Variant> std::ops::DerefMut for Claim<'_, V> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes the borrow unique.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.p.ep.data.add((self.slot.off + HDR) as usize),
+                self.len,
+            )
+        }
+    }
+}
+
+impl<V: Variant> std::io::Write for Producer<V> {
+    /// Sends up to [`Producer::max_message`] bytes of `buf` as one message.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.ep.max);
+        self.send(&buf[..n])?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Consumer
+
+/// The receiving end of a ring. `Send`, not `Sync`.
+///
+/// Dropping it closes the consumer side: the producer's sends then fail
+/// with [`Error::Disconnected`].
+pub struct Consumer<V: Variant = LockFree> {
+    ep: Endpoint,
+    /// Our authoritative head (locked: last head seen under the lock).
+    head: u64,
+    /// Last `tail` we loaded.
+    tail_cache: u64,
+    /// Bytes of a message partly returned by `io::Read`.
+    pending: Vec<u8>,
+    pending_pos: usize,
+    _v: PhantomData<(V, Cell<()>)>,
+}
+
+// SAFETY: as for `Producer`.
+unsafe impl<V: Variant> Send for Consumer<V> {}
+
+/// A record found by `peek`: payload offset and length, and the head after it.
+#[derive(Clone, Copy)]
+struct Found {
+    off: u64,
+    len: usize,
+    next: u64,
+}
+
+impl<V: Variant> Consumer<V> {
+    pub(crate) fn attach(seg: Arc<Segment>) -> Result<Self> {
+        let ep = Endpoint::attach(seg, Role::Consumer)?;
+        let h = ep.h();
+        let head = h.cons.head.load(Ordering::Acquire);
+        let tail = h.prod.tail.load(Ordering::Acquire);
+        let mut c = Consumer {
+            head,
+            tail_cache: head,
+            ep,
+            pending: Vec::new(),
+            pending_pos: 0,
+            _v: PhantomData,
+        };
+        if !V::LOCKED {
+            let r = check_span(head, tail, c.ep.cap);
+            c.ep.note(r)?;
+        }
+        Ok(c)
+    }
+
+    /// Data-area capacity in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.ep.cap
+    }
+
+    /// Largest message this ring accepts.
+    pub fn max_message(&self) -> usize {
+        self.ep.max
+    }
+
+    /// The wait strategy recorded in the segment.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.ep.wait
+    }
+
+    /// Bytes of committed, unread records (framing included), as of now.
+    pub fn len(&self) -> u64 {
+        stats_of(self.ep.h(), self.ep.cap).used_bytes
+    }
+
+    /// Whether no committed record is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A snapshot of the ring's counters.
+    pub fn stats(&self) -> Stats {
+        stats_of(self.ep.h(), self.ep.cap)
+    }
+
+    /// Find the next message at or after `head` given the known `tail`.
+    #[inline]
+    fn parse(&self, mut head: u64, tail: u64) -> Result<Option<Found>> {
+        if head == tail {
+            return Ok(None);
+        }
+        let cap = self.ep.cap;
+        let mut off = head & self.ep.mask;
+        // SAFETY: off is 8-aligned (check_span) and < cap, so 8 bytes fit.
+        let mut word = unsafe { load_word(self.ep.data, off) };
+        let (mut kind, mut len) = frame::decode(word)?;
+        if kind == KIND_PAD {
+            if off == 0 || len != cap - off - HDR {
+                return Err(Error::corrupted("padding record with a wrong length", word));
+            }
+            head += cap - off;
+            if head >= tail {
+                return Err(Error::corrupted(
+                    "padding record not followed by a message",
+                    word,
+                ));
+            }
+            off = 0;
+            // SAFETY: offset 0 is inside the data area.
+            word = unsafe { load_word(self.ep.data, 0) };
+            (kind, len) = frame::decode(word)?;
+            if kind != KIND_MSG {
+                return Err(Error::corrupted("padding record followed by padding", word));
+            }
+        }
+        if len > self.ep.max as u64 {
+            return Err(Error::corrupted("message length above the maximum", len));
+        }
+        let rec = frame::record_len(len);
+        if off + rec > cap || head + rec > tail {
+            return Err(Error::corrupted(
+                "message record runs past tail or the data area",
+                word,
+            ));
+        }
+        Ok(Some(Found {
+            off: off + HDR,
+            len: len as usize,
+            next: head + rec,
+        }))
+    }
+
+    /// One look for a message (lock-free: with the cached tail first).
+    #[inline]
+    fn peek(&mut self) -> Result<Option<Found>> {
+        let head = self.head;
+        if V::LOCKED {
+            let h = self.ep.h();
+            self.head = h.cons.head.load(Ordering::Relaxed);
+            self.tail_cache = h.prod.tail.load(Ordering::Relaxed);
+            check_span(self.head, self.tail_cache, self.ep.cap)?;
+            return self.parse(self.head, self.tail_cache);
+        }
+        if head == self.tail_cache {
+            // Acquire: pairs with the producer's Release (SeqCst) store of
+            // `tail` in `commit_slot`: the record bytes are visible.
+            let tail = self.ep.h().prod.tail.load(Ordering::Acquire);
+            check_span(head, tail, self.ep.cap)?;
+            self.tail_cache = tail;
+        }
+        self.parse(head, self.tail_cache)
+    }
+
+    /// Publish a new head.
+    #[inline]
+    fn publish(&mut self, new_head: u64, msgs: u64, bytes: u64) {
+        self.head = new_head;
+        let h = self.ep.seg.header();
+        let c = &h.cons;
+        c.messages
+            .store(c.messages.load(Ordering::Relaxed) + msgs, Ordering::Relaxed);
+        c.bytes
+            .store(c.bytes.load(Ordering::Relaxed) + bytes, Ordering::Relaxed);
+        if self.ep.wait.sleeps() {
+            // SeqCst: pairs with the producer's SeqCst store of `waiting` and
+            // load of `head` in `sleep_for_space` (no lost wake-up), and as a
+            // Release store with its Acquire load of `head` in `reserve`.
+            c.head.store(new_head, Ordering::SeqCst);
+            // SeqCst: see above.
+            if h.wait_producer.waiting.load(Ordering::SeqCst) != 0 {
+                self.ep.wake(&h.wait_producer, &c.wake_syscalls);
+            }
+        } else {
+            // Release: pairs with the producer's Acquire load of `head`.
+            c.head.store(new_head, Ordering::Release);
+        }
+    }
+
+    /// Nothing to read: tell whether the producer is gone, after one last
+    /// look at `tail` (a producer stores its last tail before closing or dying).
+    fn empty_reason(&mut self, how: Check) -> Result<Error> {
+        let gone = self.ep.peer_gone(how)?;
+        match gone {
+            None => Ok(Error::Empty),
+            Some(g) => {
+                // Acquire: pairs with the producer's final tail store; its
+                // state store (or death) came after it.
+                let tail = self.ep.h().prod.tail.load(Ordering::Acquire);
+                if tail != self.head {
+                    return Ok(Error::Empty); // more to read: retry at once
+                }
+                Ok(match g {
+                    PeerGone::Closed => Error::Disconnected,
+                    PeerGone::Died => Error::PeerDied,
+                })
+            }
+        }
+    }
+
+    /// One attempt to take a message and hand it to `f`.
+    fn attempt<R>(
+        &mut self,
+        mode: Mode,
+        check_peer: bool,
+        f: &mut Option<impl FnOnce(&[u8]) -> R>,
+    ) -> Result<Option<R>> {
+        let guard = if V::LOCKED {
+            match crate::locked::lock(self.ep.seg.header(), mode_until(mode), self.ep.cap)? {
+                Some(g) => Some(g),
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        let r = self.peek();
+        match self.ep.note(r)? {
+            Some(found) => {
+                // SAFETY: parse() checked that the payload lies inside the
+                // data area, between head and tail: the consumer's region,
+                // which the producer does not write until head passes it.
+                let msg = unsafe {
+                    std::slice::from_raw_parts(self.ep.data.add(found.off as usize), found.len)
+                };
+                let Some(f) = f.take() else {
+                    return Ok(None); // unreachable: attempts stop at the first success
+                };
+                let out = f(msg);
+                self.publish(found.next, 1, found.len as u64);
+                drop(guard);
+                Ok(Some(out))
+            }
+            None => {
+                drop(guard);
+                match self.empty_reason(Check::slow(check_peer))? {
+                    Error::Empty => Ok(None),
+                    e => Err(e),
+                }
+            }
+        }
+    }
+
+    fn sleep_for_data(&mut self, until: Instant) {
+        let tail_seen = self.tail_cache;
+        let h = self.ep.seg.header();
+        self.ep.sleep(&h.wait_consumer, until, || {
+            // SeqCst: see `Endpoint::sleep`.
+            h.prod.tail.load(Ordering::SeqCst) != tail_seen
+                || h.endpoints.producer.load(Ordering::SeqCst) != STATE_ATTACHED
+        });
+    }
+
+    fn count_empty(&mut self) {
+        let c = &self.ep.seg.header().cons.empty_waits;
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    fn recv_with_deadline<R>(
+        &mut self,
+        deadline: Option<Instant>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        self.ep.check_broken()?;
+        let mut f = Some(f);
+        let wait = self.ep.wait;
+        block(
+            self,
+            deadline,
+            wait,
+            |c, check| c.attempt(Mode::Until(wait::slice_end(deadline)), check, &mut f),
+            |c, until| c.sleep_for_data(until),
+            |c| c.count_empty(),
+        )
+    }
+
+    /// Hand the next message, if any, to `f` as a borrowed slice, and
+    /// release its space afterwards.
+    ///
+    /// # Errors
+    /// `Empty` if no message is waiting; `Disconnected`/`PeerDied` once the
+    /// producer is gone and every committed message was received; `Corrupted`.
+    pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.ep.check_broken()?;
+        let mut f = Some(f);
+        for _ in 0..2 {
+            if let Some(r) = self.attempt(Mode::Try, false, &mut f)? {
+                return Ok(r);
+            }
+            // Empty with the producer alive: done. (A retry happens only if
+            // the producer left data behind while we looked.)
+            if self.ep.peer_gone.is_none() {
+                break;
+            }
+        }
+        Err(Error::Empty)
+    }
+
+    /// Like [`Self::try_recv_with`], waiting for a message per the wait strategy.
+    ///
+    /// # Errors
+    /// As [`Self::try_recv_with`], without `Empty`.
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.recv_with_deadline(None, f)
+    }
+
+    /// Like [`Self::recv_with`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Self::recv_with`], plus `Timeout`.
+    pub fn recv_timeout_with<R>(
+        &mut self,
+        timeout: Duration,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        self.recv_with_deadline(deadline_after(timeout), f)
+    }
+
+    /// Copy the next message into `buf` (replacing its contents), if any.
+    /// Returns the message length.
+    ///
+    /// # Errors
+    /// As [`Self::try_recv_with`].
+    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.try_recv_with(|m| copy_to(buf, m))
+    }
+
+    /// Copy the next message into `buf`, waiting per the wait strategy.
+    ///
+    /// # Errors
+    /// As [`Self::recv_with`].
+    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.recv_with(|m| copy_to(buf, m))
+    }
+
+    /// Copy the next message into `buf`, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Self::recv_timeout_with`].
+    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+        self.recv_timeout_with(timeout, |m| copy_to(buf, m))
+    }
+
+    /// Hand up to `max` waiting messages to `f`, in order, and release their
+    /// space once for the whole batch. Does not wait. Returns how many were
+    /// handed over; `Ok(0)` means none was waiting.
+    ///
+    /// # Errors
+    /// `Disconnected`/`PeerDied` when nothing is left and the producer is
+    /// gone; `Corrupted` (messages before the bad record are still handed
+    /// over and released first).
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        self.ep.check_broken()?;
+        if max == 0 {
+            return Ok(0);
+        }
+        let guard = if V::LOCKED {
+            match crate::locked::lock(self.ep.seg.header(), None, self.ep.cap)? {
+                Some(g) => Some(g),
+                None => return Ok(0),
+            }
+        } else {
+            None
+        };
+        if V::LOCKED {
+            let h = self.ep.h();
+            let head = h.cons.head.load(Ordering::Relaxed);
+            let tail = h.prod.tail.load(Ordering::Relaxed);
+            let r = check_span(head, tail, self.ep.cap);
+            self.ep.note(r)?;
+            self.head = head;
+            self.tail_cache = tail;
+        }
+        let mut n = 0;
+        let mut bytes = 0u64;
+        let mut head = self.head;
+        let mut err = None;
+        while n < max {
+            // Reload tail once the cached one is used up (lock-free only;
+            // the locked variant read it under the lock).
+            if head == self.tail_cache && !V::LOCKED {
+                // Acquire: pairs with the producer's tail store (see `peek`).
+                let tail = self.ep.h().prod.tail.load(Ordering::Acquire);
+                if let Err(e) = check_span(head, tail, self.ep.cap) {
+                    err = Some(e);
+                    break;
+                }
+                self.tail_cache = tail;
+            }
+            match self.parse(head, self.tail_cache) {
+                Ok(Some(found)) => {
+                    // SAFETY: as in `attempt`.
+                    let msg = unsafe {
+                        std::slice::from_raw_parts(self.ep.data.add(found.off as usize), found.len)
+                    };
+                    f(msg);
+                    head = found.next;
+                    n += 1;
+                    bytes += found.len as u64;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        if n > 0 {
+            self.publish(head, n as u64, bytes);
+        }
+        drop(guard);
+        if let Some(e) = err {
+            return self.ep.note(Err(e)).map(|()| n);
+        }
+        if n == 0 {
+            match self.empty_reason(Check::Rated)? {
+                Error::Empty => {}
+                e => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn copy_to(buf: &mut Vec<u8>, m: &[u8]) -> usize {
+    buf.clear();
+    buf.extend_from_slice(m);
+    m.len()
+}
+
+impl<V: Variant> Drop for Consumer<V> {
+    fn drop(&mut self) {
+        self.ep.close();
+    }
+}
+
+impl<V: Variant> std::fmt::Debug for Consumer<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("variant", &V::NAME)
+            .field("capacity", &self.ep.cap)
+            .field("wait", &self.ep.wait)
+            .field("head", &self.head)
+            .finish()
+    }
+}
+
+impl<V: Variant> std::io::Read for Consumer<V> {
+    /// Reads the ring as a byte stream: message boundaries are not kept,
+    /// empty messages are skipped. Returns `Ok(0)` (end of file) once the
+    /// producer closed in order and everything was read; a dead producer is
+    /// an error of kind `ConnectionAborted` after everything was read.
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.pending_pos < self.pending.len() {
+                let rest = &self.pending[self.pending_pos..];
+                let n = rest.len().min(out.len());
+                out[..n].copy_from_slice(&rest[..n]);
+                self.pending_pos += n;
+                return Ok(n);
+            }
+            let mut pending = std::mem::take(&mut self.pending);
+            let r = self.recv_with(|m| {
+                let n = m.len().min(out.len());
+                out[..n].copy_from_slice(&m[..n]);
+                pending.clear();
+                pending.extend_from_slice(&m[n..]);
+                n
+            });
+            self.pending = pending;
+            self.pending_pos = 0;
+            match r {
+                Ok(0) => continue,
+                Ok(n) => return Ok(n),
+                Err(Error::Disconnected) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

@@ -1,0 +1,704 @@
+//! Creating, opening and validating the memory a ring lives in.
+//!
+//! A segment is a header ([`crate::layout::Header`]) followed by the data
+//! area. It lives in a named POSIX shared-memory object (`shm_open`), in an
+//! anonymous sealed memfd shared across `fork()`, or — for tests, Miri and
+//! loom — on the heap. The ring code sees only `&Header` and a data pointer.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::layout::{self, Header, HEADER_SIZE, MAGIC, STATE_ATTACHED, VERSION};
+use crate::sync::Ordering;
+use crate::wait::WaitStrategy;
+
+/// Role of an endpoint; also the byte of the segment its OFD lock covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Producer = 0,
+    Consumer = 1,
+}
+
+impl Role {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+        }
+    }
+    pub(crate) fn peer(self) -> Role {
+        match self {
+            Role::Producer => Role::Consumer,
+            Role::Consumer => Role::Producer,
+        }
+    }
+}
+
+/// Configuration validated from the header once, at attach time. The header
+/// copies may be changed later by a hostile peer; we never re-read them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Geometry {
+    pub capacity: u64,
+    pub wait: WaitStrategy,
+    pub variant: u32,
+}
+
+enum Backing {
+    /// A shared mapping of a shm object or memfd.
+    #[cfg(not(any(loom, miri)))]
+    Mapped { _map: memmap2::MmapRaw, fd: File },
+    /// Heap memory, for in-process rings, Miri and loom.
+    Heap {
+        header: NonNull<Header>,
+        data: NonNull<u8>,
+        data_layout: std::alloc::Layout,
+    },
+}
+
+/// A mapped (or heap) segment. Shared between the endpoints of one process
+/// through an `Arc`.
+pub(crate) struct Segment {
+    header: NonNull<Header>,
+    data: NonNull<u8>,
+    pub geometry: Geometry,
+    backing: Backing,
+    /// Named segments whose creator asked to unlink on drop.
+    unlink: Option<CString>,
+}
+
+// SAFETY: the header is all atomics (see `Header`), the data area is only
+// accessed through raw pointers under the ring protocol, and the backing
+// owns the mapping until drop.
+unsafe impl Send for Segment {}
+// SAFETY: as above.
+unsafe impl Sync for Segment {}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if let Some(name) = &self.unlink {
+            // SAFETY: valid NUL-terminated name. Errors (already removed) are ignored.
+            #[cfg(not(any(loom, miri)))]
+            unsafe {
+                libc::shm_unlink(name.as_ptr())
+            };
+            #[cfg(any(loom, miri))]
+            let _ = name;
+        }
+        if let Backing::Heap {
+            header,
+            data,
+            data_layout,
+        } = &self.backing
+        {
+            // SAFETY: both were allocated in `Segment::heap` with these layouts
+            // and are freed exactly once, here.
+            unsafe {
+                drop(Box::from_raw(header.as_ptr()));
+                std::alloc::dealloc(data.as_ptr(), *data_layout);
+            }
+        }
+    }
+}
+
+/// Options for creating or opening a segment (from the public builder).
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub capacity: u64,
+    pub wait: WaitStrategy,
+    pub mode: u32,
+    pub unlink_on_drop: bool,
+    pub open_timeout: Duration,
+    pub allow_shared_permissions: bool,
+}
+
+/// Check a POSIX shared-memory name. The name the user gives is the name in
+/// `/dev/shm` (minus the leading slash); nothing is added to it.
+pub fn validate_name(name: &str) -> Result<CString> {
+    let bad = |reason| Error::InvalidName {
+        name: name.to_string(),
+        reason,
+    };
+    let rest = name
+        .strip_prefix('/')
+        .ok_or_else(|| bad("it must start with '/'"))?;
+    if rest.is_empty() {
+        return Err(bad("it has nothing after the '/'"));
+    }
+    if rest.contains('/') {
+        return Err(bad("it contains a '/' after the first character"));
+    }
+    if rest.len() > 255 {
+        return Err(bad("it is longer than 255 bytes after the '/'"));
+    }
+    if rest == "." || rest == ".." {
+        return Err(bad("'.' and '..' are not object names"));
+    }
+    CString::new(name).map_err(|_| bad("it contains a NUL byte"))
+}
+
+fn check_capacity(capacity: u64) -> Result<()> {
+    if layout::capacity_ok(capacity) {
+        Ok(())
+    } else {
+        Err(Error::InvalidCapacity {
+            requested: capacity,
+        })
+    }
+}
+
+impl Segment {
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: `header` points to a live, aligned `Header` (mapping or
+        // box) for as long as `self` lives; all its fields are atomics.
+        unsafe { self.header.as_ref() }
+    }
+
+    pub(crate) fn data(&self) -> *mut u8 {
+        self.data.as_ptr()
+    }
+
+    /// The file backing the segment, if any (for OFD locks).
+    #[cfg(not(any(loom, miri)))]
+    pub(crate) fn file(&self) -> Option<&File> {
+        match &self.backing {
+            Backing::Mapped { fd, .. } => Some(fd),
+            Backing::Heap { .. } => None,
+        }
+    }
+
+    /// Initialise a zeroed header for `variant` and publish it (version last).
+    fn init_header(&self, variant: u32, wait: WaitStrategy, capacity: u64) -> Result<()> {
+        let h = self.header();
+        let c = &h.config;
+        c.magic.store(MAGIC, Ordering::Relaxed);
+        c.variant.store(variant, Ordering::Relaxed);
+        c.wait.store(wait.code(), Ordering::Relaxed);
+        c.flags.store(0, Ordering::Relaxed);
+        c.capacity.store(capacity, Ordering::Relaxed);
+        c.header_size.store(HEADER_SIZE as u64, Ordering::Relaxed);
+        #[cfg(not(any(loom, miri)))]
+        {
+            if wait == WaitStrategy::Semaphore {
+                crate::wait::sem_init(&h.wait_consumer).map_err(|e| Error::io("sem_init", e))?;
+                crate::wait::sem_init(&h.wait_producer).map_err(|e| Error::io("sem_init", e))?;
+            }
+            if variant == layout::VARIANT_LOCKED {
+                crate::locked::init_mutex(h)?;
+            }
+        }
+        // Release: pairs with the Acquire load of `version` in `validate`, so
+        // an opener that sees VERSION also sees every field written above.
+        c.version.store(VERSION, Ordering::Release);
+        Ok(())
+    }
+
+    /// Read and check the header of a mapping of `size` bytes. `Ok(None)`
+    /// means "not initialised yet".
+    fn validate(&self, size: u64, variant: u32) -> Result<Option<Geometry>> {
+        let c = &self.header().config;
+        // Acquire: pairs with the creator's Release store of `version`.
+        let version = c.version.load(Ordering::Acquire);
+        let magic = c.magic.load(Ordering::Relaxed);
+        if version == 0 {
+            if magic != 0 && magic != MAGIC {
+                return Err(Error::NotShmpipe { found: magic });
+            }
+            return Ok(None);
+        }
+        if magic != MAGIC {
+            return Err(Error::NotShmpipe { found: magic });
+        }
+        if version != VERSION {
+            return Err(Error::VersionMismatch {
+                found: version,
+                expected: VERSION,
+            });
+        }
+        let header_size = c.header_size.load(Ordering::Relaxed);
+        if header_size != HEADER_SIZE as u64 {
+            return Err(Error::corrupted("header size field", header_size));
+        }
+        let capacity = c.capacity.load(Ordering::Relaxed);
+        if !layout::capacity_ok(capacity) {
+            return Err(Error::corrupted("capacity field", capacity));
+        }
+        if size != layout::segment_size(capacity) {
+            return Err(Error::SizeMismatch {
+                expected: layout::segment_size(capacity),
+                found: size,
+            });
+        }
+        let found = c.variant.load(Ordering::Relaxed);
+        let variant_name = |v| match v {
+            layout::VARIANT_LOCKFREE => Some("lock-free"),
+            layout::VARIANT_LOCKED => Some("locked"),
+            _ => None,
+        };
+        let found_name =
+            variant_name(found).ok_or_else(|| Error::corrupted("variant field", found as u64))?;
+        if variant != 0 && found != variant {
+            return Err(Error::WrongVariant {
+                found: found_name,
+                expected: variant_name(variant).unwrap_or("unknown"),
+            });
+        }
+        let code = c.wait.load(Ordering::Relaxed);
+        let wait = WaitStrategy::from_code(code)
+            .ok_or_else(|| Error::corrupted("wait strategy field", code as u64))?;
+        Ok(Some(Geometry {
+            capacity,
+            wait,
+            variant: found,
+        }))
+    }
+
+    /// A segment on the heap, for in-process rings, Miri and loom.
+    pub(crate) fn heap(variant: u32, opts: &Options) -> Result<Segment> {
+        check_capacity(opts.capacity)?;
+        let header = Box::new(zeroed_header());
+        let data_layout = std::alloc::Layout::from_size_align(opts.capacity as usize, 128)
+            .map_err(|_| Error::InvalidCapacity {
+                requested: opts.capacity,
+            })?;
+        // SAFETY: the layout has a non-zero size (capacity >= MIN_CAPACITY).
+        let data = unsafe { std::alloc::alloc_zeroed(data_layout) };
+        let data = NonNull::new(data).ok_or(Error::Io {
+            op: "allocating the ring",
+            source: std::io::ErrorKind::OutOfMemory.into(),
+        })?;
+        let header = NonNull::from(Box::leak(header));
+        let seg = Segment {
+            header,
+            data,
+            geometry: Geometry {
+                capacity: opts.capacity,
+                wait: opts.wait,
+                variant,
+            },
+            backing: Backing::Heap {
+                header,
+                data,
+                data_layout,
+            },
+            unlink: None,
+        };
+        seg.init_header(variant, opts.wait, opts.capacity)?;
+        Ok(seg)
+    }
+}
+
+#[cfg(not(loom))]
+fn zeroed_header() -> Header {
+    // SAFETY: every field of `Header` is an atomic integer, a libc
+    // sem_t/pthread_mutex_t in an UnsafeCell, or padding; all-zero is a valid
+    // value for each (the libc objects are initialised before use).
+    unsafe { std::mem::zeroed() }
+}
+
+#[cfg(loom)]
+fn zeroed_header() -> Header {
+    use crate::layout::*;
+    use crate::sync::{AtomicU32, AtomicU64};
+    use crossbeam_utils::CachePadded;
+    let ww = || {
+        CachePadded::new(WaitWord {
+            seq: AtomicU32::new(0),
+            waiting: AtomicU32::new(0),
+        })
+    };
+    Header {
+        config: CachePadded::new(Config {
+            magic: AtomicU64::new(0),
+            version: AtomicU32::new(0),
+            variant: AtomicU32::new(0),
+            wait: AtomicU32::new(0),
+            flags: AtomicU32::new(0),
+            capacity: AtomicU64::new(0),
+            header_size: AtomicU64::new(0),
+        }),
+        prod: CachePadded::new(ProducerLine {
+            tail: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            full_waits: AtomicU64::new(0),
+            wake_syscalls: AtomicU64::new(0),
+        }),
+        cons: CachePadded::new(ConsumerLine {
+            head: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            empty_waits: AtomicU64::new(0),
+            wake_syscalls: AtomicU64::new(0),
+        }),
+        endpoints: CachePadded::new(Endpoints {
+            producer: AtomicU32::new(0),
+            consumer: AtomicU32::new(0),
+            lock_repairs: AtomicU64::new(0),
+        }),
+        wait_consumer: ww(),
+        wait_producer: ww(),
+        lock: CachePadded::new(LockLine {}),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// OS-backed segments.
+
+#[cfg(not(any(loom, miri)))]
+mod os {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn map(fd: File, size: u64) -> Result<(memmap2::MmapRaw, File)> {
+        let len = usize::try_from(size).map_err(|_| Error::SizeMismatch {
+            expected: 0,
+            found: size,
+        })?;
+        let map = memmap2::MmapOptions::new()
+            .len(len)
+            .map_raw(&fd)
+            .map_err(|e| Error::io("mmap", e))?;
+        Ok((map, fd))
+    }
+
+    fn from_map(map: memmap2::MmapRaw, fd: File, geometry: Geometry) -> Segment {
+        let base = map.as_mut_ptr();
+        // SAFETY: the mapping is at least HEADER_SIZE bytes long (checked by
+        // the callers) and page-aligned, so base and base + HEADER_SIZE are
+        // non-null and suitably aligned for `Header` (align 128).
+        let (header, data) = unsafe {
+            (
+                NonNull::new_unchecked(base as *mut Header),
+                NonNull::new_unchecked(base.add(HEADER_SIZE)),
+            )
+        };
+        Segment {
+            header,
+            data,
+            geometry,
+            backing: Backing::Mapped { _map: map, fd },
+            unlink: None,
+        }
+    }
+
+    fn shm_open(name: &CString, flags: libc::c_int, mode: u32) -> Result<File> {
+        // SAFETY: `name` is NUL-terminated; shm_open returns a new fd or -1.
+        let fd = unsafe {
+            libc::shm_open(
+                name.as_ptr(),
+                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                mode as libc::mode_t,
+            )
+        };
+        if fd < 0 {
+            return Err(Error::last_os("shm_open"));
+        }
+        // SAFETY: `fd` is a freshly opened descriptor that nothing else owns.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// Create a named segment exclusively; `Ok(None)` if the name exists.
+    pub(crate) fn create(name: &str, variant: u32, opts: &Options) -> Result<Option<Segment>> {
+        let cname = validate_name(name)?;
+        check_capacity(opts.capacity)?;
+        if opts.mode & !0o777 != 0 {
+            return Err(Error::InvalidOption {
+                reason: format!(
+                    "mode {:#o} has bits outside 0o777; give permission bits only",
+                    opts.mode
+                ),
+            });
+        }
+        let file = match shm_open(
+            &cname,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            opts.mode,
+        ) {
+            Ok(f) => f,
+            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        // From here on, remove the half-made object if anything fails.
+        let result = (|| {
+            // shm_open applies the umask; set the mode the caller asked for.
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(opts.mode))
+                .map_err(|e| Error::io("fchmod", e))?;
+            let size = layout::segment_size(opts.capacity);
+            file.set_len(size).map_err(|e| Error::io("ftruncate", e))?;
+            let (map, fd) = map(file, size)?;
+            let geometry = Geometry {
+                capacity: opts.capacity,
+                wait: opts.wait,
+                variant,
+            };
+            let mut seg = from_map(map, fd, geometry);
+            seg.init_header(variant, opts.wait, opts.capacity)?;
+            if opts.unlink_on_drop {
+                seg.unlink = Some(cname.clone());
+            }
+            Ok(seg)
+        })();
+        if result.is_err() {
+            // SAFETY: valid name; we created this object just above.
+            unsafe { libc::shm_unlink(cname.as_ptr()) };
+        }
+        result.map(Some)
+    }
+
+    /// Open an existing named segment, waiting up to `opts.open_timeout` for
+    /// its creator to finish initialising it.
+    pub(crate) fn open(name: &str, variant: u32, opts: &Options) -> Result<Segment> {
+        let cname = validate_name(name)?;
+        let start = Instant::now();
+        loop {
+            let file = shm_open(&cname, libc::O_RDWR, 0)?;
+            let meta = file.metadata().map_err(|e| Error::io("fstat", e))?;
+            if !meta.file_type().is_file() {
+                return Err(Error::NotRegularFile);
+            }
+            // SAFETY: geteuid cannot fail.
+            let euid = unsafe { libc::geteuid() };
+            if meta.uid() != euid {
+                return Err(Error::NotOwner {
+                    owner: meta.uid(),
+                    euid,
+                });
+            }
+            let mode = meta.mode() & 0o7777;
+            if mode & 0o077 != 0 && !opts.allow_shared_permissions {
+                return Err(Error::UnsafePermissions { mode });
+            }
+            let size = meta.len();
+            if size >= HEADER_SIZE as u64 {
+                let (map, fd) = map(file, size)?;
+                let placeholder = Geometry {
+                    capacity: 0,
+                    wait: WaitStrategy::Spin,
+                    variant,
+                };
+                let mut seg = from_map(map, fd, placeholder);
+                if let Some(g) = seg.validate(size, variant)? {
+                    seg.geometry = g;
+                    return Ok(seg);
+                }
+            } else if size != 0 {
+                // A creator sizes the object in one ftruncate; anything
+                // between 0 and a header is not a shmpipe segment.
+                return Err(Error::SizeMismatch {
+                    expected: HEADER_SIZE as u64,
+                    found: size,
+                });
+            }
+            let waited = start.elapsed();
+            if waited >= opts.open_timeout {
+                return Err(Error::NotInitialized { waited });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// An anonymous segment in a sealed memfd, to be shared across `fork()`.
+    pub(crate) fn anonymous(variant: u32, opts: &Options) -> Result<Segment> {
+        check_capacity(opts.capacity)?;
+        // SAFETY: the name is a NUL-terminated literal.
+        let fd = unsafe {
+            libc::memfd_create(
+                c"shmpipe".as_ptr(),
+                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            )
+        };
+        if fd < 0 {
+            return Err(Error::last_os("memfd_create"));
+        }
+        // SAFETY: fresh descriptor owned by nobody else.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let size = layout::segment_size(opts.capacity);
+        file.set_len(size).map_err(|e| Error::io("ftruncate", e))?;
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        // SAFETY: plain fcntl on a descriptor we own.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+            return Err(Error::last_os("sealing the memfd"));
+        }
+        let (map, fd) = map(file, size)?;
+        let geometry = Geometry {
+            capacity: opts.capacity,
+            wait: opts.wait,
+            variant,
+        };
+        let seg = from_map(map, fd, geometry);
+        seg.init_header(variant, opts.wait, opts.capacity)?;
+        Ok(seg)
+    }
+
+    /// Read a named segment's header and endpoint liveness without
+    /// attaching to it. Any variant is accepted.
+    pub fn inspect(name: &str) -> Result<SegmentInfo> {
+        let opts = Options {
+            capacity: 0,
+            wait: WaitStrategy::Spin,
+            mode: 0,
+            unlink_on_drop: false,
+            open_timeout: Duration::ZERO,
+            allow_shared_permissions: true,
+        };
+        let seg = open(name, 0, &opts)?;
+        let file = seg.file().ok_or(Error::NotRegularFile)?;
+        let meta = file.metadata().map_err(|e| Error::io("fstat", e))?;
+        let probe = |role: Role| -> Result<bool> {
+            let mut fl = flock_for(role, libc::F_WRLCK);
+            // SAFETY: valid fd and flock out-struct. Our descriptor holds no
+            // lock, so any lock reported belongs to an endpoint.
+            if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } != 0 {
+                return Err(Error::last_os("querying a role lock"));
+            }
+            Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+        };
+        let g = seg.geometry;
+        Ok(SegmentInfo {
+            variant: if g.variant == layout::VARIANT_LOCKED {
+                "locked"
+            } else {
+                "lock-free"
+            },
+            wait: g.wait,
+            capacity: g.capacity,
+            size: meta.len(),
+            mode: meta.mode() & 0o7777,
+            max_message: layout::max_message(g.capacity),
+            stats: crate::ring::stats_of(seg.header(), g.capacity),
+            producer_alive: probe(Role::Producer)?,
+            consumer_alive: probe(Role::Consumer)?,
+        })
+    }
+
+    /// Remove a named segment.
+    pub fn remove(name: &str) -> Result<()> {
+        let cname = validate_name(name)?;
+        // SAFETY: valid NUL-terminated name.
+        if unsafe { libc::shm_unlink(cname.as_ptr()) } != 0 {
+            return Err(Error::last_os("shm_unlink"));
+        }
+        Ok(())
+    }
+
+    /// The lock an endpoint holds for as long as it lives: an open-file-
+    /// description lock on its role's byte, taken on a descriptor of its own
+    /// (reopened through /proc, so that no other endpoint, and no child that
+    /// inherited a descriptor before the endpoint attached, shares it).
+    pub(crate) struct RoleLock {
+        fd: OwnedFd,
+    }
+
+    fn flock_for(role: Role, ty: libc::c_int) -> libc::flock {
+        // SAFETY: flock is a plain C struct; zero is valid for every field.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = ty as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = role as libc::off_t;
+        fl.l_len = 1;
+        fl
+    }
+
+    impl RoleLock {
+        /// Take `role`'s lock; `RoleTaken` if a live process holds it.
+        pub(crate) fn acquire(seg: &Segment, role: Role) -> Result<Option<RoleLock>> {
+            let Some(file) = seg.file() else {
+                return Ok(None);
+            };
+            let path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+                .map_err(|_| Error::corrupted("fd path", 0))?;
+            // SAFETY: valid path; opening our own fd again creates a new
+            // open file description (unlike dup).
+            let raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+            if raw < 0 {
+                return Err(Error::last_os("reopening the segment for its role lock"));
+            }
+            // SAFETY: fresh descriptor owned by nobody else.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            let fl = flock_for(role, libc::F_WRLCK);
+            // SAFETY: valid fd and flock struct.
+            if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) } != 0 {
+                let e = std::io::Error::last_os_error();
+                return match e.raw_os_error() {
+                    Some(libc::EAGAIN) | Some(libc::EACCES) => {
+                        Err(Error::RoleTaken { role: role.name() })
+                    }
+                    _ => Err(Error::io("taking the role lock", e)),
+                };
+            }
+            Ok(Some(RoleLock { fd }))
+        }
+
+        /// Whether some open file description holds `role`'s lock.
+        pub(crate) fn is_held(&self, role: Role) -> Result<bool> {
+            let mut fl = flock_for(role, libc::F_WRLCK);
+            // SAFETY: valid fd and flock out-struct.
+            if unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } != 0 {
+                return Err(Error::last_os("querying the peer's role lock"));
+            }
+            Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+        }
+    }
+}
+
+#[cfg(not(any(loom, miri)))]
+pub(crate) use os::{anonymous, create, open, RoleLock};
+#[cfg(not(any(loom, miri)))]
+pub use os::{inspect, remove};
+
+/// What [`inspect`] found in a segment.
+#[derive(Debug, Clone)]
+pub struct SegmentInfo {
+    /// `"lock-free"` or `"locked"`.
+    pub variant: &'static str,
+    /// Wait strategy recorded at creation.
+    pub wait: WaitStrategy,
+    /// Data-area capacity in bytes.
+    pub capacity: u64,
+    /// Size of the object in bytes.
+    pub size: u64,
+    /// Permission bits of the object.
+    pub mode: u32,
+    /// Largest message the ring accepts.
+    pub max_message: usize,
+    /// Counters and endpoint states.
+    pub stats: crate::ring::Stats,
+    /// Whether a live process holds the producer role lock.
+    pub producer_alive: bool,
+    /// Whether a live process holds the consumer role lock.
+    pub consumer_alive: bool,
+}
+
+/// Stand-in when there is no OS segment (heap only): no lock is ever held.
+#[cfg(any(loom, miri))]
+pub(crate) struct RoleLock;
+
+#[cfg(any(loom, miri))]
+impl RoleLock {
+    pub(crate) fn acquire(_: &Segment, _: Role) -> Result<Option<RoleLock>> {
+        Ok(None)
+    }
+    pub(crate) fn is_held(&self, _: Role) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+/// Mark `role` attached, taking its lock first. Returns the lock (None on
+/// the heap, where both endpoints live in this process).
+pub(crate) fn attach(seg: &Segment, role: Role) -> Result<Option<RoleLock>> {
+    let lock = RoleLock::acquire(seg, role)?;
+    let word = match role {
+        Role::Producer => &seg.header().endpoints.producer,
+        Role::Consumer => &seg.header().endpoints.consumer,
+    };
+    // Release: pairs with the peer's Acquire load of our state word, so the
+    // peer that sees ATTACHED also sees the positions we start from.
+    word.store(STATE_ATTACHED, Ordering::Release);
+    Ok(lock)
+}

@@ -1,0 +1,208 @@
+//! How an idle side waits: spinning, or sleeping in the kernel on a futex or
+//! a POSIX semaphore that lives in the segment.
+//!
+//! Thin safe wrappers over the syscalls take references to the words in the
+//! header; the sleep/wake protocol that uses them is in `ring.rs`.
+
+use std::time::{Duration, Instant};
+
+use crate::layout::WaitWord;
+use crate::sync::AtomicU32;
+
+/// How an endpoint waits when the ring is full (producer) or empty (consumer).
+/// Chosen at creation and recorded in the segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WaitStrategy {
+    /// Busy-poll with `spin_loop` hints. Lowest latency, burns a CPU while idle.
+    Spin,
+    /// Busy-poll with exponential backoff, then `sched_yield`.
+    SpinYield,
+    /// Spin briefly, then sleep on a shared futex word (Linux). The streaming
+    /// hot path makes no syscall; a wake syscall is made only for a registered
+    /// sleeper.
+    Futex,
+    /// Spin briefly, then sleep on an unnamed process-shared POSIX semaphore
+    /// in the segment.
+    Semaphore,
+}
+
+impl WaitStrategy {
+    /// Every strategy, in order of their codes.
+    pub const ALL: [WaitStrategy; 4] = [
+        WaitStrategy::Spin,
+        WaitStrategy::SpinYield,
+        WaitStrategy::Futex,
+        WaitStrategy::Semaphore,
+    ];
+
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            WaitStrategy::Spin => 1,
+            WaitStrategy::SpinYield => 2,
+            WaitStrategy::Futex => 3,
+            WaitStrategy::Semaphore => 4,
+        }
+    }
+
+    pub(crate) fn from_code(code: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    /// Whether this strategy sleeps in the kernel (and so needs wake-ups).
+    pub(crate) fn sleeps(self) -> bool {
+        matches!(self, WaitStrategy::Futex | WaitStrategy::Semaphore)
+    }
+
+    /// Lower-case name, as used by the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitStrategy::Spin => "spin",
+            WaitStrategy::SpinYield => "spin-yield",
+            WaitStrategy::Futex => "futex",
+            WaitStrategy::Semaphore => "semaphore",
+        }
+    }
+}
+
+impl std::str::FromStr for WaitStrategy {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|w| w.name() == s)
+            .ok_or_else(|| crate::Error::InvalidOption {
+                reason: format!(
+                    "unknown wait strategy {s:?}; use spin, spin-yield, futex or semaphore"
+                ),
+            })
+    }
+}
+
+impl std::fmt::Display for WaitStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Longest single sleep: a sleeper wakes at least this often to check its
+/// deadline and whether the peer is still alive.
+pub(crate) const SLICE: Duration = Duration::from_millis(20);
+
+/// End of the next sleep slice: the deadline or `SLICE` from now, whichever is first.
+pub(crate) fn slice_end(deadline: Option<Instant>) -> Instant {
+    let s = Instant::now() + SLICE;
+    match deadline {
+        Some(d) if d < s => d,
+        _ => s,
+    }
+}
+
+#[cfg(not(any(loom, miri)))]
+fn timespec_after(clock: libc::clockid_t, d: Duration) -> libc::timespec {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid out-pointer; clock ids are constants.
+    unsafe { libc::clock_gettime(clock, &mut now) };
+    let mut sec = now.tv_sec + d.as_secs() as libc::time_t;
+    let mut nsec = now.tv_nsec + d.subsec_nanos() as libc::c_long;
+    if nsec >= 1_000_000_000 {
+        nsec -= 1_000_000_000;
+        sec += 1;
+    }
+    libc::timespec {
+        tv_sec: sec,
+        tv_nsec: nsec,
+    }
+}
+
+/// Sleep while `word == expected`, until `until` (absolute, monotonic clock)
+/// at the latest. Returns on wake-up, value change, signal or timeout; the
+/// caller always re-checks its condition.
+#[cfg(all(target_os = "linux", not(loom)))]
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, until: Instant) {
+    let remaining = until.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return;
+    }
+    #[cfg(not(miri))]
+    let ts = timespec_after(libc::CLOCK_MONOTONIC, remaining);
+    #[cfg(miri)]
+    let ts = {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid out-pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let total = now.tv_nsec as u128 + remaining.as_nanos();
+        libc::timespec {
+            tv_sec: now.tv_sec + (total / 1_000_000_000) as libc::time_t,
+            tv_nsec: (total % 1_000_000_000) as libc::c_long,
+        }
+    };
+    // SAFETY: `word` is a valid, aligned u32 that outlives the call; the
+    // timespec is valid. FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC
+    // deadline. No FUTEX_PRIVATE_FLAG: the waker is another process.
+    // EINTR, EAGAIN (value already changed) and ETIMEDOUT all just return.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT_BITSET,
+            expected,
+            &ts as *const libc::timespec,
+            std::ptr::null::<u32>(),
+            libc::FUTEX_BITSET_MATCH_ANY,
+        )
+    };
+}
+
+/// Wake up to `n` sleepers on `word`; returns how many were woken.
+#[cfg(all(target_os = "linux", not(loom)))]
+pub(crate) fn futex_wake(word: &AtomicU32, n: i32) -> usize {
+    // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE does not dereference
+    // anything else. Shared (not private) futex: sleepers are in other processes.
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+    r.max(0) as usize
+}
+
+/// Initialise the semaphore of `w` (creator only, before publishing).
+#[cfg(not(any(loom, miri)))]
+pub(crate) fn sem_init(w: &WaitWord) -> std::io::Result<()> {
+    // SAFETY: the semaphore memory lies in a mapping shared between
+    // processes; pshared = 1 makes it usable from all of them. Only the
+    // creator calls this, before the version word is published.
+    let r = unsafe { libc::sem_init(w.sem.get(), 1, 0) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Post the semaphore of `w` once.
+#[cfg(not(any(loom, miri)))]
+pub(crate) fn sem_post(w: &WaitWord) {
+    // SAFETY: the semaphore was initialised by the creator before the
+    // segment was published. A peer that scribbled over it can make
+    // sem_post fail (EINVAL/EOVERFLOW), which we ignore: the sleeper wakes
+    // within SLICE anyway.
+    unsafe { libc::sem_post(w.sem.get()) };
+}
+
+/// Wait on the semaphore of `w` until `until` at the latest.
+#[cfg(not(any(loom, miri)))]
+pub(crate) fn sem_wait(w: &WaitWord, until: Instant) {
+    let remaining = until.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return;
+    }
+    // sem_timedwait measures CLOCK_REALTIME; the slice is at most SLICE long,
+    // so a clock step can stretch or cut one slice, never the caller's
+    // monotonic deadline, which is re-checked after every slice.
+    let ts = timespec_after(libc::CLOCK_REALTIME, remaining);
+    // SAFETY: the semaphore was initialised by the creator before
+    // publication; the timespec is valid. EINTR/ETIMEDOUT/EINVAL just return.
+    unsafe { libc::sem_timedwait(w.sem.get(), &ts) };
+}
