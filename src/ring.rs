@@ -204,10 +204,9 @@ struct Endpoint {
     role: Role,
     lock: Option<RoleLock>,
     broken: Option<(&'static str, u64)>,
-    last_peer_check: Option<Instant>,
+    /// When we last asked the kernel about the peer's lock, and whether it was dead.
+    last_peer_check: Option<(Instant, bool)>,
     pid: u32,
-    /// Set once the peer is known dead or closed: no more checks needed.
-    peer_gone: Option<PeerGone>,
 }
 
 /// How hard to look for a dead peer.
@@ -249,7 +248,6 @@ impl Endpoint {
             broken: None,
             last_peer_check: None,
             pid: std::process::id(),
-            peer_gone: None,
             seg,
         })
     }
@@ -288,45 +286,42 @@ impl Endpoint {
     /// whether its role lock is held, at most once per `wait::SLICE`;
     /// `Check::Force` asks now.
     fn peer_gone(&mut self, how: Check) -> Result<Option<PeerGone>> {
-        if self.peer_gone.is_some() {
-            return Ok(self.peer_gone);
-        }
         // Acquire: pairs with the peer's Release/SeqCst store of its state,
         // so a consumer that sees CLOSED also sees the last tail.
         let st = self.peer_word().load(Ordering::Acquire);
         match st {
             STATE_NEVER => Ok(None),
-            STATE_CLOSED => {
-                self.peer_gone = Some(PeerGone::Closed);
-                Ok(self.peer_gone)
-            }
+            STATE_CLOSED => Ok(Some(PeerGone::Closed)),
             STATE_ATTACHED => {
                 let Some(lock) = &self.lock else {
-                    return Ok(None);
+                    return Ok(None); // heap ring: both ends are in this process
                 };
                 if how == Check::Word {
                     return Ok(None);
                 }
                 let now = Instant::now();
                 if how == Check::Rated {
-                    if let Some(t) = self.last_peer_check {
+                    if let Some((t, dead)) = self.last_peer_check {
                         if now.duration_since(t) < wait::SLICE {
-                            return Ok(None);
+                            return Ok(dead.then_some(PeerGone::Died));
                         }
                     }
                 }
-                self.last_peer_check = Some(now);
-                if lock.is_held(self.role.peer())? {
-                    return Ok(None);
-                }
-                // The lock is free. Either the peer died, or it closed after
-                // our load of its state (it stores CLOSED before releasing).
-                if self.peer_word().load(Ordering::Acquire) == STATE_CLOSED {
-                    self.peer_gone = Some(PeerGone::Closed);
+                let held = lock.is_held(self.role.peer())?;
+                // A free lock means the peer died, or it closed after our
+                // load of its state (it stores CLOSED before releasing), or
+                // a replacement is attaching (it locks before storing ATTACHED,
+                // so then the lock is held). Not sticky: a new process may
+                // take over the role.
+                let verdict = if held {
+                    None
+                } else if self.peer_word().load(Ordering::Acquire) == STATE_CLOSED {
+                    Some(PeerGone::Closed)
                 } else {
-                    self.peer_gone = Some(PeerGone::Died);
-                }
-                Ok(self.peer_gone)
+                    Some(PeerGone::Died)
+                };
+                self.last_peer_check = Some((now, verdict == Some(PeerGone::Died)));
+                Ok(verdict)
             }
             x => Err(Error::corrupted("peer state word", x as u64)),
         }
@@ -342,7 +337,6 @@ impl Endpoint {
         }
         counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         match self.wait {
-            #[cfg(not(loom))]
             WaitStrategy::Futex => {
                 // Release: pairs with the sleeper's Acquire load of `seq`.
                 w.seq.fetch_add(1, Ordering::Release);
@@ -362,18 +356,22 @@ impl Endpoint {
         // SeqCst index store and SeqCst load of `waiting`, either we see its
         // progress or it sees our registration and wakes us.
         w.waiting.store(1, Ordering::SeqCst);
+        #[cfg(loom)]
+        crate::sync::loom_sc_fence();
         if changed() {
             w.waiting.store(0, Ordering::Relaxed);
             return;
         }
         match self.wait {
-            #[cfg(not(loom))]
             WaitStrategy::Futex => wait::futex_wait(&w.seq, seq, until),
             #[cfg(not(any(loom, miri)))]
             WaitStrategy::Semaphore => wait::sem_wait(w, until),
             _ => {
                 let _ = (seq, until);
+                #[cfg(not(loom))]
                 std::thread::yield_now();
+                #[cfg(loom)]
+                crate::sync::yield_now();
             }
         }
         w.waiting.store(0, Ordering::Relaxed);
@@ -401,6 +399,8 @@ impl Endpoint {
         // SeqCst: after our last index store; pairs with the peer's Acquire
         // load of our state word, and orders before the `waiting` check.
         word.store(STATE_CLOSED, Ordering::SeqCst);
+        #[cfg(loom)]
+        crate::sync::loom_sc_fence();
         if self.wait.sleeps() {
             self.wake(w, counter);
         }
@@ -438,6 +438,17 @@ fn block<T, S>(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Error::Timeout);
         }
+        // Under loom: no busy spinning (loom would explore it forever) and
+        // no backoff phase: yield, or go straight to the sleep protocol.
+        #[cfg(loom)]
+        match wait {
+            WaitStrategy::Futex => sleep(this, wait::slice_end(deadline)),
+            _ => {
+                let _ = &backoff;
+                crate::sync::yield_now();
+            }
+        }
+        #[cfg(not(loom))]
         match wait {
             WaitStrategy::Spin => {
                 for _ in 0..32 {
@@ -645,6 +656,8 @@ impl<V: Variant> Producer<V> {
             // (store-buffer pattern: no lost wake-up), and as a Release store
             // with the consumer's Acquire load of `tail`.
             p.tail.store(new_tail, Ordering::SeqCst);
+            #[cfg(loom)]
+            crate::sync::loom_sc_fence();
             // SeqCst: see above.
             if h.wait_consumer.waiting.load(Ordering::SeqCst) != 0 {
                 self.ep.wake(&h.wait_consumer, &p.wake_syscalls);
@@ -1072,6 +1085,8 @@ impl<V: Variant> Consumer<V> {
             // load of `head` in `sleep_for_space` (no lost wake-up), and as a
             // Release store with its Acquire load of `head` in `reserve`.
             c.head.store(new_head, Ordering::SeqCst);
+            #[cfg(loom)]
+            crate::sync::loom_sc_fence();
             // SeqCst: see above.
             if h.wait_producer.waiting.load(Ordering::SeqCst) != 0 {
                 self.ep.wake(&h.wait_producer, &c.wake_syscalls);
@@ -1187,14 +1202,11 @@ impl<V: Variant> Consumer<V> {
     pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         self.ep.check_broken()?;
         let mut f = Some(f);
+        // Two looks: a producer that closed or died right after our first
+        // look may have left a last message behind.
         for _ in 0..2 {
             if let Some(r) = self.attempt(Mode::Try, false, &mut f)? {
                 return Ok(r);
-            }
-            // Empty with the producer alive: done. (A retry happens only if
-            // the producer left data behind while we looked.)
-            if self.ep.peer_gone.is_none() {
-                break;
             }
         }
         Err(Error::Empty)

@@ -675,6 +675,42 @@ pub struct SegmentInfo {
     pub consumer_alive: bool,
 }
 
+/// Under loom and Miri there is no `shm_open`/`mmap`/`memfd`/`fcntl`: only
+/// heap segments (`Builder::in_process`) exist; the other makers report this.
+#[cfg(any(loom, miri))]
+mod no_os {
+    use super::*;
+
+    fn unsupported() -> Error {
+        Error::io(
+            "opening a shared segment",
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "named and anonymous segments are unavailable under loom and Miri; use in_process()",
+            ),
+        )
+    }
+
+    pub(crate) fn create(name: &str, _: u32, opts: &Options) -> Result<Option<Segment>> {
+        validate_name(name)?;
+        check_capacity(opts.capacity)?;
+        Err(unsupported())
+    }
+
+    pub(crate) fn open(name: &str, _: u32, _: &Options) -> Result<Segment> {
+        validate_name(name)?;
+        Err(unsupported())
+    }
+
+    pub(crate) fn anonymous(_: u32, opts: &Options) -> Result<Segment> {
+        check_capacity(opts.capacity)?;
+        Err(unsupported())
+    }
+}
+
+#[cfg(any(loom, miri))]
+pub(crate) use no_os::{anonymous, create, open};
+
 /// Stand-in when there is no OS segment (heap only): no lock is ever held.
 #[cfg(any(loom, miri))]
 pub(crate) struct RoleLock;

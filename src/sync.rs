@@ -5,3 +5,20 @@
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Loom's yield (its scheduler then runs another thread; a spin loop that
+/// does not yield makes loom explore it forever).
+#[cfg(loom)]
+pub(crate) use loom::thread::yield_now;
+
+/// Loom treats `SeqCst` loads and stores as `AcqRel` (loom README,
+/// "Unsupported features"), which would report false lost wake-ups in the
+/// store-buffer pattern of the sleep/wake protocol; `fence(SeqCst)` it does
+/// model. This fence, placed between each SeqCst store and the SeqCst load
+/// that must not pass it, restores under loom the guarantee that SeqCst
+/// accesses give in the real build, where it does not exist.
+#[cfg(loom)]
+#[inline]
+pub(crate) fn loom_sc_fence() {
+    loom::sync::atomic::fence(Ordering::SeqCst);
+}

@@ -168,6 +168,39 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: i32) -> usize {
     r.max(0) as usize
 }
 
+// Under loom: a futex stand-in that blocks in a way loom can see. One
+// mutex + condvar for all words (a wake-up may wake a sleeper of another
+// word, which futex allows: callers re-check their condition). No timeout:
+// a sleeper stays asleep until woken, so a lost wake-up is a loom deadlock.
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref FUTEX: (loom::sync::Mutex<()>, loom::sync::Condvar) =
+        (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
+}
+
+/// Loom stand-in for `futex_wait`: sleep while `word == expected`, ignoring
+/// `until`. The value check and the sleep are atomic with respect to
+/// `futex_wake` (both hold the mutex), as in the kernel.
+#[cfg(loom)]
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, until: Instant) {
+    let _ = until;
+    let (m, cv) = &*FUTEX;
+    let g = m.lock().unwrap_or_else(|e| e.into_inner());
+    if word.load(crate::sync::Ordering::SeqCst) == expected {
+        drop(cv.wait(g).unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// Loom stand-in for `futex_wake`: wakes every sleeper; returns 1.
+#[cfg(loom)]
+pub(crate) fn futex_wake(word: &AtomicU32, n: i32) -> usize {
+    let _ = (word, n);
+    let (m, cv) = &*FUTEX;
+    let _g = m.lock().unwrap_or_else(|e| e.into_inner());
+    cv.notify_all();
+    1
+}
+
 /// Initialise the semaphore of `w` (creator only, before publishing).
 #[cfg(not(any(loom, miri)))]
 pub(crate) fn sem_init(w: &WaitWord) -> std::io::Result<()> {
