@@ -513,8 +513,8 @@ unsafe impl<V: Variant> Send for Producer<V> {}
 enum Mode {
     /// Never wait (for the lock either).
     Try,
-    /// May wait for the lock until the end of this slice.
-    Until(Instant),
+    /// May wait for the lock for one slice, bounded by this deadline.
+    Until(Option<Instant>),
 }
 
 impl<V: Variant> Producer<V> {
@@ -723,7 +723,7 @@ impl<V: Variant> Producer<V> {
             self,
             deadline,
             wait,
-            |p, check| p.attempt_reserve(len, Mode::Until(wait::slice_end(deadline)), check),
+            |p, check| p.attempt_reserve(len, Mode::Until(deadline), check),
             |p, until| p.sleep_for_space(until),
             |p| p.count_full(),
         )
@@ -778,7 +778,23 @@ impl<V: Variant> Producer<V> {
         self.send_deadline(msg, deadline_after(timeout))
     }
 
+    #[inline]
     fn send_deadline(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<()> {
+        if !V::LOCKED {
+            // Fast path: room now and the consumer has not closed. No
+            // clock read, no syscall, no closure.
+            self.ep.check_broken()?;
+            self.check_len(msg.len())?;
+            // Acquire: pairs with the consumer's SeqCst store of CLOSED.
+            if self.ep.peer_word().load(Ordering::Acquire) != STATE_CLOSED {
+                let r = self.reserve(msg.len());
+                if let Some(slot) = self.ep.note(r)? {
+                    self.copy_in(slot, msg);
+                    self.commit_slot(slot, msg.len());
+                    return Ok(());
+                }
+            }
+        }
         let (slot, guard) = self.reserve_blocking(msg.len(), deadline)?;
         self.copy_in(slot, msg);
         self.commit_slot(slot, msg.len());
@@ -839,7 +855,9 @@ impl<V: Variant> Producer<V> {
 fn mode_until(mode: Mode) -> Option<Instant> {
     match mode {
         Mode::Try => None,
-        Mode::Until(t) => Some(t),
+        // Computed only here, on the locked path: no clock read per
+        // message in the lock-free ring.
+        Mode::Until(deadline) => Some(wait::slice_end(deadline)),
     }
 }
 
@@ -1136,17 +1154,10 @@ impl<V: Variant> Consumer<V> {
         let r = self.peek();
         match self.ep.note(r)? {
             Some(found) => {
-                // SAFETY: parse() checked that the payload lies inside the
-                // data area, between head and tail: the consumer's region,
-                // which the producer does not write until head passes it.
-                let msg = unsafe {
-                    std::slice::from_raw_parts(self.ep.data.add(found.off as usize), found.len)
-                };
                 let Some(f) = f.take() else {
                     return Ok(None); // unreachable: attempts stop at the first success
                 };
-                let out = f(msg);
-                self.publish(found.next, 1, found.len as u64);
+                let out = self.deliver(found, f);
                 drop(guard);
                 Ok(Some(out))
             }
@@ -1175,19 +1186,40 @@ impl<V: Variant> Consumer<V> {
         c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
+    /// Lend the message `found` to `f`, then release its space.
+    #[inline]
+    fn deliver<R>(&mut self, found: Found, f: impl FnOnce(&[u8]) -> R) -> R {
+        // SAFETY: parse() checked that the payload lies inside the data
+        // area, between head and tail: the consumer's region, which the
+        // producer does not write until head passes it.
+        let msg =
+            unsafe { std::slice::from_raw_parts(self.ep.data.add(found.off as usize), found.len) };
+        let out = f(msg);
+        self.publish(found.next, 1, found.len as u64);
+        out
+    }
+
+    #[inline]
     fn recv_with_deadline<R>(
         &mut self,
         deadline: Option<Instant>,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R> {
         self.ep.check_broken()?;
+        if !V::LOCKED {
+            // Fast path: a message is waiting. No clock read, no closure.
+            let r = self.peek();
+            if let Some(found) = self.ep.note(r)? {
+                return Ok(self.deliver(found, f));
+            }
+        }
         let mut f = Some(f);
         let wait = self.ep.wait;
         block(
             self,
             deadline,
             wait,
-            |c, check| c.attempt(Mode::Until(wait::slice_end(deadline)), check, &mut f),
+            |c, check| c.attempt(Mode::Until(deadline), check, &mut f),
             |c, until| c.sleep_for_data(until),
             |c| c.count_empty(),
         )
