@@ -676,6 +676,23 @@ impl<V: Variant> Producer<V> {
         check_peer: bool,
     ) -> Result<Option<(Slot, Option<crate::locked::Guard>)>> {
         self.consumer_gone(Check::Word)?;
+        if V::LOCKED && matches!(mode, Mode::Until(_)) {
+            // Waiting in the locked ring: look at the indices without the
+            // lock first, so a waiting side does not keep taking the mutex
+            // away from the side that would make progress. Plain atomic
+            // loads; the decision is re-made under the lock.
+            let h = self.ep.h();
+            let used = h
+                .prod
+                .tail
+                .load(Ordering::Relaxed)
+                .wrapping_sub(h.cons.head.load(Ordering::Relaxed));
+            self.head_cache = h.cons.head.load(Ordering::Relaxed);
+            if used.saturating_add(frame::record_len(len as u64)) > self.ep.cap {
+                self.consumer_gone(Check::slow(check_peer))?;
+                return Ok(None);
+            }
+        }
         let guard = if V::LOCKED {
             match crate::locked::lock(self.ep.seg.header(), mode_until(mode), self.ep.cap)? {
                 Some(g) => Some(g),
@@ -1143,6 +1160,17 @@ impl<V: Variant> Consumer<V> {
         check_peer: bool,
         f: &mut Option<impl FnOnce(&[u8]) -> R>,
     ) -> Result<Option<R>> {
+        if V::LOCKED && matches!(mode, Mode::Until(_)) {
+            // Waiting in the locked ring: see `Producer::attempt_reserve`.
+            let tail = self.ep.h().prod.tail.load(Ordering::Relaxed);
+            if tail == self.head {
+                self.tail_cache = tail;
+                return match self.empty_reason(Check::slow(check_peer))? {
+                    Error::Empty => Ok(None),
+                    e => Err(e),
+                };
+            }
+        }
         let guard = if V::LOCKED {
             match crate::locked::lock(self.ep.seg.header(), mode_until(mode), self.ep.cap)? {
                 Some(g) => Some(g),
