@@ -1,0 +1,398 @@
+//! File-descriptor transports: pipe, FIFO, Unix stream and seqpacket
+//! sockets, TCP over loopback. One endpoint type serves them all.
+
+use std::ffi::CString;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::harness::{aborted, spin_step, Endpoint, Mode, Transport};
+
+fn os_err(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// How messages travel over the descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// A byte stream written with write(2): read exactly `len` bytes.
+    Pipe,
+    /// A byte stream socket: send(2) with MSG_NOSIGNAL, read exactly `len` bytes.
+    StreamSocket,
+    /// One message per send/recv (SOCK_SEQPACKET).
+    Packet,
+}
+
+/// Removes a temporary directory when the process that made it drops it.
+pub struct DirGuard {
+    dir: PathBuf,
+    owner: u32,
+}
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        if std::process::id() == self.owner {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// One process's end: a descriptor to read from and one to write to
+/// (the same socket for socket transports).
+pub struct FdEnd {
+    rx: OwnedFd,
+    tx: Option<OwnedFd>,
+    framing: Framing,
+    spin: bool,
+    scratch: Vec<u8>,
+    _guard: Option<DirGuard>,
+}
+
+impl FdEnd {
+    fn new(rx: OwnedFd, tx: Option<OwnedFd>, framing: Framing, size: usize) -> Self {
+        FdEnd {
+            rx,
+            tx,
+            framing,
+            spin: false,
+            scratch: vec![0; size],
+            _guard: None,
+        }
+    }
+
+    fn tx_fd(&self) -> RawFd {
+        self.tx.as_ref().unwrap_or(&self.rx).as_raw_fd()
+    }
+}
+
+fn set_nonblocking(fd: RawFd, on: bool) -> Result<(), String> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(os_err("fcntl(F_GETFL)"));
+    }
+    let new = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    if new != flags && unsafe { libc::fcntl(fd, libc::F_SETFL, new) } < 0 {
+        return Err(os_err("fcntl(F_SETFL)"));
+    }
+    Ok(())
+}
+
+impl Endpoint for FdEnd {
+    fn set_mode(&mut self, mode: Mode) -> Result<(), String> {
+        self.spin = mode == Mode::Spin;
+        set_nonblocking(self.rx.as_raw_fd(), self.spin)?;
+        if let Some(tx) = &self.tx {
+            set_nonblocking(tx.as_raw_fd(), self.spin)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, msg: &[u8]) -> Result<(), String> {
+        let fd = self.tx_fd();
+        let mut done = 0;
+        let mut rounds = 0;
+        while done < msg.len() {
+            let rest = &msg[done..];
+            let n = match self.framing {
+                // SAFETY: `rest` is a valid readable buffer of that length.
+                Framing::Pipe => unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) },
+                // SAFETY: as above.
+                _ => unsafe {
+                    libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL)
+                },
+            };
+            if n < 0 {
+                match errno() {
+                    libc::EINTR => continue,
+                    libc::EAGAIN if self.spin => {
+                        spin_step(&mut rounds)?;
+                        continue;
+                    }
+                    _ => return Err(os_err("send")),
+                }
+            }
+            let n = n as usize;
+            if self.framing == Framing::Packet && n != msg.len() {
+                return Err(format!("short packet send: {n} of {} bytes", msg.len()));
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn recv<R>(&mut self, len: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R, String> {
+        if self.scratch.len() < len {
+            self.scratch.resize(len, 0);
+        }
+        let fd = self.rx.as_raw_fd();
+        let mut done = 0;
+        let mut rounds = 0;
+        while done < len {
+            let rest = &mut self.scratch[done..len];
+            let n = if self.framing == Framing::Packet {
+                // SAFETY: `rest` is a valid writable buffer of that length;
+                // MSG_TRUNC makes recv return the packet's real length.
+                unsafe { libc::recv(fd, rest.as_mut_ptr().cast(), rest.len(), libc::MSG_TRUNC) }
+            } else {
+                // SAFETY: as above.
+                unsafe { libc::read(fd, rest.as_mut_ptr().cast(), rest.len()) }
+            };
+            if n < 0 {
+                match errno() {
+                    libc::EINTR => continue,
+                    libc::EAGAIN if self.spin => {
+                        spin_step(&mut rounds)?;
+                        continue;
+                    }
+                    _ => return Err(os_err("recv")),
+                }
+            }
+            if n == 0 {
+                return Err("peer closed the connection".into());
+            }
+            let n = n as usize;
+            if self.framing == Framing::Packet && n != len {
+                return Err(format!("received a {n}-byte packet, expected {len}"));
+            }
+            done += n;
+        }
+        Ok(f(&self.scratch[..len]))
+    }
+}
+
+fn raw_pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(os_err("pipe"));
+    }
+    // SAFETY: fresh descriptors from pipe2, owned from here on.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn socketpair(kind: i32) -> Result<(OwnedFd, OwnedFd), String> {
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            kind | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(os_err("socketpair"));
+    }
+    // SAFETY: fresh descriptors from socketpair, owned from here on.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// An anonymous pipe in each direction.
+pub struct Pipe;
+
+/// (parent-to-child read, write), (child-to-parent read, write).
+type Pipes = ((OwnedFd, OwnedFd), (OwnedFd, OwnedFd));
+
+impl Transport for Pipe {
+    type Setup = Pipes;
+    type End = FdEnd;
+    fn name(&self) -> &'static str {
+        "pipe"
+    }
+    fn setup(&self, _size: usize) -> Result<Pipes, String> {
+        Ok((raw_pipe()?, raw_pipe()?))
+    }
+    fn parent(&self, (down, up): Pipes, size: usize) -> Result<FdEnd, String> {
+        Ok(FdEnd::new(up.0, Some(down.1), Framing::Pipe, size))
+    }
+    fn child(&self, (down, up): Pipes, size: usize) -> Result<FdEnd, String> {
+        Ok(FdEnd::new(down.0, Some(up.1), Framing::Pipe, size))
+    }
+}
+
+/// Two named FIFOs in a fresh temporary directory.
+pub struct Fifo;
+
+pub struct FifoDir {
+    guard: DirGuard,
+    down: PathBuf,
+    up: PathBuf,
+}
+
+fn cpath(p: &std::path::Path) -> Result<CString, String> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("{} contains NUL", p.display()))
+}
+
+fn open_fd(p: &std::path::Path, flags: i32) -> std::io::Result<OwnedFd> {
+    let c = CString::new(p.as_os_str().as_bytes())?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor from open, owned from here on.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl Transport for Fifo {
+    type Setup = FifoDir;
+    type End = FdEnd;
+    fn name(&self) -> &'static str {
+        "fifo"
+    }
+    fn setup(&self, _size: usize) -> Result<FifoDir, String> {
+        let template = std::env::temp_dir().join("shmpipe-bench-fifo-XXXXXX");
+        let mut t = cpath(&template)?.into_bytes_with_nul();
+        // SAFETY: `t` is a writable NUL-terminated template ending in XXXXXX.
+        if unsafe { libc::mkdtemp(t.as_mut_ptr().cast()) }.is_null() {
+            return Err(os_err("mkdtemp"));
+        }
+        t.pop();
+        let dir = PathBuf::from(std::ffi::OsStr::from_bytes(&t));
+        let guard = DirGuard {
+            dir: dir.clone(),
+            owner: std::process::id(),
+        };
+        let (down, up) = (dir.join("down"), dir.join("up"));
+        for p in [&down, &up] {
+            let c = cpath(p)?;
+            // SAFETY: `c` is a valid NUL-terminated path.
+            if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+                return Err(os_err("mkfifo"));
+            }
+        }
+        Ok(FifoDir { guard, down, up })
+    }
+    fn parent(&self, s: FifoDir, size: usize) -> Result<FdEnd, String> {
+        // Open our read end first (never blocks with O_NONBLOCK), then wait
+        // for the child's reader so our write end can open: no open(2)
+        // blocks forever if the child fails.
+        let rx = open_fd(&s.up, libc::O_RDONLY | libc::O_NONBLOCK)
+            .map_err(|e| format!("open {}: {e}", s.up.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let tx = loop {
+            match open_fd(&s.down, libc::O_WRONLY | libc::O_NONBLOCK) {
+                Ok(fd) => break fd,
+                Err(e)
+                    if e.raw_os_error() == Some(libc::ENXIO)
+                        && Instant::now() < deadline
+                        && !aborted() =>
+                {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err(e) => return Err(format!("open {}: {e}", s.down.display())),
+            }
+        };
+        let mut end = FdEnd::new(rx, Some(tx), Framing::Pipe, size);
+        end._guard = Some(s.guard);
+        end.set_mode(Mode::Block)?;
+        Ok(end)
+    }
+    fn child(&self, s: FifoDir, size: usize) -> Result<FdEnd, String> {
+        let rx = open_fd(&s.down, libc::O_RDONLY | libc::O_NONBLOCK)
+            .map_err(|e| format!("open {}: {e}", s.down.display()))?;
+        let tx =
+            open_fd(&s.up, libc::O_WRONLY).map_err(|e| format!("open {}: {e}", s.up.display()))?;
+        let mut end = FdEnd::new(rx, Some(tx), Framing::Pipe, size);
+        end.set_mode(Mode::Block)?;
+        Ok(end)
+    }
+}
+
+/// A Unix-domain socket pair of the given type.
+pub struct UnixPair {
+    pub name: &'static str,
+    pub kind: i32,
+}
+
+impl Transport for UnixPair {
+    type Setup = (OwnedFd, OwnedFd);
+    type End = FdEnd;
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn setup(&self, _size: usize) -> Result<Self::Setup, String> {
+        socketpair(self.kind)
+    }
+    fn parent(&self, s: Self::Setup, size: usize) -> Result<FdEnd, String> {
+        Ok(FdEnd::new(s.0, None, self.framing(), size))
+    }
+    fn child(&self, s: Self::Setup, size: usize) -> Result<FdEnd, String> {
+        Ok(FdEnd::new(s.1, None, self.framing(), size))
+    }
+}
+
+impl UnixPair {
+    fn framing(&self) -> Framing {
+        if self.kind == libc::SOCK_SEQPACKET {
+            Framing::Packet
+        } else {
+            Framing::StreamSocket
+        }
+    }
+}
+
+/// TCP over 127.0.0.1 with TCP_NODELAY.
+pub struct Tcp;
+
+impl Transport for Tcp {
+    type Setup = (TcpListener, SocketAddr);
+    type End = FdEnd;
+    fn name(&self) -> &'static str {
+        "tcp"
+    }
+    fn setup(&self, _size: usize) -> Result<Self::Setup, String> {
+        let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind 127.0.0.1: {e}"))?;
+        let addr = l.local_addr().map_err(|e| format!("local_addr: {e}"))?;
+        Ok((l, addr))
+    }
+    fn parent(&self, (l, _): Self::Setup, size: usize) -> Result<FdEnd, String> {
+        l.set_nonblocking(true)
+            .map_err(|e| format!("listener: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let s = loop {
+            match l.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline || aborted() {
+                        return Err("the child never connected".into());
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err(e) => return Err(format!("accept: {e}")),
+            }
+        };
+        tcp_end(s, size)
+    }
+    fn child(&self, (l, addr): Self::Setup, size: usize) -> Result<FdEnd, String> {
+        drop(l);
+        let s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        tcp_end(s, size)
+    }
+}
+
+fn tcp_end(s: TcpStream, size: usize) -> Result<FdEnd, String> {
+    s.set_nonblocking(false)
+        .map_err(|e| format!("socket: {e}"))?;
+    s.set_nodelay(true)
+        .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+    Ok(FdEnd::new(
+        OwnedFd::from(s),
+        None,
+        Framing::StreamSocket,
+        size,
+    ))
+}

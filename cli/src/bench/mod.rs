@@ -1,0 +1,319 @@
+//! `shmpipe bench`: every transport measured side by side in one run, across
+//! two processes pinned to different CPUs, through one generic harness
+//! (`harness::Transport` / `harness::Endpoint`), as ratios against a pipe
+//! measured in the same run.
+
+mod fd;
+mod harness;
+mod iox;
+mod mq;
+mod plot;
+mod report;
+mod shm;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shmpipe::{LockFree, Locked, WaitStrategy};
+
+use harness::{session, Plan, SessionOut};
+
+/// Every transport, in report order; "pipe" is the baseline.
+pub const TRANSPORTS: [&str; 12] = [
+    "pipe",
+    "fifo",
+    "unix-stream",
+    "unix-seqpacket",
+    "tcp",
+    "mq",
+    "shmpipe-spin",
+    "shmpipe-futex",
+    "shmpipe-sem",
+    "shmpipe-locked",
+    "shmpipe-locked-spin",
+    "iceoryx2",
+];
+
+/// Compare shmpipe with pipes, FIFOs, sockets, message queues, TCP and
+/// iceoryx2 across two processes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Short time-bounded runs (the whole run takes well under 30 s).
+    #[arg(long)]
+    pub quick: bool,
+    /// Message sizes in bytes, comma-separated, with an optional binary unit: 64, 4K, 64KiB, 1MiB.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = parse_size,
+        default_value = "8,64,1024,65536"
+    )]
+    pub sizes: Vec<usize>,
+    /// Transports to measure, comma-separated (default: all). The pipe is
+    /// always measured as the baseline.
+    #[arg(long, value_delimiter = ',', value_parser = parse_transport, value_name = "LIST")]
+    pub transports: Option<Vec<String>>,
+    /// Write every figure to FILE as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw throughput-vs-size and a latency chart to FILE as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+/// Smallest size: each message carries a 64-bit sequence number.
+const MIN_SIZE: usize = 8;
+/// Largest size accepted on the command line.
+const MAX_SIZE: usize = 16 << 20;
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (examples: 64, 4KiB, 1MiB)"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        u => {
+            return Err(format!(
+                "unknown size unit '{u}' in '{s}' (use K, KiB, M or MiB: x1024)"
+            ))
+        }
+    };
+    let v = n
+        .checked_mul(mult)
+        .filter(|v| (MIN_SIZE..=MAX_SIZE).contains(v))
+        .ok_or_else(|| {
+            format!("size '{s}' out of range: {MIN_SIZE} bytes (room for the sequence number) to 16 MiB")
+        })?;
+    Ok(v)
+}
+
+fn parse_transport(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if TRANSPORTS.contains(&t) {
+        Ok(t.to_string())
+    } else {
+        Err(format!(
+            "unknown transport '{t}'; valid: {}",
+            TRANSPORTS.join(", ")
+        ))
+    }
+}
+
+fn plan(quick: bool) -> Plan {
+    if quick {
+        Plan {
+            warmup: Duration::from_millis(15),
+            stream_reps: 3,
+            stream_time: Duration::from_millis(40),
+            max_stream_msgs: 50_000_000,
+            latency_reps: 1,
+            latency_time: Duration::from_millis(40),
+            max_round_trips: 5_000_000,
+            watchdog_slack: Duration::from_secs(30),
+        }
+    } else {
+        Plan {
+            warmup: Duration::from_millis(50),
+            stream_reps: 5,
+            stream_time: Duration::from_millis(200),
+            max_stream_msgs: 500_000_000,
+            latency_reps: 3,
+            latency_time: Duration::from_millis(150),
+            max_round_trips: 50_000_000,
+            watchdog_slack: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Run one session of the named transport.
+fn measure(
+    name: &str,
+    size: usize,
+    plan: &Plan,
+    cpus: Option<harness::Cpus>,
+    tick: impl FnMut(),
+) -> SessionOut {
+    use shm::Shm;
+    match name {
+        "pipe" => session(&fd::Pipe, size, plan, cpus, tick),
+        "fifo" => session(&fd::Fifo, size, plan, cpus, tick),
+        "unix-stream" => {
+            let t = fd::UnixPair {
+                name: "unix-stream",
+                kind: libc::SOCK_STREAM,
+            };
+            session(&t, size, plan, cpus, tick)
+        }
+        "unix-seqpacket" => {
+            let t = fd::UnixPair {
+                name: "unix-seqpacket",
+                kind: libc::SOCK_SEQPACKET,
+            };
+            session(&t, size, plan, cpus, tick)
+        }
+        "tcp" => session(&fd::Tcp, size, plan, cpus, tick),
+        "mq" => session(&mq::Mq, size, plan, cpus, tick),
+        "shmpipe-spin" => session(
+            &Shm::<LockFree>::new("shmpipe-spin", WaitStrategy::Spin),
+            size,
+            plan,
+            cpus,
+            tick,
+        ),
+        "shmpipe-futex" => session(
+            &Shm::<LockFree>::new("shmpipe-futex", WaitStrategy::Futex),
+            size,
+            plan,
+            cpus,
+            tick,
+        ),
+        "shmpipe-sem" => session(
+            &Shm::<LockFree>::new("shmpipe-sem", WaitStrategy::Semaphore),
+            size,
+            plan,
+            cpus,
+            tick,
+        ),
+        "shmpipe-locked" => session(
+            &Shm::<Locked>::new("shmpipe-locked", WaitStrategy::Futex),
+            size,
+            plan,
+            cpus,
+            tick,
+        ),
+        "shmpipe-locked-spin" => session(
+            &Shm::<Locked>::new("shmpipe-locked-spin", WaitStrategy::Spin),
+            size,
+            plan,
+            cpus,
+            tick,
+        ),
+        "iceoryx2" => session(&iox::Iceoryx2, size, plan, cpus, tick),
+        other => SessionOut {
+            error: Some(format!("unknown transport {other}")),
+            ..SessionOut::default()
+        },
+    }
+}
+
+/// Run the benchmark described by `args`: print the table, write the JSON
+/// and SVG files asked for.
+///
+/// # Errors
+/// A message when an output file cannot be written, or when a row FAILED
+/// (its integrity check or its run); the outputs are written first.
+pub fn run(args: &BenchArgs) -> Result<(), String> {
+    let mut names: Vec<&'static str> = match &args.transports {
+        None => TRANSPORTS.to_vec(),
+        Some(list) => TRANSPORTS
+            .iter()
+            .copied()
+            .filter(|t| *t == "pipe" || list.iter().any(|l| l == t))
+            .collect(),
+    };
+    names.dedup();
+    let mut sizes = args.sizes.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    if sizes.is_empty() {
+        return Err("no message sizes given".into());
+    }
+    let plan = plan(args.quick);
+
+    let cpus = harness::pick_cpus();
+    let saved = harness::current_affinity();
+    if let Some(c) = cpus {
+        harness::pin(c.parent);
+    }
+
+    let total = (names.len() * sizes.len()) as u64 * plan.phase_count();
+    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    let started = std::time::Instant::now();
+    let mut outs: Vec<Vec<SessionOut>> = names.iter().map(|_| Vec::new()).collect();
+    // Size-major order: each size's baseline is measured next to the others.
+    for &size in &sizes {
+        for (i, name) in names.iter().enumerate() {
+            pb.set_message(format!("{name}, {}", report::size_label(size)));
+            let before = pb.position();
+            let out = measure(name, size, &plan, cpus, || pb.inc(1));
+            // Sessions that stopped early still advance the bar fully.
+            pb.set_position(before + plan.phase_count());
+            outs[i].push(out);
+        }
+    }
+    pb.finish_and_clear();
+    if let Some(set) = saved {
+        harness::set_affinity(&set);
+    }
+
+    let res = report::Results::build(
+        &names,
+        &sizes,
+        outs,
+        &plan,
+        args.quick,
+        cpus,
+        started.elapsed(),
+    );
+    print!("{}", res.table());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&res).map_err(|e| format!("encoding JSON: {e}"))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, plot::svg(&res))
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    let failed = res.failed_rows();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} row(s) FAILED: {}",
+            failed.len(),
+            failed.join(", ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_size("64"), Ok(64));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("4k"), Ok(4096));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert!(parse_size("2KB").is_err());
+        assert!(parse_size("4").is_err());
+        assert!(parse_size("64XB").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn transports_are_checked() {
+        assert_eq!(parse_transport("pipe"), Ok("pipe".to_string()));
+        let err = parse_transport("carrier-pigeon").unwrap_err();
+        assert!(
+            err.contains("shmpipe-futex") && err.contains("iceoryx2"),
+            "{err}"
+        );
+    }
+}
