@@ -1,0 +1,261 @@
+//! Parsers for command-line values: sizes, capacities, ranges, durations,
+//! segment names, and the ring variant. Each returns a message that says
+//! what is allowed, which clap prints as a usage error (exit status 2).
+
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+/// Units accepted after a number of bytes. Binary only: `K` and `KiB` both
+/// mean 1024; decimal `KB`/`MB`/`GB` are refused as ambiguous.
+pub const SIZE_HELP: &str =
+    "a byte count such as 4096, 64KiB, 1MiB or 1GiB (K = KiB = 1024, M = MiB, G = GiB; no decimal units)";
+
+/// Parse a byte count with an optional binary suffix.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!("{s:?} is not a size: expected {SIZE_HELP}"));
+    }
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is too large a number"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" | "mb" | "gb" => {
+            return Err(format!(
+                "{s:?}: decimal units are not accepted, use KiB, MiB or GiB (powers of 1024)"
+            ))
+        }
+        u => return Err(format!("{s:?}: unknown unit {u:?}; expected {SIZE_HELP}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Parse a ring capacity: a size that is a power of two within the
+/// library's limits.
+pub fn parse_capacity(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if !n.is_power_of_two() || !(shmpipe::MIN_CAPACITY..=shmpipe::MAX_CAPACITY).contains(&n) {
+        return Err(format!(
+            "capacity {n} bytes is not allowed: it must be a power of two from {} bytes to {} bytes (4GiB)",
+            shmpipe::MIN_CAPACITY,
+            shmpipe::MAX_CAPACITY
+        ));
+    }
+    Ok(n)
+}
+
+/// Parse a size that must be at least 1 byte.
+pub fn parse_nonzero_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err("the size must be at least 1 byte".to_string()),
+        n => Ok(n),
+    }
+}
+
+/// An inclusive range of message sizes, `A..B` (or a single size `N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeRange {
+    /// Smallest size, inclusive.
+    pub min: u64,
+    /// Largest size, inclusive.
+    pub max: u64,
+}
+
+/// Parse `A..B`, `A..=B` (both inclusive) or `N`.
+pub fn parse_size_range(s: &str) -> Result<SizeRange, String> {
+    let (a, b) = match s.split_once("..") {
+        Some((a, b)) => (a, b.strip_prefix('=').unwrap_or(b)),
+        None => (s, s),
+    };
+    let min = parse_size(a)?;
+    let max = parse_size(b)?;
+    if min > max {
+        return Err(format!(
+            "{s:?}: the smallest size {min} is above the largest {max}"
+        ));
+    }
+    Ok(SizeRange { min, max })
+}
+
+/// Parse a positive number of seconds (decimals allowed, e.g. `0.5`).
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds (e.g. 10 or 0.5)"))?;
+    if !v.is_finite() || v <= 0.0 {
+        return Err(format!("{s:?}: the number of seconds must be above 0"));
+    }
+    Duration::try_from_secs_f64(v).map_err(|_| format!("{s:?} seconds is too long"))
+}
+
+/// Parse and check a segment name (`/` then 1..=255 bytes, no other `/`).
+pub fn parse_name(s: &str) -> Result<String, String> {
+    shmpipe::validate_name(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+/// How idle sides wait (recorded in the segment when it is created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WaitArg {
+    /// Busy-poll: lowest latency, burns a CPU while idle.
+    Spin,
+    /// Busy-poll with backoff, then sched_yield.
+    SpinYield,
+    /// Spin briefly, then sleep on a futex in the segment (the default).
+    Futex,
+    /// Spin briefly, then sleep on a process-shared POSIX semaphore.
+    Semaphore,
+}
+
+impl From<WaitArg> for shmpipe::WaitStrategy {
+    fn from(w: WaitArg) -> Self {
+        match w {
+            WaitArg::Spin => shmpipe::WaitStrategy::Spin,
+            WaitArg::SpinYield => shmpipe::WaitStrategy::SpinYield,
+            WaitArg::Futex => shmpipe::WaitStrategy::Futex,
+            WaitArg::Semaphore => shmpipe::WaitStrategy::Semaphore,
+        }
+    }
+}
+
+/// The ring design.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VariantArg {
+    /// The lock-free ring (the default).
+    #[value(name = "lockfree", alias = "lock-free")]
+    LockFree,
+    /// The mutex-protected ring.
+    Locked,
+}
+
+impl VariantArg {
+    /// The name the library uses (`SegmentInfo::variant`).
+    pub fn lib_name(self) -> &'static str {
+        match self {
+            VariantArg::LockFree => "lock-free",
+            VariantArg::Locked => "locked",
+        }
+    }
+
+    /// The variant a segment reports in `SegmentInfo::variant`.
+    pub fn from_lib_name(s: &str) -> Option<Self> {
+        match s {
+            "lock-free" => Some(VariantArg::LockFree),
+            "locked" => Some(VariantArg::Locked),
+            _ => None,
+        }
+    }
+
+    /// The flag value that selects this variant.
+    pub fn flag(self) -> &'static str {
+        match self {
+            VariantArg::LockFree => "lockfree",
+            VariantArg::Locked => "locked",
+        }
+    }
+}
+
+/// `1048576` → `"1MiB"`; sizes that are not a whole unit stay in bytes.
+pub fn human_size(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (u, name) in UNITS {
+        if n >= u && n & (u - 1) == 0 {
+            return format!("{}{name}", n / u);
+        }
+    }
+    format!("{n} bytes")
+}
+
+/// `1536000` → `"1.46 MiB"` (approximate, for rates and fill levels).
+pub fn approx_size(n: f64) -> String {
+    const UNITS: [(f64, &str); 3] = [
+        (1024.0 * 1024.0 * 1024.0, "GiB"),
+        (1024.0 * 1024.0, "MiB"),
+        (1024.0, "KiB"),
+    ];
+    for (u, name) in UNITS {
+        if n >= u {
+            return format!("{:.2} {name}", n / u);
+        }
+    }
+    format!("{n:.0} B")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("1 M"), Ok(1 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("12b"), Ok(12));
+        assert!(parse_size("1KB").is_err());
+        assert!(parse_size("KiB").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("1.5MiB").is_err());
+        assert!(parse_size("1XiB").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+        assert!(parse_size("99999999999GiB").is_err());
+    }
+
+    #[test]
+    fn capacities() {
+        assert_eq!(parse_capacity("64"), Ok(64));
+        assert_eq!(parse_capacity("4GiB"), Ok(1 << 32));
+        assert!(parse_capacity("8GiB").is_err());
+        assert!(parse_capacity("32").is_err());
+        assert!(parse_capacity("1000").is_err());
+        assert!(parse_capacity("0").is_err());
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(
+            parse_size_range("16..4KiB"),
+            Ok(SizeRange { min: 16, max: 4096 })
+        );
+        assert_eq!(
+            parse_size_range("16..=32"),
+            Ok(SizeRange { min: 16, max: 32 })
+        );
+        assert_eq!(
+            parse_size_range("100"),
+            Ok(SizeRange { min: 100, max: 100 })
+        );
+        assert!(parse_size_range("32..16").is_err());
+        assert!(parse_size_range("..16").is_err());
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("nan").is_err());
+        assert!(parse_seconds("inf").is_err());
+        assert!(parse_seconds("1e300").is_err());
+    }
+
+    #[test]
+    fn human() {
+        assert_eq!(human_size(1 << 20), "1MiB");
+        assert_eq!(human_size(65536), "64KiB");
+        assert_eq!(human_size(1000), "1000 bytes");
+        assert_eq!(human_size(1 << 32), "4GiB");
+    }
+}
