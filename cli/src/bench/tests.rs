@@ -37,7 +37,10 @@ fn every_transport_kind_runs_a_verified_session() {
             if name == "mq" && out.unavailable.is_some() {
                 continue;
             }
-            assert!(out.error.is_none() && out.unavailable.is_none(), "{name} {size}: {out:?}");
+            assert!(
+                out.error.is_none() && out.unavailable.is_none(),
+                "{name} {size}: {out:?}"
+            );
             assert_eq!(out.stream.len(), 2, "{name}");
             assert!(out.checked > 0 && out.fully_compared > 0, "{name}: {out:?}");
             assert!(out.spin.len() == 1 && out.block.len() == 1, "{name}");
@@ -102,7 +105,11 @@ fn a_corrupted_message_fails_the_row() {
     let out = session(&CorruptPipe, 64, &tiny_plan(), None, || {});
     let err = out.error.expect("the corruption must be reported");
     assert!(err.contains("integrity check failed"), "{err}");
-    assert!(out.stream.is_empty(), "no figures from a failed phase: {:?}", out.stream);
+    assert!(
+        out.stream.is_empty(),
+        "no figures from a failed phase: {:?}",
+        out.stream
+    );
 }
 
 /// A pipe whose child never reads: the parent fills the pipe and blocks.
