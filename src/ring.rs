@@ -301,9 +301,12 @@ impl Endpoint {
                 }
                 let now = Instant::now();
                 if how == Check::Rated {
-                    if let Some((t, dead)) = self.last_peer_check {
+                    // Only an "alive" verdict is reused: a "dead" one is
+                    // re-checked every time (an error path), so a
+                    // replacement peer is seen as soon as it attaches.
+                    if let Some((t, false)) = self.last_peer_check {
                         if now.duration_since(t) < wait::SLICE {
-                            return Ok(dead.then_some(PeerGone::Died));
+                            return Ok(None);
                         }
                     }
                 }
@@ -323,7 +326,7 @@ impl Endpoint {
                 self.last_peer_check = Some((now, verdict == Some(PeerGone::Died)));
                 Ok(verdict)
             }
-            x => Err(Error::corrupted("peer state word", x as u64)),
+            x => self.note(Err(Error::corrupted("peer state word", x as u64))),
         }
     }
 
@@ -355,11 +358,15 @@ impl Endpoint {
         // SeqCst store, then SeqCst loads inside `changed()`: with the peer's
         // SeqCst index store and SeqCst load of `waiting`, either we see its
         // progress or it sees our registration and wakes us.
+        #[cfg(not(loom))]
         w.waiting.store(1, Ordering::SeqCst);
         #[cfg(loom)]
-        crate::sync::loom_sc_fence();
+        crate::sync::loom_store_flag(&w.waiting, 1, Ordering::SeqCst);
         if changed() {
+            #[cfg(not(loom))]
             w.waiting.store(0, Ordering::Relaxed);
+            #[cfg(loom)]
+            crate::sync::loom_store_flag(&w.waiting, 0, Ordering::Relaxed);
             return;
         }
         match self.wait {
@@ -374,7 +381,10 @@ impl Endpoint {
                 crate::sync::yield_now();
             }
         }
+        #[cfg(not(loom))]
         w.waiting.store(0, Ordering::Relaxed);
+        #[cfg(loom)]
+        crate::sync::loom_store_flag(&w.waiting, 0, Ordering::Relaxed);
     }
 
     /// Mark our side closed and wake the peer. Skipped in a forked child that
@@ -694,7 +704,11 @@ impl<V: Variant> Producer<V> {
             }
         }
         let guard = if V::LOCKED {
-            match crate::locked::lock(self.ep.seg.header(), mode_until(mode), self.ep.cap)? {
+            match self.ep.note(crate::locked::lock(
+                self.ep.seg.header(),
+                mode_until(mode),
+                self.ep.cap,
+            ))? {
                 Some(g) => Some(g),
                 None => return Ok(None),
             }
@@ -1172,7 +1186,11 @@ impl<V: Variant> Consumer<V> {
             }
         }
         let guard = if V::LOCKED {
-            match crate::locked::lock(self.ep.seg.header(), mode_until(mode), self.ep.cap)? {
+            match self.ep.note(crate::locked::lock(
+                self.ep.seg.header(),
+                mode_until(mode),
+                self.ep.cap,
+            ))? {
                 Some(g) => Some(g),
                 None => return Ok(None),
             }
@@ -1331,7 +1349,10 @@ impl<V: Variant> Consumer<V> {
             return Ok(0);
         }
         let guard = if V::LOCKED {
-            match crate::locked::lock(self.ep.seg.header(), None, self.ep.cap)? {
+            match self
+                .ep
+                .note(crate::locked::lock(self.ep.seg.header(), None, self.ep.cap))?
+            {
                 Some(g) => Some(g),
                 None => return Ok(0),
             }

@@ -214,9 +214,40 @@ pub(crate) fn sem_init(w: &WaitWord) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether the semaphore still looks like the one `sem_init` made, as far as
+/// glibc's futex calls depend on it. glibc's 64-bit `sem_t` is
+/// `{ u64 value|nwaiters, i32 private, i32 pad }`, and `private` is passed
+/// to the futex syscall as flags: garbage there makes glibc abort the
+/// process ("The futex facility returned an unexpected error code"). For a
+/// process-shared semaphore it is 0. A peer that scribbles over it gets
+/// polling instead of a crash (the check is a narrowing, not a proof: a peer
+/// racing this check can still win; see DESIGN.md, trust model).
+#[cfg(not(any(loom, miri)))]
+fn sem_sane(w: &WaitWord) -> bool {
+    #[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
+    {
+        // SAFETY: sem_t is 32 bytes on 64-bit glibc, so bytes 8..12 are in
+        // bounds and 4-aligned (sem_t is 8-aligned); read atomically since
+        // other processes may write the semaphore concurrently.
+        let private = unsafe {
+            (*(w.sem.get().cast::<u8>().add(8) as *const std::sync::atomic::AtomicU32))
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        private == 0
+    }
+    #[cfg(not(all(target_env = "gnu", target_pointer_width = "64")))]
+    {
+        let _ = w;
+        true
+    }
+}
+
 /// Post the semaphore of `w` once.
 #[cfg(not(any(loom, miri)))]
 pub(crate) fn sem_post(w: &WaitWord) {
+    if !sem_sane(w) {
+        return; // the sleeper wakes within SLICE anyway
+    }
     // SAFETY: the semaphore was initialised by the creator before the
     // segment was published. A peer that scribbled over it can make
     // sem_post fail (EINVAL/EOVERFLOW), which we ignore: the sleeper wakes
@@ -234,6 +265,11 @@ pub(crate) fn sem_wait(w: &WaitWord, until: Instant) {
     // sem_timedwait measures CLOCK_REALTIME; the slice is at most SLICE long,
     // so a clock step can stretch or cut one slice, never the caller's
     // monotonic deadline, which is re-checked after every slice.
+    if !sem_sane(w) {
+        // Damaged semaphore: poll instead of sleeping in glibc.
+        std::thread::sleep(remaining.min(Duration::from_millis(1)));
+        return;
+    }
     let ts = timespec_after(libc::CLOCK_REALTIME, remaining);
     // SAFETY: the semaphore was initialised by the creator before
     // publication; the timespec is valid. EINTR/ETIMEDOUT/EINVAL just return.

@@ -570,13 +570,11 @@ fn random_faults<V: Variant>() {
 }
 
 #[test]
-#[ignore = "src bug: Corrupted from the peer state word (ring.rs Endpoint::peer_gone) is not recorded with note(), so it does not stick (see C2 report)"]
 fn random_faults_lockfree() {
     random_faults::<LockFree>();
 }
 
 #[test]
-#[ignore = "src bug: Corrupted from the peer state word (ring.rs Endpoint::peer_gone) is not recorded with note(), so it does not stick (see C2 report)"]
 fn random_faults_locked() {
     random_faults::<Locked>();
 }
@@ -667,13 +665,11 @@ fn spin_a_bit(n: u64) {
 }
 
 #[test]
-#[ignore = "src bug: Corrupted from the peer state word (ring.rs Endpoint::peer_gone) is not recorded with note(), so it does not stick (see C2 report)"]
 fn concurrent_scribbler_lockfree() {
     concurrent_scribbler::<LockFree>();
 }
 
 #[test]
-#[ignore = "src bug: Corrupted from the peer state word (ring.rs Endpoint::peer_gone) is not recorded with note(), so it does not stick (see C2 report)"]
 fn concurrent_scribbler_locked() {
     concurrent_scribbler::<Locked>();
 }
@@ -1053,13 +1049,11 @@ fn peer_state_corruption_sticks<V: Variant>() {
 }
 
 #[test]
-#[ignore = "src bug: Corrupted from the peer state word (ring.rs Endpoint::peer_gone) is not recorded with note(), so it does not stick (see C2 report)"]
 fn peer_state_corruption_sticks_lockfree() {
     peer_state_corruption_sticks::<LockFree>();
 }
 
 #[test]
-#[ignore = "src bug: Corrupted from the peer state word (ring.rs Endpoint::peer_gone) is not recorded with note(), so it does not stick (see C2 report)"]
 fn peer_state_corruption_sticks_locked() {
     peer_state_corruption_sticks::<Locked>();
 }

@@ -551,7 +551,6 @@ fn producer_follows_replacement<V: Variant>(wait: WaitStrategy) {
 }
 
 #[test]
-#[ignore = "src bug: a cached dead-peer verdict is reused for one 20 ms slice (ring.rs Endpoint::peer_gone), so a replacement peer attaching within it is not seen (see C2 report)"]
 fn surviving_consumer_follows_replacement_producer() {
     for w in [WaitStrategy::Futex, WaitStrategy::Spin] {
         consumer_follows_replacement::<shmpipe::LockFree>(w);
@@ -560,7 +559,6 @@ fn surviving_consumer_follows_replacement_producer() {
 }
 
 #[test]
-#[ignore = "src bug: a cached dead-peer verdict is reused for one 20 ms slice (ring.rs Endpoint::peer_gone), so a replacement peer attaching within it is not seen (see C2 report)"]
 fn surviving_producer_follows_replacement_consumer() {
     for w in [WaitStrategy::Futex, WaitStrategy::Spin] {
         producer_follows_replacement::<shmpipe::LockFree>(w);
