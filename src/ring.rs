@@ -237,7 +237,7 @@ impl Endpoint {
     fn attach(seg: Arc<Segment>, role: Role) -> Result<Endpoint> {
         let lock = segment::attach(&seg, role)?;
         let g = seg.geometry;
-        Ok(Endpoint {
+        let ep = Endpoint {
             data: seg.data(),
             cap: g.capacity,
             mask: g.capacity - 1,
@@ -249,7 +249,20 @@ impl Endpoint {
             last_peer_check: None,
             pid: std::process::id(),
             seg,
-        })
+        };
+        if ep.wait.sleeps() {
+            // A peer may be asleep waiting for us to attach: wake it.
+            // `segment::attach` stored ATTACHED with SeqCst, which with the
+            // SeqCst swap in `wake` and the sleeper's SeqCst store of
+            // `waiting` / load of our state forms the no-lost-wake-up pattern.
+            let h = ep.h();
+            let (w, counter) = match role {
+                Role::Producer => (&h.wait_consumer, &h.prod.wake_syscalls),
+                Role::Consumer => (&h.wait_producer, &h.cons.wake_syscalls),
+            };
+            ep.wake(w, counter);
+        }
+        Ok(ep)
     }
 
     #[inline]
@@ -733,7 +746,9 @@ impl<V: Variant> Producer<V> {
         self.ep.sleep(&h.wait_producer, until, || {
             // SeqCst: see `Endpoint::sleep`.
             h.cons.head.load(Ordering::SeqCst) != head_seen
-                || h.endpoints.consumer.load(Ordering::SeqCst) != STATE_ATTACHED
+                // Closed (or an invalid word, to report it); a consumer that
+                // never attached yet is waited for (its attach wakes us).
+                || h.endpoints.consumer.load(Ordering::SeqCst) > STATE_ATTACHED
         });
     }
 
@@ -1223,7 +1238,8 @@ impl<V: Variant> Consumer<V> {
         self.ep.sleep(&h.wait_consumer, until, || {
             // SeqCst: see `Endpoint::sleep`.
             h.prod.tail.load(Ordering::SeqCst) != tail_seen
-                || h.endpoints.producer.load(Ordering::SeqCst) != STATE_ATTACHED
+                // See `sleep_for_space`.
+                || h.endpoints.producer.load(Ordering::SeqCst) > STATE_ATTACHED
         });
     }
 

@@ -733,8 +733,8 @@ pub(crate) fn attach(seg: &Segment, role: Role) -> Result<Option<RoleLock>> {
         Role::Producer => &seg.header().endpoints.producer,
         Role::Consumer => &seg.header().endpoints.consumer,
     };
-    // Release: pairs with the peer's Acquire load of our state word, so the
-    // peer that sees ATTACHED also sees the positions we start from.
-    word.store(STATE_ATTACHED, Ordering::Release);
+    // SeqCst (a release): pairs with the peer's Acquire load of our state
+    // word, and with its SeqCst load in `Endpoint::sleep` (see `Endpoint::attach`).
+    word.store(STATE_ATTACHED, Ordering::SeqCst);
     Ok(lock)
 }
