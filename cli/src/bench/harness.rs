@@ -65,6 +65,11 @@ pub trait Transport {
     fn stream_mode(&self) -> Mode {
         Mode::Block
     }
+    /// Whether the parent makes its end only after the child has made its
+    /// own (for transports whose endpoints must not be created concurrently).
+    fn child_first(&self) -> bool {
+        false
+    }
     /// Make the channel (both directions) before the fork.
     fn setup(&self, size: usize) -> Result<Self::Setup, String>;
     /// The parent's end (sends first in every phase).
@@ -523,12 +528,11 @@ fn parent_main<T: Transport>(
     out: &mut SessionOut,
     on_phase: &mut impl FnMut(),
 ) -> Result<(), String> {
-    let mut ep = match t.parent(setup, size) {
-        Ok(ep) => ep,
-        Err(e) => {
-            out.unavailable = Some(format!("parent endpoint: {e}"));
-            return Err(e);
-        }
+    // Ok: the parent's end, made now; Err: the setup, to use once the child is ready.
+    let early = if t.child_first() {
+        Err(setup)
+    } else {
+        Ok(parent_end(t, setup, size, out)?)
     };
     let ready = read_line(ctrl)?;
     if let Some(e) = ready.strip_prefix("ERR ") {
@@ -538,6 +542,10 @@ fn parent_main<T: Transport>(
     if ready != "READY" {
         return Err(format!("bad handshake from child: {ready}"));
     }
+    let mut ep = match early {
+        Ok(ep) => ep,
+        Err(setup) => parent_end(t, setup, size, out)?,
+    };
     go.write_all(b"G")
         .map_err(|e| format!("starting the child: {e}"))?;
     let pat = Pattern::new(size);
@@ -583,6 +591,17 @@ fn parent_main<T: Transport>(
     }
     drop(ep);
     Ok(())
+}
+
+fn parent_end<T: Transport>(
+    t: &T,
+    setup: T::Setup,
+    size: usize,
+    out: &mut SessionOut,
+) -> Result<T::End, String> {
+    t.parent(setup, size).inspect_err(|e| {
+        out.unavailable = Some(format!("parent endpoint: {e}"));
+    })
 }
 
 fn stream_send<E: Endpoint>(

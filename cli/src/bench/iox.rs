@@ -7,7 +7,7 @@
 //! unique to the session.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use iceoryx2::port::listener::Listener;
 use iceoryx2::port::notifier::Notifier;
@@ -61,6 +61,11 @@ impl Transport for Iceoryx2 {
     fn stream_mode(&self) -> Mode {
         // Publish-subscribe has no blocking receive: stream by polling.
         Mode::Spin
+    }
+    fn child_first(&self) -> bool {
+        // The child creates the services and its ports before the parent
+        // opens them, so no two processes race to create a service.
+        true
     }
     fn setup(&self, _size: usize) -> Result<IoxNames, String> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -156,13 +161,22 @@ impl Endpoint for IoxEnd {
 
     #[inline]
     fn send(&mut self, msg: &[u8]) -> Result<(), String> {
-        let sample = self
-            .publisher
-            .loan_slice_uninit(msg.len())
-            .map_err(e("loan"))?;
-        let delivered = sample.write_from_slice(msg).send().map_err(e("send"))?;
-        if delivered == 0 {
-            return Err("send: no subscriber connected".into());
+        let mut since: Option<Instant> = None;
+        loop {
+            let sample = self
+                .publisher
+                .loan_slice_uninit(msg.len())
+                .map_err(e("loan"))?;
+            if sample.write_from_slice(msg).send().map_err(e("send"))? > 0 {
+                break;
+            }
+            // Delivered to nobody (so resending duplicates nothing): the
+            // connection to the peer's subscriber is not up yet.
+            let t0 = *since.get_or_insert_with(Instant::now);
+            if t0.elapsed() > Duration::from_secs(5) || aborted() {
+                return Err("send: no subscriber connected after 5 s".into());
+            }
+            std::thread::sleep(Duration::from_micros(100));
         }
         if !self.spin {
             self.notifier.notify().map_err(e("notify"))?;
