@@ -16,7 +16,7 @@ pub const DEFAULT_CAPACITY: u64 = 1 << 20;
 ///
 /// `shmpipe::Builder` builds lock-free rings, `shmpipe::locked::Builder`
 /// builds locked ones; both are this type.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Builder<V: Variant> {
     opts: Options,
     _v: PhantomData<V>,
@@ -34,6 +34,15 @@ impl Builder<Locked> {
     /// A builder for locked rings with the same defaults as the lock-free one.
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+impl<V: Variant> Clone for Builder<V> {
+    fn clone(&self) -> Self {
+        Builder {
+            opts: self.opts.clone(),
+            _v: PhantomData,
+        }
     }
 }
 

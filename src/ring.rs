@@ -1476,6 +1476,7 @@ impl<V: Variant> std::io::Read for Consumer<V> {
                 return Ok(n);
             }
             let mut pending = std::mem::take(&mut self.pending);
+            pending.clear();
             let r = self.recv_with(|m| {
                 let n = m.len().min(out.len());
                 out[..n].copy_from_slice(&m[..n]);

@@ -1100,16 +1100,11 @@ fn read_after_eof_stays_eof<V: Variant>() {
 }
 
 #[test]
-#[ignore = "src bug: io::Read for Consumer re-delivers already-read bytes after EOF \
-            (src/ring.rs, Read::read: `pending` is restored with pending_pos = 0 when \
-            recv_with fails; fix: pending.clear() after mem::take)"]
 fn read_after_eof_stays_eof_lock_free() {
     read_after_eof_stays_eof::<LockFree>();
 }
 
 #[test]
-#[ignore = "src bug: io::Read for Consumer re-delivers already-read bytes after EOF \
-            (see read_after_eof_stays_eof_lock_free)"]
 fn read_after_eof_stays_eof_locked() {
     read_after_eof_stays_eof::<Locked>();
 }
