@@ -524,6 +524,9 @@ pub struct Producer<V: Variant = LockFree> {
     tail: u64,
     /// Last `head` we loaded.
     head_cache: u64,
+    /// Our copies of the `messages` / `bytes` counters (we are their only writer).
+    msgs: u64,
+    bytes: u64,
     _v: PhantomData<(V, Cell<()>)>,
 }
 
@@ -549,6 +552,8 @@ impl<V: Variant> Producer<V> {
         let mut p = Producer {
             tail,
             head_cache: head,
+            msgs: h.prod.messages.load(Ordering::Relaxed),
+            bytes: h.prod.bytes.load(Ordering::Relaxed),
             ep,
             _v: PhantomData,
         };
@@ -667,12 +672,12 @@ impl<V: Variant> Producer<V> {
         self.tail = new_tail;
         let h = self.ep.seg.header();
         let p = &h.prod;
-        p.messages
-            .store(p.messages.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        p.bytes.store(
-            p.bytes.load(Ordering::Relaxed) + len as u64,
-            Ordering::Relaxed,
-        );
+        // Counters: store-only from local copies. Loading them would stall
+        // on the line the consumer just read `tail` from.
+        self.msgs += 1;
+        self.bytes += len as u64;
+        p.messages.store(self.msgs, Ordering::Relaxed);
+        p.bytes.store(self.bytes, Ordering::Relaxed);
         if self.ep.wait.sleeps() {
             // SeqCst store: pairs with the consumer's SeqCst store of
             // `waiting` / SeqCst load of `tail` in `Endpoint::sleep`
@@ -998,6 +1003,9 @@ pub struct Consumer<V: Variant = LockFree> {
     head: u64,
     /// Last `tail` we loaded.
     tail_cache: u64,
+    /// Our copies of the `messages` / `bytes` counters (we are their only writer).
+    msgs: u64,
+    bytes: u64,
     /// Bytes of a message partly returned by `io::Read`.
     pending: Vec<u8>,
     pending_pos: usize,
@@ -1024,6 +1032,8 @@ impl<V: Variant> Consumer<V> {
         let mut c = Consumer {
             head,
             tail_cache: head,
+            msgs: h.cons.messages.load(Ordering::Relaxed),
+            bytes: h.cons.bytes.load(Ordering::Relaxed),
             ep,
             pending: Vec::new(),
             pending_pos: 0,
@@ -1140,10 +1150,11 @@ impl<V: Variant> Consumer<V> {
         self.head = new_head;
         let h = self.ep.seg.header();
         let c = &h.cons;
-        c.messages
-            .store(c.messages.load(Ordering::Relaxed) + msgs, Ordering::Relaxed);
-        c.bytes
-            .store(c.bytes.load(Ordering::Relaxed) + bytes, Ordering::Relaxed);
+        // Store-only counters, as in `Producer::commit_slot`.
+        self.msgs += msgs;
+        self.bytes += bytes;
+        c.messages.store(self.msgs, Ordering::Relaxed);
+        c.bytes.store(self.bytes, Ordering::Relaxed);
         if self.ep.wait.sleeps() {
             // SeqCst: pairs with the producer's SeqCst store of `waiting` and
             // load of `head` in `sleep_for_space` (no lost wake-up), and as a
