@@ -589,10 +589,70 @@ mod os {
 
     /// The lock an endpoint holds for as long as it lives: an open-file-
     /// description lock on its role's byte, taken on a descriptor of its own
-    /// (reopened through /proc, so that no other endpoint, and no child that
-    /// inherited a descriptor before the endpoint attached, shares it).
+    /// (reopened through /proc, so that no other endpoint shares it).
+    ///
+    /// `fork()` would share the description with the child and keep the
+    /// role looking alive after the parent dies; so the descriptor is
+    /// registered in `ROLE_FDS`, and a `pthread_atfork` child handler closes
+    /// every registered descriptor in the child (`close` is
+    /// async-signal-safe; the table is lock-free).
     pub(crate) struct RoleLock {
-        fd: OwnedFd,
+        fd: Option<OwnedFd>,
+        slot: Option<usize>,
+        pid: u32,
+    }
+
+    const NO_FD: i32 = -1;
+    /// Role-lock descriptors of this process, closed in forked children.
+    /// Beyond 64 live endpoints a descriptor is not registered (and a forked
+    /// child inherits it, as documented in DESIGN.md).
+    static ROLE_FDS: [std::sync::atomic::AtomicI32; 64] =
+        [const { std::sync::atomic::AtomicI32::new(NO_FD) }; 64];
+    static ATFORK: std::sync::Once = std::sync::Once::new();
+
+    extern "C" fn close_role_fds_in_child() {
+        for slot in &ROLE_FDS {
+            let fd = slot.swap(NO_FD, std::sync::atomic::Ordering::Relaxed);
+            if fd >= 0 {
+                // SAFETY: the fd was registered by a live RoleLock of the
+                // parent; in the child nothing else uses it. close(2) is
+                // async-signal-safe, as a fork handler requires.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+
+    fn register(fd: i32) -> Option<usize> {
+        ATFORK.call_once(|| {
+            // SAFETY: registers a handler that only calls close(2) on
+            // descriptors from a static lock-free table.
+            unsafe { libc::pthread_atfork(None, None, Some(close_role_fds_in_child)) };
+        });
+        ROLE_FDS.iter().position(|slot| {
+            slot.compare_exchange(
+                NO_FD,
+                fd,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+        })
+    }
+
+    impl Drop for RoleLock {
+        fn drop(&mut self) {
+            let fd = self.fd.take();
+            if self.pid != std::process::id() && self.slot.is_some() {
+                // Forked child: the fork handler already closed this
+                // descriptor; its number may be reused by now.
+                std::mem::forget(fd);
+                return;
+            }
+            if let Some(i) = self.slot {
+                ROLE_FDS[i].store(NO_FD, std::sync::atomic::Ordering::Relaxed);
+            }
+            drop(fd); // closes it: the kernel releases the role lock
+        }
     }
 
     fn flock_for(role: Role, ty: libc::c_int) -> libc::flock {
@@ -621,9 +681,16 @@ mod os {
             }
             // SAFETY: fresh descriptor owned by nobody else.
             let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // Register before locking, so a fork from another thread never
+            // hands the locked description to a child unregistered.
+            let lock = RoleLock {
+                slot: register(raw),
+                fd: Some(fd),
+                pid: std::process::id(),
+            };
             let fl = flock_for(role, libc::F_WRLCK);
             // SAFETY: valid fd and flock struct.
-            if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) } != 0 {
+            if unsafe { libc::fcntl(raw, libc::F_OFD_SETLK, &fl) } != 0 {
                 let e = std::io::Error::last_os_error();
                 return match e.raw_os_error() {
                     Some(libc::EAGAIN) | Some(libc::EACCES) => {
@@ -632,14 +699,22 @@ mod os {
                     _ => Err(Error::io("taking the role lock", e)),
                 };
             }
-            Ok(Some(RoleLock { fd }))
+            Ok(Some(lock))
         }
 
         /// Whether some open file description holds `role`'s lock.
         pub(crate) fn is_held(&self, role: Role) -> Result<bool> {
+            let Some(fd) = self.fd.as_ref().filter(|_| self.pid == std::process::id()) else {
+                return Err(Error::io(
+                    "checking the peer",
+                    std::io::Error::other(
+                        "this handle was inherited across fork(); attach a new endpoint in the child",
+                    ),
+                ));
+            };
             let mut fl = flock_for(role, libc::F_WRLCK);
             // SAFETY: valid fd and flock out-struct.
-            if unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } != 0 {
+            if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } != 0 {
                 return Err(Error::last_os("querying the peer's role lock"));
             }
             Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
