@@ -441,6 +441,7 @@ fn block<T, S>(
     wait: WaitStrategy,
     mut attempt: impl FnMut(&mut S, bool) -> Result<Option<T>>,
     mut sleep: impl FnMut(&mut S, Instant),
+    ready: impl Fn(&S) -> bool,
     mut on_first_miss: impl FnMut(&mut S),
 ) -> Result<T> {
     if let Some(v) = attempt(this, false)? {
@@ -464,6 +465,8 @@ fn block<T, S>(
         // Under loom: no busy spinning (loom would explore it forever) and
         // no backoff phase: yield, or go straight to the sleep protocol.
         #[cfg(loom)]
+        let _ = &ready;
+        #[cfg(loom)]
         match wait {
             WaitStrategy::Futex => sleep(this, wait::slice_end(deadline)),
             _ => {
@@ -473,28 +476,41 @@ fn block<T, S>(
         }
         #[cfg(not(loom))]
         match wait {
+            // Wait for the peer's index (or state) to change, polling only
+            // atomics: no clock read, no syscall, until something moved or
+            // a bounded number of polls passed (then the loop above checks
+            // the deadline and, once per slice, the peer's liveness).
             WaitStrategy::Spin => {
-                for _ in 0..32 {
+                for _ in 0..SPIN_POLLS {
+                    if ready(this) {
+                        break;
+                    }
                     std::hint::spin_loop();
                 }
             }
             WaitStrategy::SpinYield => {
-                if backoff.is_completed() {
-                    std::thread::yield_now();
-                } else {
+                while !backoff.is_completed() && !ready(this) {
                     backoff.snooze();
+                }
+                if !ready(this) {
+                    std::thread::yield_now();
                 }
             }
             WaitStrategy::Futex | WaitStrategy::Semaphore => {
-                if backoff.is_completed() {
-                    sleep(this, wait::slice_end(deadline));
-                } else {
+                while !backoff.is_completed() && !ready(this) {
                     backoff.snooze();
+                }
+                if !ready(this) {
+                    sleep(this, wait::slice_end(deadline));
                 }
             }
         }
     }
 }
+
+/// Polls of the peer's index between two full attempts with `Spin`.
+#[cfg(not(loom))]
+const SPIN_POLLS: u32 = 4096;
 
 fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
@@ -745,6 +761,16 @@ impl<V: Variant> Producer<V> {
         }
     }
 
+    /// Did the consumer move `head` (or its state) since our last attempt?
+    #[inline]
+    fn space_changed(&self) -> bool {
+        let h = self.ep.h();
+        // Acquire: pairs with the consumer's Release/SeqCst store of `head`
+        // (the attempt that follows re-reads and validates it anyway).
+        h.cons.head.load(Ordering::Acquire) != self.head_cache
+            || h.endpoints.consumer.load(Ordering::Relaxed) > STATE_ATTACHED
+    }
+
     fn sleep_for_space(&mut self, until: Instant) {
         let head_seen = self.head_cache;
         let h = self.ep.seg.header();
@@ -776,6 +802,7 @@ impl<V: Variant> Producer<V> {
             wait,
             |p, check| p.attempt_reserve(len, Mode::Until(deadline), check),
             |p, until| p.sleep_for_space(until),
+            |p| p.space_changed(),
             |p| p.count_full(),
         )
     }
@@ -1243,6 +1270,16 @@ impl<V: Variant> Consumer<V> {
         }
     }
 
+    /// Did the producer move `tail` (or its state) since our last attempt?
+    #[inline]
+    fn data_changed(&self) -> bool {
+        let h = self.ep.h();
+        // Acquire: pairs with the producer's Release/SeqCst store of `tail`
+        // (the attempt that follows re-reads and validates it anyway).
+        h.prod.tail.load(Ordering::Acquire) != self.tail_cache
+            || h.endpoints.producer.load(Ordering::Relaxed) > STATE_ATTACHED
+    }
+
     fn sleep_for_data(&mut self, until: Instant) {
         let tail_seen = self.tail_cache;
         let h = self.ep.seg.header();
@@ -1294,6 +1331,7 @@ impl<V: Variant> Consumer<V> {
             wait,
             |c, check| c.attempt(Mode::Until(deadline), check, &mut f),
             |c, until| c.sleep_for_data(until),
+            |c| c.data_changed(),
             |c| c.count_empty(),
         )
     }

@@ -216,24 +216,41 @@ pub(crate) fn sem_init(w: &WaitWord) -> std::io::Result<()> {
 
 /// Whether the semaphore still looks like the one `sem_init` made, as far as
 /// glibc's futex calls depend on it. glibc's 64-bit `sem_t` is
-/// `{ u64 value|nwaiters, i32 private, i32 pad }`, and `private` is passed
-/// to the futex syscall as flags: garbage there makes glibc abort the
-/// process ("The futex facility returned an unexpected error code"). For a
-/// process-shared semaphore it is 0. A peer that scribbles over it gets
-/// polling instead of a crash (the check is a narrowing, not a proof: a peer
-/// racing this check can still win; see DESIGN.md, trust model).
+/// `{ u64 value|nwaiters, i32 private, i32 pad }`, and `private` selects the
+/// futex flags: garbage there makes glibc abort the process ("The futex
+/// facility returned an unexpected error code"). The expected value is
+/// whatever this glibc's `sem_init(pshared = 1)` writes, learned once from a
+/// local semaphore. A peer that scribbles over it gets polling instead of a
+/// crash (a narrowing, not a proof: a peer racing this check can still win;
+/// see DESIGN.md, trust model).
 #[cfg(not(any(loom, miri)))]
 fn sem_sane(w: &WaitWord) -> bool {
     #[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
     {
-        // SAFETY: sem_t is 32 bytes on 64-bit glibc, so bytes 8..12 are in
-        // bounds and 4-aligned (sem_t is 8-aligned); read atomically since
-        // other processes may write the semaphore concurrently.
-        let private = unsafe {
-            (*(w.sem.get().cast::<u8>().add(8) as *const std::sync::atomic::AtomicU32))
-                .load(std::sync::atomic::Ordering::Relaxed)
-        };
-        private == 0
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::OnceLock;
+        /// # Safety
+        /// `sem` must point to a valid `sem_t` (32 bytes, 8-aligned on 64-bit glibc).
+        unsafe fn private_word(sem: *const libc::sem_t) -> u32 {
+            // SAFETY: bytes 8..12 are in bounds and 4-aligned per the caller;
+            // read atomically since other processes may write it.
+            unsafe { (*(sem.cast::<u8>().add(8) as *const AtomicU32)).load(Ordering::Relaxed) }
+        }
+        static EXPECTED: OnceLock<Option<u32>> = OnceLock::new();
+        let expected = *EXPECTED.get_or_init(|| {
+            // SAFETY: a zeroed local sem_t initialised, read and destroyed here.
+            unsafe {
+                let mut sem: libc::sem_t = std::mem::zeroed();
+                if libc::sem_init(&mut sem, 1, 0) != 0 {
+                    return None;
+                }
+                let v = private_word(&sem);
+                libc::sem_destroy(&mut sem);
+                Some(v)
+            }
+        });
+        // SAFETY: `w.sem` is a sem_t inside the mapped header.
+        expected.is_none_or(|e| unsafe { private_word(w.sem.get()) } == e)
     }
     #[cfg(not(all(target_env = "gnu", target_pointer_width = "64")))]
     {

@@ -185,7 +185,6 @@ fn voluntary_switches() -> u64 {
 /// Not a timing check: an idle consumer blocked for 300 ms must not wake up
 /// hundreds of times (sleeping in 20 ms slices, it wakes about 15 times).
 #[test]
-#[ignore = "src bug: wait::sem_sane rejects healthy pshared semaphores (private == 128)"]
 fn semaphore_waiter_sleeps_instead_of_polling() {
     assert_idle_waiter_sleeps(shmpipe::WaitStrategy::Semaphore);
 }
