@@ -6,7 +6,8 @@
 //!                                                   wait strategy, flags, capacity, header size
 //!    128  producer               producer           tail, messages, bytes, full waits, wake syscalls
 //!    256  consumer               consumer           head, messages, bytes, empty waits, wake syscalls
-//!    384  endpoints              both (own word)    producer state, consumer state, lock repairs
+//!    384  endpoints              both (own word)    producer state, consumer state, lock repairs,
+//!                                                   producer/consumer "light barrier" flags
 //!    512  wait_consumer          both               seq (futex word), waiting flag, sem_t "items"
 //!    640  wait_producer          both               seq (futex word), waiting flag, sem_t "space"
 //!    768  lock                   locked variant     pthread_mutex_t (process-shared, robust)
@@ -81,6 +82,12 @@ pub(crate) struct Endpoints {
     pub consumer: AtomicU32,
     /// Times a robust mutex was recovered from a dead holder (locked variant).
     pub lock_repairs: AtomicU64,
+    /// 1 while the producer publishes with the light barrier (its process is
+    /// registered for `membarrier(GLOBAL_EXPEDITED)`): a sleeping consumer
+    /// must then issue the heavy barrier. 0: the producer publishes SeqCst.
+    pub producer_light: AtomicU32,
+    /// The same for the consumer.
+    pub consumer_light: AtomicU32,
 }
 
 /// Where one side sleeps: a futex word, a waiter flag and a semaphore.

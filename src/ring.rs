@@ -204,6 +204,9 @@ struct Endpoint {
     role: Role,
     lock: Option<RoleLock>,
     broken: Option<(&'static str, u64)>,
+    /// Publish with the light barrier (this process is registered for
+    /// membarrier and the strategy sleeps); see DESIGN.md.
+    light: bool,
     /// When we last asked the kernel about the peer's lock, and whether it was dead.
     last_peer_check: Option<(Instant, bool)>,
     pid: u32,
@@ -237,7 +240,18 @@ impl Endpoint {
     fn attach(seg: Arc<Segment>, role: Role) -> Result<Endpoint> {
         let lock = segment::attach(&seg, role)?;
         let g = seg.geometry;
+        let light = g.wait.sleeps() && wait::light_barrier_available();
+        let own_light = match role {
+            Role::Producer => &seg.header().endpoints.producer_light,
+            Role::Consumer => &seg.header().endpoints.consumer_light,
+        };
+        // SeqCst swap (a full barrier), before our first publication: a
+        // peer that read our old flag (0) did so after registering as a
+        // sleeper and fencing, so our loads of `waiting` after this barrier
+        // see its registration even though we publish light.
+        own_light.swap(light as u32, Ordering::SeqCst);
         let ep = Endpoint {
+            light,
             data: seg.data(),
             cap: g.capacity,
             mask: g.capacity - 1,
@@ -285,6 +299,14 @@ impl Endpoint {
             self.broken = Some((what, *value));
         }
         r
+    }
+
+    /// The peer's "publishes with the light barrier" flag.
+    fn peer_light_word(&self) -> &crate::sync::AtomicU32 {
+        match self.role {
+            Role::Producer => &self.h().endpoints.consumer_light,
+            Role::Consumer => &self.h().endpoints.producer_light,
+        }
     }
 
     fn peer_word(&self) -> &crate::sync::AtomicU32 {
@@ -375,6 +397,22 @@ impl Endpoint {
         w.waiting.store(1, Ordering::SeqCst);
         #[cfg(loom)]
         crate::sync::loom_store_flag(&w.waiting, 1, Ordering::SeqCst);
+        // A peer that publishes with the light barrier (plain Release store,
+        // no fence) needs the heavy one from us: membarrier(2) runs a full
+        // barrier on every CPU running a registered process, so either its
+        // index store is visible to `changed()` below, or its later load of
+        // `waiting` sees our registration. SeqCst load: ordered after our
+        // registration (see `Endpoint::attach` for the flag's own race).
+        if self.peer_light_word().load(Ordering::SeqCst) != 0 && !wait::heavy_barrier() {
+            // The kernel refused the barrier: poll instead of sleeping.
+            w.waiting.store(0, Ordering::Relaxed);
+            std::thread::sleep(
+                until
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(1)),
+            );
+            return;
+        }
         if changed() {
             #[cfg(not(loom))]
             w.waiting.store(0, Ordering::Relaxed);
@@ -497,8 +535,19 @@ fn block<T, S>(
                 }
             }
             WaitStrategy::Futex | WaitStrategy::Semaphore => {
-                while !backoff.is_completed() && !ready(this) {
-                    backoff.snooze();
+                // Adaptive spin before sleeping: a streaming peer usually
+                // moves within microseconds, and a sleep costs both sides a
+                // syscall. After one full spin without progress, sleep at once.
+                if !backoff.is_completed() {
+                    for _ in 0..SLEEP_SPIN_POLLS {
+                        if ready(this) {
+                            break;
+                        }
+                        std::hint::spin_loop();
+                    }
+                    while !backoff.is_completed() && !ready(this) {
+                        backoff.snooze();
+                    }
                 }
                 if !ready(this) {
                     sleep(this, wait::slice_end(deadline));
@@ -511,6 +560,10 @@ fn block<T, S>(
 /// Polls of the peer's index between two full attempts with `Spin`.
 #[cfg(not(loom))]
 const SPIN_POLLS: u32 = 4096;
+/// Polls of the peer's index before a sleeping strategy goes to sleep
+/// (a few tens of microseconds).
+#[cfg(not(loom))]
+const SLEEP_SPIN_POLLS: u32 = 4096;
 
 fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
@@ -694,7 +747,19 @@ impl<V: Variant> Producer<V> {
         self.bytes += len as u64;
         p.messages.store(self.msgs, Ordering::Relaxed);
         p.bytes.store(self.bytes, Ordering::Relaxed);
-        if self.ep.wait.sleeps() {
+        if self.ep.light {
+            // Light side of the asymmetric barrier (see DESIGN.md, wake-up
+            // protocol). Release: pairs with the consumer's Acquire load of
+            // `tail`. The store-load order against `waiting` is enforced by
+            // the sleeping consumer's membarrier(2), which runs a full
+            // barrier on our CPU; the compiler fence keeps the compiler from
+            // reordering the two.
+            p.tail.store(new_tail, Ordering::Release);
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+            if h.wait_consumer.waiting.load(Ordering::Relaxed) != 0 {
+                self.ep.wake(&h.wait_consumer, &p.wake_syscalls);
+            }
+        } else if self.ep.wait.sleeps() {
             // SeqCst store: pairs with the consumer's SeqCst store of
             // `waiting` / SeqCst load of `tail` in `Endpoint::sleep`
             // (store-buffer pattern: no lost wake-up), and as a Release store
@@ -1182,7 +1247,15 @@ impl<V: Variant> Consumer<V> {
         self.bytes += bytes;
         c.messages.store(self.msgs, Ordering::Relaxed);
         c.bytes.store(self.bytes, Ordering::Relaxed);
-        if self.ep.wait.sleeps() {
+        if self.ep.light {
+            // Light side of the asymmetric barrier: see `commit_slot`.
+            // Release: pairs with the producer's Acquire load of `head`.
+            c.head.store(new_head, Ordering::Release);
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+            if h.wait_producer.waiting.load(Ordering::Relaxed) != 0 {
+                self.ep.wake(&h.wait_producer, &c.wake_syscalls);
+            }
+        } else if self.ep.wait.sleeps() {
             // SeqCst: pairs with the producer's SeqCst store of `waiting` and
             // load of `head` in `sleep_for_space` (no lost wake-up), and as a
             // Release store with its Acquire load of `head` in `reserve`.

@@ -338,6 +338,8 @@ fn zeroed_header() -> Header {
             producer: AtomicU32::new(0),
             consumer: AtomicU32::new(0),
             lock_repairs: AtomicU64::new(0),
+            producer_light: AtomicU32::new(0),
+            consumer_light: AtomicU32::new(0),
         }),
         wait_consumer: ww(),
         wait_producer: ww(),

@@ -292,3 +292,57 @@ pub(crate) fn sem_wait(w: &WaitWord, until: Instant) {
     // publication; the timespec is valid. EINTR/ETIMEDOUT/EINVAL just return.
     unsafe { libc::sem_timedwait(w.sem.get(), &ts) };
 }
+
+/// `membarrier(2)` commands (linux/membarrier.h).
+#[cfg(all(target_os = "linux", not(any(loom, miri))))]
+const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
+#[cfg(all(target_os = "linux", not(any(loom, miri))))]
+const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
+
+/// Register this process for expedited global memory barriers, once.
+/// Returns whether it may publish with the light barrier (plain Release
+/// store + compiler fence), relying on sleepers to call [`heavy_barrier`].
+pub(crate) fn light_barrier_available() -> bool {
+    #[cfg(all(target_os = "linux", not(any(loom, miri))))]
+    {
+        static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *REGISTERED.get_or_init(|| {
+            // SAFETY: membarrier takes no pointers; registration only
+            // affects this process's eligibility for expedited barriers.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_membarrier,
+                    MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED,
+                    0 as libc::c_long,
+                    0 as libc::c_long,
+                ) == 0
+            }
+        })
+    }
+    #[cfg(not(all(target_os = "linux", not(any(loom, miri)))))]
+    {
+        false
+    }
+}
+
+/// Execute a full memory barrier on every CPU currently running a
+/// registered process (the heavy side of the asymmetric barrier). Returns
+/// false if the kernel refused, in which case the caller must not rely on it.
+pub(crate) fn heavy_barrier() -> bool {
+    #[cfg(all(target_os = "linux", not(any(loom, miri))))]
+    {
+        // SAFETY: membarrier takes no pointers.
+        unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                MEMBARRIER_CMD_GLOBAL_EXPEDITED,
+                0 as libc::c_long,
+                0 as libc::c_long,
+            ) == 0
+        }
+    }
+    #[cfg(not(all(target_os = "linux", not(any(loom, miri)))))]
+    {
+        false
+    }
+}
