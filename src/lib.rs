@@ -41,6 +41,11 @@
 
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+// Under loom and Miri the OS-backed paths are compiled out.
+#![cfg_attr(
+    any(loom, miri),
+    allow(dead_code, unused_imports, irrefutable_let_patterns)
+)]
 
 mod builder;
 mod error;

@@ -373,7 +373,11 @@ impl Endpoint {
         if w.waiting.swap(0, Ordering::SeqCst) == 0 {
             return;
         }
-        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        // Informational counter a peer may also write: wrap, never panic.
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
         match self.wait {
             WaitStrategy::Futex => {
                 // Release: pairs with the sleeper's Acquire load of `seq`.
@@ -743,8 +747,9 @@ impl<V: Variant> Producer<V> {
         let p = &h.prod;
         // Counters: store-only from local copies. Loading them would stall
         // on the line the consumer just read `tail` from.
-        self.msgs += 1;
-        self.bytes += len as u64;
+        // Seeded from the segment at attach (peer-writable): wrap, never panic.
+        self.msgs = self.msgs.wrapping_add(1);
+        self.bytes = self.bytes.wrapping_add(len as u64);
         p.messages.store(self.msgs, Ordering::Relaxed);
         p.bytes.store(self.bytes, Ordering::Relaxed);
         if self.ep.light {
@@ -850,7 +855,7 @@ impl<V: Variant> Producer<V> {
 
     fn count_full(&mut self) {
         let c = &self.ep.seg.header().prod.full_waits;
-        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 
     fn reserve_blocking(
@@ -1243,8 +1248,8 @@ impl<V: Variant> Consumer<V> {
         let h = self.ep.seg.header();
         let c = &h.cons;
         // Store-only counters, as in `Producer::commit_slot`.
-        self.msgs += msgs;
-        self.bytes += bytes;
+        self.msgs = self.msgs.wrapping_add(msgs);
+        self.bytes = self.bytes.wrapping_add(bytes);
         c.messages.store(self.msgs, Ordering::Relaxed);
         c.bytes.store(self.bytes, Ordering::Relaxed);
         if self.ep.light {
@@ -1366,7 +1371,7 @@ impl<V: Variant> Consumer<V> {
 
     fn count_empty(&mut self) {
         let c = &self.ep.seg.header().cons.empty_waits;
-        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 
     /// Lend the message `found` to `f`, then release its space.
