@@ -751,10 +751,9 @@ fn full_is_exact<V: Variant>() {
             let case = Case {
                 capacity: cap,
                 wait: WaitStrategy::Spin,
-                ops: std::iter::repeat(Op::TrySend(Len::Small(8)))
-                    .take((cap / 16 + 2) as usize)
+                ops: std::iter::repeat_n(Op::TrySend(Len::Small(8)), (cap / 16 + 2) as usize)
                     .chain([Op::TrySend(Len::Small(0)), Op::TryRecv])
-                    .chain(std::iter::repeat(Op::TrySend(Len::Small(0))).take(3))
+                    .chain(std::iter::repeat_n(Op::TrySend(Len::Small(0)), 3))
                     .chain([Op::TrySend(Len::MaxPlus1), Op::Drain(usize::MAX)])
                     .chain([Op::TrySend(Len::Max), Op::TrySend(Len::Max)])
                     .collect(),
