@@ -498,7 +498,7 @@ fn read_line(ctrl: &mut BufReader<File>) -> Result<String, String> {
     }
 }
 
-/// The child's "OK <count> <fully compared>" report, or its failure.
+/// The child's `OK <count> <fully compared>` report, or its failure.
 fn child_report(ctrl: &mut BufReader<File>) -> Result<(u64, u64), String> {
     let line = read_line(ctrl)?;
     let mut it = line.splitn(3, ' ');
