@@ -148,24 +148,17 @@ pub(crate) fn lock(h: &Header, until: Option<Instant>, capacity: u64) -> Result<
         // SAFETY: the mutex was initialised by the creator before the
         // segment was published; pthread functions tolerate concurrent use.
         None => unsafe { libc::pthread_mutex_trylock(m) },
+        #[cfg(not(miri))]
         Some(t) => {
             let remaining = t.saturating_duration_since(Instant::now());
-            let mut now = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: valid out-pointer.
-            unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
-            let total = now.tv_nsec as u128 + remaining.as_nanos();
-            let ts = libc::timespec {
-                tv_sec: now.tv_sec + (total / 1_000_000_000) as libc::time_t,
-                tv_nsec: (total % 1_000_000_000) as libc::c_long,
-            };
-            // SAFETY: as above; `ts` is a valid absolute CLOCK_REALTIME time.
-            // The wait is at most one slice, so a clock step only changes
-            // one slice; the caller's monotonic deadline is checked after.
-            unsafe { libc::pthread_mutex_timedlock(m, &ts) }
+            let ts = crate::wait::timespec_after(libc::CLOCK_MONOTONIC, remaining);
+            // SAFETY: as above; `ts` is a valid absolute CLOCK_MONOTONIC time.
+            unsafe { crate::wait::pthread_mutex_clocklock(m, libc::CLOCK_MONOTONIC, &ts) }
         }
+        // Miri has no timed locks: try once; the caller's loop retries.
+        #[cfg(miri)]
+        // SAFETY: as above.
+        Some(_) => unsafe { libc::pthread_mutex_trylock(m) },
     };
     match r {
         0 => Ok(Some(Guard { m })),

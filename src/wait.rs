@@ -98,7 +98,7 @@ pub(crate) fn slice_end(deadline: Option<Instant>) -> Instant {
 }
 
 #[cfg(not(any(loom, miri)))]
-fn timespec_after(clock: libc::clockid_t, d: Duration) -> libc::timespec {
+pub(crate) fn timespec_after(clock: libc::clockid_t, d: Duration) -> libc::timespec {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -279,18 +279,28 @@ pub(crate) fn sem_wait(w: &WaitWord, until: Instant) {
     if remaining.is_zero() {
         return;
     }
-    // sem_timedwait measures CLOCK_REALTIME; the slice is at most SLICE long,
-    // so a clock step can stretch or cut one slice, never the caller's
-    // monotonic deadline, which is re-checked after every slice.
-    if !sem_sane(w) {
-        // Damaged semaphore: poll instead of sleeping in glibc.
-        std::thread::sleep(remaining.min(Duration::from_millis(1)));
-        return;
-    }
-    let ts = timespec_after(libc::CLOCK_REALTIME, remaining);
+    let ts = timespec_after(libc::CLOCK_MONOTONIC, remaining);
     // SAFETY: the semaphore was initialised by the creator before
-    // publication; the timespec is valid. EINTR/ETIMEDOUT/EINVAL just return.
-    unsafe { libc::sem_timedwait(w.sem.get(), &ts) };
+    // publication (and `sem_sane` checked the word glibc's futex call
+    // depends on); the timespec is a valid absolute CLOCK_MONOTONIC time.
+    // EINTR/ETIMEDOUT/EINVAL just return: the caller re-checks.
+    unsafe { sem_clockwait(w.sem.get(), libc::CLOCK_MONOTONIC, &ts) };
+}
+
+#[cfg(not(any(loom, miri)))]
+extern "C" {
+    /// glibc >= 2.30: `sem_timedwait` with a chosen clock (not in the libc crate).
+    fn sem_clockwait(
+        sem: *mut libc::sem_t,
+        clock: libc::clockid_t,
+        abstime: *const libc::timespec,
+    ) -> libc::c_int;
+    /// glibc >= 2.30: `pthread_mutex_timedlock` with a chosen clock.
+    pub(crate) fn pthread_mutex_clocklock(
+        mutex: *mut libc::pthread_mutex_t,
+        clock: libc::clockid_t,
+        abstime: *const libc::timespec,
+    ) -> libc::c_int;
 }
 
 /// `membarrier(2)` commands (linux/membarrier.h).
