@@ -279,6 +279,11 @@ pub(crate) fn sem_wait(w: &WaitWord, until: Instant) {
     if remaining.is_zero() {
         return;
     }
+    if !sem_sane(w) {
+        // Damaged semaphore: poll instead of sleeping in glibc.
+        std::thread::sleep(remaining.min(Duration::from_millis(1)));
+        return;
+    }
     let ts = timespec_after(libc::CLOCK_MONOTONIC, remaining);
     // SAFETY: the semaphore was initialised by the creator before
     // publication (and `sem_sane` checked the word glibc's futex call
