@@ -620,6 +620,8 @@ impl<V: Variant> Producer<V> {
     pub(crate) fn attach(seg: Arc<Segment>) -> Result<Self> {
         let ep = Endpoint::attach(seg, Role::Producer)?;
         let h = ep.h();
+        // Acquire: pair with the peers' Release stores of the indices (a
+        // takeover continues from the committed positions and their bytes).
         let head = h.cons.head.load(Ordering::Acquire);
         let tail = h.prod.tail.load(Ordering::Acquire);
         let mut p = Producer {
@@ -1124,6 +1126,7 @@ impl<V: Variant> Consumer<V> {
     pub(crate) fn attach(seg: Arc<Segment>) -> Result<Self> {
         let ep = Endpoint::attach(seg, Role::Consumer)?;
         let h = ep.h();
+        // Acquire: as in `Producer::attach`.
         let head = h.cons.head.load(Ordering::Acquire);
         let tail = h.prod.tail.load(Ordering::Acquire);
         let mut c = Consumer {

@@ -630,6 +630,8 @@ mod os {
             // descriptors from a static lock-free table.
             unsafe { libc::pthread_atfork(None, None, Some(close_role_fds_in_child)) };
         });
+        // AcqRel claim of a free slot: the table is only read by the fork
+        // handler (which runs in the forking thread after fork) and by drop.
         ROLE_FDS.iter().position(|slot| {
             slot.compare_exchange(
                 NO_FD,
