@@ -69,30 +69,16 @@ const MIN_SIZE: usize = 8;
 /// Largest size accepted on the command line.
 const MAX_SIZE: usize = 16 << 20;
 
+/// A message size: the CLI's size syntax (`crate::args::parse_size`),
+/// within what the harness can stamp and every transport can carry.
 fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: usize = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (examples: 64, 4KiB, 1MiB)"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        u => {
-            return Err(format!(
-                "unknown size unit '{u}' in '{s}' (use K, KiB, M or MiB: x1024)"
-            ))
-        }
-    };
-    let v = n
-        .checked_mul(mult)
+    let v = crate::args::parse_size(s)?;
+    usize::try_from(v)
+        .ok()
         .filter(|v| (MIN_SIZE..=MAX_SIZE).contains(v))
         .ok_or_else(|| {
             format!("size '{s}' out of range: {MIN_SIZE} bytes (room for the sequence number) to 16 MiB")
-        })?;
-    Ok(v)
+        })
 }
 
 fn parse_transport(s: &str) -> Result<String, String> {
