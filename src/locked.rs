@@ -80,7 +80,7 @@ pub(crate) fn init_mutex(h: &Header) -> Result<()> {
 /// After a holder died, validate the indices it may have left; if they are
 /// sound, mark the mutex consistent, otherwise leave it unrecoverable and
 /// report the corruption.
-/// Whether the mutex's type word still holds what this glibc's
+/// The mutex's type word, if it no longer holds what this glibc's
 /// `pthread_mutex_init` wrote for a process-shared robust mutex. glibc reads
 /// `__kind` (offset 16 of the 64-bit `pthread_mutex_t`) to pick the locking
 /// algorithm; a peer that writes e.g. the lock-elision bit there makes glibc
@@ -89,22 +89,15 @@ pub(crate) fn init_mutex(h: &Header) -> Result<()> {
 /// narrowing, not a proof (a peer racing this check can still win; see
 /// DESIGN.md, trust model).
 #[cfg(not(loom))]
-fn mutex_sane(m: *mut libc::pthread_mutex_t) -> bool {
+fn damaged_kind(m: *mut libc::pthread_mutex_t) -> Option<u32> {
     #[cfg(all(target_env = "gnu", target_pointer_width = "64", not(miri)))]
     {
-        use std::sync::atomic::AtomicU32;
+        use crate::wait::load_u32_at;
         use std::sync::OnceLock;
-        /// # Safety
-        /// `m` must point to a valid 40-byte, 8-aligned `pthread_mutex_t`.
-        unsafe fn kind_word(m: *const libc::pthread_mutex_t) -> u32 {
-            // SAFETY: bytes 16..20 are in bounds and 4-aligned per the
-            // caller; read atomically since other processes may write them.
-            unsafe { (*(m.cast::<u8>().add(16) as *const AtomicU32)).load(Ordering::Relaxed) }
-        }
         static EXPECTED: OnceLock<Option<u32>> = OnceLock::new();
-        let expected = *EXPECTED.get_or_init(|| {
+        let expected = (*EXPECTED.get_or_init(|| {
             // SAFETY: a zeroed local mutex, initialised like the ring's,
-            // read, and destroyed here.
+            // read (bytes 16..20 of 40, 8-aligned), and destroyed here.
             unsafe {
                 let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
                 let mut mutex: libc::pthread_mutex_t = std::mem::zeroed();
@@ -118,30 +111,26 @@ fn mutex_sane(m: *mut libc::pthread_mutex_t) -> bool {
                 if !ok {
                     return None;
                 }
-                let v = kind_word(&mutex);
+                let v = load_u32_at((&mutex as *const libc::pthread_mutex_t).cast(), 16);
                 libc::pthread_mutex_destroy(&mut mutex);
                 Some(v)
             }
-        });
-        // SAFETY: `m` is the mutex inside the mapped header.
-        expected.is_none_or(|e| unsafe { kind_word(m) } == e)
+        }))?;
+        // SAFETY: `m` is the 40-byte, 8-aligned mutex inside the mapped header.
+        let found = unsafe { load_u32_at(m.cast(), 16) };
+        (found != expected).then_some(found)
     }
     #[cfg(not(all(target_env = "gnu", target_pointer_width = "64", not(miri))))]
     {
         let _ = m; // Miri has no process-shared mutex attributes to compare with
-        true
+        None
     }
 }
 
 #[cfg(not(loom))]
 pub(crate) fn lock(h: &Header, until: Option<Instant>, capacity: u64) -> Result<Option<Guard>> {
     let m = h.lock.mutex.get();
-    if !mutex_sane(m) {
-        // SAFETY: as in `mutex_sane`: in-bounds, aligned, atomic read.
-        let kind = unsafe {
-            (*(m.cast::<u8>().add(16) as *const std::sync::atomic::AtomicU32))
-                .load(Ordering::Relaxed)
-        };
+    if let Some(kind) = damaged_kind(m) {
         return Err(Error::corrupted("ring mutex type word", kind as u64));
     }
     let r = match until {

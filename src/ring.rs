@@ -365,6 +365,45 @@ impl Endpoint {
         }
     }
 
+    /// Publish our index `word = value` and wake the peer if it sleeps on
+    /// `peer_wait`: the publication half of the wake-up protocol (DESIGN.md §3).
+    #[inline]
+    fn publish_index(
+        &self,
+        word: &AtomicU64,
+        value: u64,
+        peer_wait: &WaitWord,
+        counter: &AtomicU64,
+    ) {
+        if self.light {
+            // Light side of the asymmetric barrier. Release: pairs with the
+            // peer's Acquire load of this index. The store-load order
+            // against `waiting` is enforced by the sleeping peer's
+            // membarrier(2), which runs a full barrier on our CPU; the
+            // compiler fence keeps the compiler from reordering the two.
+            word.store(value, Ordering::Release);
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+            if peer_wait.waiting.load(Ordering::Relaxed) != 0 {
+                self.wake(peer_wait, counter);
+            }
+        } else if self.wait.sleeps() {
+            // SeqCst store: pairs with the sleeper's SeqCst store of
+            // `waiting` / SeqCst load of this index in `Endpoint::sleep`
+            // (store-buffer pattern: no lost wake-up), and as a Release store
+            // with the peer's Acquire load of this index.
+            word.store(value, Ordering::SeqCst);
+            #[cfg(loom)]
+            crate::sync::loom_sc_fence();
+            // SeqCst: see above.
+            if peer_wait.waiting.load(Ordering::SeqCst) != 0 {
+                self.wake(peer_wait, counter);
+            }
+        } else {
+            // Release: pairs with the peer's Acquire load of this index.
+            word.store(value, Ordering::Release);
+        }
+    }
+
     /// Wake the sleeper registered on `w`, if any (one syscall per registration).
     #[cold]
     fn wake(&self, w: &WaitWord, counter: &AtomicU64) {
@@ -523,12 +562,7 @@ fn block<T, S>(
             // a bounded number of polls passed (then the loop above checks
             // the deadline and, once per slice, the peer's liveness).
             WaitStrategy::Spin => {
-                for _ in 0..SPIN_POLLS {
-                    if ready(this) {
-                        break;
-                    }
-                    std::hint::spin_loop();
-                }
+                poll_until(this, &ready, SPIN_POLLS);
             }
             WaitStrategy::SpinYield => {
                 while !backoff.is_completed() && !ready(this) {
@@ -543,12 +577,7 @@ fn block<T, S>(
                 // moves within microseconds, and a sleep costs both sides a
                 // syscall. After one full spin without progress, sleep at once.
                 if !backoff.is_completed() {
-                    for _ in 0..SLEEP_SPIN_POLLS {
-                        if ready(this) {
-                            break;
-                        }
-                        std::hint::spin_loop();
-                    }
+                    poll_until(this, &ready, SLEEP_SPIN_POLLS);
                     while !backoff.is_completed() && !ready(this) {
                         backoff.snooze();
                     }
@@ -568,6 +597,19 @@ const SPIN_POLLS: u32 = 4096;
 /// (a few tens of microseconds).
 #[cfg(not(loom))]
 const SLEEP_SPIN_POLLS: u32 = 4096;
+
+/// Poll `ready` up to `polls` times with spin-loop hints; whether it became true.
+#[cfg(not(loom))]
+#[inline]
+fn poll_until<S>(this: &S, ready: &impl Fn(&S) -> bool, polls: u32) -> bool {
+    for _ in 0..polls {
+        if ready(this) {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    false
+}
 
 fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
@@ -754,34 +796,10 @@ impl<V: Variant> Producer<V> {
         self.bytes = self.bytes.wrapping_add(len as u64);
         p.messages.store(self.msgs, Ordering::Relaxed);
         p.bytes.store(self.bytes, Ordering::Relaxed);
-        if self.ep.light {
-            // Light side of the asymmetric barrier (see DESIGN.md, wake-up
-            // protocol). Release: pairs with the consumer's Acquire load of
-            // `tail`. The store-load order against `waiting` is enforced by
-            // the sleeping consumer's membarrier(2), which runs a full
-            // barrier on our CPU; the compiler fence keeps the compiler from
-            // reordering the two.
-            p.tail.store(new_tail, Ordering::Release);
-            std::sync::atomic::compiler_fence(Ordering::SeqCst);
-            if h.wait_consumer.waiting.load(Ordering::Relaxed) != 0 {
-                self.ep.wake(&h.wait_consumer, &p.wake_syscalls);
-            }
-        } else if self.ep.wait.sleeps() {
-            // SeqCst store: pairs with the consumer's SeqCst store of
-            // `waiting` / SeqCst load of `tail` in `Endpoint::sleep`
-            // (store-buffer pattern: no lost wake-up), and as a Release store
-            // with the consumer's Acquire load of `tail`.
-            p.tail.store(new_tail, Ordering::SeqCst);
-            #[cfg(loom)]
-            crate::sync::loom_sc_fence();
-            // SeqCst: see above.
-            if h.wait_consumer.waiting.load(Ordering::SeqCst) != 0 {
-                self.ep.wake(&h.wait_consumer, &p.wake_syscalls);
-            }
-        } else {
-            // Release: pairs with the consumer's Acquire load of `tail`.
-            p.tail.store(new_tail, Ordering::Release);
-        }
+        // Pairs with the consumer's Acquire load of `tail` in `peek` (and,
+        // for the wake-up, its registration in `Endpoint::sleep`).
+        self.ep
+            .publish_index(&p.tail, new_tail, &h.wait_consumer, &p.wake_syscalls);
     }
 
     /// One attempt at reserving `len` bytes, taking the lock if locked.
@@ -1255,29 +1273,10 @@ impl<V: Variant> Consumer<V> {
         self.bytes = self.bytes.wrapping_add(bytes);
         c.messages.store(self.msgs, Ordering::Relaxed);
         c.bytes.store(self.bytes, Ordering::Relaxed);
-        if self.ep.light {
-            // Light side of the asymmetric barrier: see `commit_slot`.
-            // Release: pairs with the producer's Acquire load of `head`.
-            c.head.store(new_head, Ordering::Release);
-            std::sync::atomic::compiler_fence(Ordering::SeqCst);
-            if h.wait_producer.waiting.load(Ordering::Relaxed) != 0 {
-                self.ep.wake(&h.wait_producer, &c.wake_syscalls);
-            }
-        } else if self.ep.wait.sleeps() {
-            // SeqCst: pairs with the producer's SeqCst store of `waiting` and
-            // load of `head` in `sleep_for_space` (no lost wake-up), and as a
-            // Release store with its Acquire load of `head` in `reserve`.
-            c.head.store(new_head, Ordering::SeqCst);
-            #[cfg(loom)]
-            crate::sync::loom_sc_fence();
-            // SeqCst: see above.
-            if h.wait_producer.waiting.load(Ordering::SeqCst) != 0 {
-                self.ep.wake(&h.wait_producer, &c.wake_syscalls);
-            }
-        } else {
-            // Release: pairs with the producer's Acquire load of `head`.
-            c.head.store(new_head, Ordering::Release);
-        }
+        // Pairs with the producer's Acquire load of `head` in `reserve` (and,
+        // for the wake-up, its registration in `Endpoint::sleep`).
+        self.ep
+            .publish_index(&c.head, new_head, &h.wait_producer, &c.wake_syscalls);
     }
 
     /// Nothing to read: tell whether the producer is gone, after one last

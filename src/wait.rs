@@ -227,14 +227,12 @@ pub(crate) fn sem_init(w: &WaitWord) -> std::io::Result<()> {
 fn sem_sane(w: &WaitWord) -> bool {
     #[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
     {
-        use std::sync::atomic::{AtomicU32, Ordering};
         use std::sync::OnceLock;
         /// # Safety
         /// `sem` must point to a valid `sem_t` (32 bytes, 8-aligned on 64-bit glibc).
         unsafe fn private_word(sem: *const libc::sem_t) -> u32 {
-            // SAFETY: bytes 8..12 are in bounds and 4-aligned per the caller;
-            // read atomically since other processes may write it.
-            unsafe { (*(sem.cast::<u8>().add(8) as *const AtomicU32)).load(Ordering::Relaxed) }
+            // SAFETY: bytes 8..12 are in bounds and 4-aligned per the caller.
+            unsafe { load_u32_at(sem.cast(), 8) }
         }
         static EXPECTED: OnceLock<Option<u32>> = OnceLock::new();
         let expected = *EXPECTED.get_or_init(|| {
@@ -256,6 +254,22 @@ fn sem_sane(w: &WaitWord) -> bool {
     {
         let _ = w;
         true
+    }
+}
+
+/// Read the 4 bytes at `base + off` once, atomically (another process may
+/// write them at any time): for the words of glibc objects in the segment.
+///
+/// # Safety
+/// `base + off .. base + off + 4` must be in bounds of one live object and
+/// 4-aligned.
+#[cfg(not(any(loom, miri)))]
+pub(crate) unsafe fn load_u32_at(base: *const u8, off: usize) -> u32 {
+    // SAFETY: in bounds and aligned per the caller; an atomic read tolerates
+    // concurrent writers.
+    unsafe {
+        (*(base.add(off) as *const std::sync::atomic::AtomicU32))
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
