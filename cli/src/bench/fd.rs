@@ -8,15 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::harness::{aborted, spin_step, Endpoint, Mode, Transport};
-
-fn os_err(what: &str) -> String {
-    format!("{what}: {}", std::io::Error::last_os_error())
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
+use super::harness::{aborted, os_err, retry_or_fail, Endpoint, Mode, Transport};
 
 /// How messages travel over the descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,14 +106,8 @@ impl Endpoint for FdEnd {
                 },
             };
             if n < 0 {
-                match errno() {
-                    libc::EINTR => continue,
-                    libc::EAGAIN if self.spin => {
-                        spin_step(&mut rounds)?;
-                        continue;
-                    }
-                    _ => return Err(os_err("send")),
-                }
+                retry_or_fail(self.spin, false, &mut rounds, "send")?;
+                continue;
             }
             let n = n as usize;
             if self.framing == Framing::Packet && n != msg.len() {
@@ -150,14 +136,8 @@ impl Endpoint for FdEnd {
                 unsafe { libc::read(fd, rest.as_mut_ptr().cast(), rest.len()) }
             };
             if n < 0 {
-                match errno() {
-                    libc::EINTR => continue,
-                    libc::EAGAIN if self.spin => {
-                        spin_step(&mut rounds)?;
-                        continue;
-                    }
-                    _ => return Err(os_err("recv")),
-                }
+                retry_or_fail(self.spin, false, &mut rounds, "recv")?;
+                continue;
             }
             if n == 0 {
                 return Err("peer closed the connection".into());

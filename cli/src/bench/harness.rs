@@ -90,6 +90,23 @@ pub fn spin_step(rounds: &mut u32) -> Result<(), String> {
     Ok(())
 }
 
+/// The failed call `what` with the OS error, for a row's error text.
+pub fn os_err(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// After a syscall of a non-blocking or timed loop failed: `Ok` to retry
+/// (EINTR; EAGAIN while busy-polling; ETIMEDOUT of a `timed` wait unless
+/// the watchdog fired), else the error for the row.
+pub fn retry_or_fail(spin: bool, timed: bool, rounds: &mut u32, what: &str) -> Result<(), String> {
+    match std::io::Error::last_os_error().raw_os_error().unwrap_or(0) {
+        libc::EINTR => Ok(()),
+        libc::EAGAIN if spin => spin_step(rounds),
+        libc::ETIMEDOUT if timed && !aborted() => Ok(()),
+        _ => Err(os_err(what)),
+    }
+}
+
 /// Whether the watchdog fired (checked by timed waits).
 pub fn aborted() -> bool {
     ABORT.load(Ordering::Relaxed)

@@ -4,15 +4,7 @@
 use std::ffi::CString;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::harness::{aborted, spin_step, Endpoint, Mode, Transport};
-
-fn os_err(what: &str) -> String {
-    format!("{what}: {}", std::io::Error::last_os_error())
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
+use super::harness::{os_err, retry_or_fail, Endpoint, Mode, Transport};
 
 fn proc_limit(file: &str) -> Option<usize> {
     std::fs::read_to_string(format!("/proc/sys/fs/mqueue/{file}"))
@@ -186,12 +178,7 @@ impl Endpoint for MqEnd {
             if rc == 0 {
                 return Ok(());
             }
-            match errno() {
-                libc::EINTR => {}
-                libc::EAGAIN if self.spin => spin_step(&mut rounds)?,
-                libc::ETIMEDOUT if !aborted() => {}
-                _ => return Err(os_err("mq_send")),
-            }
+            retry_or_fail(self.spin, true, &mut rounds, "mq_send")?;
         }
     }
 
@@ -229,12 +216,7 @@ impl Endpoint for MqEnd {
                 }
                 return Ok(f(&self.scratch[..n]));
             }
-            match errno() {
-                libc::EINTR => {}
-                libc::EAGAIN if self.spin => spin_step(&mut rounds)?,
-                libc::ETIMEDOUT if !aborted() => {}
-                _ => return Err(os_err("mq_receive")),
-            }
+            retry_or_fail(self.spin, true, &mut rounds, "mq_receive")?;
         }
     }
 }
