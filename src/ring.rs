@@ -1132,6 +1132,21 @@ pub struct Consumer<V: Variant = LockFree> {
 // SAFETY: as for `Producer`.
 unsafe impl<V: Variant> Send for Consumer<V> {}
 
+/// Why a receive attempt found nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Idle {
+    /// Nothing yet; the producer is alive (or not attached yet).
+    Empty,
+    /// The producer is gone but left messages: look again at once.
+    Retry,
+}
+
+/// Outcome of one receive attempt.
+enum Step<R> {
+    Got(R),
+    Idle(Idle),
+}
+
 /// A record found by `peek`: payload offset and length, and the head after it.
 #[derive(Clone, Copy)]
 struct Found {
@@ -1281,23 +1296,20 @@ impl<V: Variant> Consumer<V> {
 
     /// Nothing to read: tell whether the producer is gone, after one last
     /// look at `tail` (a producer stores its last tail before closing or dying).
-    fn empty_reason(&mut self, how: Check) -> Result<Error> {
-        let gone = self.ep.peer_gone(how)?;
-        match gone {
-            None => Ok(Error::Empty),
-            Some(g) => {
-                // Acquire: pairs with the producer's final tail store; its
-                // state store (or death) came after it.
-                let tail = self.ep.h().prod.tail.load(Ordering::Acquire);
-                if tail != self.head {
-                    return Ok(Error::Empty); // more to read: retry at once
-                }
-                Ok(match g {
-                    PeerGone::Closed => Error::Disconnected,
-                    PeerGone::Died => Error::PeerDied,
-                })
-            }
+    fn empty_reason(&mut self, how: Check) -> Result<Idle> {
+        let Some(g) = self.ep.peer_gone(how)? else {
+            return Ok(Idle::Empty);
+        };
+        // Acquire: pairs with the producer's final tail store; its state
+        // store (or death) came after it.
+        let tail = self.ep.h().prod.tail.load(Ordering::Acquire);
+        if tail != self.head {
+            return Ok(Idle::Retry); // it left messages behind: read them first
         }
+        Err(match g {
+            PeerGone::Closed => Error::Disconnected,
+            PeerGone::Died => Error::PeerDied,
+        })
     }
 
     /// One attempt to take a message and hand it to `f`.
@@ -1306,16 +1318,13 @@ impl<V: Variant> Consumer<V> {
         mode: Mode,
         check_peer: bool,
         f: &mut Option<impl FnOnce(&[u8]) -> R>,
-    ) -> Result<Option<R>> {
+    ) -> Result<Step<R>> {
         if V::LOCKED && matches!(mode, Mode::Until(_)) {
             // Waiting in the locked ring: see `Producer::attempt_reserve`.
             let tail = self.ep.h().prod.tail.load(Ordering::Relaxed);
             if tail == self.head {
                 self.tail_cache = tail;
-                return match self.empty_reason(Check::slow(check_peer))? {
-                    Error::Empty => Ok(None),
-                    e => Err(e),
-                };
+                return self.empty_reason(Check::slow(check_peer)).map(Step::Idle);
             }
         }
         let guard = if V::LOCKED {
@@ -1325,7 +1334,7 @@ impl<V: Variant> Consumer<V> {
                 self.ep.cap,
             ))? {
                 Some(g) => Some(g),
-                None => return Ok(None),
+                None => return Ok(Step::Idle(Idle::Empty)), // lock busy
             }
         } else {
             None
@@ -1334,18 +1343,16 @@ impl<V: Variant> Consumer<V> {
         match self.ep.note(r)? {
             Some(found) => {
                 let Some(f) = f.take() else {
-                    return Ok(None); // unreachable: attempts stop at the first success
+                    // unreachable: attempts stop at the first success
+                    return Ok(Step::Idle(Idle::Empty));
                 };
                 let out = self.deliver(found, f);
                 drop(guard);
-                Ok(Some(out))
+                Ok(Step::Got(out))
             }
             None => {
                 drop(guard);
-                match self.empty_reason(Check::slow(check_peer))? {
-                    Error::Empty => Ok(None),
-                    e => Err(e),
-                }
+                self.empty_reason(Check::slow(check_peer)).map(Step::Idle)
             }
         }
     }
@@ -1409,7 +1416,10 @@ impl<V: Variant> Consumer<V> {
             self,
             deadline,
             wait,
-            |c, check| c.attempt(Mode::Until(deadline), check, &mut f),
+            |c, check| match c.attempt(Mode::Until(deadline), check, &mut f)? {
+                Step::Got(r) => Ok(Some(r)),
+                Step::Idle(_) => Ok(None),
+            },
             |c, until| c.sleep_for_data(until),
             |c| c.data_changed(),
             |c| c.count_empty(),
@@ -1425,11 +1435,13 @@ impl<V: Variant> Consumer<V> {
     pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         self.ep.check_broken()?;
         let mut f = Some(f);
-        // Two looks: a producer that closed or died right after our first
-        // look may have left a last message behind.
+        // A second look only if the producer is gone but left messages
+        // behind after our first look (it cannot publish more).
         for _ in 0..2 {
-            if let Some(r) = self.attempt(Mode::Try, false, &mut f)? {
-                return Ok(r);
+            match self.attempt(Mode::Try, false, &mut f)? {
+                Step::Got(r) => return Ok(r),
+                Step::Idle(Idle::Empty) => break,
+                Step::Idle(Idle::Retry) => {}
             }
         }
         Err(Error::Empty)
@@ -1555,10 +1567,8 @@ impl<V: Variant> Consumer<V> {
             return self.ep.note(Err(e)).map(|()| n);
         }
         if n == 0 {
-            match self.empty_reason(Check::Rated)? {
-                Error::Empty => {}
-                e => return Err(e),
-            }
+            // Empty, or gone with messages left (the next call reads them).
+            self.empty_reason(Check::Rated)?;
         }
         Ok(n)
     }
