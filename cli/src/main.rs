@@ -37,17 +37,26 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    // A doc comment on a variant sets both `about` and `long_about`, and wins
+    // over a `long_about` on the args struct; so each long text is given
+    // here, next to the one-line summary.
     /// Copy stdin into a ring (creating it if needed) until end of file.
+    #[command(long_about = pipe::WRITE_ABOUT)]
     Write(pipe::WriteArgs),
     /// Copy a ring to stdout until its writer closes it.
+    #[command(long_about = pipe::READ_ABOUT)]
     Read(pipe::ReadArgs),
     /// Show a segment's header, fill level, counters and endpoint states.
+    #[command(long_about = segments::INSPECT_ABOUT)]
     Inspect(segments::InspectArgs),
     /// List the shmpipe segments in /dev/shm.
+    #[command(long_about = segments::LS_ABOUT)]
     Ls(segments::LsArgs),
     /// Remove shmpipe segments.
+    #[command(long_about = segments::RM_ABOUT)]
     Rm(segments::RmArgs),
     /// Check a ring under load: forked producer and consumer, every message verified.
+    #[command(long_about = stress::STRESS_ABOUT)]
     Stress(stress::StressArgs),
     /// Compare shmpipe with pipes, sockets, message queues, TCP and iceoryx2.
     Bench(bench::BenchArgs),
@@ -60,6 +69,14 @@ pub enum Fail {
     Usage(String),
     /// Something went wrong while running (exit status 1).
     Runtime(String),
+    /// A signal stopped the command after it cleaned up (exit status 128 +
+    /// the signal number: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
+    Signal {
+        /// The signal number.
+        signal: i32,
+        /// What was done before exiting.
+        msg: String,
+    },
 }
 
 /// What every command returns.
@@ -81,6 +98,10 @@ fn main() -> ExitCode {
         Err(Fail::Runtime(msg)) => {
             eprintln!("shmpipe: {name}: {msg}");
             ExitCode::from(1)
+        }
+        Err(Fail::Signal { signal, msg }) => {
+            eprintln!("shmpipe: {name}: {msg}");
+            ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
         }
         Err(Fail::Usage(msg)) => {
             let mut cmd = Cli::command();

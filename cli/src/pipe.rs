@@ -1,18 +1,54 @@
 //! `shmpipe write` and `shmpipe read`: a named ring used like a FIFO.
 //!
-//! Either side may start first: both open the segment with
-//! `open_or_create_*`, so whichever comes first creates it (race-free) and
-//! the other attaches. Neither unlinks on drop; `read` removes the segment
-//! after an orderly close (unless `--keep`).
+//! Either side may start first: whichever finds no segment creates it
+//! (`O_EXCL`, so of two racing commands exactly one creates) and the other
+//! attaches. Neither unlinks on drop; what is left behind is decided when a
+//! command ends, after it closed its own role:
+//!
+//! - both roles closed in order (the peer's state is CLOSED and its role lock
+//!   free): the segment is removed by whichever side ends last (`read --keep`
+//!   keeps it when the reader is that side);
+//! - the peer never attached: `read` removes the segment (it holds nothing to
+//!   salvage); `write` removes it only if it created it and did not finish
+//!   (interrupted) — a writer that finished leaves it for a reader started later;
+//! - the peer is alive (it cleans up when it ends) or died (a new process may
+//!   take over its role and the data): the segment is kept.
+//!
+//! `write` closes its role in order when its input ends, when it is
+//! interrupted (SIGINT, SIGTERM, SIGHUP: like `cat` killed by Ctrl-C in a
+//! pipeline, the reader then sees the end of the stream) and when the reader
+//! closed first. On any other failure (`--timeout`, a read error on stdin,
+//! the reader died) it leaves its role unclosed, so that a reader reports an
+//! incomplete transfer instead of a clean end. `read` always closes in order.
+//!
+//! `read` uses the two-phase receive: a message is released only after
+//! `write(2)` to stdout returned for all of it, so a reader killed at any
+//! point never loses a message; its replacement gets the one message that was
+//! being written out again (at least once; only that one may repeat).
+//!
+//! Variant conflicts: a segment's variant is fixed by its creator. A command
+//! whose explicit `--variant` differs from an existing segment's reports it
+//! and exits 1; if its own role in that segment was never attached and the
+//! other role is held by a live process (a reader or writer waiting for this
+//! one), it also removes the name. The waiting side notices within one idle
+//! slice (100 ms): while its peer has never attached it checks that the name
+//! still refers to the segment it opened (device and inode), and ends with a
+//! message when it does not (the same happens after `shmpipe rm`).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::mem::ManuallyDrop;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use shmpipe::{Error, GenericBuilder, GenericConsumer, GenericProducer, LockFree, Locked, Variant};
+use shmpipe::{
+    EndpointState, Error, GenericBuilder, GenericConsumer, GenericProducer, LockFree, Locked,
+    PeerStatus, SegmentInfo, Variant,
+};
 
 use crate::args::{
     parse_capacity, parse_name, parse_nonzero_size, parse_seconds, VariantArg, WaitArg,
@@ -35,16 +71,29 @@ pub struct CreateOpts {
     pub variant: Option<VariantArg>,
 }
 
+/// `shmpipe write --help` (set on the subcommand in main.rs, where it is not
+/// overridden by the subcommand's doc comment).
+pub const WRITE_ABOUT: &str = "Copy stdin into the ring NAME until end of file, then close the \
+producer side and exit 0. The segment is created if it does not exist (and is left in place for a \
+reader started later); if it exists, write attaches to it as its producer. Blocks while the ring \
+is full. Exits 1 if the reader closes or dies before all input was delivered. If write itself \
+fails (--timeout, a read error on stdin), it leaves the producer side unclosed, so that the reader \
+reports an incomplete transfer instead of a clean end. SIGINT, SIGTERM and SIGHUP close the \
+producer side in order (the reader sees the end of the stream, as with a pipe), remove the \
+segment if this command created it and no reader ever attached, and exit 130, 143 or 129.";
+
+/// `shmpipe read --help`.
+pub const READ_ABOUT: &str = "Copy the ring NAME to stdout until its writer closes it, then remove \
+the segment (unless --keep) and exit 0. May be started before or after `write`: the segment is \
+created if it does not exist. A message is released from the ring only once it was written to \
+stdout, so a reader that is killed loses nothing: the next reader starts with the message that \
+was being written out. If the writer dies without closing, everything it committed is written \
+out first, then read exits 1 and keeps the segment. SIGINT, SIGTERM and SIGHUP close the consumer \
+side in order, remove the segment if no live writer holds it, and exit 130, 143 or 129; a closed \
+stdout (`shmpipe read NAME | head -c 10`) closes it too, and the writer, ending last, removes it.";
+
 /// `shmpipe write`.
 #[derive(Args, Debug)]
-#[command(
-    long_about = "Copy stdin into the ring NAME until end of file, then close the producer side \
-and exit. The segment is created if it does not exist (and is left in place for a reader \
-started later); if it exists, write attaches to it as its producer. Blocks while the ring is \
-full. Exits 1 if the reader closes or dies before all input was delivered. If write itself fails \
-(--timeout, a read error on stdin), it leaves the producer side unclosed, so that the reader \
-reports an incomplete transfer instead of a clean end."
-)]
 pub struct WriteArgs {
     /// Segment name: '/' followed by 1 to 255 characters (the file /dev/shm/NAME)
     #[arg(value_parser = parse_name)]
@@ -62,12 +111,6 @@ pub struct WriteArgs {
 
 /// `shmpipe read`.
 #[derive(Args, Debug)]
-#[command(
-    long_about = "Copy the ring NAME to stdout until its writer closes it, then remove the segment \
-(unless --keep) and exit 0. May be started before or after `write`: the segment is created if it \
-does not exist. If the writer dies without closing, everything it committed is written out first, \
-then read exits 1 and keeps the segment."
-)]
 pub struct ReadArgs {
     /// Segment name: '/' followed by 1 to 255 characters (the file /dev/shm/NAME)
     #[arg(value_parser = parse_name)]
@@ -86,6 +129,70 @@ pub struct ReadArgs {
 /// while detecting its variant.
 const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The longest a blocked command waits before it looks at signals, its own
+/// deadline, and whether its segment's name is still there.
+const SLICE: Duration = Duration::from_millis(100);
+
+// ---------------------------------------------------------------------------
+// signals
+
+/// The signal that asked this command to stop, set by a signal-hook handler.
+pub struct Stop(Arc<AtomicUsize>);
+
+impl Stop {
+    /// Catch SIGINT, SIGTERM and SIGHUP. The handlers are installed without
+    /// `SA_RESTART`, so a blocked read of stdin or write to stdout returns
+    /// `EINTR` and the command gets to close its role.
+    pub fn install() -> Result<Stop, Fail> {
+        let flag = Arc::new(AtomicUsize::new(0));
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            signal_hook::flag::register_usize(sig, Arc::clone(&flag), sig as usize)
+                .and_then(|_| no_restart(sig))
+                .map_err(|e| Fail::Runtime(format!("installing a handler for {}: {e}", signal_name(sig))))?;
+        }
+        Ok(Stop(flag))
+    }
+
+    /// The signal received, if any.
+    fn signal(&self) -> Option<i32> {
+        // Relaxed: the flag carries no other data; signal-hook's handler
+        // stores it (SeqCst) in this same thread or another.
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            s => i32::try_from(s).ok(),
+        }
+    }
+}
+
+/// Clear `SA_RESTART` from the handler signal-hook installed for `sig`.
+fn no_restart(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: sigaction is a plain C struct; all-zero is a valid value.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `act`.
+    if unsafe { libc::sigaction(sig, std::ptr::null(), &mut act) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    act.sa_flags &= !libc::SA_RESTART;
+    // SAFETY: re-installs the same handler, mask and flags, minus SA_RESTART.
+    if unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `SIGINT` etc. for messages.
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
+}
+
+// ---------------------------------------------------------------------------
+// opening
+
 /// Describe a library error about segment `name` for the user.
 pub fn describe(name: &str, e: &Error) -> String {
     match e {
@@ -98,17 +205,68 @@ pub fn describe(name: &str, e: &Error) -> String {
                 "a reader"
             }
         ),
+        Error::NotInitialized { .. } | Error::SizeMismatch { .. } | Error::NotShmpipe { .. } => {
+            match crate::segments::what_file(name) {
+                Some(what) => format!("{name}: {what} ({e})"),
+                None => format!("{name}: {e}"),
+            }
+        }
         e => format!("{name}: {e}"),
     }
 }
 
-fn is_not_found(e: &Error) -> bool {
-    matches!(e, Error::NotFound { .. })
+/// Which file a name refers to (to notice it being removed or replaced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
 }
 
-/// The variant to open `name` with: the segment's own if it exists, else the
-/// flag (default lock-free). An explicit flag that disagrees is an error.
-fn detect_variant(name: &str, explicit: Option<VariantArg>) -> Result<VariantArg, Fail> {
+fn file_id(name: &str) -> Option<FileId> {
+    std::fs::symlink_metadata(crate::segments::shm_path(name))
+        .ok()
+        .map(|m| FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+}
+
+/// The role a command attaches to, for messages and for reading `SegmentInfo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Producer,
+    Consumer,
+}
+
+impl Role {
+    fn command(self) -> &'static str {
+        match self {
+            Role::Producer => "writer",
+            Role::Consumer => "reader",
+        }
+    }
+    fn peer(self) -> Role {
+        match self {
+            Role::Producer => Role::Consumer,
+            Role::Consumer => Role::Producer,
+        }
+    }
+    /// This role's state word and whether its lock is held, in `info`.
+    fn in_info(self, info: &SegmentInfo) -> (EndpointState, bool) {
+        match self {
+            Role::Producer => (info.stats.producer, info.producer_alive),
+            Role::Consumer => (info.stats.consumer, info.consumer_alive),
+        }
+    }
+}
+
+/// The variant of the existing segment `name` (`None`: there is none).
+/// An explicit flag that disagrees is an error (see the module docs).
+fn detect_variant(
+    name: &str,
+    explicit: Option<VariantArg>,
+    role: Role,
+) -> Result<Option<VariantArg>, Fail> {
     let start = Instant::now();
     loop {
         match shmpipe::inspect(name) {
@@ -116,19 +274,14 @@ fn detect_variant(name: &str, explicit: Option<VariantArg>) -> Result<VariantArg
                 let found = VariantArg::from_lib_name(info.variant).ok_or_else(|| {
                     Fail::Runtime(format!("{name}: unknown ring variant {:?}", info.variant))
                 })?;
-                if let Some(want) = explicit {
-                    if want != found {
-                        return Err(Fail::Runtime(format!(
-                            "{name} is a {} ring, but --variant {} was given; pass --variant {} or leave --variant out",
-                            found.lib_name(),
-                            want.flag(),
-                            found.flag()
-                        )));
+                match explicit {
+                    Some(want) if want != found => {
+                        return Err(Fail::Runtime(conflict(name, &info, want, found, role)))
                     }
+                    _ => return Ok(Some(found)),
                 }
-                return Ok(found);
             }
-            Err(e) if is_not_found(&e) => return Ok(explicit.unwrap_or(VariantArg::LockFree)),
+            Err(Error::NotFound { .. }) => return Ok(None),
             // Being created by a peer right now: give it a moment.
             Err(Error::NotInitialized { .. }) if start.elapsed() < DETECT_TIMEOUT => {
                 std::thread::sleep(Duration::from_millis(5));
@@ -136,6 +289,73 @@ fn detect_variant(name: &str, explicit: Option<VariantArg>) -> Result<VariantArg
             Err(e) => return Err(Fail::Runtime(describe(name, &e))),
         }
     }
+}
+
+/// The message for a variant conflict; removes the name when the other side
+/// is waiting for us, so that it stops too.
+fn conflict(name: &str, info: &SegmentInfo, want: VariantArg, found: VariantArg, role: Role) -> String {
+    let mut msg = format!(
+        "{name} is a {} ring, but --variant {} was given; start both sides with the same --variant \
+         (or leave it out: an existing segment's variant is detected)",
+        found.lib_name(),
+        want.flag()
+    );
+    let (mine, mine_alive) = role.in_info(info);
+    let (_, peer_alive) = role.peer().in_info(info);
+    if mine == EndpointState::Never && !mine_alive && peer_alive {
+        let peer = role.peer().command();
+        match shmpipe::remove(name) {
+            Ok(()) | Err(Error::NotFound { .. }) => {
+                msg += &format!("; removed {name}, so the {peer} waiting on it stops too")
+            }
+            Err(e) => {
+                msg += &format!("; could not remove {name} ({e}): the {peer} waiting on it keeps waiting")
+            }
+        }
+    }
+    msg
+}
+
+/// An attached end, and what the command needs to tidy up after it.
+struct Opened<T> {
+    end: T,
+    /// This command created the segment.
+    created: bool,
+    /// The file the name referred to right after attaching.
+    id: Option<FileId>,
+}
+
+/// Attach to `name` (creating it if there is none) with `attach(variant,
+/// create)`, retrying when another process created, removed or replaced
+/// the segment in between.
+fn open_end<T>(
+    name: &str,
+    explicit: Option<VariantArg>,
+    role: Role,
+    mut attach: impl FnMut(VariantArg, bool) -> Result<T, Error>,
+) -> Result<Opened<T>, Fail> {
+    for _ in 0..5 {
+        let found = detect_variant(name, explicit, role)?;
+        let create = found.is_none();
+        let variant = found.or(explicit).unwrap_or(VariantArg::LockFree);
+        match attach(variant, create) {
+            Ok(end) => {
+                return Ok(Opened {
+                    end,
+                    created: create,
+                    id: file_id(name),
+                })
+            }
+            Err(Error::Io { source, .. })
+                if create && source.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(Error::NotFound { .. }) if !create => {}
+            Err(Error::WrongVariant { .. }) => {}
+            Err(e) => return Err(Fail::Runtime(describe(name, &e))),
+        }
+    }
+    Err(Fail::Runtime(format!(
+        "{name} was created and removed by other processes repeatedly while being opened; try again"
+    )))
 }
 
 fn builder<V: Variant>(opts: &CreateOpts) -> GenericBuilder<V> {
@@ -146,29 +366,6 @@ fn builder<V: Variant>(opts: &CreateOpts) -> GenericBuilder<V> {
         b = b.wait(w.into());
     }
     b
-}
-
-/// Open `name` with `open` for the detected variant, retrying the detection
-/// once if another process created the segment with the other variant in
-/// between.
-fn with_variant<T>(
-    name: &str,
-    explicit: Option<VariantArg>,
-    mut open: impl FnMut(VariantArg) -> Result<T, Error>,
-) -> Result<T, Fail> {
-    let mut variant = detect_variant(name, explicit)?;
-    for attempt in 0..2 {
-        match open(variant) {
-            Ok(t) => return Ok(t),
-            Err(Error::WrongVariant { .. }) if attempt == 0 => {
-                variant = detect_variant(name, explicit)?;
-            }
-            Err(e) => return Err(Fail::Runtime(describe(name, &e))),
-        }
-    }
-    Err(Fail::Runtime(format!(
-        "{name}: the segment changed variant while being opened; try again"
-    )))
 }
 
 /// Note on stderr when an existing segment differs from explicit options.
@@ -190,6 +387,113 @@ fn note_existing(name: &str, opts: &CreateOpts, capacity: u64, wait: shmpipe::Wa
     }
 }
 
+/// Whether the segment's name was removed or now refers to another file
+/// while our peer has never attached (it can no longer find us).
+fn orphaned(name: &str, id: Option<FileId>, peer: Result<PeerStatus, Error>) -> bool {
+    matches!(peer, Ok(PeerStatus::NotAttached)) && id.is_some() && file_id(name) != id
+}
+
+/// After our role is closed: remove the segment if both roles have gone in
+/// order, or if the peer never attached and `if_unattached`. Returns a note
+/// for the user when it removed it.
+fn tidy(name: &str, id: Option<FileId>, role: Role, if_unattached: bool) -> Result<bool, String> {
+    if id.is_none() || file_id(name) != id {
+        return Ok(false); // removed already, or the name is someone else's now
+    }
+    let Ok(info) = shmpipe::inspect(name) else {
+        return Ok(false);
+    };
+    let (peer, peer_alive) = role.peer().in_info(&info);
+    let remove = !peer_alive
+        && match peer {
+            EndpointState::Closed => true,
+            EndpointState::Never => if_unattached,
+            _ => false,
+        };
+    if !remove {
+        return Ok(false);
+    }
+    match shmpipe::remove(name) {
+        Ok(()) | Err(Error::NotFound { .. }) => Ok(true),
+        Err(e) => Err(format!("could not remove {name}: {e}")),
+    }
+}
+
+/// One `read(2)` of `fd` into `buf` (0 at end of file), retried on `EINTR`
+/// unless a signal asked us to stop.
+fn read_fd(f: &mut File, buf: &mut [u8], stop: &Stop) -> Result<usize, Stopped> {
+    loop {
+        match f.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                if let Some(s) = stop.signal() {
+                    return Err(Stopped::Signal(s));
+                }
+            }
+            Err(e) => return Err(Stopped::Io(e)),
+        }
+    }
+}
+
+/// Write all of `b` to `f`, retrying on `EINTR` unless a signal asked us to stop.
+fn write_fd(f: &mut File, mut b: &[u8], stop: &Stop) -> Result<(), Stopped> {
+    while !b.is_empty() {
+        match f.write(b) {
+            Ok(0) => return Err(Stopped::Io(io::ErrorKind::WriteZero.into())),
+            Ok(n) => b = &b[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                if let Some(s) = stop.signal() {
+                    return Err(Stopped::Signal(s));
+                }
+            }
+            Err(e) => return Err(Stopped::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Why a read of stdin or a write to stdout stopped.
+enum Stopped {
+    Signal(i32),
+    Io(io::Error),
+}
+
+/// Wait until `f` is readable (or at end of file, or failed: the read
+/// tells), calling `idle` once per [`SLICE`] meanwhile.
+fn wait_readable<E>(
+    f: &File,
+    stop: &Stop,
+    mut idle: impl FnMut() -> Result<(), E>,
+    on_signal: impl Fn(i32) -> E,
+) -> Result<(), E> {
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let r = unsafe { libc::poll(&mut pfd, 1, SLICE.as_millis() as libc::c_int) };
+        if r > 0 || (r < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted) {
+            return Ok(());
+        }
+        if let Some(s) = stop.signal() {
+            return Err(on_signal(s));
+        }
+        idle()?;
+    }
+}
+
+/// The file descriptor `fd` (0 or 1) as a `File` that is never closed.
+fn std_fd(fd: i32) -> ManuallyDrop<File> {
+    // SAFETY: fds 0 and 1 are open for the whole life of the process (a
+    // closed one fails its reads or writes with EBADF, which we report);
+    // ManuallyDrop keeps this File from closing it. Using the descriptor
+    // directly avoids std's buffering, which would hide data from poll(2)
+    // (stdin) or hold bytes after a message was released (stdout).
+    ManuallyDrop::new(unsafe { File::from_raw_fd(fd) })
+}
+
 // ---------------------------------------------------------------------------
 // write
 
@@ -209,22 +513,51 @@ pub fn write(a: &WriteArgs) -> CmdResult {
             )));
         }
     }
+    let stop = Stop::install()?;
     let name = &a.name;
-    let prod = with_variant(name, a.create.variant, |v| match v {
-        VariantArg::LockFree => builder::<LockFree>(&a.create)
-            .open_or_create_producer(name)
-            .map(Prod::LockFree),
-        VariantArg::Locked => builder::<Locked>(&a.create)
-            .open_or_create_producer(name)
-            .map(Prod::Locked),
+    let o = open_end(name, a.create.variant, Role::Producer, |v, create| match v {
+        VariantArg::LockFree => {
+            let b = builder::<LockFree>(&a.create);
+            let p = if create {
+                b.create_producer(name)
+            } else {
+                b.open_producer(name)
+            };
+            p.map(Prod::LockFree)
+        }
+        VariantArg::Locked => {
+            let b = builder::<Locked>(&a.create);
+            let p = if create {
+                b.create_producer(name)
+            } else {
+                b.open_producer(name)
+            };
+            p.map(Prod::Locked)
+        }
     })?;
-    match prod {
-        Prod::LockFree(p) => write_with(a, p),
-        Prod::Locked(p) => write_with(a, p),
+    let (created, id) = (o.created, o.id);
+    match o.end {
+        Prod::LockFree(p) => write_with(a, &stop, p, created, id),
+        Prod::Locked(p) => write_with(a, &stop, p, created, id),
     }
 }
 
-fn write_with<V: Variant>(a: &WriteArgs, mut p: GenericProducer<V>) -> CmdResult {
+/// Leave the producer role unclosed: when this process exits, the kernel
+/// releases the role lock and the reader reports that the writer went away
+/// without closing (an incomplete transfer), instead of a clean end. The
+/// library has no "abandon" call, so the handle is leaked on purpose: its
+/// drop would close the role.
+fn abandon<V: Variant>(p: GenericProducer<V>) {
+    std::mem::forget(p);
+}
+
+fn write_with<V: Variant>(
+    a: &WriteArgs,
+    stop: &Stop,
+    mut p: GenericProducer<V>,
+    created: bool,
+    id: Option<FileId>,
+) -> CmdResult {
     let name = &a.name;
     note_existing(name, &a.create, p.capacity(), p.wait_strategy());
     let max = p.max_message();
@@ -239,94 +572,160 @@ fn write_with<V: Variant>(a: &WriteArgs, mut p: GenericProducer<V>) -> CmdResult
         }
         None => max.min((p.capacity() / 4) as usize).clamp(1, 1 << 20),
     };
-    let mut stdin = io::stdin().lock();
+    let mut stdin = std_fd(0);
     let mut buf = vec![0u8; chunk];
-    let send_err = |e: Error| -> Fail {
-        Fail::Runtime(match e {
-            Error::Disconnected => {
-                format!("the reader closed its side of {name} before all input was delivered")
-            }
-            Error::PeerDied => {
-                format!("the reader (consumer) of {name} died; input not fully delivered")
-            }
-            Error::Timeout => format!(
-                "{name} stayed full for {:?} (is a reader running?); giving up",
-                a.timeout.unwrap_or_default()
-            ),
-            e => describe(name, &e),
-        })
-    };
-    match pump_in(&mut p, &mut stdin, &mut buf, chunk, a.timeout) {
-        Ok(()) => {
-            drop(p); // orderly close: the reader drains what is left, then sees the end
-            Ok(())
-        }
-        Err(e) => {
-            // Abandon, do not close: a reader must not mistake a failed
-            // transfer for a complete one. When this process exits, the
-            // kernel releases the producer's role lock, and the reader
-            // reports that the writer went away without closing.
-            std::mem::forget(p);
-            Err(match e {
-                PumpError::Ring(e) => send_err(e),
-                PumpError::Stdin(e) => Fail::Runtime(format!(
-                    "reading stdin: {e}; the ring is left unclosed so the reader sees an incomplete transfer"
-                )),
+    let mut total = 0u64;
+    let r = pump_in(&mut p, &mut stdin, &mut buf, a.timeout, stop, name, id, &mut total);
+    // Close in order (and tidy up) unless the transfer failed on our side.
+    let in_order = matches!(
+        r,
+        Ok(()) | Err(PumpError::Signal(_) | PumpError::Gone | PumpError::Ring(Error::Disconnected))
+    );
+    if !in_order {
+        abandon(p);
+    } else if let Err(e) = p.close() {
+        eprintln!("shmpipe: note: closing the producer side of {name}: {e}");
+    }
+    let unfinished = r.is_err();
+    let tidied = || tidy(name, id, Role::Producer, created && unfinished);
+    match r {
+        Ok(()) => tidied().map(|_| ()).map_err(Fail::Runtime),
+        Err(PumpError::Signal(s)) => {
+            let removed = match tidied() {
+                Ok(true) => format!("; removed {name}"),
+                Ok(false) => String::new(),
+                Err(e) => format!("; {e}"),
+            };
+            Err(Fail::Signal {
+                signal: s,
+                msg: format!(
+                    "interrupted by {} after {total} bytes; closed the producer side of {name}{removed}",
+                    signal_name(s)
+                ),
             })
         }
+        Err(PumpError::Gone) => Err(Fail::Runtime(format!(
+            "{name} was removed while this writer waited for a reader (a reader started with \
+             another --variant removes it, as does `shmpipe rm`); {total} bytes were not delivered"
+        ))),
+        Err(PumpError::Ring(e)) => {
+            let _ = tidied();
+            Err(Fail::Runtime(match e {
+                Error::Disconnected => {
+                    format!("the reader closed its side of {name} before all input was delivered")
+                }
+                Error::PeerDied => {
+                    format!("the reader (consumer) of {name} died; input not fully delivered")
+                }
+                Error::Timeout => format!(
+                    "{name} stayed full for {:?} (is a reader running?); giving up",
+                    a.timeout.unwrap_or_default()
+                ),
+                e => describe(name, &e),
+            }))
+        }
+        Err(PumpError::Stdin(e)) => Err(Fail::Runtime(format!(
+            "reading stdin: {e}; the ring is left unclosed so the reader sees an incomplete transfer"
+        ))),
     }
 }
 
 enum PumpError {
     Ring(Error),
     Stdin(io::Error),
+    Signal(i32),
+    /// The segment's name went away while no reader had attached.
+    Gone,
+}
+
+impl From<Stopped> for PumpError {
+    fn from(s: Stopped) -> Self {
+        match s {
+            Stopped::Signal(s) => PumpError::Signal(s),
+            Stopped::Io(e) => PumpError::Stdin(e),
+        }
+    }
 }
 
 /// Copy stdin into the ring until end of file.
+#[allow(clippy::too_many_arguments)]
 fn pump_in<V: Variant>(
     p: &mut GenericProducer<V>,
-    stdin: &mut impl Read,
+    stdin: &mut File,
     buf: &mut [u8],
-    chunk: usize,
     timeout: Option<Duration>,
+    stop: &Stop,
+    name: &str,
+    id: Option<FileId>,
+    total: &mut u64,
 ) -> Result<(), PumpError> {
+    let chunk = buf.len();
     loop {
+        wait_readable(
+            stdin,
+            stop,
+            || match orphaned(name, id, p.peer_status()) {
+                true => Err(PumpError::Gone),
+                false => Ok(()),
+            },
+            PumpError::Signal,
+        )?;
         // Zero-copy path (lock-free only: a locked claim holds the mutex,
         // which must not be held across a read of stdin that may block).
         if V::NAME == LockFree::NAME {
             match p.try_claim(chunk) {
                 Ok(mut claim) => {
-                    let n = read_some(stdin, &mut claim)?;
+                    let n = read_fd(stdin, &mut claim, stop)?; // an error drops (aborts) the claim
                     if n == 0 {
                         drop(claim); // abort: nothing to send
                         return Ok(());
                     }
                     claim.commit_len(n);
+                    *total += n as u64;
                     continue;
                 }
                 Err(Error::Full) => {} // read first, then wait for room
                 Err(e) => return Err(PumpError::Ring(e)),
             }
         }
-        let n = read_some(stdin, buf)?;
+        let n = read_fd(stdin, buf, stop)?;
         if n == 0 {
             return Ok(());
         }
-        let r = match timeout {
-            Some(t) => p.send_timeout(&buf[..n], t),
-            None => p.send(&buf[..n]),
-        };
-        r.map_err(PumpError::Ring)?;
+        send_sliced(p, &buf[..n], timeout, stop, name, id)?;
+        *total += n as u64;
     }
 }
 
-/// One read of stdin (retrying on EINTR); 0 at end of file.
-fn read_some(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, PumpError> {
+/// A blocking send in slices of [`SLICE`], between which signals, the
+/// `--timeout` deadline and the segment's name are checked.
+fn send_sliced<V: Variant>(
+    p: &mut GenericProducer<V>,
+    msg: &[u8],
+    timeout: Option<Duration>,
+    stop: &Stop,
+    name: &str,
+    id: Option<FileId>,
+) -> Result<(), PumpError> {
+    let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        match r.read(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(PumpError::Stdin(e)),
+        let slice = match deadline {
+            Some(d) => SLICE.min(d.saturating_duration_since(Instant::now())),
+            None => SLICE,
+        };
+        match p.send_timeout(msg, slice) {
+            Ok(()) => return Ok(()),
+            Err(Error::Timeout) => {}
+            Err(e) => return Err(PumpError::Ring(e)),
+        }
+        if let Some(s) = stop.signal() {
+            return Err(PumpError::Signal(s));
+        }
+        if orphaned(name, id, p.peer_status()) {
+            return Err(PumpError::Gone);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(PumpError::Ring(Error::Timeout));
         }
     }
 }
@@ -341,65 +740,80 @@ enum Cons {
 
 /// `shmpipe read NAME`.
 pub fn read(a: &ReadArgs) -> CmdResult {
+    let stop = Stop::install()?;
     let name = &a.name;
-    let cons = with_variant(name, a.create.variant, |v| match v {
-        VariantArg::LockFree => builder::<LockFree>(&a.create)
-            .open_or_create_consumer(name)
-            .map(Cons::LockFree),
-        VariantArg::Locked => builder::<Locked>(&a.create)
-            .open_or_create_consumer(name)
-            .map(Cons::Locked),
+    let o = open_end(name, a.create.variant, Role::Consumer, |v, create| match v {
+        VariantArg::LockFree => {
+            let b = builder::<LockFree>(&a.create);
+            let c = if create {
+                b.create_consumer(name)
+            } else {
+                b.open_consumer(name)
+            };
+            c.map(Cons::LockFree)
+        }
+        VariantArg::Locked => {
+            let b = builder::<Locked>(&a.create);
+            let c = if create {
+                b.create_consumer(name)
+            } else {
+                b.open_consumer(name)
+            };
+            c.map(Cons::Locked)
+        }
     })?;
-    match cons {
-        Cons::LockFree(c) => read_with(a, c),
-        Cons::Locked(c) => read_with(a, c),
+    match o.end {
+        Cons::LockFree(c) => read_with(a, &stop, c, o.id),
+        Cons::Locked(c) => read_with(a, &stop, c, o.id),
     }
 }
 
 /// How the copy loop ended.
 enum End {
     Closed,
+    Signal(i32),
     Failed(String),
 }
 
-fn read_with<V: Variant>(a: &ReadArgs, mut c: GenericConsumer<V>) -> CmdResult {
+fn read_with<V: Variant>(
+    a: &ReadArgs,
+    stop: &Stop,
+    mut c: GenericConsumer<V>,
+    id: Option<FileId>,
+) -> CmdResult {
     let name = &a.name;
     note_existing(name, &a.create, c.capacity(), c.wait_strategy());
-    // SAFETY: fd 1 is open for the whole life of the process; ManuallyDrop
-    // keeps this File from closing it. Writing to it directly avoids the
-    // line buffering of `io::stdout()`.
-    let mut out = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
-    let mut buf = Vec::new();
+    let mut out = std_fd(1);
     let mut total: u64 = 0;
+    let mut idle_since = Instant::now();
     let end = loop {
-        // Lock-free: write straight from the ring (the slot is released after
-        // the write). Locked: copy out first, so the mutex is not held while
-        // stdout blocks.
-        let r = if V::NAME == LockFree::NAME {
-            let mut f = |m: &[u8]| out.write_all(m).map(|()| m.len());
-            match a.timeout {
-                Some(t) => c.recv_timeout_with(t, &mut f),
-                None => c.recv_with(&mut f),
-            }
-        } else {
-            let mut f = |m: &[u8]| {
-                buf.clear();
-                buf.extend_from_slice(m);
-            };
-            let r = match a.timeout {
-                Some(t) => c.recv_timeout_with(t, &mut f),
-                None => c.recv_with(&mut f),
-            };
-            r.map(|()| out.write_all(&buf).map(|()| buf.len()))
+        if let Some(s) = stop.signal() {
+            break End::Signal(s);
+        }
+        let slice = match a.timeout {
+            Some(t) => SLICE.min((idle_since + t).saturating_duration_since(Instant::now())),
+            None => SLICE,
         };
-        match r {
-            Ok(Ok(n)) => total += n as u64,
-            Ok(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
-                break End::Failed(format!(
-                    "stdout was closed (broken pipe) after {total} bytes; stopped reading {name}"
-                ))
+        // Two-phase receive: the message stays in the ring until it has
+        // been written out; then it is released.
+        let msg = match c.peek_timeout(slice) {
+            Ok(msg) => msg,
+            Err(Error::Timeout) => {
+                if a.timeout.is_some_and(|t| idle_since.elapsed() >= t) {
+                    break End::Failed(format!(
+                        "no data from the writer of {name} for {:?}; giving up after {total} bytes",
+                        a.timeout.unwrap_or_default()
+                    ));
+                }
+                if orphaned(name, id, c.peer_status()) {
+                    break End::Failed(format!(
+                        "{name} was removed while this reader waited for a writer (a writer \
+                         started with another --variant removes it, as does `shmpipe rm`); \
+                         nothing was received"
+                    ));
+                }
+                continue;
             }
-            Ok(Err(e)) => break End::Failed(format!("writing stdout: {e}")),
             Err(Error::Disconnected) => break End::Closed,
             Err(Error::PeerDied) => {
                 break End::Failed(format!(
@@ -408,45 +822,56 @@ fn read_with<V: Variant>(a: &ReadArgs, mut c: GenericConsumer<V>) -> CmdResult {
                      (see `shmpipe inspect {name}`, remove with `shmpipe rm {name}`)"
                 ))
             }
-            Err(Error::Timeout) => {
-                break End::Failed(format!(
-                    "no data from the writer of {name} for {:?}; giving up after {total} bytes",
-                    a.timeout.unwrap_or_default()
-                ))
-            }
             Err(e) => {
                 break End::Failed(format!(
                     "{}; the {total} bytes received before it were written out",
                     describe(name, &e)
                 ))
             }
+        };
+        match write_fd(&mut out, &msg, stop) {
+            Ok(()) => {
+                total += msg.len() as u64;
+                msg.release();
+                idle_since = Instant::now();
+            }
+            // Not released: the next reader gets this message again.
+            Err(Stopped::Signal(s)) => break End::Signal(s),
+            Err(Stopped::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+                break End::Failed(format!(
+                    "stdout was closed (broken pipe) after {total} bytes; stopped reading {name} \
+                     and closed its consumer side"
+                ))
+            }
+            Err(Stopped::Io(e)) => break End::Failed(format!("writing stdout: {e}")),
         }
     };
-    let never_fed = c.stats().producer == shmpipe::EndpointState::Never;
-    drop(c); // close our side: a writer still running sees Disconnected
-    match end {
-        End::Closed => {
-            if !a.keep {
-                remove_quietly(name)?;
-            }
-            Ok(())
-        }
-        End::Failed(msg) => {
-            // A segment no writer ever attached to holds nothing to salvage.
-            if never_fed && !a.keep {
-                let _ = remove_quietly(name);
-            }
-            Err(Fail::Runtime(msg))
-        }
+    if let Err(e) = c.close() {
+        eprintln!("shmpipe: note: closing the consumer side of {name}: {e}");
     }
-}
-
-fn remove_quietly(name: &str) -> CmdResult {
-    match shmpipe::remove(name) {
-        Ok(()) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(Fail::Runtime(format!(
-            "could not remove {name} after the writer closed it: {e}"
-        ))),
+    let tidied = if a.keep {
+        Ok(false)
+    } else {
+        tidy(name, id, Role::Consumer, true)
+    };
+    match end {
+        End::Closed => tidied.map(|_| ()).map_err(|e| {
+            Fail::Runtime(format!("{e} after the writer closed it"))
+        }),
+        End::Signal(s) => {
+            let removed = match tidied {
+                Ok(true) => format!("; removed {name}"),
+                Ok(false) => String::new(),
+                Err(e) => format!("; {e}"),
+            };
+            Err(Fail::Signal {
+                signal: s,
+                msg: format!(
+                    "interrupted by {} after {total} bytes; closed the consumer side of {name}{removed}",
+                    signal_name(s)
+                ),
+            })
+        }
+        End::Failed(msg) => Err(Fail::Runtime(msg)),
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -19,13 +19,13 @@ const SHM_DIR: &str = "/dev/shm";
 /// The first 8 bytes of every shmpipe segment ("SHMPIPE\0", little-endian).
 const MAGIC: u64 = u64::from_le_bytes(*b"SHMPIPE\0");
 
+/// `shmpipe inspect --help` (set on the subcommand in main.rs).
+pub const INSPECT_ABOUT: &str = "Show a segment's header (variant, wait strategy, capacity), fill level, counters \
+and the state of each endpoint: attached and alive, attached but gone (its process died), closed, \
+or never attached. Reads the header without attaching: a running pair is not disturbed.";
+
 /// `shmpipe inspect`.
 #[derive(Args, Debug)]
-#[command(
-    long_about = "Show a segment's header (variant, wait strategy, capacity), fill level, counters \
-and the state of each endpoint: attached and alive, attached but gone (its process died), closed, \
-or never attached. Reads the header without attaching: a running pair is not disturbed."
-)]
 pub struct InspectArgs {
     /// Segment name: '/' followed by 1 to 255 characters (the file /dev/shm/NAME)
     #[arg(value_parser = parse_name)]
@@ -35,27 +35,27 @@ pub struct InspectArgs {
     pub json: bool,
 }
 
-/// `shmpipe ls`.
-#[derive(Args, Debug)]
-#[command(
-    long_about = "List the shmpipe segments in /dev/shm, recognised by their header (not by \
+/// `shmpipe ls --help` (set on the subcommand in main.rs).
+pub const LS_ABOUT: &str = "List the shmpipe segments in /dev/shm, recognised by their header (not by \
 name); other files are skipped. Files that carry the shmpipe magic word but cannot be used \
 are listed with the reason: damaged (truncated, bad header, other format version), incomplete \
-(creation unfinished) or foreign (another user's)."
-)]
+(creation unfinished) or foreign (another user's).";
+
+/// `shmpipe ls`.
+#[derive(Args, Debug)]
 pub struct LsArgs {
     /// Print a JSON array instead of a table
     #[arg(long)]
     pub json: bool,
 }
 
+/// `shmpipe rm --help` (set on the subcommand in main.rs).
+pub const RM_ABOUT: &str = "Remove shmpipe segments by name. Processes still attached keep working, but \
+nobody new can attach. Anything that is not a shmpipe segment (wrong magic word, wrong size for \
+its header, not a regular file) is refused unless --force is given.";
+
 /// `shmpipe rm`.
 #[derive(Args, Debug)]
-#[command(
-    long_about = "Remove shmpipe segments by name. Processes still attached keep working, but \
-nobody new can attach. Anything that is not a shmpipe segment (wrong magic word, wrong size for \
-its header, not a regular file) is refused unless --force is given."
-)]
 pub struct RmArgs {
     /// Segment names: '/' followed by 1 to 255 characters (the file /dev/shm/NAME)
     #[arg(value_parser = parse_name, required = true)]
@@ -188,9 +188,42 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
 }
 
 /// Path of segment `name` (already validated: "/x" → "/dev/shm/x").
-fn shm_path(name: &str) -> PathBuf {
+pub(crate) fn shm_path(name: &str) -> PathBuf {
     Path::new(SHM_DIR).join(name.trim_start_matches('/'))
 }
+
+/// What the object behind `name` is, for messages about files that are not
+/// (usable) shmpipe segments: "an empty file (mode 0644, ...)".
+pub(crate) fn what_file(name: &str) -> Option<String> {
+    let m = std::fs::symlink_metadata(shm_path(name)).ok()?;
+    let t = m.file_type();
+    let kind = if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if !t.is_file() {
+        "a special file (FIFO, socket or device)"
+    } else {
+        ""
+    };
+    let perms = format!("mode {:04o}, owner uid {}", m.mode() & 0o7777, m.uid());
+    if !kind.is_empty() {
+        return Some(format!("{kind} ({perms}), not a shmpipe segment"));
+    }
+    let size = m.len();
+    Some(if size == 0 {
+        format!("an empty file ({perms}), not a shmpipe segment (or one whose creator died before sizing it)")
+    } else if size < HEADER_BYTES {
+        format!("a {size}-byte file ({perms}), too small for a shmpipe segment")
+    } else if has_magic(name) {
+        format!("a {size}-byte file with the shmpipe magic word ({perms})")
+    } else {
+        format!("a {size}-byte file without the shmpipe magic word ({perms}), not a shmpipe segment")
+    })
+}
+
+/// Size of a segment's header (DESIGN.md, section 1).
+const HEADER_BYTES: u64 = 896;
 
 /// Whether the regular file behind `name` starts with the shmpipe magic
 /// word. Never blocks (a FIFO is not opened) and never follows a symlink.

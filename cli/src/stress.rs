@@ -30,15 +30,15 @@ const STALL: Duration = Duration::from_secs(30);
 /// Gaps larger than this are not tracked message by message.
 const MAX_TRACKED_GAP: u64 = 1 << 20;
 
-/// `shmpipe stress`.
-#[derive(Args, Debug)]
-#[command(
-    long_about = "Check a ring under load. A forked child sends sequence-numbered, \
+/// `shmpipe stress --help` (set on the subcommand in main.rs).
+pub const STRESS_ABOUT: &str = "Check a ring under load. A forked child sends sequence-numbered, \
 checksummed messages of random sizes (from a seeded PRNG) through an anonymous ring; the parent \
 receives and verifies each one, then prints exact accounting (sent, received, lost, duplicated, \
 out of order, corrupted) and the throughput. A progress bar is drawn on stderr when it is a \
-terminal. Exits 1 on any discrepancy, or if either side fails or stalls (no message for 30 s)."
-)]
+terminal. Exits 1 on any discrepancy, or if either side fails or stalls (no message for 30 s).";
+
+/// `shmpipe stress`.
+#[derive(Args, Debug)]
 pub struct StressArgs {
     /// Number of messages to send [default: 100000, unless --seconds is given]
     #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
