@@ -9,19 +9,23 @@ use clap::ValueEnum;
 /// Units accepted after a number of bytes. Binary only: `K` and `KiB` both
 /// mean 1024; decimal `KB`/`MB`/`GB` are refused as ambiguous.
 pub const SIZE_HELP: &str =
-    "a byte count such as 4096, 64KiB, 1MiB or 1GiB (K = KiB = 1024, M = MiB, G = GiB; no decimal units)";
+    "a byte count such as 4096, 64KiB, 1.5MiB or 1GiB (K = KiB = 1024, M = MiB, G = GiB; a fraction only if it makes whole bytes; no decimal units such as KB)";
 
-/// Parse a byte count with an optional binary suffix.
+/// Parse a byte count with an optional binary suffix. A decimal fraction is
+/// accepted when it makes a whole number of bytes (`1.5M`, `0.5KiB`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    if t.starts_with('-') {
+        return Err(format!("{s:?}: a size cannot be negative; expected {SIZE_HELP}"));
+    }
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    if num.is_empty() {
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if int.is_empty() || (num.contains('.') && frac.is_empty()) || frac.contains('.') {
         return Err(format!("{s:?} is not a size: expected {SIZE_HELP}"));
     }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is too large a number"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -34,8 +38,37 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         }
         u => return Err(format!("{s:?}: unknown unit {u:?}; expected {SIZE_HELP}")),
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    let too_large = || format!("{s:?} is too large");
+    let n: u64 = int.parse().map_err(|_| too_large())?;
+    let whole = n.checked_mul(mult).ok_or_else(too_large)?;
+    if frac.is_empty() {
+        return Ok(whole);
+    }
+    // The fraction in bytes, exactly: frac / 10^digits * mult.
+    let digits = u32::try_from(frac.len()).ok().filter(|&d| d <= 18).ok_or_else(too_large)?;
+    let scale = 10u128.pow(digits);
+    let part = frac.parse::<u128>().map_err(|_| too_large())? * u128::from(mult);
+    if part % scale != 0 {
+        return Err(format!(
+            "{s:?} is not a whole number of bytes; give a byte count such as {} or a whole unit",
+            (whole as u128 + part / scale)
+        ));
+    }
+    whole
+        .checked_add(u64::try_from(part / scale).map_err(|_| too_large())?)
+        .ok_or_else(too_large)
+}
+
+/// Parse a count that must be at least 1 (`--messages`).
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err(format!("{s:?}: the count must be at least 1")),
+        Ok(n) => Ok(n),
+        Err(_) if s.trim().starts_with('-') => {
+            Err(format!("{s:?}: the count cannot be negative; give a whole number of at least 1"))
+        }
+        Err(_) => Err(format!("{s:?} is not a whole number (e.g. 100000)")),
+    }
 }
 
 /// Parse a ring capacity: a size that is a power of two within the
@@ -206,7 +239,17 @@ mod tests {
         assert!(parse_size("1KB").is_err());
         assert!(parse_size("KiB").is_err());
         assert!(parse_size("-1").is_err());
-        assert!(parse_size("1.5MiB").is_err());
+        assert_eq!(parse_size("1.5MiB"), Ok(3 << 19));
+        assert_eq!(parse_size("1.5M"), Ok(3 << 19));
+        assert_eq!(parse_size("0.5K"), Ok(512));
+        assert!(parse_size("1.3K").unwrap_err().contains("whole number of bytes"));
+        assert!(parse_size("1.").is_err());
+        assert!(parse_size(".5K").is_err());
+        assert!(parse_size("1.2.3K").is_err());
+        assert!(parse_size("-5").unwrap_err().contains("negative"));
+        assert!(parse_count("-5").unwrap_err().contains("negative"));
+        assert!(parse_count("0").is_err());
+        assert_eq!(parse_count("7"), Ok(7));
         assert!(parse_size("1XiB").is_err());
         assert!(parse_size("99999999999999999999").is_err());
         assert!(parse_size("99999999999GiB").is_err());

@@ -94,6 +94,7 @@ stdout (`shmpipe read NAME | head -c 10`) closes it too, and the writer, ending 
 
 /// `shmpipe write`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)] // "-5" reaches the value parser, which says why it is wrong
 pub struct WriteArgs {
     /// Segment name: '/' followed by 1 to 255 characters (the file /dev/shm/NAME)
     #[arg(value_parser = parse_name)]
@@ -111,6 +112,7 @@ pub struct WriteArgs {
 
 /// `shmpipe read`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)] // "-5" reaches the value parser, which says why it is wrong
 pub struct ReadArgs {
     /// Segment name: '/' followed by 1 to 255 characters (the file /dev/shm/NAME)
     #[arg(value_parser = parse_name)]
@@ -205,7 +207,14 @@ pub fn describe(name: &str, e: &Error) -> String {
                 "a reader"
             }
         ),
-        Error::NotInitialized { .. } | Error::SizeMismatch { .. } | Error::NotShmpipe { .. } => {
+        Error::NotInitialized { .. } => match crate::segments::what_file(name) {
+            Some(what) if what.starts_with("an empty file") => format!(
+                "{name}: {what}; if it is stale, remove it with `shmpipe rm --force {name}`"
+            ),
+            Some(what) => format!("{name}: {what}: {e}"),
+            None => format!("{name}: {e}"),
+        },
+        Error::SizeMismatch { .. } | Error::NotShmpipe { .. } => {
             match crate::segments::what_file(name) {
                 Some(what) => format!("{name}: {what} ({e})"),
                 None => format!("{name}: {e}"),

@@ -14,6 +14,8 @@ use crate::args::{human_size, parse_name};
 use crate::pipe::describe;
 use crate::{CmdResult, Fail};
 
+/// The widest name `ls` puts in its NAME column.
+const NAME_COLUMN: usize = 32;
 /// Where POSIX shared-memory objects live on Linux.
 const SHM_DIR: &str = "/dev/shm";
 /// The first 8 bytes of every shmpipe segment ("SHMPIPE\0", little-endian).
@@ -101,8 +103,10 @@ fn info_json(name: &str, info: &SegmentInfo) -> Value {
     let s = &info.stats;
     let (p, _) = endpoint(s.producer, info.producer_alive);
     let (c, _) = endpoint(s.consumer, info.consumer_alive);
+    let holders = role_holders(name);
     json!({
         "name": name,
+        "status": "ok",
         "variant": info.variant,
         "wait": info.wait.name(),
         "capacity": info.capacity,
@@ -121,9 +125,67 @@ fn info_json(name: &str, info: &SegmentInfo) -> Value {
         "producer_wake_syscalls": s.producer_wake_syscalls,
         "consumer_wake_syscalls": s.consumer_wake_syscalls,
         "lock_repairs": s.lock_repairs,
-        "producer": {"state": state_word(s.producer), "alive": info.producer_alive, "status": p},
-        "consumer": {"state": state_word(s.consumer), "alive": info.consumer_alive, "status": c},
+        "producer": {"state": state_word(s.producer), "alive": info.producer_alive, "status": p, "pids": holders.producer},
+        "consumer": {"state": state_word(s.consumer), "alive": info.consumer_alive, "status": c, "pids": holders.consumer},
     })
+}
+
+/// Processes holding a segment's role locks.
+#[derive(Debug, Default)]
+struct Holders {
+    producer: Vec<u32>,
+    consumer: Vec<u32>,
+}
+
+/// Which processes hold `name`'s role locks (byte 0: producer, byte 1:
+/// consumer). OFD locks belong to an open file description, not a process,
+/// and `/proc/locks` shows their pid as -1; so this looks for the
+/// description itself: every `/proc/PID/fdinfo/FD` of the segment's file
+/// (same device and inode) with a `lock:` line for a write OFD lock on that
+/// byte. The PIDs are those of processes that have such a descriptor open
+/// (normally the one endpoint; a process that received the descriptor
+/// otherwise would be listed too). Processes of other users are not
+/// readable and not listed. Best effort: empty when /proc cannot be read.
+fn role_holders(name: &str) -> Holders {
+    let mut h = Holders::default();
+    let Ok(m) = std::fs::symlink_metadata(shm_path(name)) else {
+        return h;
+    };
+    let dev = m.dev();
+    // The kernel prints "MAJ:MIN:INO" with MAJ and MIN as two hex digits.
+    let file = format!("{:02x}:{:02x}:{}", libc::major(dev), libc::minor(dev), m.ino());
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return h;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(text) = std::fs::read_to_string(fd.path()) else {
+                continue;
+            };
+            for line in text.lines().filter_map(|l| l.strip_prefix("lock:")) {
+                // "1: OFDLCK ADVISORY  WRITE -1 00:1b:660 1 1"
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() < 8 || f[1] != "OFDLCK" || f[3] != "WRITE" || f[5] != file {
+                    continue;
+                }
+                let list = match (f[6], f[7]) {
+                    ("0", "0") => &mut h.producer,
+                    ("1", "1") => &mut h.consumer,
+                    _ => continue,
+                };
+                if !list.contains(&pid) {
+                    list.push(pid);
+                }
+            }
+        }
+    }
+    h
 }
 
 fn print_json(v: &Value) -> CmdResult {
@@ -161,8 +223,17 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
         s.used_bytes,
         fill_percent(&info)
     );
-    println!("producer:       {p}");
-    println!("consumer:       {c}");
+    let holders = role_holders(name);
+    let pids = |v: &[u32]| match v {
+        [] => String::new(),
+        [one] => format!(" (pid {one})"),
+        more => format!(
+            " (pids {})",
+            more.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    println!("producer:       {p}{}", pids(&holders.producer));
+    println!("consumer:       {c}{}", pids(&holders.consumer));
     println!(
         "messages:       {} sent, {} received, {} in flight",
         s.messages_sent,
@@ -289,11 +360,7 @@ pub fn ls(a: &LsArgs) -> CmdResult {
         let v: Vec<Value> = found
             .iter()
             .map(|(name, e)| match e {
-                Entry::Ok(info) => {
-                    let mut v = info_json(name, info);
-                    v["status"] = json!("ok");
-                    v
-                }
+                Entry::Ok(info) => info_json(name, info),
                 Entry::Unusable(status, err) => {
                     json!({"name": name, "status": status, "error": err})
                 }
@@ -304,13 +371,27 @@ pub fn ls(a: &LsArgs) -> CmdResult {
     if found.is_empty() {
         return Ok(());
     }
-    let w = found.iter().map(|(n, _)| n.len()).max().unwrap_or(4).max(4);
+    // Names longer than NAME_COLUMN get a line of their own, with the row
+    // on the next line, so one long name does not widen every row.
+    let w = found
+        .iter()
+        .map(|(n, _)| n.len())
+        .filter(|&n| n <= NAME_COLUMN)
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let header = format!(
         "{:<w$}  {:<9}  {:<10}  {:>8}  {:>6}  {:<11}  {}",
         "NAME", "VARIANT", "WAIT", "CAPACITY", "FILL", "PRODUCER", "CONSUMER"
     );
     println!("{}", header.trim_end());
     for (name, e) in &found {
+        let name = if name.len() > w {
+            println!("{name}");
+            ""
+        } else {
+            name.as_str()
+        };
         match e {
             Entry::Ok(info) => {
                 let (p, _) = endpoint(info.stats.producer, info.producer_alive);

@@ -18,7 +18,7 @@ use serde_json::json;
 use shmpipe::{Error, GenericBuilder, GenericConsumer, GenericProducer, LockFree, Locked, Variant};
 
 use crate::args::{
-    approx_size, human_size, parse_capacity, parse_seconds, parse_size_range, SizeRange,
+    approx_size, human_size, parse_capacity, parse_count, parse_seconds, parse_size_range, SizeRange,
     VariantArg, WaitArg,
 };
 use crate::{CmdResult, Fail};
@@ -39,9 +39,10 @@ terminal. Exits 1 on any discrepancy, or if either side fails or stalls (no mess
 
 /// `shmpipe stress`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)] // "-5" reaches the value parser, which says why it is wrong
 pub struct StressArgs {
     /// Number of messages to send [default: 100000, unless --seconds is given]
-    #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, short = 'n', value_name = "N", value_parser = parse_count)]
     pub messages: Option<u64>,
     /// Send for this many seconds instead of a fixed number of messages
     #[arg(long, short, value_parser = parse_seconds, value_name = "SECONDS", conflicts_with = "messages")]

@@ -40,6 +40,7 @@ pub const TRANSPORTS: [&str; 12] = [
 /// Compare shmpipe with pipes, FIFOs, sockets, message queues, TCP and
 /// iceoryx2 across two processes.
 #[derive(clap::Args, Debug, Clone)]
+#[command(allow_negative_numbers = true)]
 pub struct BenchArgs {
     /// Short time-bounded runs (the whole run takes well under 30 s).
     #[arg(long)]
@@ -211,6 +212,15 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     sizes.dedup();
     if sizes.is_empty() {
         return Err("no message sizes given".into());
+    }
+    // Fail before minutes of measuring, not after: create the output files now.
+    for path in [&args.json, &args.plot].into_iter().flatten() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| format!("cannot write {}: {e}; nothing was measured", path.display()))?;
     }
     let plan = plan(args.quick);
 
