@@ -304,10 +304,11 @@ fn detect_variant(
 /// is waiting for us, so that it stops too.
 fn conflict(name: &str, info: &SegmentInfo, want: VariantArg, found: VariantArg, role: Role) -> String {
     let mut msg = format!(
-        "{name} is a {} ring, but --variant {} was given; start both sides with the same --variant \
-         (or leave it out: an existing segment's variant is detected)",
+        "{name} is a {} ring, but --variant {} was given; pass --variant {} or leave --variant out \
+         (an existing segment's variant is detected), and give both sides the same --variant",
         found.lib_name(),
-        want.flag()
+        want.flag(),
+        found.flag()
     );
     let (mine, mine_alive) = role.in_info(info);
     let (_, peer_alive) = role.peer().in_info(info);
@@ -618,7 +619,9 @@ fn write_with<V: Variant>(
              another --variant removes it, as does `shmpipe rm`); {total} bytes were not delivered"
         ))),
         Err(PumpError::Ring(e)) => {
-            let _ = tidied();
+            if in_order {
+                let _ = tidied(); // the reader closed first: we end last
+            }
             Err(Fail::Runtime(match e {
                 Error::Disconnected => {
                     format!("the reader closed its side of {name} before all input was delivered")
