@@ -48,6 +48,15 @@ fn quick_bench_runs_and_verifies_every_transport() {
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written"))
         .expect("valid JSON");
 
+    // Where and by what it was measured; what the columns mean.
+    assert_eq!(doc["schema_version"], 2);
+    for key in ["hostname", "kernel", "cpu_model", "shmpipe_cli_version"] {
+        assert!(doc["host"].get(key).is_some(), "host lacks {key}: {}", doc["host"]);
+    }
+    assert!(doc["host"]["kernel"].is_string());
+    for needle in ["spin p50..max:", "blk p50..max:", "check ok (N):", "noisy"] {
+        assert!(stdout.contains(needle), "the header does not explain {needle:?}:\n{stdout}");
+    }
     let rows = doc["transports"].as_array().expect("transports array");
     for name in TRANSPORTS {
         let row = rows
@@ -60,6 +69,7 @@ fn quick_bench_runs_and_verifies_every_transport() {
         assert_eq!(sizes, SIZES, "{name}: sizes");
         for c in cells {
             let size = &c["size"];
+            assert!(c["noisy"].is_boolean(), "{name} {size}: no noisy flag");
             assert!(c["error"].is_null(), "{name} {size} FAILED: {}", c["error"]);
             if c["verified"] == true {
                 assert!(
@@ -100,6 +110,10 @@ fn quick_bench_runs_and_verifies_every_transport() {
         plot.starts_with("<svg") && plot.contains("shmpipe-futex"),
         "SVG lacks content"
     );
+    // The headline figure, and latency in the unit its ticks are in.
+    assert!(plot.contains("Message rate relative to a pipe"), "no headline chart");
+    assert!(plot.contains("µs"), "latency axis unit");
+    assert!(!plot.contains(">ns (log)<"), "the old, wrong latency unit");
 }
 
 #[test]

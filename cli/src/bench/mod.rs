@@ -271,7 +271,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.plot {
-        std::fs::write(path, plot::svg(&res))
+        std::fs::write(path, plot::svg(&res)?)
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     let failed = res.failed_rows();

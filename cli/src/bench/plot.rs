@@ -1,105 +1,149 @@
-//! A plain, hand-written SVG: streaming throughput against message size
-//! (log-log), and a bar chart of round-trip p50 latency (log scale).
+//! The SVG charts of `shmpipe bench --plot`, drawn with `plotters` (SVG
+//! backend): the headline figure (message rate relative to the pipe), the
+//! streaming throughput against message size (log-log, with its legend in a
+//! column of its own), and round-trip p50 latency in µs (log scale).
 
-use std::fmt::Write as _;
+use plotters::coord::Shift;
+use plotters::prelude::*;
 
-use super::report::{ns, size_label, Results};
+use super::report::{size_label, Results};
 
-const W: f64 = 1280.0;
-const H: f64 = 560.0;
-const COLORS: [&str; 12] = [
-    "#000000", "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
-    "#9a6324", "#808000", "#469990", "#800000",
+const W: u32 = 1400;
+const H: u32 = 900;
+const FONT: &str = "sans-serif";
+const COLORS: [RGBColor; 12] = [
+    RGBColor(0x00, 0x00, 0x00),
+    RGBColor(0xe6, 0x19, 0x4b),
+    RGBColor(0x3c, 0xb4, 0x4b),
+    RGBColor(0x43, 0x63, 0xd8),
+    RGBColor(0xf5, 0x82, 0x31),
+    RGBColor(0x91, 0x1e, 0xb4),
+    RGBColor(0x42, 0xd4, 0xf4),
+    RGBColor(0xf0, 0x32, 0xe6),
+    RGBColor(0x9a, 0x63, 0x24),
+    RGBColor(0x80, 0x80, 0x00),
+    RGBColor(0x46, 0x99, 0x90),
+    RGBColor(0x80, 0x00, 0x00),
 ];
+const SPIN: RGBColor = RGBColor(0x43, 0x63, 0xd8);
+const BLOCK: RGBColor = RGBColor(0xf5, 0x82, 0x31);
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// The message size of the headline and latency charts: 64 B if measured,
+/// else the smallest size of at least 64 B, else the smallest.
+fn headline_size(res: &Results) -> usize {
+    let sizes = &res.sizes;
+    sizes
+        .iter()
+        .copied()
+        .find(|&n| n == 64)
+        .or_else(|| sizes.iter().copied().find(|&n| n >= 64))
+        .unwrap_or(sizes.first().copied().unwrap_or(64))
 }
 
-/// Decades covering [lo, hi] (both > 0).
-fn decades(lo: f64, hi: f64) -> (i32, i32) {
-    let a = lo.log10().floor() as i32;
-    let b = (hi.log10().ceil() as i32).max(a + 1);
-    (a, b)
-}
-
-struct Panel {
-    x: f64,
-    y: f64,
-    w: f64,
-    h: f64,
-}
-
-impl Panel {
-    fn frame(&self, s: &mut String, title: &str, ylabel: &str) {
-        let _ = writeln!(
-            s,
-            r##"<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#888"/>"##,
-            self.x, self.y, self.w, self.h
-        );
-        let _ = writeln!(
-            s,
-            r##"<text x="{}" y="{}" font-size="15" text-anchor="middle">{}</text>"##,
-            self.x + self.w / 2.0,
-            self.y - 12.0,
-            esc(title)
-        );
-        let _ = writeln!(
-            s,
-            r##"<text x="{}" y="{}" font-size="12" text-anchor="middle" transform="rotate(-90 {} {})">{}</text>"##,
-            self.x - 58.0,
-            self.y + self.h / 2.0,
-            self.x - 58.0,
-            self.y + self.h / 2.0,
-            esc(ylabel)
-        );
+/// Draw every chart of `res` as one SVG document.
+///
+/// # Errors
+/// A message if plotters fails to lay out a chart.
+pub fn svg(res: &Results) -> Result<String, String> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| format!("plot: {e}"))?;
+        let (top, bottom) = root.split_vertically(360);
+        let (thr, lat) = bottom.split_horizontally(760);
+        let (thr_chart, thr_legend) = thr.split_horizontally(560);
+        headline(&top, res).map_err(|e| format!("plot (headline): {e}"))?;
+        throughput(&thr_chart, &thr_legend, res).map_err(|e| format!("plot (throughput): {e}"))?;
+        latency(&lat, res).map_err(|e| format!("plot (latency): {e}"))?;
+        root.present().map_err(|e| format!("plot: {e}"))?;
     }
+    Ok(out)
+}
 
-    /// Horizontal grid lines and labels for a log y axis.
-    fn log_y(&self, s: &mut String, (a, b): (i32, i32), label: impl Fn(f64) -> String) {
-        for d in a..=b {
-            let y = self.y + self.h - (d - a) as f64 / (b - a) as f64 * self.h;
-            let _ = writeln!(
-                s,
-                r##"<line x1="{}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
-                self.x,
-                self.x + self.w,
-                self.x - 4.0,
-                y + 4.0,
-                esc(&label(10f64.powi(d)))
-            );
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The upper end of a segmented axis of `n` slots (plotters' segmented
+/// range `0..k` has `k + 1` slots).
+fn last_index(n: usize) -> usize {
+    n.saturating_sub(1).max(1)
+}
+
+/// Horizontal bars: each transport's message rate / the pipe's, at the
+/// headline size, with the figure printed at the end of each bar.
+fn headline(area: &Area, res: &Results) -> DrawResult {
+    let size = headline_size(res);
+    let rows: Vec<(&str, Option<f64>)> = res
+        .transports
+        .iter()
+        .map(|t| {
+            let r = t.results.iter().find(|c| c.size == size).and_then(|c| c.ratio_to_pipe);
+            (t.name, r)
+        })
+        .collect();
+    let n = rows.len().max(1);
+    let max = rows.iter().filter_map(|r| r.1).fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!(
+                "Message rate relative to a pipe, {} messages (x pipe; higher is faster)",
+                size_label(size)
+            ),
+            (FONT, 20),
+        )
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(170)
+        .build_cartesian_2d(0f64..max * 1.15, (0..last_index(n)).into_segmented())?;
+    let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n)
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => names.get(*i).map_or(String::new(), |s| s.to_string()),
+            _ => String::new(),
+        })
+        .x_desc("message rate / the pipe's")
+        .x_label_formatter(&|v| {
+            if max >= 10.0 {
+                format!("{v:.0}x")
+            } else {
+                format!("{v:.1}x")
+            }
+        })
+        .draw()?;
+    for (i, (name, r)) in rows.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let y0 = SegmentValue::Exact(i);
+        let y1 = SegmentValue::Exact(i + 1);
+        match r {
+            Some(r) => {
+                let mut bar = Rectangle::new([(0.0, y0), (*r, y1)], color.mix(0.8).filled());
+                bar.set_margin(3, 3, 0, 0);
+                chart.draw_series(std::iter::once(bar))?;
+                chart.draw_series(std::iter::once(Text::new(
+                    format!("{r:.2}x"),
+                    (*r + max * 0.01, SegmentValue::CenterOf(i)),
+                    (FONT, 13),
+                )))?;
+            }
+            None => {
+                chart.draw_series(std::iter::once(Text::new(
+                    format!("{name}: not measured"),
+                    (max * 0.01, SegmentValue::CenterOf(i)),
+                    (FONT, 13),
+                )))?;
+            }
         }
     }
-
-    fn y_of(&self, v: f64, (a, b): (i32, i32)) -> f64 {
-        let f = (v.log10() - a as f64) / (b - a) as f64;
-        self.y + self.h - f.clamp(0.0, 1.0) * self.h
-    }
+    Ok(())
 }
 
-pub fn svg(res: &Results) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif">"##
-    );
-    let _ = writeln!(s, r##"<rect width="100%" height="100%" fill="white"/>"##);
-    throughput(&mut s, res);
-    latency(&mut s, res);
-    s.push_str("</svg>\n");
-    s
-}
-
-fn throughput(s: &mut String, res: &Results) {
-    let p = Panel {
-        x: 80.0,
-        y: 50.0,
-        w: 420.0,
-        h: 420.0,
-    };
-    p.frame(s, "Streaming throughput vs message size", "MB/s (log)");
+/// MB/s against message size, log-log, one line per transport; the legend
+/// is drawn in `legend`, beside the chart, so no label covers a line.
+fn throughput(area: &Area, legend: &Area, res: &Results) -> DrawResult {
     let vals: Vec<f64> = res
         .transports
         .iter()
@@ -108,157 +152,145 @@ fn throughput(s: &mut String, res: &Results) {
         .collect();
     let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = vals.iter().copied().fold(0.0, f64::max);
-    if vals.is_empty() {
-        return;
-    }
-    let ya = decades(lo, hi);
-    p.log_y(s, ya, |v| {
-        if v >= 1.0 {
-            format!("{v:.0}")
-        } else {
-            format!("{v}")
-        }
-    });
-    let sizes = &res.sizes;
-    let (xmin, xmax) = (
-        (sizes[0] as f64).log2(),
-        (sizes[sizes.len() - 1] as f64).log2(),
-    );
-    let span = (xmax - xmin).max(1.0);
-    let x_of = |size: usize| p.x + ((size as f64).log2() - xmin) / span * p.w;
-    for &size in sizes {
-        let x = x_of(size);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#eee"/><text x="{x:.1}" y="{}" font-size="11" text-anchor="middle">{}</text>"##,
-            p.y,
-            p.y + p.h,
-            p.y + p.h + 16.0,
-            esc(&size_label(size))
-        );
-    }
-    let _ = writeln!(
-        s,
-        r##"<text x="{}" y="{}" font-size="12" text-anchor="middle">message size (log)</text>"##,
-        p.x + p.w / 2.0,
-        p.y + p.h + 36.0
-    );
+    let (lo, hi) = if vals.is_empty() { (1.0, 10.0) } else { (lo / 1.5, hi * 1.5) };
+    let log2 = |n: usize| (n.max(1) as f64).log2();
+    let xmin = res.sizes.first().map_or(3.0, |&s| log2(s));
+    let xmax = res.sizes.last().map_or(16.0, |&s| log2(s)).max(xmin + 1.0);
+    let mut chart = ChartBuilder::on(area)
+        .caption("Streaming throughput vs message size", (FONT, 18))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(xmin - 0.3..xmax + 0.3, (lo..hi).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_desc("message size (log scale)")
+        .y_desc("MB/s (log scale)")
+        .x_label_formatter(&|v| {
+            // Key points are whole powers of two: label them as sizes.
+            if (v - v.round()).abs() < 1e-6 && *v >= 0.0 {
+                size_label(1usize << (v.round() as u32).min(40))
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|v| {
+            if *v >= 10.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.2}")
+            }
+        })
+        .draw()?;
     for (i, t) in res.transports.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let pts: Vec<String> = t
+        let pts: Vec<(f64, f64)> = t
             .results
             .iter()
-            .filter_map(|c| c.mb_per_sec.filter(|v| *v > 0.0).map(|v| (c.size, v)))
-            .map(|(size, v)| format!("{:.1},{:.1}", x_of(size), p.y_of(v, ya)))
+            .filter_map(|c| c.mb_per_sec.filter(|v| *v > 0.0).map(|v| (log2(c.size), v)))
             .collect();
-        if pts.len() > 1 {
-            let _ = writeln!(
-                s,
-                r##"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"##,
-                pts.join(" ")
-            );
-        }
-        for pt in &pts {
-            let (x, y) = pt.split_once(',').unwrap_or(("0", "0"));
-            let _ = writeln!(s, r##"<circle cx="{x}" cy="{y}" r="3" fill="{color}"/>"##);
-        }
-        let ly = p.y + 10.0 + i as f64 * 17.0;
-        let lx = p.x + p.w + 14.0;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}" font-size="12">{}</text>"##,
-            lx + 18.0,
-            lx + 24.0,
-            ly + 4.0,
-            esc(t.name)
-        );
+        chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?;
+        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+        let y = 60 + i as i32 * 20;
+        legend.draw(&PathElement::new(vec![(4, y), (26, y)], color.stroke_width(3)))?;
+        legend.draw(&Text::new(t.name, (32, y - 7), (FONT, 13)))?;
     }
+    Ok(())
 }
 
-fn latency(s: &mut String, res: &Results) {
-    let size = res
-        .sizes
-        .iter()
-        .copied()
-        .find(|&n| n >= 64)
-        .unwrap_or(res.sizes[0]);
-    let p = Panel {
-        x: 720.0,
-        y: 50.0,
-        w: 520.0,
-        h: 380.0,
-    };
-    p.frame(
-        s,
-        &format!("Round-trip p50 latency, {} messages", size_label(size)),
-        "ns (log)",
-    );
-    let rows: Vec<(&str, Option<u64>, Option<u64>)> = res
+/// Round-trip p50 latency at the headline size: a busy-poll and a
+/// blocking bar per transport, in µs on a log scale.
+fn latency(area: &Area, res: &Results) -> DrawResult {
+    let size = headline_size(res);
+    let us = |ns: u64| ns as f64 / 1000.0;
+    let rows: Vec<(&str, Option<f64>, Option<f64>)> = res
         .transports
         .iter()
         .filter_map(|t| {
             let c = t.results.iter().find(|c| c.size == size)?;
-            Some((
-                t.name,
-                c.latency.spin.as_ref().map(|l| l.p50_ns),
-                c.latency.blocking.as_ref().map(|l| l.p50_ns),
-            ))
+            let pick = |l: &Option<super::report::LatencyFigures>| {
+                l.as_ref().map(|l| us(l.p50_ns)).filter(|v| *v > 0.0)
+            };
+            Some((t.name, pick(&c.latency.spin), pick(&c.latency.blocking)))
         })
         .collect();
-    let vals: Vec<f64> = rows
-        .iter()
-        .flat_map(|r| [r.1, r.2])
-        .flatten()
-        .filter(|v| *v > 0)
-        .map(|v| v as f64)
-        .collect();
-    if vals.is_empty() {
-        return;
-    }
+    let vals: Vec<f64> = rows.iter().flat_map(|r| [r.1, r.2]).flatten().collect();
     let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = vals.iter().copied().fold(0.0, f64::max);
-    let ya = decades(lo, hi);
-    p.log_y(s, ya, |v| ns(v as u64));
-    let slot = p.w / rows.len() as f64;
-    let bw = slot * 0.35;
-    for (i, (name, spin, block)) in rows.iter().enumerate() {
-        let x0 = p.x + i as f64 * slot + slot * 0.15;
-        for (j, (v, color)) in [(spin, "#4363d8"), (block, "#f58231")]
-            .into_iter()
-            .enumerate()
-        {
-            if let Some(v) = v.filter(|v| *v > 0) {
-                let y = p.y_of(v as f64, ya);
-                let _ = writeln!(
-                    s,
-                    r##"<rect x="{:.1}" y="{y:.1}" width="{bw:.1}" height="{:.1}" fill="{color}"><title>{} {}: {}</title></rect>"##,
-                    x0 + j as f64 * bw,
-                    p.y + p.h - y,
-                    esc(name),
-                    if j == 0 { "spin" } else { "blocking" },
-                    ns(v)
-                );
+    // Headroom above the tallest bar keeps the legend clear of the bars.
+    let (lo, hi) = if vals.is_empty() { (0.1, 10.0) } else { (lo / 2.0, hi * 12.0) };
+    let n = rows.len().max(1);
+    let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("Round-trip p50 latency, {} messages", size_label(size)),
+            (FONT, 18),
+        )
+        .margin(12)
+        .x_label_area_size(130)
+        .y_label_area_size(60)
+        // Three slots per transport: busy-poll bar, blocking bar, gap.
+        .build_cartesian_2d((0..last_index(3 * n)).into_segmented(), (lo..hi).log_scale())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(3 * n)
+        .x_label_formatter(&|_| String::new()) // names are drawn below, downwards
+        .y_desc("round trip p50, µs (log scale)")
+        .y_label_formatter(&|v| {
+            if *v >= 10.0 {
+                format!("{v:.0}")
+            } else if *v >= 1.0 {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.2}")
             }
-        }
-        let tx = x0 + bw;
-        let ty = p.y + p.h + 10.0;
-        let _ = writeln!(
-            s,
-            r##"<text x="{tx:.1}" y="{ty:.1}" font-size="11" text-anchor="end" transform="rotate(-45 {tx:.1} {ty:.1})">{}</text>"##,
-            esc(name)
+        })
+        .draw()?;
+    let bar = |slot: usize, v: f64, color: RGBColor| {
+        let mut r = Rectangle::new(
+            [(SegmentValue::Exact(slot), lo), (SegmentValue::Exact(slot + 1), v)],
+            color.filled(),
         );
-    }
-    for (j, (label, color)) in [("spin (busy-poll)", "#4363d8"), ("blocking", "#f58231")]
-        .into_iter()
+        r.set_margin(0, 0, 1, 1);
+        r
+    };
+    let spin: Vec<_> = rows
+        .iter()
         .enumerate()
-    {
-        let lx = p.x + 10.0 + j as f64 * 150.0;
-        let _ = writeln!(
-            s,
-            r##"<rect x="{lx}" y="{}" width="12" height="12" fill="{color}"/><text x="{}" y="{}" font-size="12">{label}</text>"##,
-            p.y + 8.0,
-            lx + 16.0,
-            p.y + 18.0
-        );
+        .filter_map(|(i, r)| r.1.map(|v| bar(3 * i, v, SPIN)))
+        .collect();
+    let block: Vec<_> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.2.map(|v| bar(3 * i + 1, v, BLOCK)))
+        .collect();
+    chart
+        .draw_series(spin)?
+        .label("busy-poll receiver")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], SPIN.filled()));
+    chart
+        .draw_series(block)?
+        .label("blocking receiver")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], BLOCK.filled()));
+    // Transport names under their bars, reading downwards from the axis
+    // (plotters centres rotated tick labels on the axis, cutting them).
+    let base = area.get_base_pixel();
+    let font = (FONT, 12).into_font().transform(FontTransform::Rotate90);
+    for (i, name) in names.iter().enumerate() {
+        let (x, y) = chart.backend_coord(&(SegmentValue::Exact(3 * i + 1), lo));
+        area.draw(&Text::new(
+            name.to_string(),
+            (x - base.0 + 6, y - base.1 + 8),
+            font.clone(),
+        ))?;
     }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT, 12))
+        .draw()?;
+    Ok(())
 }

@@ -7,9 +7,15 @@ use serde::Serialize;
 
 use super::harness::{Cpus, Latency, Plan, SessionOut};
 
+/// Version of the `--json` document's layout: 2 added `schema_version`,
+/// `host` and `noisy`.
+pub const SCHEMA_VERSION: u32 = 2;
+
 /// The whole run, as written by `--json`.
 #[derive(Debug, Serialize)]
 pub struct Results {
+    pub schema_version: u32,
+    pub host: Host,
     pub quick: bool,
     pub sizes: Vec<usize>,
     pub baseline: &'static str,
@@ -21,6 +27,43 @@ pub struct Results {
     pub elapsed_s: f64,
     pub method: &'static str,
     pub transports: Vec<TransportRow>,
+}
+
+/// Where the figures were measured.
+#[derive(Debug, Serialize)]
+pub struct Host {
+    pub hostname: Option<String>,
+    /// `uname -r`.
+    pub kernel: Option<String>,
+    /// The first "model name" of /proc/cpuinfo.
+    pub cpu_model: Option<String>,
+    pub cpus_online: Option<usize>,
+    /// Version of the `shmpipe` command that measured.
+    pub shmpipe_cli_version: &'static str,
+}
+
+impl Host {
+    pub fn here() -> Host {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let cpu_model = read("/proc/cpuinfo").and_then(|t| {
+            t.lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim() == "model name")
+                .map(|(_, v)| v.trim().to_string())
+        });
+        Host {
+            hostname: read("/proc/sys/kernel/hostname"),
+            kernel: read("/proc/sys/kernel/osrelease"),
+            cpu_model,
+            cpus_online: std::thread::available_parallelism().ok().map(|n| n.get()),
+            shmpipe_cli_version: env!("CARGO_PKG_VERSION"),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -46,6 +89,9 @@ pub struct Cell {
     /// `msgs_per_sec` / the pipe's at the same size.
     pub ratio_to_pipe: Option<f64>,
     pub runs_msgs_per_sec: Vec<f64>,
+    /// The streaming runs spread by more than [`NOISY_SPREAD`] (fastest /
+    /// slowest): the median is not to be trusted.
+    pub noisy: bool,
     pub latency: LatencyPair,
     /// Every message arrived intact and in order, in every phase.
     pub verified: bool,
@@ -74,6 +120,16 @@ pub struct LatencyFigures {
     pub round_trips: u64,
     /// The pipe's p50 in the same mode / this p50 (above 1: faster).
     pub p50_speedup_vs_pipe: Option<f64>,
+}
+
+/// Fastest / slowest streaming run above which a row is flagged noisy.
+pub const NOISY_SPREAD: f64 = 2.0;
+
+/// Whether runs spread by more than [`NOISY_SPREAD`].
+pub fn is_noisy(runs: &[f64]) -> bool {
+    let lo = runs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = runs.iter().copied().fold(0.0, f64::max);
+    runs.len() >= 2 && lo > 0.0 && hi / lo > NOISY_SPREAD
 }
 
 fn median_f(mut v: Vec<f64>) -> Option<f64> {
@@ -166,6 +222,8 @@ impl Results {
             }
         }
         Results {
+            schema_version: SCHEMA_VERSION,
+            host: Host::here(),
             quick,
             sizes: sizes.to_vec(),
             baseline: "pipe",
@@ -201,6 +259,7 @@ impl Results {
         v
     }
 
+    /// The printed table, preceded by what its columns mean.
     pub fn table(&self) -> String {
         let mut s = String::new();
         let cpus = match &self.cpus {
@@ -217,10 +276,7 @@ impl Results {
             self.latency_run_ms,
             self.elapsed_s
         );
-        let _ = writeln!(
-            s,
-            "x pipe: message rate / the pipe's at the same size; lat x: pipe p50 / this p50 (spin/blocking)\n"
-        );
+        let _ = writeln!(s, "{}", LEGEND);
         let _ = writeln!(
             s,
             "{:<20} {:>7} {:>9} {:>9} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>13} | check",
@@ -261,6 +317,20 @@ impl Results {
                 } else {
                     "not verified".to_string()
                 };
+                let check = if c.noisy {
+                    let lo = c.runs_msgs_per_sec.iter().copied().fold(f64::INFINITY, f64::min);
+                    let hi = c.runs_msgs_per_sec.iter().copied().fold(0.0, f64::max);
+                    notes.push(format!(
+                        "{} {}: noisy: its streaming runs ranged from {} to {} msgs/s (more than {NOISY_SPREAD}x apart); rerun on a quiet machine",
+                        t.name,
+                        size_label(c.size),
+                        count(lo),
+                        count(hi)
+                    ));
+                    format!("{check}, noisy")
+                } else {
+                    check
+                };
                 let _ = writeln!(
                     s,
                     "{:<20} {:>7} {:>9} {:>9} {:>8} | {} | {} | {:>13} | {check}",
@@ -285,6 +355,16 @@ impl Results {
     }
 }
 
+/// What the table's columns mean, printed above it.
+pub const LEGEND: &str = "\
+msgs/s, MB/s: streaming rate, median of the runs; x pipe: that rate / the pipe's at the same size
+spin p50..max: ping-pong round trip with a busy-polling receiver (it never sleeps)
+blk p50..max: ping-pong round trip with a blocking receiver (it sleeps in the kernel or on a futex)
+lat x spin/blk: the pipe's p50 / this p50, per mode (above 1: faster than the pipe)
+check ok (N): N messages checked on receipt (sequence numbers, contents), all intact and in order;
+  noisy: the streaming runs spread by more than 2x, so the median is uncertain
+";
+
 fn cell(size: usize, o: SessionOut) -> Cell {
     let msgs = median_f(o.stream.clone());
     let ran = o.error.is_none() && o.unavailable.is_none();
@@ -293,6 +373,7 @@ fn cell(size: usize, o: SessionOut) -> Cell {
         msgs_per_sec: msgs,
         mb_per_sec: msgs.map(|m| m * size as f64 / 1e6),
         ratio_to_pipe: None,
+        noisy: is_noisy(&o.stream),
         runs_msgs_per_sec: o.stream,
         latency: LatencyPair {
             spin: aggregate(&o.spin),
@@ -340,5 +421,25 @@ pub fn count(v: f64) -> String {
         format!("{:.2}M", v / 1e6)
     } else {
         format!("{:.2}G", v / 1e9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noisy_rows_are_those_whose_runs_spread_more_than_2x() {
+        assert!(!is_noisy(&[1.0e6, 1.9e6, 1.5e6]));
+        assert!(is_noisy(&[1.0e6, 2.1e6, 1.5e6]));
+        assert!(!is_noisy(&[5.0e6]), "one run cannot spread");
+        assert!(!is_noisy(&[]));
+    }
+
+    #[test]
+    fn host_names_this_machine() {
+        let h = Host::here();
+        assert_eq!(h.shmpipe_cli_version, env!("CARGO_PKG_VERSION"));
+        assert!(h.kernel.is_some(), "/proc/sys/kernel/osrelease is readable on Linux");
     }
 }
