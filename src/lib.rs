@@ -69,6 +69,12 @@ pub use segment::validate_name;
 pub use segment::{inspect, remove, SegmentInfo};
 pub use wait::WaitStrategy;
 
+/// The README's example, compiled and run by `cargo test` as a doctest so
+/// that it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Builder for lock-free rings.
 pub type Builder = builder::Builder<LockFree>;
 /// Sending end of a lock-free ring.

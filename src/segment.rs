@@ -767,8 +767,10 @@ pub(crate) use os::{anonymous, create, open, RoleLock};
 #[cfg(not(any(loom, miri)))]
 pub use os::{inspect, remove};
 
-/// What [`inspect`] found in a segment.
+/// What [`inspect`] found in a segment. New fields may be added: construct
+/// none yourself and match with `..`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SegmentInfo {
     /// `"lock-free"` or `"locked"`.
     pub variant: &'static str,

@@ -12,6 +12,7 @@ use crate::sync::AtomicU32;
 /// How an endpoint waits when the ring is full (producer) or empty (consumer).
 /// Chosen at creation and recorded in the segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum WaitStrategy {
     /// Busy-poll with `spin_loop` hints. Lowest latency, burns a CPU while idle.
     Spin,

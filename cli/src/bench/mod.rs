@@ -5,6 +5,7 @@
 
 mod fd;
 mod harness;
+#[cfg(feature = "iceoryx2")]
 mod iox;
 mod mq;
 mod plot;
@@ -183,7 +184,15 @@ fn measure(
             cpus,
             tick,
         ),
+        #[cfg(feature = "iceoryx2")]
         "iceoryx2" => session(&iox::Iceoryx2, size, plan, cpus, tick),
+        #[cfg(not(feature = "iceoryx2"))]
+        "iceoryx2" => SessionOut {
+            unavailable: Some(
+                "this shmpipe was built without the `iceoryx2` cargo feature (on by default)".into(),
+            ),
+            ..SessionOut::default()
+        },
         other => SessionOut {
             error: Some(format!("unknown transport {other}")),
             ..SessionOut::default()
