@@ -55,7 +55,7 @@ pub struct StressArgs {
     pub wait: WaitArg,
     /// Message sizes in bytes, inclusive: A..B or N; at least 16 (sequence
     /// number and checksum), at most the ring's largest message (capacity/2 - 8)
-    #[arg(long, value_parser = parse_size_range, default_value = "16..4KiB", value_name = "A..B")]
+    #[arg(long, value_parser = parse_size_range, default_value = "16..4KiB", value_name = "A..B", allow_hyphen_values = true)]
     pub size_range: SizeRange,
     /// Data-area size: a power of two from 64 to 4GiB (small rings wrap and fill more often)
     #[arg(long, short, value_parser = parse_capacity, default_value = "64KiB", value_name = "BYTES")]
