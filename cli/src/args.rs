@@ -16,7 +16,9 @@ pub const SIZE_HELP: &str =
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     if t.starts_with('-') {
-        return Err(format!("{s:?}: a size cannot be negative; expected {SIZE_HELP}"));
+        return Err(format!(
+            "{s:?}: a size cannot be negative; expected {SIZE_HELP}"
+        ));
     }
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -45,7 +47,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Ok(whole);
     }
     // The fraction in bytes, exactly: frac / 10^digits * mult.
-    let digits = u32::try_from(frac.len()).ok().filter(|&d| d <= 18).ok_or_else(too_large)?;
+    let digits = u32::try_from(frac.len())
+        .ok()
+        .filter(|&d| d <= 18)
+        .ok_or_else(too_large)?;
     let scale = 10u128.pow(digits);
     let part = frac.parse::<u128>().map_err(|_| too_large())? * u128::from(mult);
     if part % scale != 0 {
@@ -64,9 +69,9 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(0) => Err(format!("{s:?}: the count must be at least 1")),
         Ok(n) => Ok(n),
-        Err(_) if s.trim().starts_with('-') => {
-            Err(format!("{s:?}: the count cannot be negative; give a whole number of at least 1"))
-        }
+        Err(_) if s.trim().starts_with('-') => Err(format!(
+            "{s:?}: the count cannot be negative; give a whole number of at least 1"
+        )),
         Err(_) => Err(format!("{s:?} is not a whole number (e.g. 100000)")),
     }
 }
@@ -242,7 +247,9 @@ mod tests {
         assert_eq!(parse_size("1.5MiB"), Ok(3 << 19));
         assert_eq!(parse_size("1.5M"), Ok(3 << 19));
         assert_eq!(parse_size("0.5K"), Ok(512));
-        assert!(parse_size("1.3K").unwrap_err().contains("whole number of bytes"));
+        assert!(parse_size("1.3K")
+            .unwrap_err()
+            .contains("whole number of bytes"));
         assert!(parse_size("1.").is_err());
         assert!(parse_size(".5K").is_err());
         assert!(parse_size("1.2.3K").is_err());

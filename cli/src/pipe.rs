@@ -83,7 +83,8 @@ producer side in order (the reader sees the end of the stream, as with a pipe), 
 segment if this command created it and no reader ever attached, and exit 130, 143 or 129.";
 
 /// `shmpipe read --help`.
-pub const READ_ABOUT: &str = "Copy the ring NAME to stdout until its writer closes it, then remove \
+pub const READ_ABOUT: &str =
+    "Copy the ring NAME to stdout until its writer closes it, then remove \
 the segment (unless --keep) and exit 0. May be started before or after `write`: the segment is \
 created if it does not exist. A message is released from the ring only once it was written to \
 stdout, so a reader that is killed loses nothing: the next reader starts with the message that \
@@ -150,7 +151,12 @@ impl Stop {
         for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
             signal_hook::flag::register_usize(sig, Arc::clone(&flag), sig as usize)
                 .and_then(|_| no_restart(sig))
-                .map_err(|e| Fail::Runtime(format!("installing a handler for {}: {e}", signal_name(sig))))?;
+                .map_err(|e| {
+                    Fail::Runtime(format!(
+                        "installing a handler for {}: {e}",
+                        signal_name(sig)
+                    ))
+                })?;
         }
         Ok(Stop(flag))
     }
@@ -302,7 +308,13 @@ fn detect_variant(
 
 /// The message for a variant conflict; removes the name when the other side
 /// is waiting for us, so that it stops too.
-fn conflict(name: &str, info: &SegmentInfo, want: VariantArg, found: VariantArg, role: Role) -> String {
+fn conflict(
+    name: &str,
+    info: &SegmentInfo,
+    want: VariantArg,
+    found: VariantArg,
+    role: Role,
+) -> String {
     let mut msg = format!(
         "{name} is a {} ring, but --variant {} was given; pass --variant {} or leave --variant out \
          (an existing segment's variant is detected), and give both sides the same --variant",
@@ -319,7 +331,9 @@ fn conflict(name: &str, info: &SegmentInfo, want: VariantArg, found: VariantArg,
                 msg += &format!("; removed {name}, so the {peer} waiting on it stops too")
             }
             Err(e) => {
-                msg += &format!("; could not remove {name} ({e}): the {peer} waiting on it keeps waiting")
+                msg += &format!(
+                    "; could not remove {name} ({e}): the {peer} waiting on it keeps waiting"
+                )
             }
         }
     }
@@ -525,26 +539,31 @@ pub fn write(a: &WriteArgs) -> CmdResult {
     }
     let stop = Stop::install()?;
     let name = &a.name;
-    let o = open_end(name, a.create.variant, Role::Producer, |v, create| match v {
-        VariantArg::LockFree => {
-            let b = builder::<LockFree>(&a.create);
-            let p = if create {
-                b.create_producer(name)
-            } else {
-                b.open_producer(name)
-            };
-            p.map(Prod::LockFree)
-        }
-        VariantArg::Locked => {
-            let b = builder::<Locked>(&a.create);
-            let p = if create {
-                b.create_producer(name)
-            } else {
-                b.open_producer(name)
-            };
-            p.map(Prod::Locked)
-        }
-    })?;
+    let o = open_end(
+        name,
+        a.create.variant,
+        Role::Producer,
+        |v, create| match v {
+            VariantArg::LockFree => {
+                let b = builder::<LockFree>(&a.create);
+                let p = if create {
+                    b.create_producer(name)
+                } else {
+                    b.open_producer(name)
+                };
+                p.map(Prod::LockFree)
+            }
+            VariantArg::Locked => {
+                let b = builder::<Locked>(&a.create);
+                let p = if create {
+                    b.create_producer(name)
+                } else {
+                    b.open_producer(name)
+                };
+                p.map(Prod::Locked)
+            }
+        },
+    )?;
     let (created, id) = (o.created, o.id);
     match o.end {
         Prod::LockFree(p) => write_with(a, &stop, p, created, id),
@@ -585,7 +604,9 @@ fn write_with<V: Variant>(
     let mut stdin = std_fd(0);
     let mut buf = vec![0u8; chunk];
     let mut total = 0u64;
-    let r = pump_in(&mut p, &mut stdin, &mut buf, a.timeout, stop, name, id, &mut total);
+    let r = pump_in(
+        &mut p, &mut stdin, &mut buf, a.timeout, stop, name, id, &mut total,
+    );
     // Close in order (and tidy up) unless the transfer failed on our side.
     let in_order = matches!(
         r,
@@ -754,26 +775,31 @@ enum Cons {
 pub fn read(a: &ReadArgs) -> CmdResult {
     let stop = Stop::install()?;
     let name = &a.name;
-    let o = open_end(name, a.create.variant, Role::Consumer, |v, create| match v {
-        VariantArg::LockFree => {
-            let b = builder::<LockFree>(&a.create);
-            let c = if create {
-                b.create_consumer(name)
-            } else {
-                b.open_consumer(name)
-            };
-            c.map(Cons::LockFree)
-        }
-        VariantArg::Locked => {
-            let b = builder::<Locked>(&a.create);
-            let c = if create {
-                b.create_consumer(name)
-            } else {
-                b.open_consumer(name)
-            };
-            c.map(Cons::Locked)
-        }
-    })?;
+    let o = open_end(
+        name,
+        a.create.variant,
+        Role::Consumer,
+        |v, create| match v {
+            VariantArg::LockFree => {
+                let b = builder::<LockFree>(&a.create);
+                let c = if create {
+                    b.create_consumer(name)
+                } else {
+                    b.open_consumer(name)
+                };
+                c.map(Cons::LockFree)
+            }
+            VariantArg::Locked => {
+                let b = builder::<Locked>(&a.create);
+                let c = if create {
+                    b.create_consumer(name)
+                } else {
+                    b.open_consumer(name)
+                };
+                c.map(Cons::Locked)
+            }
+        },
+    )?;
     match o.end {
         Cons::LockFree(c) => read_with(a, &stop, c, o.id),
         Cons::Locked(c) => read_with(a, &stop, c, o.id),
@@ -867,9 +893,9 @@ fn read_with<V: Variant>(
         tidy(name, id, Role::Consumer, true)
     };
     match end {
-        End::Closed => tidied.map(|_| ()).map_err(|e| {
-            Fail::Runtime(format!("{e} after the writer closed it"))
-        }),
+        End::Closed => tidied
+            .map(|_| ())
+            .map_err(|e| Fail::Runtime(format!("{e} after the writer closed it"))),
         End::Signal(s) => {
             let removed = match tidied {
                 Ok(true) => format!("; removed {name}"),

@@ -22,7 +22,8 @@ const SHM_DIR: &str = "/dev/shm";
 const MAGIC: u64 = u64::from_le_bytes(*b"SHMPIPE\0");
 
 /// `shmpipe inspect --help` (set on the subcommand in main.rs).
-pub const INSPECT_ABOUT: &str = "Show a segment's header (variant, wait strategy, capacity), fill level, counters \
+pub const INSPECT_ABOUT: &str =
+    "Show a segment's header (variant, wait strategy, capacity), fill level, counters \
 and the state of each endpoint: attached and alive, attached but gone (its process died), closed, \
 or never attached. Reads the header without attaching: a running pair is not disturbed.";
 
@@ -38,7 +39,8 @@ pub struct InspectArgs {
 }
 
 /// `shmpipe ls --help` (set on the subcommand in main.rs).
-pub const LS_ABOUT: &str = "List the shmpipe segments in /dev/shm, recognised by their header (not by \
+pub const LS_ABOUT: &str =
+    "List the shmpipe segments in /dev/shm, recognised by their header (not by \
 name); other files are skipped. Files that carry the shmpipe magic word but cannot be used \
 are listed with the reason: damaged (truncated, bad header, other format version), incomplete \
 (creation unfinished) or foreign (another user's).";
@@ -52,7 +54,8 @@ pub struct LsArgs {
 }
 
 /// `shmpipe rm --help` (set on the subcommand in main.rs).
-pub const RM_ABOUT: &str = "Remove shmpipe segments by name. Processes still attached keep working, but \
+pub const RM_ABOUT: &str =
+    "Remove shmpipe segments by name. Processes still attached keep working, but \
 nobody new can attach. Anything that is not a shmpipe segment (wrong magic word, wrong size for \
 its header, not a regular file) is refused unless --force is given.";
 
@@ -153,7 +156,12 @@ fn role_holders(name: &str) -> Holders {
     };
     let dev = m.dev();
     // The kernel prints "MAJ:MIN:INO" with MAJ and MIN as two hex digits.
-    let file = format!("{:02x}:{:02x}:{}", libc::major(dev), libc::minor(dev), m.ino());
+    let file = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(dev),
+        libc::minor(dev),
+        m.ino()
+    );
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return h;
     };
@@ -229,7 +237,10 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
         [one] => format!(" (pid {one})"),
         more => format!(
             " (pids {})",
-            more.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            more.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     println!("producer:       {p}{}", pids(&holders.producer));
@@ -289,7 +300,9 @@ pub(crate) fn what_file(name: &str) -> Option<String> {
     } else if has_magic(name) {
         format!("a {size}-byte file with the shmpipe magic word ({perms})")
     } else {
-        format!("a {size}-byte file without the shmpipe magic word ({perms}), not a shmpipe segment")
+        format!(
+            "a {size}-byte file without the shmpipe magic word ({perms}), not a shmpipe segment"
+        )
     })
 }
 

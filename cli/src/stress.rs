@@ -18,8 +18,8 @@ use serde_json::json;
 use shmpipe::{Error, GenericBuilder, GenericConsumer, GenericProducer, LockFree, Locked, Variant};
 
 use crate::args::{
-    approx_size, human_size, parse_capacity, parse_count, parse_seconds, parse_size_range, SizeRange,
-    VariantArg, WaitArg,
+    approx_size, human_size, parse_capacity, parse_count, parse_seconds, parse_size_range,
+    SizeRange, VariantArg, WaitArg,
 };
 use crate::{CmdResult, Fail};
 

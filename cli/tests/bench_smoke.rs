@@ -51,11 +51,18 @@ fn quick_bench_runs_and_verifies_every_transport() {
     // Where and by what it was measured; what the columns mean.
     assert_eq!(doc["schema_version"], 2);
     for key in ["hostname", "kernel", "cpu_model", "shmpipe_cli_version"] {
-        assert!(doc["host"].get(key).is_some(), "host lacks {key}: {}", doc["host"]);
+        assert!(
+            doc["host"].get(key).is_some(),
+            "host lacks {key}: {}",
+            doc["host"]
+        );
     }
     assert!(doc["host"]["kernel"].is_string());
     for needle in ["spin p50..max:", "blk p50..max:", "check ok (N):", "noisy"] {
-        assert!(stdout.contains(needle), "the header does not explain {needle:?}:\n{stdout}");
+        assert!(
+            stdout.contains(needle),
+            "the header does not explain {needle:?}:\n{stdout}"
+        );
     }
     let rows = doc["transports"].as_array().expect("transports array");
     for name in TRANSPORTS {
@@ -111,7 +118,10 @@ fn quick_bench_runs_and_verifies_every_transport() {
         "SVG lacks content"
     );
     // The headline figure, and latency in the unit its ticks are in.
-    assert!(plot.contains("Message rate relative to a pipe"), "no headline chart");
+    assert!(
+        plot.contains("Message rate relative to a pipe"),
+        "no headline chart"
+    );
     assert!(plot.contains("µs"), "latency axis unit");
     assert!(!plot.contains(">ns (log)<"), "the old, wrong latency unit");
 }

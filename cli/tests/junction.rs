@@ -79,7 +79,7 @@ fn kill_readers<V: Variant>(flag: &str) {
     let (mut early, mut late) = (0, 0);
     for _ in 0..kills {
         let mut r = spawn(&read, Stdio::null());
-        if next(&mut seed) % 8 == 0 {
+        if next(&mut seed).is_multiple_of(8) {
             // Anywhere in the first milliseconds: before, while or after attaching.
             std::thread::sleep(Duration::from_micros(next(&mut seed) % 5000));
             early += 1;

@@ -26,9 +26,15 @@ fn long_help_shows_each_subcommands_own_text() {
         let long = run0(&[sub, "--help"]);
         assert_code(&long, 0);
         let text = long.stdout_str().replace('\n', " ");
-        assert!(text.contains(phrase), "{sub} --help lacks {phrase:?}: {text}");
+        assert!(
+            text.contains(phrase),
+            "{sub} --help lacks {phrase:?}: {text}"
+        );
         let short = run0(&[sub, "-h"]);
-        assert!(!short.stdout_str().contains(phrase), "{sub} -h shows only the summary");
+        assert!(
+            !short.stdout_str().contains(phrase),
+            "{sub} -h shows only the summary"
+        );
     }
 }
 
@@ -38,16 +44,29 @@ fn negative_numbers_get_a_proper_message() {
     let n = seg.name.as_str();
     for (args, needle) in [
         (vec!["write", n, "-c", "-5"], "a size cannot be negative"),
-        (vec!["read", n, "--capacity", "-64"], "a size cannot be negative"),
-        (vec!["write", n, "--message-size", "-1"], "a size cannot be negative"),
+        (
+            vec!["read", n, "--capacity", "-64"],
+            "a size cannot be negative",
+        ),
+        (
+            vec!["write", n, "--message-size", "-1"],
+            "a size cannot be negative",
+        ),
         (vec!["read", n, "--timeout", "-2"], "must be above 0"),
         (vec!["stress", "-n", "-5"], "the count cannot be negative"),
-        (vec!["stress", "--size-range", "-16..32"], "a size cannot be negative"),
+        (
+            vec!["stress", "--size-range", "-16..32"],
+            "a size cannot be negative",
+        ),
         (vec!["bench", "--sizes", "-64"], "a size cannot be negative"),
     ] {
         let o = run0(&args);
         assert_usage(&o, needle);
-        assert!(!o.stderr.contains("to pass '-"), "clap's wrong tip: {}", o.stderr);
+        assert!(
+            !o.stderr.contains("to pass '-"),
+            "clap's wrong tip: {}",
+            o.stderr
+        );
     }
     assert!(!seg.exists());
 }
@@ -77,10 +96,21 @@ fn bench_output_paths_are_checked_before_measuring() {
     for flag in ["--json", "--plot"] {
         let bad = dir.path().join("missing-dir").join("out");
         let t = std::time::Instant::now();
-        let o = run0(&["bench", "--quick", "--sizes", "64", flag, bad.to_str().unwrap()]);
+        let o = run0(&[
+            "bench",
+            "--quick",
+            "--sizes",
+            "64",
+            flag,
+            bad.to_str().unwrap(),
+        ]);
         assert_fails(&o, "nothing was measured");
         assert!(o.stderr.contains("missing-dir"), "{}", o.stderr);
-        assert!(o.stdout.is_empty(), "no table was printed: {}", o.stdout_str());
+        assert!(
+            o.stdout.is_empty(),
+            "no table was printed: {}",
+            o.stdout_str()
+        );
         // A bench at one size takes seconds; failing first takes far less.
         assert!(t.elapsed() < std::time::Duration::from_secs(30));
     }
@@ -101,7 +131,11 @@ fn ls_puts_long_names_on_their_own_line() {
         .iter()
         .position(|l| *l == long.name)
         .unwrap_or_else(|| panic!("the long name alone on a line:\n{text}"));
-    assert!(lines[i + 1].contains("lock-free"), "its row follows: {}", lines[i + 1]);
+    assert!(
+        lines[i + 1].contains("lock-free"),
+        "its row follows: {}",
+        lines[i + 1]
+    );
     let row = lines.iter().find(|l| l.starts_with(&short.name)).unwrap();
     assert!(row.len() < 120, "short rows stay narrow: {row:?}");
     let header = lines.iter().find(|l| l.starts_with("NAME")).unwrap();
@@ -137,7 +171,11 @@ fn inspect_json_has_status_and_holder_pids() {
     drop(stdin);
     assert_code(&w.finish(), 0);
     let j = inspect(&seg.name).unwrap();
-    assert_eq!(j["producer"]["pids"], serde_json::json!([]), "closed: no holder");
+    assert_eq!(
+        j["producer"]["pids"],
+        serde_json::json!([]),
+        "closed: no holder"
+    );
 }
 
 #[test]
@@ -150,16 +188,27 @@ fn open_errors_name_the_segment_and_the_file() {
     // An empty file, group-readable: say what it is, with its mode.
     std::fs::write(seg.path(), b"").unwrap();
     std::fs::set_permissions(seg.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
-    for args in [vec!["inspect", seg.name.as_str()], vec!["read", seg.name.as_str()]] {
+    for args in [
+        vec!["inspect", seg.name.as_str()],
+        vec!["read", seg.name.as_str()],
+    ] {
         let o = run0(&args);
         assert_fails(&o, &format!("{}: an empty file (mode 0644", seg.name));
-        assert!(!o.stderr.contains("within"), "no misleading wait time: {}", o.stderr);
+        assert!(
+            !o.stderr.contains("within"),
+            "no misleading wait time: {}",
+            o.stderr
+        );
     }
     // Too small for a header, no magic word.
     std::fs::write(seg.path(), b"hello").unwrap();
     std::fs::set_permissions(seg.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
     let o = run0(&["inspect", &seg.name]);
     assert_fails(&o, &format!("{}: a 5-byte file", seg.name));
-    assert!(o.stderr.contains("too small for a shmpipe segment"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("too small for a shmpipe segment"),
+        "{}",
+        o.stderr
+    );
     assert!(seg.exists(), "left alone");
 }

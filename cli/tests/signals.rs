@@ -36,7 +36,11 @@ fn lone_reader(sig: i32, code: i32, name: &str) {
     signal(&r, sig);
     let o = r.finish();
     assert_code(&o, code);
-    assert!(o.stderr.contains(&format!("interrupted by {name}")), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!("interrupted by {name}")),
+        "{}",
+        o.stderr
+    );
     assert!(o.stderr.contains("removed"), "{}", o.stderr);
     assert!(!seg.exists(), "the reader removed the segment it created");
 }
@@ -91,7 +95,11 @@ fn interrupted_writer_ends_the_stream_in_order() {
     signal(&w, libc::SIGINT);
     let wo = w.finish();
     assert_code(&wo, 130);
-    assert!(wo.stderr.contains("closed the producer side"), "{}", wo.stderr);
+    assert!(
+        wo.stderr.contains("closed the producer side"),
+        "{}",
+        wo.stderr
+    );
     // Like a pipe whose writer got Ctrl-C: the reader sees the end.
     let ro = r.finish();
     assert_code(&ro, 0);
@@ -112,7 +120,11 @@ fn interrupted_reader_then_the_writer_cleans_up() {
     signal(&r, libc::SIGTERM);
     let ro = r.finish();
     assert_code(&ro, 143);
-    assert!(ro.stderr.contains("closed the consumer side"), "{}", ro.stderr);
+    assert!(
+        ro.stderr.contains("closed the consumer side"),
+        "{}",
+        ro.stderr
+    );
     assert!(seg.exists(), "kept while the writer is alive");
     let j = inspect(&seg.name).unwrap();
     assert_eq!(j["consumer"]["state"], "closed");
@@ -121,7 +133,10 @@ fn interrupted_reader_then_the_writer_cleans_up() {
     drop(stdin);
     let wo = w.finish();
     assert_fails(&wo, "reader closed");
-    assert!(!seg.exists(), "both ends gone in order: removed by the writer");
+    assert!(
+        !seg.exists(),
+        "both ends gone in order: removed by the writer"
+    );
 }
 
 #[test]
@@ -141,7 +156,10 @@ fn closed_stdout_leaves_nothing() {
     assert_eq!(out.stdout.len(), 10);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("broken pipe"), "{err}");
-    assert!(!seg.exists(), "both ends gone in order: nothing left in /dev/shm");
+    assert!(
+        !seg.exists(),
+        "both ends gone in order: nothing left in /dev/shm"
+    );
 
     // Same with the reader's exit status observed directly.
     let seg = Seg::new("epipe");
@@ -160,7 +178,11 @@ fn variant_conflict_reader_first() {
     wait_attached(&mut r, &seg, "consumer");
     let w = run(&["write", &seg.name, "--variant", "locked"], b"data");
     assert_fails(&w, "is a lock-free ring, but --variant locked was given");
-    assert!(w.stderr.contains("so the reader waiting on it stops too"), "{}", w.stderr);
+    assert!(
+        w.stderr.contains("so the reader waiting on it stops too"),
+        "{}",
+        w.stderr
+    );
     let ro = r.finish();
     assert_fails(&ro, "was removed while this reader waited for a writer");
     assert!(!seg.exists());
@@ -175,7 +197,11 @@ fn variant_conflict_writer_first() {
     wait_attached(&mut w, &seg, "producer");
     let r = run0(&["read", &seg.name, "--variant", "lockfree"]);
     assert_fails(&r, "is a locked ring, but --variant lockfree was given");
-    assert!(r.stderr.contains("so the writer waiting on it stops too"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("so the writer waiting on it stops too"),
+        "{}",
+        r.stderr
+    );
     let wo = w.finish();
     assert_fails(&wo, "was removed while this writer waited for a reader");
     assert!(!seg.exists());

@@ -189,7 +189,8 @@ fn measure(
         #[cfg(not(feature = "iceoryx2"))]
         "iceoryx2" => SessionOut {
             unavailable: Some(
-                "this shmpipe was built without the `iceoryx2` cargo feature (on by default)".into(),
+                "this shmpipe was built without the `iceoryx2` cargo feature (on by default)"
+                    .into(),
             ),
             ..SessionOut::default()
         },

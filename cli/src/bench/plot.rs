@@ -78,7 +78,11 @@ fn headline(area: &Area, res: &Results) -> DrawResult {
         .transports
         .iter()
         .map(|t| {
-            let r = t.results.iter().find(|c| c.size == size).and_then(|c| c.ratio_to_pipe);
+            let r = t
+                .results
+                .iter()
+                .find(|c| c.size == size)
+                .and_then(|c| c.ratio_to_pipe);
             (t.name, r)
         })
         .collect();
@@ -152,7 +156,11 @@ fn throughput(area: &Area, legend: &Area, res: &Results) -> DrawResult {
         .collect();
     let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = vals.iter().copied().fold(0.0, f64::max);
-    let (lo, hi) = if vals.is_empty() { (1.0, 10.0) } else { (lo / 1.5, hi * 1.5) };
+    let (lo, hi) = if vals.is_empty() {
+        (1.0, 10.0)
+    } else {
+        (lo / 1.5, hi * 1.5)
+    };
     let log2 = |n: usize| (n.max(1) as f64).log2();
     let xmin = res.sizes.first().map_or(3.0, |&s| log2(s));
     let xmax = res.sizes.last().map_or(16.0, |&s| log2(s)).max(xmin + 1.0);
@@ -192,7 +200,10 @@ fn throughput(area: &Area, legend: &Area, res: &Results) -> DrawResult {
         chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?;
         chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
         let y = 60 + i as i32 * 20;
-        legend.draw(&PathElement::new(vec![(4, y), (26, y)], color.stroke_width(3)))?;
+        legend.draw(&PathElement::new(
+            vec![(4, y), (26, y)],
+            color.stroke_width(3),
+        ))?;
         legend.draw(&Text::new(t.name, (32, y - 7), (FONT, 13)))?;
     }
     Ok(())
@@ -218,7 +229,11 @@ fn latency(area: &Area, res: &Results) -> DrawResult {
     let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = vals.iter().copied().fold(0.0, f64::max);
     // Headroom above the tallest bar keeps the legend clear of the bars.
-    let (lo, hi) = if vals.is_empty() { (0.1, 10.0) } else { (lo / 2.0, hi * 12.0) };
+    let (lo, hi) = if vals.is_empty() {
+        (0.1, 10.0)
+    } else {
+        (lo / 2.0, hi * 12.0)
+    };
     let n = rows.len().max(1);
     let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
     let mut chart = ChartBuilder::on(area)
@@ -230,7 +245,10 @@ fn latency(area: &Area, res: &Results) -> DrawResult {
         .x_label_area_size(130)
         .y_label_area_size(60)
         // Three slots per transport: busy-poll bar, blocking bar, gap.
-        .build_cartesian_2d((0..last_index(3 * n)).into_segmented(), (lo..hi).log_scale())?;
+        .build_cartesian_2d(
+            (0..last_index(3 * n)).into_segmented(),
+            (lo..hi).log_scale(),
+        )?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -249,7 +267,10 @@ fn latency(area: &Area, res: &Results) -> DrawResult {
         .draw()?;
     let bar = |slot: usize, v: f64, color: RGBColor| {
         let mut r = Rectangle::new(
-            [(SegmentValue::Exact(slot), lo), (SegmentValue::Exact(slot + 1), v)],
+            [
+                (SegmentValue::Exact(slot), lo),
+                (SegmentValue::Exact(slot + 1), v),
+            ],
             color.filled(),
         );
         r.set_margin(0, 0, 1, 1);

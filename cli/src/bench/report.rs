@@ -318,7 +318,11 @@ impl Results {
                     "not verified".to_string()
                 };
                 let check = if c.noisy {
-                    let lo = c.runs_msgs_per_sec.iter().copied().fold(f64::INFINITY, f64::min);
+                    let lo = c
+                        .runs_msgs_per_sec
+                        .iter()
+                        .copied()
+                        .fold(f64::INFINITY, f64::min);
                     let hi = c.runs_msgs_per_sec.iter().copied().fold(0.0, f64::max);
                     notes.push(format!(
                         "{} {}: noisy: its streaming runs ranged from {} to {} msgs/s (more than {NOISY_SPREAD}x apart); rerun on a quiet machine",
@@ -440,6 +444,9 @@ mod tests {
     fn host_names_this_machine() {
         let h = Host::here();
         assert_eq!(h.shmpipe_cli_version, env!("CARGO_PKG_VERSION"));
-        assert!(h.kernel.is_some(), "/proc/sys/kernel/osrelease is readable on Linux");
+        assert!(
+            h.kernel.is_some(),
+            "/proc/sys/kernel/osrelease is readable on Linux"
+        );
     }
 }
