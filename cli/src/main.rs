@@ -21,7 +21,9 @@ capacity must be a power of two from 64 bytes to 4GiB.
 
 Exit status: 0 success; 1 runtime failure (missing or damaged segment, peer
 died, timeout, discrepancy found...); 2 usage error (unknown option, bad name,
-bad size or capacity...). Errors are printed on stderr as `shmpipe: ...`.
+bad size or capacity...); 130, 143, 129 when `write` or `read` was stopped by
+SIGINT, SIGTERM or SIGHUP (after closing its side in order and removing a
+segment nobody else holds). Errors are printed on stderr as `shmpipe: ...`.
 
 Example:
   shmpipe read /demo | sha256sum &

@@ -25,7 +25,9 @@ const MAGIC: u64 = u64::from_le_bytes(*b"SHMPIPE\0");
 pub const INSPECT_ABOUT: &str =
     "Show a segment's header (variant, wait strategy, capacity), fill level, counters \
 and the state of each endpoint: attached and alive, attached but gone (its process died), closed, \
-or never attached. Reads the header without attaching: a running pair is not disturbed.";
+or never attached, with the PIDs of the processes holding each role's lock (found in \
+/proc/PID/fdinfo: /proc/locks shows -1 for these open-file-description locks; only processes \
+of this user are visible). Reads the header without attaching: a running pair is not disturbed.";
 
 /// `shmpipe inspect`.
 #[derive(Args, Debug)]
