@@ -17,6 +17,10 @@ use crate::segment::{Role, Segment};
 use crate::sync::Ordering;
 use crate::wait::WaitStrategy;
 
+/// Spin-loop hints between two loads of `head` while waiting for room.
+#[cfg(not(loom))]
+const FULL_POLL_PAUSES: u32 = 16;
+
 /// Where a reserved record goes.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Slot {
@@ -350,6 +354,12 @@ impl<V: Variant> Producer<V> {
     /// cache lines.
     #[inline]
     fn space_ready(&self, len: usize) -> bool {
+        // Poll `head` sparingly: every load pulls the consumer's line, which
+        // it writes once per message, away from it.
+        #[cfg(not(loom))]
+        for _ in 0..FULL_POLL_PAUSES {
+            std::hint::spin_loop();
+        }
         let h = self.ep.h();
         // Acquire: pairs with the consumer's Release/SeqCst store of `head`
         // (the attempt that follows re-reads and validates it anyway).
