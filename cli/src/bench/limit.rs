@@ -66,7 +66,7 @@ impl Shared {
 
     /// The atomic word at byte offset `off` (8-aligned, inside the mapping).
     fn word(&self, off: usize) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.len);
+        assert!(off.is_multiple_of(8) && off + 8 <= self.len);
         // SAFETY: in bounds and aligned (mmap is page-aligned); the mapping
         // lives as long as `self`; accessed only atomically.
         unsafe { &*(self.ptr.add(off) as *const AtomicU64) }
