@@ -21,13 +21,13 @@ fn pin(cpu: usize) {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Recv {
+enum Method {
     TryRecvInto,
     RecvWith,
     Drain,
 }
 
-fn run(wait: WaitStrategy, how: Recv, size: usize, count: u64) -> Result<f64, Error> {
+fn run(wait: WaitStrategy, how: Method, size: usize, count: u64) -> Result<f64, Error> {
     let pair = Builder::new().capacity(1 << 20).wait(wait).anonymous()?;
     // SAFETY: the child only uses the ring and exits.
     let pid = unsafe { libc::fork() };
@@ -53,7 +53,7 @@ fn run(wait: WaitStrategy, how: Recv, size: usize, count: u64) -> Result<f64, Er
     let mut bad = 0u64;
     let t0 = Instant::now();
     match how {
-        Recv::TryRecvInto => loop {
+        Method::TryRecvInto => loop {
             match rx.try_recv_into(&mut buf) {
                 Ok(_) => {
                     bad += (u64::from_le_bytes(buf[..8].try_into().unwrap()) != n) as u64;
@@ -64,7 +64,7 @@ fn run(wait: WaitStrategy, how: Recv, size: usize, count: u64) -> Result<f64, Er
                 Err(e) => return Err(e),
             }
         },
-        Recv::RecvWith => loop {
+        Method::RecvWith => loop {
             match rx.recv_with(|m| u64::from_le_bytes(m[..8].try_into().unwrap())) {
                 Ok(seq) => {
                     bad += (seq != n) as u64;
@@ -74,7 +74,7 @@ fn run(wait: WaitStrategy, how: Recv, size: usize, count: u64) -> Result<f64, Er
                 Err(e) => return Err(e),
             }
         },
-        Recv::Drain => loop {
+        Method::Drain => loop {
             match rx.drain(usize::MAX, |m| {
                 bad += (u64::from_le_bytes(m[..8].try_into().unwrap()) != n) as u64;
                 n += 1;
@@ -103,7 +103,7 @@ fn main() -> Result<(), Error> {
     let count = args.get(1).copied().unwrap_or(20_000_000);
     let runs = args.get(2).copied().unwrap_or(3).max(1);
     for wait in [WaitStrategy::Spin, WaitStrategy::Futex] {
-        for how in [Recv::TryRecvInto, Recv::RecvWith, Recv::Drain] {
+        for how in [Method::TryRecvInto, Method::RecvWith, Method::Drain] {
             let mut v: Vec<f64> = (0..runs)
                 .map(|_| run(wait, how, size, count))
                 .collect::<Result<_, _>>()?;
