@@ -95,7 +95,6 @@ fn bench_output_paths_are_checked_before_measuring() {
     let dir = tempfile::tempdir().unwrap();
     for flag in ["--json", "--plot"] {
         let bad = dir.path().join("missing-dir").join("out");
-        let t = std::time::Instant::now();
         let o = run0(&[
             "bench",
             "--quick",
@@ -111,8 +110,6 @@ fn bench_output_paths_are_checked_before_measuring() {
             "no table was printed: {}",
             o.stdout_str()
         );
-        // A bench at one size takes seconds; failing first takes far less.
-        assert!(t.elapsed() < std::time::Duration::from_secs(30));
     }
 }
 
