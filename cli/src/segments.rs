@@ -487,9 +487,10 @@ fn rm_one(name: &str, force: bool) -> Result<(), String> {
                 "{name}: not removed: {e}; use --force to remove it anyway"
             ));
         }
-        Err(e @ (Error::SizeMismatch { .. } | Error::NotInitialized { .. })) => {
+        Err(Error::SizeMismatch { .. } | Error::NotInitialized { .. }) => {
+            let what = what_file(name).unwrap_or_else(|| "not a shmpipe segment".into());
             return Err(format!(
-                "{name}: not removed: not a shmpipe segment (no shmpipe magic word; {e}); use --force to remove it anyway"
+                "{name}: not removed: {what}; use --force to remove it anyway"
             ));
         }
         Err(e) => return Err(format!("{}; not removed", describe(name, &e))),

@@ -197,6 +197,9 @@ fn open_errors_name_the_segment_and_the_file() {
             o.stderr
         );
     }
+    let o = run0(&["rm", &seg.name]);
+    assert_fails(&o, &format!("{}: not removed: an empty file", seg.name));
+    assert!(o.stderr.contains("--force"), "{}", o.stderr);
     // Too small for a header, no magic word.
     std::fs::write(seg.path(), b"hello").unwrap();
     std::fs::set_permissions(seg.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
