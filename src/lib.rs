@@ -35,7 +35,7 @@
 //!   `open_consumer`, ...), anonymous for `fork()` ([`Builder::anonymous`]),
 //!   or on the heap for threads ([`Builder::in_process`]).
 //! - [`Producer`] and [`Consumer`] are the two ends (`Send`, not `Sync`).
-//! - [`locked`] is the same API over a mutex-protected ring, for contrast.
+//! - [`locked`] is the same API over a lock-protected ring, for contrast.
 //! - Everything the peer can write is validated; see `DESIGN.md` for the
 //!   layout, the protocol with its orderings, and the trust model.
 

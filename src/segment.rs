@@ -222,9 +222,6 @@ impl Segment {
                 crate::wait::sem_init(&h.wait_consumer).map_err(|e| Error::io("sem_init", e))?;
                 crate::wait::sem_init(&h.wait_producer).map_err(|e| Error::io("sem_init", e))?;
             }
-            if variant == layout::VARIANT_LOCKED {
-                crate::locked::init_mutex(h)?;
-            }
         }
         // Release: pairs with the Acquire load of `version` in `validate`, so
         // an opener that sees VERSION also sees every field written above.
@@ -380,10 +377,14 @@ fn zeroed_header() -> Header {
             lock_repairs: AtomicU64::new(0),
             producer_light: AtomicU32::new(0),
             consumer_light: AtomicU32::new(0),
+            producer_epoch: AtomicU32::new(0),
+            consumer_epoch: AtomicU32::new(0),
         }),
         wait_consumer: ww(),
         wait_producer: ww(),
-        lock: CachePadded::new(LockLine {}),
+        lock: CachePadded::new(LockLine {
+            word: AtomicU32::new(0),
+        }),
     }
 }
 
@@ -805,15 +806,22 @@ impl RoleLock {
 }
 
 /// Mark `role` attached, taking its lock first. Returns the lock (None on
-/// the heap, where both endpoints live in this process).
-pub(crate) fn attach(seg: &Segment, role: Role) -> Result<Option<RoleLock>> {
+/// the heap, where both endpoints live in this process) and this
+/// attachment's epoch of the role (for the locked ring's lock word).
+pub(crate) fn attach(seg: &Segment, role: Role) -> Result<(Option<RoleLock>, u32)> {
     let lock = RoleLock::acquire(seg, role)?;
-    let word = match role {
-        Role::Producer => &seg.header().endpoints.producer,
-        Role::Consumer => &seg.header().endpoints.consumer,
+    let e = &seg.header().endpoints;
+    let (word, epoch) = match role {
+        Role::Producer => (&e.producer, &e.producer_epoch),
+        Role::Consumer => (&e.consumer, &e.consumer_epoch),
     };
+    // Relaxed: only we write our role's epoch while we hold the role; the
+    // SeqCst state store below publishes it. A peer may have scribbled it:
+    // wrapping, and 16 bits are used.
+    let next = epoch.load(Ordering::Relaxed).wrapping_add(1).max(1);
+    epoch.store(next, Ordering::Relaxed);
     // SeqCst (a release): pairs with the peer's Acquire load of our state
     // word, and with its SeqCst load in `Endpoint::sleep` (see `Endpoint::attach`).
     word.store(STATE_ATTACHED, Ordering::SeqCst);
-    Ok(lock)
+    Ok((lock, next))
 }

@@ -210,7 +210,7 @@ impl<V: Variant> Consumer<V> {
             let tail = h.prod.tail.load(Ordering::Relaxed);
             self.tail_seen = tail;
             check_span(head, tail, self.ep.cap)?;
-            self.head = head;
+            check_own_head(head, self.head)?;
             if head == tail {
                 return Ok(None);
             }
@@ -266,6 +266,7 @@ impl<V: Variant> Consumer<V> {
     #[inline]
     fn publish_head(&mut self, new_head: u64, msgs: u64, bytes: u64) {
         self.head = new_head;
+        self.ep.peer_seen = true; // a producer wrote what we release
         let c = &self.ep.seg.header().cons;
         // Store-only counters, as in `Producer::commit_slot`.
         self.msgs = self.msgs.wrapping_add(msgs);
@@ -302,7 +303,7 @@ impl<V: Variant> Consumer<V> {
         check_peer: bool,
         f: &mut Option<impl FnOnce(&mut Self, Found) -> R>,
     ) -> Result<Step<R>> {
-        if V::LOCKED && matches!(mode, Mode::Until(_)) {
+        if V::LOCKED && matches!(mode, Mode::Until(_)) && !check_peer {
             // Waiting in the locked ring: see `Producer::attempt_reserve`.
             let tail = self.ep.h().prod.tail.load(Ordering::Relaxed);
             if tail == self.head {
@@ -311,11 +312,7 @@ impl<V: Variant> Consumer<V> {
             }
         }
         let guard = if V::LOCKED {
-            match self.ep.note(crate::locked::lock(
-                self.ep.seg.header(),
-                mode_until(mode),
-                self.ep.cap,
-            ))? {
+            match self.ep.lock(mode_until(mode))? {
                 Some(g) => Some(g),
                 None => return Ok(Step::Idle(Idle::Empty)), // lock busy
             }
@@ -646,7 +643,7 @@ impl<V: Variant> Consumer<V> {
         let (m, b) = self.deferred.unwrap_or((0, 0));
         self.deferred = Some((m + 1, b + found.len as u64));
         self.head = found.next;
-        match crate::locked::lock(self.ep.seg.header(), None, self.ep.cap) {
+        match self.ep.lock(None) {
             Ok(Some(guard)) => {
                 self.flush_release();
                 drop(guard);
@@ -676,7 +673,7 @@ impl<V: Variant> Consumer<V> {
         let until = Instant::now() + Duration::from_millis(100);
         while Instant::now() < until {
             let slice = Some(wait::slice_end(Some(until)));
-            match crate::locked::lock(self.ep.seg.header(), slice, self.ep.cap) {
+            match self.ep.lock(slice) {
                 Ok(Some(guard)) => {
                     self.flush_release();
                     drop(guard);
@@ -719,10 +716,7 @@ impl<V: Variant> Consumer<V> {
         let mut guard = None;
         let mut tail = None;
         if V::LOCKED {
-            match self
-                .ep
-                .note(crate::locked::lock(self.ep.seg.header(), None, self.ep.cap))?
-            {
+            match self.ep.lock(None)? {
                 Some(g) => guard = Some(g),
                 None => return Ok(0),
             }
@@ -731,9 +725,8 @@ impl<V: Variant> Consumer<V> {
             // Relaxed: ordered by the lock.
             let head = h.cons.head.load(Ordering::Relaxed);
             let t = h.prod.tail.load(Ordering::Relaxed);
-            let r = check_span(head, t, self.ep.cap);
+            let r = check_span(head, t, self.ep.cap).and_then(|()| check_own_head(head, self.head));
             self.ep.note(r)?;
-            self.head = head;
             self.tail_seen = t;
             tail = Some(t);
         }
@@ -779,6 +772,18 @@ impl<V: Variant> Consumer<V> {
         }
         Ok(n)
     }
+}
+
+/// Locked ring: we are `head`'s only writer, so the segment must hold what
+/// we last stored (a peer that rewrites it would otherwise stall both sides).
+fn check_own_head(found: u64, ours: u64) -> Result<()> {
+    if found != ours {
+        return Err(Error::corrupted(
+            "head was changed by another process",
+            found,
+        ));
+    }
+    Ok(())
 }
 
 fn copy_to(buf: &mut Vec<u8>, m: &[u8]) -> usize {

@@ -6,6 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::PeerStatus;
+
+/// How long a peer's state word may say CLOSED while its process still
+/// holds the role lock (an orderly close releases it right after the store;
+/// a replacement takes the lock just before storing ATTACHED).
+pub(super) const CLOSED_GRACE: Duration = Duration::from_millis(200);
 use crate::error::{Error, Result};
 use crate::layout::{self, Header, WaitWord, STATE_ATTACHED, STATE_CLOSED, STATE_NEVER};
 use crate::segment::{self, Role, RoleLock, Segment};
@@ -54,13 +59,21 @@ pub(super) struct Endpoint {
     light: bool,
     /// When we last asked the kernel about the peer's lock, and whether it was dead.
     last_peer_check: Option<(Instant, bool)>,
+    /// We saw the peer attached (its word, its role lock, or its work: a
+    /// message received, room made): a free role lock from now on means it
+    /// died, whatever its word says.
+    pub(super) peer_seen: bool,
+    /// Since when the peer's word has said CLOSED while its role lock was held.
+    closed_seen: Option<Instant>,
     /// The attaching process; 0 once closed explicitly.
     pid: u32,
+    /// This attachment's epoch of the role (names us in the locked ring's lock word).
+    epoch: u32,
 }
 
 impl Endpoint {
     pub(super) fn attach(seg: Arc<Segment>, role: Role) -> Result<Endpoint> {
-        let lock = segment::attach(&seg, role)?;
+        let (lock, epoch) = segment::attach(&seg, role)?;
         let g = seg.geometry;
         let light = g.wait.sleeps() && wait::light_barrier_available();
         let own_light = match role {
@@ -83,9 +96,14 @@ impl Endpoint {
             lock,
             broken: None,
             last_peer_check: None,
+            peer_seen: false,
+            closed_seen: None,
             pid: std::process::id(),
+            epoch,
             seg,
         };
+        let mut ep = ep;
+        ep.peer_seen = ep.peer_word().load(Ordering::Acquire) == STATE_ATTACHED;
         if ep.wait.sleeps() {
             // A peer may be asleep waiting for us to attach: wake it.
             // `segment::attach` stored ATTACHED with SeqCst, which with the
@@ -141,6 +159,26 @@ impl Endpoint {
         r
     }
 
+    /// Take the locked ring's lock (see `crate::locked::lock`); a
+    /// corruption sticks.
+    pub(super) fn lock(&mut self, until: Option<Instant>) -> Result<Option<crate::locked::Guard>> {
+        let role_lock = &self.lock;
+        let mut role_dead = |role: Role| -> Result<bool> {
+            match role_lock {
+                Some(l) => Ok(!l.is_held(role)?),
+                None => Ok(false), // heap ring: both ends live in this process
+            }
+        };
+        let mut locker = crate::locked::Locker {
+            h: self.seg.header(),
+            me: crate::locked::owner_word(self.role, self.epoch),
+            capacity: self.cap,
+            role_dead: &mut role_dead,
+        };
+        let r = crate::locked::lock(&mut locker, until);
+        self.note(r)
+    }
+
     /// The peer's "publishes with the light barrier" flag.
     fn peer_light_word(&self) -> &AtomicU32 {
         match self.role {
@@ -174,75 +212,110 @@ impl Endpoint {
         }
     }
 
-    /// Is the peer gone? `Check::Word` only reads its state word (no
-    /// syscall, for the hot path); `Check::Rated` also asks the kernel
-    /// whether its role lock is held, at most once per `wait::SLICE`;
-    /// `Check::Force` asks now.
+    /// Is the peer gone? The kernel's role locks are the authority, the
+    /// peer's state word a hint:
+    /// - `CLOSED` is believed only when the peer's role lock is free too; a
+    ///   `CLOSED` word while the lock stays held past [`CLOSED_GRACE`] is
+    ///   `Corrupted` (an orderly close releases the lock right after the
+    ///   store), not end of stream;
+    /// - a peer seen attached (word or lock) whose lock is now free died,
+    ///   whatever its word says (`NEVER` included);
+    /// - any other word value is `Corrupted`.
+    ///
+    /// `Check::Word` asks the kernel only for a `CLOSED` word (an error
+    /// path); `Check::Rated` also asks about an attached peer at most once
+    /// per `wait::SLICE`; `Check::Force` asks now.
     pub(super) fn peer_gone(&mut self, how: Check) -> Result<Option<PeerGone>> {
         // Acquire: pairs with the peer's Release/SeqCst store of its state,
         // so a consumer that sees CLOSED also sees the last records.
         let st = self.peer_word().load(Ordering::Acquire);
-        match st {
-            STATE_NEVER => Ok(None),
-            STATE_CLOSED => Ok(Some(PeerGone::Closed)),
-            STATE_ATTACHED => {
-                let Some(lock) = &self.lock else {
-                    return Ok(None); // heap ring: both ends are in this process
-                };
-                if how == Check::Word {
-                    return Ok(None);
-                }
-                let now = Instant::now();
-                if how == Check::Rated {
-                    // Only an "alive" verdict is reused: a "dead" one is
-                    // re-checked every time (an error path), so a
-                    // replacement peer is seen as soon as it attaches.
-                    if let Some((t, false)) = self.last_peer_check {
-                        if now.duration_since(t) < wait::SLICE {
-                            return Ok(None);
-                        }
+        if !matches!(st, STATE_NEVER | STATE_ATTACHED | STATE_CLOSED) {
+            return self.note(Err(Error::corrupted("peer state word", st as u64)));
+        }
+        if st == STATE_ATTACHED {
+            self.peer_seen = true;
+        }
+        let Some(lock) = &self.lock else {
+            // Heap ring: both ends are in this process; the word is ours.
+            return Ok((st == STATE_CLOSED).then_some(PeerGone::Closed));
+        };
+        if st != STATE_CLOSED {
+            if how == Check::Word {
+                return Ok(None);
+            }
+            let now = Instant::now();
+            if how == Check::Rated {
+                // Only an "alive" verdict is reused: a "dead" one is
+                // re-checked every time (an error path), so a
+                // replacement peer is seen as soon as it attaches.
+                if let Some((t, false)) = self.last_peer_check {
+                    if now.duration_since(t) < wait::SLICE {
+                        return Ok(None);
                     }
                 }
-                let held = lock.is_held(self.role.peer())?;
-                // A free lock means the peer died, or it closed after our
-                // load of its state (it stores CLOSED before releasing), or
-                // a replacement is attaching (it locks before storing ATTACHED,
-                // so then the lock is held). Not sticky: a new process may
-                // take over the role.
-                let verdict = if held {
-                    None
-                } else if self.peer_word().load(Ordering::Acquire) == STATE_CLOSED {
-                    Some(PeerGone::Closed)
-                } else {
-                    Some(PeerGone::Died)
-                };
-                self.last_peer_check = Some((now, verdict == Some(PeerGone::Died)));
-                Ok(verdict)
             }
-            x => self.note(Err(Error::corrupted("peer state word", x as u64))),
         }
+        let now = Instant::now();
+        let held = lock.is_held(self.role.peer())?;
+        let verdict = if held {
+            // Alive (or a replacement attaching: it locks, then stores
+            // ATTACHED). Not sticky: a new process may take over the role.
+            self.peer_seen = true;
+            if st == STATE_CLOSED {
+                let since = *self.closed_seen.get_or_insert(now);
+                if now.duration_since(since) > CLOSED_GRACE {
+                    return self.note(Err(Error::corrupted(
+                        "peer state word says closed while its process holds the role",
+                        st as u64,
+                    )));
+                }
+            } else {
+                self.closed_seen = None;
+            }
+            None
+        } else {
+            self.closed_seen = None;
+            // A free lock: the peer closed (it stores CLOSED before
+            // releasing; re-read, it may have closed after our first load),
+            // died, or never attached.
+            let st = self.peer_word().load(Ordering::Acquire);
+            if st == STATE_CLOSED {
+                Some(PeerGone::Closed)
+            } else if st == STATE_ATTACHED || self.peer_seen {
+                Some(PeerGone::Died)
+            } else {
+                None
+            }
+        };
+        self.last_peer_check = Some((now, verdict == Some(PeerGone::Died)));
+        Ok(verdict)
     }
 
-    /// The peer's state, asking the kernel about its role lock (one syscall).
+    /// The peer's state, asking the kernel about its role lock (one syscall),
+    /// which decides over the peer's state word.
     pub(super) fn peer_status(&self) -> Result<PeerStatus> {
         // Acquire: as in `peer_gone`.
-        match self.peer_word().load(Ordering::Acquire) {
-            STATE_NEVER => Ok(PeerStatus::NotAttached),
-            STATE_CLOSED => Ok(PeerStatus::Closed),
-            STATE_ATTACHED => {
-                let Some(lock) = &self.lock else {
-                    return Ok(PeerStatus::Alive); // heap ring: same process
-                };
-                if lock.is_held(self.role.peer())? {
-                    Ok(PeerStatus::Alive)
-                } else if self.peer_word().load(Ordering::Acquire) == STATE_CLOSED {
-                    Ok(PeerStatus::Closed)
-                } else {
-                    Ok(PeerStatus::Died)
-                }
-            }
-            x => Err(Error::corrupted("peer state word", x as u64)),
+        let st = self.peer_word().load(Ordering::Acquire);
+        if !matches!(st, STATE_NEVER | STATE_ATTACHED | STATE_CLOSED) {
+            return Err(Error::corrupted("peer state word", st as u64));
         }
+        let Some(lock) = &self.lock else {
+            // Heap ring: same process.
+            return Ok(match st {
+                STATE_NEVER => PeerStatus::NotAttached,
+                STATE_CLOSED => PeerStatus::Closed,
+                _ => PeerStatus::Alive,
+            });
+        };
+        if lock.is_held(self.role.peer())? {
+            return Ok(PeerStatus::Alive);
+        }
+        Ok(match self.peer_word().load(Ordering::Acquire) {
+            STATE_CLOSED => PeerStatus::Closed,
+            STATE_ATTACHED => PeerStatus::Died,
+            _ if self.peer_seen => PeerStatus::Died,
+            _ => PeerStatus::NotAttached,
+        })
     }
 
     /// The publication half of the wake-up protocol (DESIGN.md §3): store
@@ -385,12 +458,14 @@ impl Endpoint {
         word.store(STATE_CLOSED, Ordering::SeqCst);
         #[cfg(loom)]
         crate::sync::loom_sc_fence();
+        // Release the role lock before waking the peer: it believes CLOSED
+        // only once the lock is free too (a peer that finds the lock free and
+        // the state ATTACHED knows we died).
+        drop(self.lock.take());
         if self.wait.sleeps() {
             let (w, counter) = self.peer_wait();
             self.wake(w, counter);
         }
-        // Dropping `self.lock` afterwards releases the role lock: a peer that
-        // finds the lock free and the state ATTACHED knows we died.
     }
 
     /// Close our side now, reporting what drop would swallow.

@@ -218,9 +218,18 @@ impl<V: Variant> Producer<V> {
     fn reserve(&mut self, len: usize) -> Result<Option<Slot>> {
         if V::LOCKED {
             let h = self.ep.h();
-            self.tail = h.prod.tail.load(Ordering::Relaxed);
+            // Relaxed: ordered by the lock.
+            let tail = h.prod.tail.load(Ordering::Relaxed);
             self.head_cache = h.cons.head.load(Ordering::Relaxed);
-            check_span(self.head_cache, self.tail, self.ep.cap)?;
+            check_span(self.head_cache, tail, self.ep.cap)?;
+            // We are `tail`'s only writer: anything else was written by
+            // someone else (and would stall or corrupt both sides).
+            if tail != self.tail {
+                return Err(Error::corrupted(
+                    "tail was changed by another process",
+                    tail,
+                ));
+            }
         }
         let tail = self.tail;
         let (pad, need) = self.need(tail, len);
@@ -233,6 +242,9 @@ impl<V: Variant> Producer<V> {
             // we are about to reuse happened before our writes.
             let head = self.ep.h().cons.head.load(Ordering::Acquire);
             check_span(head, tail, self.ep.cap)?;
+            if head != self.head_cache {
+                self.ep.peer_seen = true; // a consumer made room
+            }
             self.head_cache = head;
             if tail + need - head > self.ep.cap {
                 return Ok(None);
@@ -309,9 +321,10 @@ impl<V: Variant> Producer<V> {
         check_peer: bool,
     ) -> Result<Option<(Slot, Option<crate::locked::Guard>)>> {
         self.consumer_gone(Check::Word)?;
-        if V::LOCKED && matches!(mode, Mode::Until(_)) {
+        if V::LOCKED && matches!(mode, Mode::Until(_)) && !check_peer {
             // Waiting in the locked ring: look at the indices without the
-            // lock first, so a waiting side does not keep taking the mutex
+            // lock first (except once per slice, when the attempt re-validates
+            // the indices under it), so a waiting side does not keep taking the lock
             // away from the side that would make progress. Plain atomic
             // loads; the decision is re-made under the lock.
             let h = self.ep.h();
@@ -324,11 +337,7 @@ impl<V: Variant> Producer<V> {
             }
         }
         let guard = if V::LOCKED {
-            match self.ep.note(crate::locked::lock(
-                self.ep.seg.header(),
-                mode_until(mode),
-                self.ep.cap,
-            ))? {
+            match self.ep.lock(mode_until(mode))? {
                 Some(g) => Some(g),
                 None => return Ok(None),
             }
@@ -422,9 +431,10 @@ impl<V: Variant> Producer<V> {
     ///
     /// ```
     /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(64).in_process()?.split()?;
-    /// tx.try_send(b"0123456789abcdef")?; // a 24-byte record
-    /// assert!(matches!(tx.try_send(b"0123456789abcdef"), Err(shmpipe::Error::Full)));
-    /// rx.try_recv_with(|m| assert_eq!(m, b"0123456789abcdef"))?;
+    /// let msg = b"a 24-byte message (max)!";
+    /// tx.try_send(&msg[..])?; // a 32-byte record, plus 8 bytes zeroed after it
+    /// assert!(matches!(tx.try_send(&msg[..]), Err(shmpipe::Error::Full)));
+    /// rx.try_recv_with(|m| assert_eq!(m, &msg[..]))?;
     /// tx.try_send(b"room again")?;
     /// # Ok::<(), shmpipe::Error>(())
     /// ```
