@@ -323,6 +323,8 @@ fn outcome<T>(r: &shmpipe::Result<T>) -> &'static str {
         Ok(_) => "ok",
         Err(e) => match kind(e) {
             k @ ("empty" | "full" | "timeout" | "disconnected" | "peer-died" | "corrupted") => k,
+            // A poisoned lock word (a hostile 0xff): as sticky as Corrupted.
+            "lock-not-recoverable" => "corrupted",
             _ => "other",
         },
     }

@@ -38,6 +38,13 @@ impl Check {
     }
 }
 
+/// Why a handle failed for good.
+#[derive(Debug, Clone, Copy)]
+enum Broken {
+    Corrupted(&'static str, u64),
+    LockLost,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum PeerGone {
     Closed,
@@ -53,7 +60,8 @@ pub(super) struct Endpoint {
     pub(super) wait: WaitStrategy,
     role: Role,
     lock: Option<RoleLock>,
-    broken: Option<(&'static str, u64)>,
+    /// A corruption (or a poisoned lock) that sticks to the handle.
+    broken: Option<Broken>,
     /// Publish with the light barrier (this process is registered for
     /// membarrier and the strategy sleeps); see DESIGN.md.
     light: bool,
@@ -146,15 +154,22 @@ impl Endpoint {
     pub(super) fn check_broken(&self) -> Result<()> {
         match self.broken {
             None => Ok(()),
-            Some((what, value)) => Err(Error::Corrupted { what, value }),
+            Some(Broken::Corrupted(what, value)) => Err(Error::Corrupted { what, value }),
+            Some(Broken::LockLost) => Err(Error::LockNotRecoverable),
         }
     }
 
-    /// Remember a corruption so the handle stays failed.
+    /// Remember a corruption (or a poisoned lock) so the handle stays failed.
     #[inline]
     pub(super) fn note<T>(&mut self, r: Result<T>) -> Result<T> {
-        if let Err(Error::Corrupted { what, value }) = &r {
-            self.broken = Some((what, *value));
+        match &r {
+            Err(Error::Corrupted { what, value }) if self.broken.is_none() => {
+                self.broken = Some(Broken::Corrupted(what, *value));
+            }
+            Err(Error::LockNotRecoverable) if self.broken.is_none() => {
+                self.broken = Some(Broken::LockLost);
+            }
+            _ => {}
         }
         r
     }
