@@ -77,6 +77,7 @@ const PEEKED: &str = "a peeked message is outstanding on this consumer: shmpipe_
 const NOT_PEEKED: &str = "no message is peeked on this consumer (shmpipe_peek first)";
 
 impl ConsState {
+    #[inline(always)]
     fn idle(&mut self) -> Result<&mut Cons, Fail> {
         match self {
             ConsState::Idle(c) => Ok(c),
@@ -172,6 +173,7 @@ fn msg_ptr<V: Variant>(m: &Option<GenericMessage<'_, V>>) -> (*const u8, usize) 
         .map_or((std::ptr::null(), 0), |m| (m.as_ptr(), m.len()))
 }
 
+#[inline(always)]
 fn recv_in<V: Variant>(
     c: &mut GenericConsumer<V>,
     buf: &mut [u8],
@@ -196,11 +198,15 @@ impl shmpipe_consumer {
 ///
 /// # Safety
 /// `c` is NULL or a live consumer handle.
+#[inline(always)]
 unsafe fn cons<'a>(c: *const shmpipe_consumer) -> Result<&'a Handle<ConsState>, Fail> {
+    // A `match`, not `ok_or`: building the `Fail` eagerly would also drop
+    // it on the hot success path.
     // SAFETY: NULL or a live handle, per the contract.
-    unsafe { c.as_ref() }
-        .map(|c| &c.h)
-        .ok_or(Fail::Null("consumer"))
+    match unsafe { c.as_ref() } {
+        Some(h) => Ok(&h.h),
+        None => Err(Fail::Null("consumer")),
+    }
 }
 
 /// # Safety
@@ -349,7 +355,7 @@ pub unsafe extern "C" fn shmpipe_recv_timeout(
 
 /// # Safety
 /// As `shmpipe_try_recv`.
-#[inline]
+#[inline(always)]
 unsafe fn recv(
     consumer: *mut shmpipe_consumer,
     buf: *mut c_void,
@@ -496,7 +502,9 @@ pub unsafe extern "C" fn shmpipe_drain(
         // SAFETY: per the contract.
         let h = unsafe { cons(consumer) }?;
         let n = out(n, "n")?;
-        let callback = callback.ok_or(Fail::Null("callback"))?;
+        let Some(callback) = callback else {
+            return Err(Fail::Null("callback"));
+        };
         let mut count = 0usize;
         let r = h.with(|s| {
             each_cons!(s.idle()?, c => c.drain(max, |m| {

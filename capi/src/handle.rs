@@ -12,11 +12,16 @@ use crate::status::{report_panic, shmpipe_status, Fail};
 
 /// Run an entry point's body: no panic crosses the boundary, every failure
 /// is recorded for `shmpipe_last_error_message`.
-#[inline]
+#[inline(always)]
 pub(crate) fn ffi(body: impl FnOnce() -> Result<(), Fail>) -> shmpipe_status {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => shmpipe_status::SHMPIPE_OK,
-        Ok(Err(fail)) => fail.report(),
+    // The status is made inside the closure, so that only a small value
+    // crosses `catch_unwind` on the hot path.
+    let run = || match body() {
+        Ok(()) => shmpipe_status::SHMPIPE_OK,
+        Err(fail) => fail.report(),
+    };
+    match catch_unwind(AssertUnwindSafe(run)) {
+        Ok(status) => status,
         Err(payload) => report_panic(&*payload),
     }
 }
@@ -39,6 +44,7 @@ impl Wait {
 }
 
 /// Check an out-parameter.
+#[inline(always)]
 pub(crate) fn out<T>(p: *mut T, arg: &'static str) -> Result<*mut T, Fail> {
     if p.is_null() {
         Err(Fail::Null(arg))
@@ -71,6 +77,7 @@ pub(crate) unsafe fn name_arg<'a>(name: *const c_char) -> Result<&'a str, Fail> 
 /// # Safety
 /// `buf` is NULL or points to `len` readable bytes that stay valid and are
 /// not written by this thread for the call.
+#[inline(always)]
 pub(crate) unsafe fn bytes<'a>(buf: *const u8, len: usize) -> Result<&'a [u8], Fail> {
     if len == 0 {
         return Ok(&[]);
@@ -93,6 +100,7 @@ pub(crate) unsafe fn bytes<'a>(buf: *const u8, len: usize) -> Result<&'a [u8], F
 /// # Safety
 /// `buf` is NULL or points to `cap` writable bytes that nothing else reads
 /// or writes during the call.
+#[inline(always)]
 pub(crate) unsafe fn bytes_mut<'a>(buf: *mut u8, cap: usize) -> Result<&'a mut [u8], Fail> {
     if cap == 0 {
         return Ok(&mut []);
@@ -147,7 +155,7 @@ impl<S> Handle<S> {
     }
 
     /// Run `f` on the state, unless the handle is already in a call or poisoned.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut S) -> Result<R, Fail>) -> Result<R, Fail> {
         if self.busy.get() {
             return Err(reentrant());

@@ -87,6 +87,7 @@ const NO_CLAIM: &str = "no claim is open on this producer (claim first)";
 const OTHER_THREAD: &str = "this claim of a locked ring holds the ring's mutex and must be committed or aborted on the thread that made it";
 
 impl ProdState {
+    #[inline(always)]
     fn idle(&mut self) -> Result<&mut Prod, Fail> {
         match self {
             ProdState::Idle(p) => Ok(p),
@@ -214,11 +215,15 @@ impl shmpipe_producer {
 ///
 /// # Safety
 /// `p` is NULL or a live producer handle.
+#[inline(always)]
 unsafe fn prod<'a>(p: *const shmpipe_producer) -> Result<&'a Handle<ProdState>, Fail> {
+    // A `match`, not `ok_or`: building the `Fail` eagerly would also drop
+    // it on the hot success path.
     // SAFETY: NULL or a live handle, per the contract.
-    unsafe { p.as_ref() }
-        .map(|p| &p.h)
-        .ok_or(Fail::Null("producer"))
+    match unsafe { p.as_ref() } {
+        Some(h) => Ok(&h.h),
+        None => Err(Fail::Null("producer")),
+    }
 }
 
 /// Attach a new producer, per `make`, and store it in `*out`.
@@ -398,7 +403,7 @@ pub unsafe extern "C" fn shmpipe_send_timeout(
 
 /// # Safety
 /// As `shmpipe_try_send`.
-#[inline]
+#[inline(always)]
 unsafe fn send(
     producer: *mut shmpipe_producer,
     buf: *const c_void,

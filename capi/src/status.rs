@@ -141,6 +141,8 @@ fn lib_status(e: &Error) -> shmpipe_status {
 
 impl Fail {
     /// Record the details for `shmpipe_last_error_message` and return the code.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn report(self) -> shmpipe_status {
         let (status, msg, errno) = match self {
             // The statuses of the hot non-blocking paths: no formatting,
