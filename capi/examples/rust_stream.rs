@@ -4,7 +4,10 @@
 //! anonymous futex ring. Prints messages per second. Run both with
 //! `capi/bench/run.sh`.
 //!
-//! Usage: `rust_stream SIZE COUNT`.
+//! With a third argument `local`, one thread sends and receives each message
+//! in turn on an in-process ring (see `bench/abi_stream.c`).
+//!
+//! Usage: `rust_stream SIZE COUNT [local]`.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -21,15 +24,50 @@ fn pin(cpu: usize) {
     }
 }
 
+fn local(size: usize, count: u64) -> ExitCode {
+    pin(0);
+    let r = (|| -> shmpipe_core::Result<f64> {
+        let (mut p, mut c) = shmpipe_core::Builder::new().in_process()?.split()?;
+        let msg = vec![7u8; size];
+        let mut buf = vec![0u8; 65536];
+        let mut bytes = 0u64;
+        let t0 = Instant::now();
+        for _ in 0..count {
+            p.send(std::hint::black_box(&msg))?;
+            bytes += c.recv_into(std::hint::black_box(&mut buf))? as u64;
+        }
+        let t = t0.elapsed().as_secs_f64();
+        assert_eq!(bytes, count * size as u64);
+        Ok(t)
+    })();
+    match r {
+        Ok(t) => {
+            println!(
+                "rust-local size={size} msgs/s={:.0} ns/msg={:.2}",
+                count as f64 / t,
+                t * 1e9 / count as f64
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(size), Some(count)) = (
         args.first().and_then(|s| s.parse::<usize>().ok()),
         args.get(1).and_then(|s| s.parse::<u64>().ok()),
     ) else {
-        eprintln!("usage: rust_stream SIZE COUNT");
+        eprintln!("usage: rust_stream SIZE COUNT [local]");
         return ExitCode::from(2);
     };
+    if args.get(2).map(String::as_str) == Some("local") {
+        return local(size, count);
+    }
     let pair = match shmpipe_core::Builder::new().anonymous() {
         Ok(p) => p,
         Err(e) => {
