@@ -7,10 +7,11 @@
 //!    128  producer               producer           tail, messages, bytes, full waits, wake syscalls
 //!    256  consumer               consumer           head, messages, bytes, empty waits, wake syscalls
 //!    384  endpoints              both (own word)    producer state, consumer state, lock repairs,
-//!                                                   producer/consumer "light barrier" flags
+//!                                                   producer/consumer "light barrier" flags,
+//!                                                   producer/consumer attach epochs
 //!    512  wait_consumer          both               seq (futex word), waiting flag, sem_t "items"
 //!    640  wait_producer          both               seq (futex word), waiting flag, sem_t "space"
-//!    768  lock                   locked variant     pthread_mutex_t (process-shared, robust)
+//!    768  lock                   locked variant     lock word (u32: free / held by a role, waiters)
 //!    896  data area              producer writes,   `capacity` bytes, power of two
 //!                                consumer reads
 //! ```
@@ -22,7 +23,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// Magic word at offset 0: `"SHMPIPE\0"` little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMPIPE\0");
 /// On-memory format version this library reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Smallest data-area capacity in bytes.
 pub const MIN_CAPACITY: u64 = 64;
 /// Largest data-area capacity in bytes (4 GiB).
@@ -80,7 +81,7 @@ pub(crate) struct ConsumerLine {
 pub(crate) struct Endpoints {
     pub producer: AtomicU32,
     pub consumer: AtomicU32,
-    /// Times a robust mutex was recovered from a dead holder (locked variant).
+    /// Times the locked variant's lock was recovered from a dead holder.
     pub lock_repairs: AtomicU64,
     /// 1 while the producer publishes with the light barrier (its process is
     /// registered for `membarrier(GLOBAL_EXPEDITED)`): a sleeping consumer
@@ -88,6 +89,12 @@ pub(crate) struct Endpoints {
     pub producer_light: AtomicU32,
     /// The same for the consumer.
     pub consumer_light: AtomicU32,
+    /// Bumped by every producer that attaches: the locked ring's lock word
+    /// names its holder by role and epoch, so a holder from an earlier
+    /// attachment of the role is known to be dead.
+    pub producer_epoch: AtomicU32,
+    /// The same for the consumer.
+    pub consumer_epoch: AtomicU32,
 }
 
 /// Where one side sleeps: a futex word, a waiter flag and a semaphore.
@@ -102,11 +109,11 @@ pub(crate) struct WaitWord {
     pub sem: std::cell::UnsafeCell<libc::sem_t>,
 }
 
-/// The locked variant's mutex.
+/// The locked variant's lock: one futex word owned by a role (see
+/// `crate::locked`), with no pointer or glibc object a peer could poison.
 #[repr(C)]
 pub(crate) struct LockLine {
-    #[cfg(not(loom))]
-    pub mutex: std::cell::UnsafeCell<libc::pthread_mutex_t>,
+    pub word: AtomicU32,
 }
 
 /// The segment header. All fields are atomics or `UnsafeCell`s, so a shared

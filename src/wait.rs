@@ -314,12 +314,6 @@ extern "C" {
         clock: libc::clockid_t,
         abstime: *const libc::timespec,
     ) -> libc::c_int;
-    /// glibc >= 2.30: `pthread_mutex_timedlock` with a chosen clock.
-    pub(crate) fn pthread_mutex_clocklock(
-        mutex: *mut libc::pthread_mutex_t,
-        clock: libc::clockid_t,
-        abstime: *const libc::timespec,
-    ) -> libc::c_int;
 }
 
 /// `membarrier(2)` commands (linux/membarrier.h).

@@ -79,7 +79,8 @@ impl Model {
         let off = self.tail & (self.cap - 1);
         let contiguous = self.cap - off;
         let pad = if contiguous >= rec { 0 } else { contiguous };
-        if self.tail + pad + rec - self.head > self.cap {
+        // Format v2: the header slot after the record is zeroed too.
+        if self.tail + pad + rec + 8 - self.head > self.cap {
             None
         } else {
             Some((self.tail, pad))
