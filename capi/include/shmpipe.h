@@ -147,7 +147,7 @@ typedef enum {
    */
   SHMPIPE_ROLE_TAKEN = 21,
   /**
-   * The locked variant's mutex is permanently unusable.
+   * The locked variant's lock is permanently unusable.
    */
   SHMPIPE_LOCK_NOT_RECOVERABLE = 22,
   /**
@@ -315,7 +315,7 @@ typedef struct {
    */
   uint64_t consumer_wake_syscalls;
   /**
-   * Times the locked variant recovered its mutex from a dead holder.
+   * Times the locked variant recovered its lock from a dead holder.
    */
   uint64_t lock_repairs;
   /**
@@ -407,7 +407,7 @@ typedef uint32_t shmpipe_peer_state;
 #define SHMPIPE_LOCK_FREE 1
 
 /**
- * The same ring guarded by a process-shared robust mutex (for contrast).
+ * The same ring guarded by a process-shared lock (the textbook design, for contrast).
  */
 #define SHMPIPE_LOCKED 2
 
@@ -535,7 +535,7 @@ shmpipe_status shmpipe_release(shmpipe_consumer *consumer);
 /**
  * Hand up to `max` waiting messages to `callback`, in order, and free their
  * space once for the whole batch. Does not wait: `*n` (the number handed
- * over) is 0 if none was waiting. In the locked variant the ring's mutex is
+ * over) is 0 if none was waiting. In the locked variant the ring's lock is
  * held while the callbacks run.
  *
  * Errors: `SHMPIPE_DISCONNECTED` / `SHMPIPE_PEER_DIED` when nothing is left
@@ -783,7 +783,7 @@ shmpipe_status shmpipe_send_timeout(shmpipe_producer *producer,
  * waiting for room per the wait strategy. `*ptr` is where to write; then
  * `shmpipe_commit` publishes it or `shmpipe_abort` discards it. Until then
  * the producer accepts no other send or claim (`SHMPIPE_MISUSE`). In the
- * locked variant the claim holds the ring's mutex until commit or abort,
+ * locked variant the claim holds the ring's lock until commit or abort,
  * which must happen on the same thread.
  *
  * Errors: as `shmpipe_send`; `SHMPIPE_MISUSE` if a claim is already open.

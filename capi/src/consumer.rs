@@ -51,7 +51,7 @@ self_cell!(
 );
 
 self_cell!(
-    /// A locked consumer with its peeked message (the mutex is not held).
+    /// A locked consumer with its peeked message (the lock is not held).
     struct LockedPeeked {
         owner: MutBorrow<shmpipe_core::locked::Consumer>,
         #[covariant]
@@ -64,6 +64,9 @@ enum Peeked {
     Locked(LockedPeeked),
 }
 
+// The idle consumer stays inline (no box, no extra indirection on the hot
+// path); the handle itself is one heap allocation.
+#[allow(clippy::large_enum_variant)]
 enum ConsState {
     /// No message peeked.
     Idle(Cons),
@@ -479,7 +482,7 @@ pub type shmpipe_drain_fn =
 
 /// Hand up to `max` waiting messages to `callback`, in order, and free their
 /// space once for the whole batch. Does not wait: `*n` (the number handed
-/// over) is 0 if none was waiting. In the locked variant the ring's mutex is
+/// over) is 0 if none was waiting. In the locked variant the ring's lock is
 /// held while the callbacks run.
 ///
 /// Errors: `SHMPIPE_DISCONNECTED` / `SHMPIPE_PEER_DIED` when nothing is left
@@ -558,7 +561,7 @@ pub struct shmpipe_stats {
     pub producer_wake_syscalls: u64,
     /// Wake-up syscalls made by the consumer.
     pub consumer_wake_syscalls: u64,
-    /// Times the locked variant recovered its mutex from a dead holder.
+    /// Times the locked variant recovered its lock from a dead holder.
     pub lock_repairs: u64,
     /// `SHMPIPE_ENDPOINT_*` of the producer.
     pub producer_state: shmpipe_endpoint_state,
@@ -576,6 +579,8 @@ fn endpoint(s: EndpointState) -> (shmpipe_endpoint_state, u32) {
         EndpointState::Attached => (SHMPIPE_ENDPOINT_ATTACHED, 0),
         EndpointState::Closed => (SHMPIPE_ENDPOINT_CLOSED, 0),
         EndpointState::Invalid(w) => (SHMPIPE_ENDPOINT_INVALID, w),
+        // A state this version of the C API does not know yet.
+        _ => (SHMPIPE_ENDPOINT_INVALID, 0),
     }
 }
 

@@ -24,7 +24,7 @@ pub const SHMPIPE_WAIT_SEMAPHORE: shmpipe_wait = 4;
 pub type shmpipe_variant = u32;
 /// The lock-free single-producer/single-consumer ring. The default.
 pub const SHMPIPE_LOCK_FREE: shmpipe_variant = 1;
-/// The same ring guarded by a process-shared robust mutex (for contrast).
+/// The same ring guarded by a process-shared lock (the textbook design, for contrast).
 pub const SHMPIPE_LOCKED: shmpipe_variant = 2;
 
 /// Smallest capacity in bytes.

@@ -4,7 +4,7 @@
 //! between two calls. The handle keeps the claim and its producer together
 //! in a `self_cell` (a checked self-referential box, no `unsafe` here), so
 //! the library's own `Claim` is what is committed or dropped (= aborted),
-//! and in the locked variant it holds the mutex until then, as in Rust.
+//! and in the locked variant it holds the ring's lock until then, as in Rust.
 
 use std::ffi::{c_char, c_void};
 use std::ops::DerefMut;
@@ -54,7 +54,7 @@ self_cell!(
 );
 
 self_cell!(
-    /// A locked producer with its open claim (which holds the ring's mutex).
+    /// A locked producer with its open claim (which holds the ring's lock).
     struct LockedClaimed {
         owner: MutBorrow<shmpipe_core::locked::Producer>,
         #[covariant]
@@ -84,7 +84,7 @@ enum ProdState {
 const CLAIM_OPEN: &str =
     "a claim is open on this producer: shmpipe_commit or shmpipe_abort it first";
 const NO_CLAIM: &str = "no claim is open on this producer (claim first)";
-const OTHER_THREAD: &str = "this claim of a locked ring holds the ring's mutex and must be committed or aborted on the thread that made it";
+const OTHER_THREAD: &str = "this claim of a locked ring holds the ring's lock and must be committed or aborted on the thread that made it (like the Rust Claim, it is not Send)";
 
 impl ProdState {
     #[inline(always)]
@@ -337,7 +337,7 @@ pub unsafe extern "C" fn shmpipe_producer_free(producer: *mut shmpipe_producer) 
             ProdState::Idle(p) => each_prod!(p, p => p.close())?,
             ProdState::Claimed { claim, .. } => {
                 // `into_owner` drops the claim first (an abort; the locked
-                // ring's mutex is unlocked), then the producer closes.
+                // ring's lock is released), then the producer closes.
                 let p = match claim {
                     Claimed::LockFree(c) => Prod::LockFree(c.into_owner().into_inner()),
                     Claimed::Locked(c) => Prod::Locked(c.into_owner().into_inner()),
@@ -430,7 +430,7 @@ unsafe fn send(
 /// waiting for room per the wait strategy. `*ptr` is where to write; then
 /// `shmpipe_commit` publishes it or `shmpipe_abort` discards it. Until then
 /// the producer accepts no other send or claim (`SHMPIPE_MISUSE`). In the
-/// locked variant the claim holds the ring's mutex until commit or abort,
+/// locked variant the claim holds the ring's lock until commit or abort,
 /// which must happen on the same thread.
 ///
 /// Errors: as `shmpipe_send`; `SHMPIPE_MISUSE` if a claim is already open.

@@ -65,7 +65,7 @@ pub enum shmpipe_status {
     SHMPIPE_UNSAFE_PERMISSIONS = 20,
     /// Another live process already holds this role.
     SHMPIPE_ROLE_TAKEN = 21,
-    /// The locked variant's mutex is permanently unusable.
+    /// The locked variant's lock is permanently unusable.
     SHMPIPE_LOCK_NOT_RECOVERABLE = 22,
     /// An operating-system call failed (`shmpipe_last_os_error` gives errno).
     SHMPIPE_IO = 23,
@@ -276,7 +276,7 @@ const fn status_cstr(s: shmpipe_status) -> &'static CStr {
             c"the segment is accessible to group or others; set allow_shared_permissions to accept it"
         }
         SHMPIPE_ROLE_TAKEN => c"another live process already holds this role",
-        SHMPIPE_LOCK_NOT_RECOVERABLE => c"the ring's mutex is not recoverable",
+        SHMPIPE_LOCK_NOT_RECOVERABLE => c"the ring's lock is not recoverable",
         SHMPIPE_IO => c"an operating-system call failed",
         SHMPIPE_NULL_POINTER => c"a required pointer argument is NULL",
         SHMPIPE_INVALID_ARGUMENT => c"an argument is out of range",

@@ -290,7 +290,7 @@ static int cmd_claim(int argc, char **argv) {
     EXPECT(shmpipe_commit(p, 101), SHMPIPE_INVALID_ARGUMENT);
     CHECK(strstr(shmpipe_last_error_message(), "at most 100") != NULL);
     if (variant == SHMPIPE_LOCKED) {
-        /* The claim holds the ring's mutex: only its own thread may finish it. */
+        /* The claim holds the ring's lock: only its own thread may finish it. */
         struct other_thread t = {p, SHMPIPE_OK, SHMPIPE_OK};
         pthread_t th;
         CHECK(pthread_create(&th, NULL, finish_elsewhere, &t) == 0);
@@ -456,7 +456,7 @@ static int cmd_drain(int argc, char **argv) {
 
     /* Calls on the drained consumer from its callback are refused. In the
        lock-free ring the callback may use the producer of the same ring (the
-       locked ring holds its mutex during the callbacks, so it is not tried). */
+       locked ring holds its lock during the callbacks, so it is not tried). */
     OK(shmpipe_send(p, "x", 1));
     struct reentry r = {c, variant == SHMPIPE_LOCK_FREE ? p : NULL, 0, SHMPIPE_OK, SHMPIPE_OK,
                         SHMPIPE_OK};
@@ -699,7 +699,7 @@ static int cmd_peer_died(int argc, char **argv) {
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
-        /* Send three, open a claim (locked: holding the mutex), then wait to be killed. */
+        /* Send three, open a claim (locked: holding the lock), then wait to be killed. */
         shmpipe_producer *p = NULL;
         OK(shmpipe_pair_into_producer(pair, &p));
         for (int i = 0; i < 3; i++) OK(shmpipe_send(p, "alive", 5));
