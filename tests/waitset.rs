@@ -88,7 +88,7 @@ fn hundred_forked_producers() {
     }
     assert_eq!(tokens, (0..RINGS).map(Token).collect::<Vec<_>>());
     let mut next = vec![0u64; RINGS];
-    let mut done = vec![false; RINGS];
+    let mut done = [false; RINGS];
     let mut events = Events::new();
     let mut killed_at = None;
     let mut victim_reported = false;
@@ -105,7 +105,7 @@ fn hundred_forked_producers() {
                 victim_reported = true;
             }
             loop {
-                let got = rxs[r].try_recv_with(|m| parse(m));
+                let got = rxs[r].try_recv_with(parse);
                 match got {
                     Ok(Some((ring, seq))) => {
                         assert_eq!((ring, seq), (r as u64, next[r]), "ring {r}");
@@ -191,9 +191,7 @@ fn ping_rings(rings: usize, n: u64, fd_mode: bool) {
                 if k != 1 || !events.contains(Token(want)) {
                     return Err(format!("message {i}: events {events:?}, want ring {want}"));
                 }
-                let got = rxs[want]
-                    .try_recv_with(|m| parse(m))
-                    .map_err(|e| e.to_string())?;
+                let got = rxs[want].try_recv_with(parse).map_err(|e| e.to_string())?;
                 if got != Some((want as u64, i)) {
                     return Err(format!("message {i}: got {got:?}"));
                 }
