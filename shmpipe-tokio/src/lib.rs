@@ -214,6 +214,10 @@ impl Drop for Registration {
 // ---------------------------------------------------------------------------
 // Consumer
 
+/// Polls of an empty ring before a receive parks (a few microseconds: well
+/// under the 10-100 us a task may run between awaits).
+const SPIN_POLLS: u32 = 2000;
+
 /// The receiving end of a ring, for tokio. See the crate docs.
 pub struct AsyncConsumer {
     rx: Consumer,
@@ -265,28 +269,44 @@ impl AsyncConsumer {
         f: impl FnOnce(&[u8]) -> R,
     ) -> Poll<Result<R>> {
         let mut f = Some(f);
-        for second in [false, true] {
-            match self
-                .rx
-                .try_recv_with(|m| (f.take().expect("called once"))(m))
-            {
-                Err(Error::Empty) => {}
-                other => {
-                    self.reg.clear();
-                    return Poll::Ready(other);
-                }
-            }
-            if second {
-                break;
-            }
-            // Empty: register, then look again (a message published
-            // before the registration took effect is seen here; one after
-            // it wakes us).
-            if let Err(e) = self.reg.register(cx, Side::Consumer(&mut self.rx)) {
-                return Poll::Ready(Err(e));
+        // `f` runs at most once: every attempt that finds a message returns.
+        let mut attempt = |rx: &mut Consumer| {
+            rx.try_recv_with(|m| f.take().map(|f| f(m)))
+                .map(|r| r.expect("f runs once"))
+        };
+        match attempt(&mut self.rx) {
+            Err(Error::Empty) => {}
+            other => {
+                self.reg.clear();
+                return Poll::Ready(other);
             }
         }
-        Poll::Pending
+        // Empty: poll the ring's signal briefly (a peer that is awake
+        // usually publishes within microseconds, and a park costs a wake-up
+        // through the reactor), unless we were already woken once.
+        if self.reg.reg.is_none() {
+            for _ in 0..SPIN_POLLS {
+                if !self.rx.is_empty() {
+                    match attempt(&mut self.rx) {
+                        Err(Error::Empty) => break,
+                        other => return Poll::Ready(other),
+                    }
+                }
+                std::hint::spin_loop();
+            }
+        }
+        // Register, then look again: a message published before the
+        // registration took effect is seen here; one after it wakes us.
+        if let Err(e) = self.reg.register(cx, Side::Consumer(&mut self.rx)) {
+            return Poll::Ready(Err(e));
+        }
+        match attempt(&mut self.rx) {
+            Err(Error::Empty) => Poll::Pending,
+            other => {
+                self.reg.clear();
+                Poll::Ready(other)
+            }
+        }
     }
 
     /// Receive the next message into `buf` (replacing its contents);
