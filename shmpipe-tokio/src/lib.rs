@@ -28,9 +28,11 @@
 //! - A receive that finds the ring empty polls it for about 2,000 spins
 //!   (a few microseconds) before it parks, so a ping-pong with an awake
 //!   peer rarely goes through the reactor.
-//! - While idle, every registered ring costs a look (and a `fcntl` asking
-//!   whether its peer's role lock is held) every 20 ms: about 6% of a core
-//!   per 1,000 parked operations on the test machine (not the 1% goal).
+//! - While idle, every parked ring is re-registered, re-checked and its
+//!   peer's role lock queried (`fcntl`) every 20 ms liveness slice, and
+//!   the shared futex words are looked up again by each `futex_waitv`:
+//!   measured ~16% of a core for 1,000 parked operations (~3 us per ring
+//!   per slice) on the shared test machine, far from the 1% goal.
 //! - Benchmark: `cargo run --release -p shmpipe-tokio --example bench`.
 //!
 //! # Rules
