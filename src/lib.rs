@@ -58,6 +58,8 @@ mod ring;
 mod segment;
 mod sync;
 mod wait;
+#[cfg(all(target_os = "linux", not(any(loom, miri))))]
+pub mod waitset;
 
 pub use builder::{Builder as GenericBuilder, Pair as GenericPair, DEFAULT_CAPACITY};
 pub use error::{Error, Result};
@@ -72,6 +74,8 @@ pub use ring::{
 pub use segment::remove;
 pub use segment::validate_name;
 pub use wait::WaitStrategy;
+#[cfg(all(target_os = "linux", not(any(loom, miri))))]
+pub use waitset::{Event, Events, Token, WaitSet};
 
 /// The README's example, compiled and run by `cargo test` as a doctest so
 /// that it cannot go stale.

@@ -151,6 +151,21 @@ impl<V: Variant> Consumer<V> {
         self.ep.close_explicit()
     }
 
+    /// What a [`crate::WaitSet`] watches for this consumer (its segment).
+    #[cfg(all(target_os = "linux", not(any(loom, miri))))]
+    pub(crate) fn watch(&mut self) -> super::watch::Watch {
+        // Publish a release deferred while the lock was busy, so the
+        // segment's `head` (which the set reads) is ours.
+        self.finish_release();
+        super::watch::Watch::new(
+            self.ep.seg.clone(),
+            Role::Consumer,
+            V::LOCKED,
+            self.ep.wait,
+            0,
+        )
+    }
+
     /// Decode the non-zero header `word` found at `head`: the message there,
     /// or after the padding record there. `tail` bounds the records when it
     /// is known (the locked ring reads it under the lock).

@@ -33,6 +33,8 @@ mod block;
 mod consumer;
 mod endpoint;
 mod producer;
+#[cfg(all(target_os = "linux", not(any(loom, miri))))]
+pub(crate) mod watch;
 
 pub use consumer::{Consumer, Message};
 pub use producer::{Claim, Producer};

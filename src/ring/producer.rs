@@ -183,6 +183,20 @@ impl<V: Variant> Producer<V> {
         self.ep.close_explicit()
     }
 
+    /// What a [`crate::WaitSet`] watches for this producer (its segment):
+    /// ready when a message of `room_for` bytes fits.
+    #[cfg(all(target_os = "linux", not(any(loom, miri))))]
+    pub(crate) fn watch(&self, room_for: usize) -> Result<super::watch::Watch> {
+        self.check_len(room_for)?;
+        Ok(super::watch::Watch::new(
+            self.ep.seg.clone(),
+            Role::Producer,
+            V::LOCKED,
+            self.ep.wait,
+            room_for as u64,
+        ))
+    }
+
     fn check_len(&self, len: usize) -> Result<()> {
         if len > self.ep.max {
             return Err(Error::TooLarge {

@@ -1,0 +1,221 @@
+//! What a [`crate::WaitSet`] needs from one endpoint: where its side sleeps,
+//! the registration half of the sleep protocol, and a readiness query made
+//! from the indices the endpoint already publishes in the segment.
+//!
+//! A `Watch` holds the endpoint's segment (an `Arc`), not the endpoint: the
+//! user keeps draining through the handle while the set watches. The
+//! endpoint publishes its own position (`head` for a consumer, `tail` for a
+//! producer) after every message anyway, so the set reads it from the
+//! segment instead of a copy the hot path would have to keep updated.
+
+use std::sync::atomic::AtomicU64 as StdAtomicU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::frame::{self, HDR};
+use crate::layout::{Header, WaitWord, STATE_ATTACHED, STATE_CLOSED};
+use crate::segment::{role_lock_held, Role, Segment};
+use crate::sync::Ordering;
+use crate::wait::{self, WaitStrategy};
+
+/// What one look at a watched endpoint found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// Nothing to do: the next call would wait.
+    Idle,
+    /// Data waiting (consumer) or room (producer): the next call proceeds.
+    Ready,
+    /// The peer closed or died (and, for a consumer, left nothing unread):
+    /// the next call reports `Disconnected` / `PeerDied`.
+    PeerGone,
+}
+
+pub(crate) struct Watch {
+    seg: Arc<Segment>,
+    role: Role,
+    locked: bool,
+    cap: u64,
+    mask: u64,
+    /// Producer: payload length a ready ring must have room for.
+    room_for: u64,
+    pub(crate) wait: WaitStrategy,
+    /// Monotonic nanoseconds (see `now_ns`) of the next kernel liveness check.
+    next_check: StdAtomicU64,
+    /// The last kernel check found the peer dead (re-checked every slice:
+    /// a new process may take the role over).
+    died: std::sync::atomic::AtomicBool,
+}
+
+/// Nanoseconds since a process-wide base instant.
+fn now_ns() -> u64 {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+impl Watch {
+    pub(crate) fn new(
+        seg: Arc<Segment>,
+        role: Role,
+        locked: bool,
+        wait: WaitStrategy,
+        room_for: u64,
+    ) -> Watch {
+        let cap = seg.geometry.capacity;
+        Watch {
+            seg,
+            role,
+            locked,
+            cap,
+            mask: cap - 1,
+            room_for,
+            wait,
+            next_check: StdAtomicU64::new(0),
+            died: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn h(&self) -> &Header {
+        self.seg.header()
+    }
+
+    /// Whether the peer wakes this side through the futex word (the set
+    /// sleeps on it); `Spin`/`SpinYield` rings are polled instead.
+    pub(crate) fn sleeps(&self) -> bool {
+        self.wait == WaitStrategy::Futex
+    }
+
+    /// Where this side sleeps.
+    pub(crate) fn wait_word(&self) -> &WaitWord {
+        match self.role {
+            Role::Consumer => &self.h().wait_consumer,
+            Role::Producer => &self.h().wait_producer,
+        }
+    }
+
+    /// Register as a sleeper on this side's word, as `Endpoint::sleep` does:
+    /// returns the `seq` value to sleep on. The caller then issues the heavy
+    /// barrier if `peer_light()` for any ring, re-checks with `readiness`
+    /// and sleeps in `futex_waitv` on `seq`.
+    pub(crate) fn register(&self) -> u32 {
+        let w = self.wait_word();
+        // Acquire: pairs with the waker's Release fetch_add of `seq` in
+        // `Endpoint::wake`.
+        let seq = w.seq.load(Ordering::Acquire);
+        // SeqCst store, then the SeqCst loads in `readiness`: with the
+        // peer's SeqCst signal store and SeqCst load of `waiting` in
+        // `Endpoint::publish`, either we see its progress or it sees our
+        // registration and wakes us (store-buffer pattern).
+        w.waiting.store(1, Ordering::SeqCst);
+        seq
+    }
+
+    /// Whether the peer publishes with the light barrier, so a sleeper must
+    /// issue `wait::heavy_barrier()` after registering. SeqCst: ordered
+    /// after `register` (see `Endpoint::attach` for the flag's own race).
+    pub(crate) fn peer_light(&self) -> bool {
+        let e = &self.h().endpoints;
+        let w = match self.role {
+            Role::Consumer => &e.producer_light,
+            Role::Producer => &e.consumer_light,
+        };
+        w.load(Ordering::SeqCst) != 0
+    }
+
+    /// Withdraw the registration (the waker may have done it already).
+    pub(crate) fn unregister(&self) {
+        // Relaxed: as at the end of `Endpoint::sleep`; a waker that swapped
+        // it to 0 first has already woken us.
+        self.wait_word().waiting.store(0, Ordering::Relaxed);
+    }
+
+    /// Look at the ring: data or room, or a gone peer. Loads the signal
+    /// words with SeqCst (the re-check of the sleep protocol). Asks the
+    /// kernel whether the peer's role lock is held at most once per
+    /// `wait::SLICE` (a killed peer leaves its state word ATTACHED).
+    pub(crate) fn readiness(&self) -> Readiness {
+        let h = self.h();
+        let ready = match self.role {
+            Role::Consumer => {
+                // Acquire: pairs with our own endpoint's Release store of
+                // `head` (possibly from another thread of this process).
+                let head = h.cons.head.load(Ordering::Acquire);
+                if self.locked {
+                    // SeqCst: the signal a locked producer publishes.
+                    h.prod.tail.load(Ordering::SeqCst) != head
+                } else {
+                    // SeqCst: pairs with the producer's header store in
+                    // `Producer::commit_slot` (via `Endpoint::publish`).
+                    self.header_word(head).load(Ordering::SeqCst) != 0
+                }
+            }
+            Role::Producer => {
+                // SeqCst: the consumer's `head` is the signal a sleeping
+                // producer re-checks; `tail` is our own endpoint's (Acquire:
+                // pairs with its Release store).
+                let head = h.cons.head.load(Ordering::SeqCst);
+                let tail = h.prod.tail.load(Ordering::Acquire);
+                let rec = frame::record_len(self.room_for);
+                let contiguous = self.cap - (tail & self.mask);
+                let pad = if contiguous >= rec { 0 } else { contiguous };
+                // A forged index gives a huge `used`: not ready, and the
+                // user's next call reports the corruption when it finds the
+                // ring full (liveness is still checked below).
+                let used = tail.wrapping_sub(head);
+                used <= self.cap && self.cap - used >= pad + rec + HDR
+            }
+        };
+        if ready {
+            return Readiness::Ready;
+        }
+        // SeqCst: part of the re-check (the peer stores its state with
+        // SeqCst before waking us in `Endpoint::close`).
+        let st = self.peer_state().load(Ordering::SeqCst);
+        if st > STATE_ATTACHED {
+            // Closed, or an invalid word the next call reports.
+            return Readiness::PeerGone;
+        }
+        if st == STATE_ATTACHED {
+            let now = now_ns();
+            if now >= self.next_check.load(std::sync::atomic::Ordering::Relaxed) {
+                self.next_check.store(
+                    now + wait::SLICE.as_nanos() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                let died = match self.seg.file() {
+                    // A descriptor that holds no lock itself: it sees the
+                    // peer's lock if the peer is alive.
+                    Some(f) => match role_lock_held(f, self.role.peer()) {
+                        Ok(held) => {
+                            !held && self.peer_state().load(Ordering::Acquire) != STATE_CLOSED
+                        }
+                        // Cannot tell: let the user's call find out.
+                        Err(_) => true,
+                    },
+                    None => false, // heap ring: both ends in this process
+                };
+                self.died.store(died, std::sync::atomic::Ordering::Relaxed);
+            }
+            if self.died.load(std::sync::atomic::Ordering::Relaxed) {
+                return Readiness::PeerGone;
+            }
+        }
+        Readiness::Idle
+    }
+
+    fn peer_state(&self) -> &crate::sync::AtomicU32 {
+        let e = &self.h().endpoints;
+        match self.role {
+            Role::Consumer => &e.producer,
+            Role::Producer => &e.consumer,
+        }
+    }
+
+    fn header_word(&self, pos: u64) -> &crate::sync::AtomicU64 {
+        let off = pos & (self.mask & !7);
+        // SAFETY: `off` is masked into the data area and 8-aligned (the
+        // data area is 128-aligned and `cap >= 64`), so 8 bytes fit; the
+        // mapping lives as long as `self.seg`. Atomic: the producer writes
+        // the same word concurrently.
+        unsafe { &*(self.seg.data().add(off as usize) as *const crate::sync::AtomicU64) }
+    }
+}

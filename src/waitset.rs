@@ -1,0 +1,688 @@
+//! [`WaitSet`]: one thread waits on many rings, in one `futex_waitv(2)`.
+//!
+//! # How it waits
+//! Each registered endpoint sleeps on its side's wait word in the segment
+//! (`wait_consumer` for a consumer, `wait_producer` for a producer), exactly
+//! as a blocking call does: load `seq`, store `waiting = 1` (SeqCst), one
+//! `membarrier(2)` for all rings whose peer publishes with the light
+//! barrier, re-check every ring with SeqCst loads, then sleep in a single
+//! `futex_waitv` on all the `seq` words. The peer's wake-up is unchanged: it
+//! publishes, sees `waiting`, bumps `seq` and calls `FUTEX_WAKE`. A plain
+//! blocking peer needs to know nothing about the set.
+//!
+//! # How the set refers to endpoints
+//! [`WaitSet::add_consumer`] / [`WaitSet::add_producer`] borrow the endpoint
+//! only for the call: the set keeps an `Arc` of its segment. The user keeps
+//! the handle and drains it with the ordinary calls while the set watches
+//! (a set that borrowed the handles would be unusable while the user
+//! drains; one that owned them would put a lookup on every call). The set
+//! reads the position the endpoint already publishes in the segment after
+//! every message (`head` / `tail`), so the hot path pays nothing.
+//!
+//! # Rules
+//! - **One endpoint is waited on in one place at a time.** Each side has one
+//!   `waiting` flag, not a count: a blocking call on a handle while a set
+//!   (or a second set) watches the same handle still works, but a wake-up
+//!   may then reach only one of them and the other notices within the
+//!   20 ms liveness slice.
+//! - Level-triggered: a ready ring is reported by every `wait` until it is
+//!   drained (consumer) or has room (producer).
+//! - `Futex` rings are slept on; `Spin` / `SpinYield` rings are polled with a
+//!   backoff bounded by 1 ms (their peers never make wake-up syscalls), so a
+//!   set with such a ring wakes up to 1,000 times a second while idle;
+//!   `Semaphore` rings are refused (their wake-up is a `sem_post`, which
+//!   `futex_waitv` cannot wait on).
+//! - A dead or closed peer is reported (as [`Event::peer_gone`]) within the
+//!   20 ms liveness slice; the user's next call on the handle returns
+//!   `PeerDied` / `Disconnected` (a consumer first gets what was left).
+//! - Up to 127 rings are waited on by the calling thread itself. Beyond
+//!   that (`futex_waitv` waits on at most 128 words; the set keeps one for
+//!   itself), the set splits its rings into groups of 127, each watched by a
+//!   background thread, and `wait` sleeps in `poll(2)` on the set's eventfd.
+//! - Linux >= 5.16 (`futex_waitv`): [`WaitSet::new`] reports an older kernel.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::ring::watch::{Readiness, Watch};
+use crate::ring::{Consumer, Producer, Variant};
+use crate::wait::{self, WaitStrategy};
+
+/// Rings one thread waits on in one `futex_waitv` (the kernel's limit is
+/// 128 words; one is the set's own control word).
+pub const GROUP: usize = 127;
+
+/// Longest poll interval for `Spin` / `SpinYield` rings.
+const SPIN_POLL_MAX: Duration = Duration::from_millis(1);
+const SPIN_POLL_MIN: Duration = Duration::from_micros(20);
+
+/// Names one registration in a [`WaitSet`]. Tokens of removed entries are
+/// reused by later `add` calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Token(pub usize);
+
+/// One ready registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    /// Which registration.
+    pub token: Token,
+    /// The peer closed or died: the next call on the handle reports it
+    /// (a consumer is reported ready while messages remain, then this).
+    pub peer_gone: bool,
+}
+
+/// The events one [`WaitSet::wait`] found. Reuse it between calls: it keeps
+/// its allocation.
+#[derive(Debug, Default, Clone)]
+pub struct Events {
+    list: Vec<Event>,
+}
+
+impl Events {
+    /// An empty list.
+    pub fn new() -> Events {
+        Events::default()
+    }
+    /// The events found by the last wait.
+    pub fn iter(&self) -> impl Iterator<Item = &Event> + '_ {
+        self.list.iter()
+    }
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+    /// Whether none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+    /// Whether `token` is among them.
+    pub fn contains(&self, token: Token) -> bool {
+        self.list.iter().any(|e| e.token == token)
+    }
+}
+
+impl<'a> IntoIterator for &'a Events {
+    type Item = &'a Event;
+    type IntoIter = std::slice::Iter<'a, Event>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}
+
+/// `struct futex_waitv` (linux/futex.h, Linux 5.16).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// 32-bit futex word; FUTEX2_PRIVATE not set: the words are shared.
+const FUTEX2_SIZE_U32: u32 = 2;
+#[cfg(target_arch = "x86_64")]
+const SYS_FUTEX_WAITV: libc::c_long = 449;
+#[cfg(not(target_arch = "x86_64"))]
+const SYS_FUTEX_WAITV: libc::c_long = libc::SYS_futex_waitv;
+
+fn waitv_entry(word: &AtomicU32, val: u32) -> FutexWaitv {
+    FutexWaitv {
+        val: val as u64,
+        uaddr: word.as_ptr() as u64,
+        flags: FUTEX2_SIZE_U32,
+        reserved: 0,
+    }
+}
+
+/// Sleep until one of `words` no longer holds its value, a wake-up, a
+/// signal, or `until`. `Err` only for a kernel without `futex_waitv`.
+fn futex_waitv(words: &[FutexWaitv], until: Instant) -> Result<()> {
+    let remaining = until.saturating_duration_since(Instant::now());
+    if remaining.is_zero() || words.is_empty() {
+        if !remaining.is_zero() {
+            std::thread::sleep(remaining);
+        }
+        return Ok(());
+    }
+    let ts = wait::timespec_after(libc::CLOCK_MONOTONIC, remaining);
+    // SAFETY: `words` is a valid array of `words.len()` (<= 128) entries
+    // whose `uaddr`s point to live, aligned u32 futex words (in segments
+    // kept mapped by the caller's `Arc`s, or the set's own word); the
+    // timespec is a valid absolute CLOCK_MONOTONIC time.
+    let r = unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            words.as_ptr(),
+            words.len() as libc::c_uint,
+            0 as libc::c_uint,
+            &ts as *const libc::timespec,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        return Err(no_waitv());
+    }
+    // EAGAIN (a word changed), ETIMEDOUT, EINTR: the caller re-checks.
+    Ok(())
+}
+
+fn no_waitv() -> Error {
+    Error::io(
+        "creating a WaitSet",
+        std::io::Error::other(
+            "futex_waitv(2) is not available: a WaitSet needs Linux 5.16 or later",
+        ),
+    )
+}
+
+/// Whether the kernel has `futex_waitv` (an empty call fails with EINVAL if
+/// it does, ENOSYS if not).
+fn probe_waitv() -> Result<()> {
+    // SAFETY: no pointers are dereferenced for nr_futexes = 0.
+    let r = unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            std::ptr::null::<FutexWaitv>(),
+            0 as libc::c_uint,
+            0 as libc::c_uint,
+            std::ptr::null::<libc::timespec>(),
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        return Err(no_waitv());
+    }
+    Ok(())
+}
+
+/// State shared with the background waiters.
+struct Shared {
+    entries: Mutex<Vec<Option<Arc<Watch>>>>,
+    /// Futex word of the set itself: bumped (and woken) on add/remove, on
+    /// re-arming and on stop, so background waiters take a new look.
+    ctl: AtomicU32,
+    /// Background waiters may signal the eventfd (cleared when they do; set
+    /// again by `wait`, which collects the events).
+    armed: AtomicBool,
+    stop: AtomicBool,
+    efd: OwnedFd,
+    /// Longest sleep of one round, in nanoseconds (default `wait::SLICE`).
+    slice_ns: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    fn entries(&self) -> MutexGuard<'_, Vec<Option<Arc<Watch>>>> {
+        // A waiter thread that panicked left the list intact.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn slice(&self) -> Duration {
+        Duration::from_nanos(self.slice_ns.load(Ordering::Relaxed))
+    }
+
+    fn poke(&self) {
+        // Release: pairs with the waiters' Acquire load of `ctl` before
+        // they snapshot the entries and the flags.
+        self.ctl.fetch_add(1, Ordering::Release);
+        wait::futex_wake(&self.ctl, i32::MAX);
+    }
+
+    fn signal_fd(&self) {
+        let one: u64 = 1;
+        // SAFETY: valid eventfd and an 8-byte buffer. EAGAIN (counter at
+        // its maximum) still leaves the fd readable.
+        unsafe { libc::write(self.efd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    fn drain_fd(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: valid non-blocking eventfd and an 8-byte buffer; EAGAIN
+        // (not readable) is fine.
+        unsafe { libc::read(self.efd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+/// Wait for any of many rings: a consumer with data (or a gone producer),
+/// a producer with room (or a gone consumer). See the [module
+/// docs](crate::waitset) for the protocol and the rules.
+///
+/// ```
+/// use shmpipe::{Builder, WaitSet, WaitStrategy, Events};
+/// use std::time::Duration;
+///
+/// let (mut tx1, mut rx1) = Builder::new().wait(WaitStrategy::Futex).in_process()?.split()?;
+/// let (_tx2, mut rx2) = Builder::new().wait(WaitStrategy::Futex).in_process()?.split()?;
+/// let mut set = WaitSet::new()?;
+/// let t1 = set.add_consumer(&mut rx1)?;
+/// let _t2 = set.add_consumer(&mut rx2)?;
+/// let mut events = Events::new();
+/// assert_eq!(set.wait(&mut events, Some(Duration::from_millis(10)))?, 0);
+/// tx1.send(b"hi")?;
+/// assert_eq!(set.wait(&mut events, None)?, 1);
+/// assert!(events.contains(t1));
+/// rx1.try_recv_with(|m| assert_eq!(m, b"hi"))?;
+/// # Ok::<(), shmpipe::Error>(())
+/// ```
+pub struct WaitSet {
+    shared: Arc<Shared>,
+    /// Background waiters, one per group of `GROUP` entries (started by
+    /// `as_fd`, or when the set outgrows one group).
+    threads: Vec<JoinHandle<()>>,
+    fd_mode: bool,
+    /// Reused between waits: the entries' snapshot and the futex list.
+    snapshot: Vec<(Token, Arc<Watch>)>,
+    waitv: Vec<FutexWaitv>,
+}
+
+impl std::fmt::Debug for WaitSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitSet")
+            .field("rings", &self.len())
+            .field("waiter_threads", &self.threads.len())
+            .finish()
+    }
+}
+
+impl WaitSet {
+    /// An empty set.
+    ///
+    /// # Errors
+    /// `Io` if the kernel lacks `futex_waitv(2)` (Linux < 5.16) or an
+    /// eventfd cannot be created.
+    pub fn new() -> Result<WaitSet> {
+        probe_waitv()?;
+        // SAFETY: plain syscall; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::last_os("creating the WaitSet's eventfd"));
+        }
+        // Register for membarrier once, as endpoints do, so heavy barriers work.
+        let _ = wait::light_barrier_available();
+        Ok(WaitSet {
+            shared: Arc::new(Shared {
+                entries: Mutex::new(Vec::new()),
+                ctl: AtomicU32::new(0),
+                armed: AtomicBool::new(true),
+                stop: AtomicBool::new(false),
+                // SAFETY: a fresh descriptor owned by nobody else.
+                efd: unsafe { OwnedFd::from_raw_fd(fd) },
+                slice_ns: std::sync::atomic::AtomicU64::new(wait::SLICE.as_nanos() as u64),
+            }),
+            threads: Vec::new(),
+            fd_mode: false,
+            snapshot: Vec::new(),
+            waitv: Vec::new(),
+        })
+    }
+
+    /// Longest single sleep (default 20 ms, the liveness slice): the set
+    /// wakes at least this often to look for dead peers. A longer slice
+    /// delays the report of a killed peer accordingly (a closed peer wakes
+    /// the set at once). Tests use a very long one so that a lost wake-up
+    /// shows as a hang.
+    pub fn set_slice(&mut self, slice: Duration) {
+        let ns = slice.as_nanos().clamp(1_000_000, u64::MAX as u128) as u64;
+        self.shared.slice_ns.store(ns, Ordering::Relaxed);
+        self.shared.poke();
+    }
+
+    /// Number of registrations.
+    pub fn len(&self) -> usize {
+        self.shared.entries().iter().flatten().count()
+    }
+
+    /// Whether nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Watch `consumer`: ready when a message waits or the producer is gone.
+    /// The handle stays the caller's; see the type docs for the rules.
+    ///
+    /// # Errors
+    /// `InvalidOption` for a `Semaphore` ring.
+    pub fn add_consumer<V: Variant>(&mut self, consumer: &mut Consumer<V>) -> Result<Token> {
+        check_strategy(consumer.wait_strategy())?;
+        let w = consumer.watch();
+        self.insert(w)
+    }
+
+    /// Watch `producer`: ready when a message of [`Producer::max_message`]
+    /// bytes fits (so any send succeeds), or the consumer is gone.
+    ///
+    /// # Errors
+    /// `InvalidOption` for a `Semaphore` ring.
+    pub fn add_producer<V: Variant>(&mut self, producer: &Producer<V>) -> Result<Token> {
+        let max = producer.max_message();
+        self.add_producer_for(producer, max)
+    }
+
+    /// Watch `producer`: ready when a message of `len` bytes fits, or the
+    /// consumer is gone.
+    ///
+    /// # Errors
+    /// `InvalidOption` for a `Semaphore` ring; `TooLarge` if `len` is above
+    /// [`Producer::max_message`].
+    pub fn add_producer_for<V: Variant>(
+        &mut self,
+        producer: &Producer<V>,
+        len: usize,
+    ) -> Result<Token> {
+        check_strategy(producer.wait_strategy())?;
+        let w = producer.watch(len)?;
+        self.insert(w)
+    }
+
+    fn insert(&mut self, w: Watch) -> Result<Token> {
+        let token = {
+            let mut e = self.shared.entries();
+            let i = match e.iter().position(Option::is_none) {
+                Some(i) => i,
+                None => {
+                    e.push(None);
+                    e.len() - 1
+                }
+            };
+            e[i] = Some(Arc::new(w));
+            Token(i)
+        };
+        if self.fd_mode || self.groups() > 1 {
+            self.start_threads();
+        }
+        self.shared.poke();
+        Ok(token)
+    }
+
+    /// Stop watching `token`; whether it was registered.
+    pub fn remove(&mut self, token: Token) -> bool {
+        let was = {
+            let mut e = self.shared.entries();
+            let was = e.get_mut(token.0).and_then(Option::take).is_some();
+            while e.last().is_some_and(Option::is_none) {
+                e.pop();
+            }
+            was
+        };
+        self.shared.poke();
+        was
+    }
+
+    fn groups(&self) -> usize {
+        self.shared.entries().len().div_ceil(GROUP)
+    }
+
+    /// Start background waiters until every group has one.
+    fn start_threads(&mut self) {
+        let groups = self.groups().max(1);
+        while self.threads.len() < groups {
+            let g = self.threads.len();
+            let shared = self.shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("shmpipe-waitset-{g}"))
+                .spawn(move || background(&shared, g));
+            match spawned {
+                Ok(t) => self.threads.push(t),
+                // Out of threads: `wait` then keeps polling at the slice.
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// A file descriptor (an eventfd) that becomes readable when a
+    /// registered ring is ready, for epoll/poll/select loops and tokio's
+    /// `AsyncFd`. When it is readable, call [`WaitSet::wait`] with a zero
+    /// timeout: it collects the events and re-arms the descriptor (it stays
+    /// readable while rings remain ready). Driven by one background thread
+    /// per group of 127 rings sleeping in `futex_waitv`: no CPU while idle
+    /// (but for the 20 ms liveness slice and `Spin` rings' polling).
+    pub fn as_fd(&mut self) -> BorrowedFd<'_> {
+        if !self.fd_mode {
+            self.fd_mode = true;
+            self.start_threads();
+            self.shared.poke();
+        }
+        self.shared.efd.as_fd()
+    }
+
+    /// Wait until a registered ring is ready or `timeout` passes (`None`:
+    /// no timeout), and put the ready registrations into `events`; returns
+    /// how many. `Some(Duration::ZERO)` only looks.
+    ///
+    /// # Errors
+    /// `Io` if `poll(2)` on the eventfd fails (sets of more than 127 rings).
+    pub fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<usize> {
+        events.list.clear();
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        if self.fd_mode || self.groups() > 1 {
+            self.start_threads();
+            return self.wait_fd(events, deadline);
+        }
+        let mut spin_poll = SPIN_POLL_MIN;
+        loop {
+            self.snapshot_all();
+            let now = Instant::now();
+            let mut until = now + self.shared.slice();
+            if let Some(d) = deadline {
+                until = until.min(d);
+            }
+            let timed_out = deadline.is_some_and(|d| now >= d);
+            let polled = round(
+                &self.snapshot,
+                &mut self.waitv,
+                None,
+                &mut events.list,
+                if timed_out { now } else { until },
+                &mut spin_poll,
+            )?;
+            let _ = polled;
+            if !events.list.is_empty() || timed_out {
+                return Ok(events.list.len());
+            }
+        }
+    }
+
+    fn snapshot_all(&mut self) {
+        self.snapshot.clear();
+        let e = self.shared.entries();
+        self.snapshot.extend(
+            e.iter()
+                .enumerate()
+                .filter_map(|(i, w)| w.as_ref().map(|w| (Token(i), w.clone()))),
+        );
+    }
+
+    /// `wait` through the background waiters and the eventfd.
+    fn wait_fd(&mut self, events: &mut Events, deadline: Option<Instant>) -> Result<usize> {
+        loop {
+            // Re-arm first, then look: an event after our look makes a
+            // waiter signal the fd.
+            self.shared.drain_fd();
+            self.shared.armed.store(true, Ordering::SeqCst);
+            self.shared.poke();
+            self.snapshot_all();
+            for (t, w) in &self.snapshot {
+                push_ready(&mut events.list, *t, w);
+            }
+            if !events.list.is_empty() {
+                return Ok(events.list.len());
+            }
+            let now = Instant::now();
+            let ms = match deadline {
+                Some(d) if d <= now => return Ok(0),
+                Some(d) => (d - now).as_millis().clamp(1, i32::MAX as u128) as i32,
+                None => -1,
+            };
+            let mut pfd = libc::pollfd {
+                fd: self.shared.efd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINTR) {
+                    return Err(Error::io("waiting on the WaitSet's eventfd", e));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for WaitSet {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.poke();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn check_strategy(w: WaitStrategy) -> Result<()> {
+    if w == WaitStrategy::Semaphore {
+        return Err(Error::InvalidOption {
+            reason: "a WaitSet cannot wait on a ring with the Semaphore wait strategy (its \
+                     wake-up is a sem_post, not a futex wake); create the ring with \
+                     WaitStrategy::Futex (or Spin/SpinYield, which the set polls), or wait on \
+                     it with a blocking call in its own thread"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+fn push_ready(out: &mut Vec<Event>, token: Token, w: &Watch) {
+    match w.readiness() {
+        Readiness::Idle => {}
+        Readiness::Ready => out.push(Event {
+            token,
+            peer_gone: false,
+        }),
+        Readiness::PeerGone => out.push(Event {
+            token,
+            peer_gone: true,
+        }),
+    }
+}
+
+/// One registration round over `ws`: register on every futex ring, one
+/// heavy barrier if any peer publishes light, re-check every ring; if none
+/// is ready (and `ctl` did not move), sleep in one `futex_waitv` until a
+/// wake-up or `until` (sooner with polled rings). Unregisters before
+/// returning. Returns whether it slept.
+fn round(
+    ws: &[(Token, Arc<Watch>)],
+    waitv: &mut Vec<FutexWaitv>,
+    ctl: Option<(&AtomicU32, u32)>,
+    out: &mut Vec<Event>,
+    until: Instant,
+    spin_poll: &mut Duration,
+) -> Result<bool> {
+    waitv.clear();
+    let mut heavy = false;
+    let mut polled = false;
+    for (_, w) in ws {
+        if w.sleeps() {
+            let seq = w.register();
+            waitv.push(waitv_entry(&w.wait_word().seq, seq));
+            heavy |= w.peer_light();
+        } else {
+            polled = true;
+        }
+    }
+    if let Some((c, v)) = ctl {
+        waitv.push(waitv_entry(c, v));
+    }
+    // One barrier for all rings: after it, every light publisher's signal
+    // store is visible to the re-checks below, or its later load of
+    // `waiting` sees our registration (see `Endpoint::sleep`).
+    if heavy && !wait::heavy_barrier() {
+        polled = true; // the kernel refused: poll instead of relying on it
+    }
+    for (t, w) in ws {
+        push_ready(out, *t, w);
+    }
+    let moved = ctl.is_some_and(|(c, v)| c.load(Ordering::Acquire) != v);
+    let mut slept = false;
+    if out.is_empty() && !moved {
+        let until = if polled {
+            until.min(Instant::now() + *spin_poll)
+        } else {
+            until
+        };
+        let r = futex_waitv(waitv, until);
+        for (_, w) in ws {
+            if w.sleeps() {
+                w.unregister();
+            }
+        }
+        r?;
+        slept = true;
+        *spin_poll = (*spin_poll * 2).min(SPIN_POLL_MAX);
+    } else {
+        for (_, w) in ws {
+            if w.sleeps() {
+                w.unregister();
+            }
+        }
+        *spin_poll = SPIN_POLL_MIN;
+    }
+    Ok(slept)
+}
+
+/// A background waiter: watches group `g` of the entries and signals the
+/// eventfd when one is ready, then waits to be re-armed.
+fn background(shared: &Shared, g: usize) {
+    let mut snapshot: Vec<(Token, Arc<Watch>)> = Vec::new();
+    let mut waitv = Vec::new();
+    let mut out = Vec::new();
+    let mut spin_poll = SPIN_POLL_MIN;
+    loop {
+        // Acquire: pairs with `poke`'s Release bump.
+        let c = shared.ctl.load(Ordering::Acquire);
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        if !shared.armed.load(Ordering::SeqCst) {
+            // Fired: the user has not collected the events yet.
+            wait::futex_wait(&shared.ctl, c, Instant::now() + Duration::from_secs(3600));
+            continue;
+        }
+        snapshot.clear();
+        {
+            let e = shared.entries();
+            let lo = (g * GROUP).min(e.len());
+            let hi = ((g + 1) * GROUP).min(e.len());
+            snapshot.extend(
+                e[lo..hi]
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, w)| w.as_ref().map(|w| (Token(lo + i), w.clone()))),
+            );
+        }
+        out.clear();
+        let until = Instant::now() + shared.slice();
+        if round(
+            &snapshot,
+            &mut waitv,
+            Some((&shared.ctl, c)),
+            &mut out,
+            until,
+            &mut spin_poll,
+        )
+        .is_err()
+        {
+            // No futex_waitv (cannot happen: `new` probed it): poll.
+            std::thread::sleep(wait::SLICE);
+        }
+        if !out.is_empty() && shared.armed.swap(false, Ordering::SeqCst) {
+            shared.signal_fd();
+        }
+    }
+}
