@@ -108,6 +108,19 @@ pub enum Error {
     /// The locked variant's mutex is permanently unusable (`ENOTRECOVERABLE`):
     /// a previous holder died and the state could not be made consistent.
     LockNotRecoverable,
+    /// No shared-memory object of that name exists.
+    NotFound {
+        /// The name as given.
+        name: String,
+    },
+    /// The caller's buffer is smaller than the next message, which stays in
+    /// the ring (call again with a buffer of at least `len` bytes).
+    BufferTooSmall {
+        /// Length of the waiting message in bytes.
+        len: usize,
+        /// Length of the buffer that was given.
+        capacity: usize,
+    },
     /// An operating-system call failed.
     Io {
         /// What we were doing.
@@ -201,6 +214,14 @@ impl fmt::Display for Error {
             Error::LockNotRecoverable => f.write_str(
                 "the ring's mutex is not recoverable (a holder died and its state could not be repaired)",
             ),
+            Error::NotFound { name } => write!(
+                f,
+                "no shared-memory segment named {name:?} (looked in /dev/shm); create it first, or check the name"
+            ),
+            Error::BufferTooSmall { len, capacity } => write!(
+                f,
+                "the next message is {len} bytes but the buffer holds only {capacity}; it stays in the ring: retry with a buffer of at least {len} bytes"
+            ),
             Error::Io { op, source } => write!(f, "{op} failed: {source}"),
         }
     }
@@ -225,7 +246,10 @@ impl From<Error> for io::Error {
             Error::TooLarge { .. } | Error::InvalidName { .. } | Error::InvalidCapacity { .. } => {
                 io::ErrorKind::InvalidInput
             }
-            Error::InvalidOption { .. } => io::ErrorKind::InvalidInput,
+            Error::InvalidOption { .. } | Error::BufferTooSmall { .. } => {
+                io::ErrorKind::InvalidInput
+            }
+            Error::NotFound { .. } => io::ErrorKind::NotFound,
             Error::Io { source, .. } => source.kind(),
             _ => io::ErrorKind::InvalidData,
         };

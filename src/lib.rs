@@ -62,7 +62,7 @@ pub use error::{Error, Result};
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 pub use ring::{
     Claim as GenericClaim, Consumer as GenericConsumer, EndpointState, LockFree, Locked,
-    Producer as GenericProducer, Stats, Variant,
+    Message as GenericMessage, PeerStatus, Producer as GenericProducer, Stats, Variant,
 };
 pub use segment::validate_name;
 #[cfg(not(any(loom, miri)))]
@@ -79,6 +79,8 @@ pub type Consumer = ring::Consumer<LockFree>;
 pub type Claim<'a> = ring::Claim<'a, LockFree>;
 /// Both ends of a new anonymous or in-process lock-free ring.
 pub type Pair = builder::Pair<LockFree>;
+/// A message lent by [`Consumer::peek`] in a lock-free ring.
+pub type Message<'a> = ring::Message<'a, LockFree>;
 
 /// Largest message a ring of `capacity` bytes accepts (`capacity / 2 - 8`).
 pub fn max_message_for(capacity: u64) -> usize {

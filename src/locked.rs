@@ -38,6 +38,8 @@ pub type Consumer = crate::ring::Consumer<crate::Locked>;
 pub type Claim<'a> = crate::ring::Claim<'a, crate::Locked>;
 /// Both ends of a new anonymous or in-process locked ring.
 pub type Pair = crate::builder::Pair<crate::Locked>;
+/// A message lent by [`Consumer::peek`] in a locked ring (the mutex is not held).
+pub type Message<'a> = crate::ring::Message<'a, crate::Locked>;
 
 /// Holds the ring mutex; unlocks on drop.
 pub(crate) struct Guard {

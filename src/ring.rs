@@ -481,6 +481,47 @@ impl Endpoint {
         crate::sync::loom_store_flag(&w.waiting, 0, Ordering::Relaxed);
     }
 
+    /// The peer's state, asking the kernel about its role lock (one syscall).
+    fn peer_status(&self) -> Result<PeerStatus> {
+        // Acquire: as in `peer_gone`.
+        match self.peer_word().load(Ordering::Acquire) {
+            STATE_NEVER => Ok(PeerStatus::NotAttached),
+            STATE_CLOSED => Ok(PeerStatus::Closed),
+            STATE_ATTACHED => {
+                let Some(lock) = &self.lock else {
+                    return Ok(PeerStatus::Alive); // heap ring: same process
+                };
+                if lock.is_held(self.role.peer())? {
+                    Ok(PeerStatus::Alive)
+                } else if self.peer_word().load(Ordering::Acquire) == STATE_CLOSED {
+                    Ok(PeerStatus::Closed)
+                } else {
+                    Ok(PeerStatus::Died)
+                }
+            }
+            x => Err(Error::corrupted("peer state word", x as u64)),
+        }
+    }
+
+    /// Close our side now, reporting what drop would swallow.
+    fn close_explicit(&mut self) -> Result<()> {
+        if self.pid != std::process::id() {
+            return Err(Error::io(
+                "closing the endpoint",
+                std::io::Error::other(
+                    "this handle was inherited across fork(); only the process that attached can close the role",
+                ),
+            ));
+        }
+        self.close();
+        self.pid = 0; // closed: drop does nothing more
+        drop(self.lock.take()); // releases the role lock
+        if let Some(seg) = Arc::get_mut(&mut self.seg) {
+            seg.unlink_now()?;
+        }
+        Ok(())
+    }
+
     /// Mark our side closed and wake the peer. Skipped in a forked child that
     /// inherited the handle: only the process that attached closes the role.
     fn close(&mut self) {
@@ -709,6 +750,34 @@ impl<V: Variant> Producer<V> {
     /// A snapshot of the ring's counters.
     pub fn stats(&self) -> Stats {
         stats_of(self.ep.h(), self.ep.cap)
+    }
+
+    /// The consumer's state: attached and alive, closed, died, or not
+    /// attached yet. Asks the kernel whether its role lock is held (one
+    /// `fcntl`), so it is exact even when the consumer was killed.
+    ///
+    /// # Errors
+    /// `Corrupted` if the consumer's state word holds an invalid value; `Io`
+    /// in a forked child that inherited this handle.
+    pub fn peer_status(&self) -> Result<PeerStatus> {
+        self.ep.peer_status()
+    }
+
+    /// Whether the consumer is attached and its process alive now.
+    pub fn is_peer_alive(&self) -> bool {
+        matches!(self.ep.peer_status(), Ok(PeerStatus::Alive))
+    }
+
+    /// Close the producer side now: the consumer receives every committed
+    /// message, then [`Error::Disconnected`]. The same as dropping the
+    /// handle, but errors are reported instead of ignored.
+    ///
+    /// # Errors
+    /// `Io` if this handle was inherited across `fork()` (only the process
+    /// that attached can close the role), or if removing the name of a
+    /// segment this handle created (`unlink_on_drop`) failed.
+    pub fn close(mut self) -> Result<()> {
+        self.ep.close_explicit()
     }
 
     fn check_len(&self, len: usize) -> Result<()> {
@@ -1126,6 +1195,10 @@ pub struct Consumer<V: Variant = LockFree> {
     /// Bytes of a message partly returned by `io::Read`.
     pending: Vec<u8>,
     pending_pos: usize,
+    /// Locked variant: messages and bytes released by [`Message::release`]
+    /// while the mutex was busy; `head` is already past them locally and is
+    /// published by the next operation that holds the mutex.
+    deferred: Option<(u64, u64)>,
     _v: PhantomData<(V, Cell<()>)>,
 }
 
@@ -1170,6 +1243,7 @@ impl<V: Variant> Consumer<V> {
             ep,
             pending: Vec::new(),
             pending_pos: 0,
+            deferred: None,
             _v: PhantomData,
         };
         if !V::LOCKED {
@@ -1257,8 +1331,12 @@ impl<V: Variant> Consumer<V> {
     }
 
     /// One look for a message (lock-free: with the cached tail first).
+    /// Locked: call with the mutex held.
     #[inline]
-    fn peek(&mut self) -> Result<Option<Found>> {
+    fn look(&mut self) -> Result<Option<Found>> {
+        if V::LOCKED {
+            self.flush_release();
+        }
         let head = self.head;
         if V::LOCKED {
             let h = self.ep.h();
@@ -1312,12 +1390,13 @@ impl<V: Variant> Consumer<V> {
         })
     }
 
-    /// One attempt to take a message and hand it to `f`.
+    /// One attempt to find a message and hand it to `f` (with the locked
+    /// variant's mutex held while `f` runs).
     fn attempt<R>(
         &mut self,
         mode: Mode,
         check_peer: bool,
-        f: &mut Option<impl FnOnce(&[u8]) -> R>,
+        f: &mut Option<impl FnOnce(&mut Self, Found) -> R>,
     ) -> Result<Step<R>> {
         if V::LOCKED && matches!(mode, Mode::Until(_)) {
             // Waiting in the locked ring: see `Producer::attempt_reserve`.
@@ -1339,14 +1418,14 @@ impl<V: Variant> Consumer<V> {
         } else {
             None
         };
-        let r = self.peek();
+        let r = self.look();
         match self.ep.note(r)? {
             Some(found) => {
                 let Some(f) = f.take() else {
                     // unreachable: attempts stop at the first success
                     return Ok(Step::Idle(Idle::Empty));
                 };
-                let out = self.deliver(found, f);
+                let out = f(self, found);
                 drop(guard);
                 Ok(Step::Got(out))
             }
@@ -1405,11 +1484,48 @@ impl<V: Variant> Consumer<V> {
         self.ep.check_broken()?;
         if !V::LOCKED {
             // Fast path: a message is waiting. No clock read, no closure.
-            let r = self.peek();
+            let r = self.look();
             if let Some(found) = self.ep.note(r)? {
                 return Ok(self.deliver(found, f));
             }
         }
+        self.found_deadline(deadline, move |c, found| c.deliver(found, f))
+    }
+
+    /// Hand the next message, if any, to `f` as a borrowed slice, and
+    /// release its space afterwards.
+    ///
+    /// # Errors
+    /// `Empty` if no message is waiting; `Disconnected`/`PeerDied` once the
+    /// producer is gone and every committed message was received; `Corrupted`.
+    pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.try_found(move |c, found| c.deliver(found, f))
+    }
+
+    /// One non-blocking receive: hand the next message's position to `f`.
+    fn try_found<R>(&mut self, f: impl FnOnce(&mut Self, Found) -> R) -> Result<R> {
+        self.ep.check_broken()?;
+        let mut f = Some(f);
+        // A second look only if the producer is gone but left messages
+        // behind after our first look (it cannot publish more).
+        for _ in 0..2 {
+            match self.attempt(Mode::Try, false, &mut f)? {
+                Step::Got(r) => return Ok(r),
+                Step::Idle(Idle::Empty) => break,
+                Step::Idle(Idle::Retry) => {}
+            }
+        }
+        Err(Error::Empty)
+    }
+
+    /// A blocking receive (until `deadline`): hand the next message's
+    /// position to `f`.
+    fn found_deadline<R>(
+        &mut self,
+        deadline: Option<Instant>,
+        f: impl FnOnce(&mut Self, Found) -> R,
+    ) -> Result<R> {
+        self.ep.check_broken()?;
         let mut f = Some(f);
         let wait = self.ep.wait;
         block(
@@ -1424,27 +1540,6 @@ impl<V: Variant> Consumer<V> {
             |c| c.data_changed(),
             |c| c.count_empty(),
         )
-    }
-
-    /// Hand the next message, if any, to `f` as a borrowed slice, and
-    /// release its space afterwards.
-    ///
-    /// # Errors
-    /// `Empty` if no message is waiting; `Disconnected`/`PeerDied` once the
-    /// producer is gone and every committed message was received; `Corrupted`.
-    pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        self.ep.check_broken()?;
-        let mut f = Some(f);
-        // A second look only if the producer is gone but left messages
-        // behind after our first look (it cannot publish more).
-        for _ in 0..2 {
-            match self.attempt(Mode::Try, false, &mut f)? {
-                Step::Got(r) => return Ok(r),
-                Step::Idle(Idle::Empty) => break,
-                Step::Idle(Idle::Retry) => {}
-            }
-        }
-        Err(Error::Empty)
     }
 
     /// Like [`Self::try_recv_with`], waiting for a message per the wait strategy.
@@ -1517,6 +1612,7 @@ impl<V: Variant> Consumer<V> {
             None
         };
         if V::LOCKED {
+            self.flush_release();
             let h = self.ep.h();
             let head = h.cons.head.load(Ordering::Relaxed);
             let tail = h.prod.tail.load(Ordering::Relaxed);
@@ -1574,6 +1670,243 @@ impl<V: Variant> Consumer<V> {
     }
 }
 
+impl<V: Variant> Consumer<V> {
+    /// Look at the next message without releasing it, if one is waiting:
+    /// the first half of a two-phase receive. Read it through the returned
+    /// [`Message`], then call [`Message::release`] to free its space.
+    /// Dropping the `Message` without releasing keeps the message in the
+    /// ring: the next `peek` or receive returns it again, and if this
+    /// process dies before releasing, a consumer that takes over the role
+    /// receives it. The locked variant does not hold its mutex while the
+    /// `Message` lives.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().in_process()?.split()?;
+    /// tx.send(b"job 1")?;
+    /// let msg = rx.try_peek()?;
+    /// assert_eq!(&*msg, b"job 1");
+    /// drop(msg); // not released: still there
+    /// let msg = rx.try_peek()?;
+    /// // ... hand it on, write it out ...
+    /// msg.release();
+    /// assert!(matches!(rx.try_peek(), Err(shmpipe::Error::Empty)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::try_recv_with`].
+    pub fn try_peek(&mut self) -> Result<Message<'_, V>> {
+        let found = self.try_found(|_, found| found)?;
+        Ok(Message { c: self, found })
+    }
+
+    /// Like [`Self::try_peek`], waiting for a message per the wait strategy.
+    ///
+    /// # Errors
+    /// As [`Self::recv_with`].
+    pub fn peek(&mut self) -> Result<Message<'_, V>> {
+        let found = self.found_deadline(None, |_, found| found)?;
+        Ok(Message { c: self, found })
+    }
+
+    /// Like [`Self::peek`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Self::recv_timeout_with`].
+    pub fn peek_timeout(&mut self, timeout: Duration) -> Result<Message<'_, V>> {
+        let found = self.found_deadline(deadline_after(timeout), |_, found| found)?;
+        Ok(Message { c: self, found })
+    }
+
+    /// Copy the next message, if any, into the start of `buf` and return its
+    /// length. For callers with a fixed buffer.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().in_process()?.split()?;
+    /// tx.send(b"twelve bytes")?;
+    /// let mut small = [0u8; 4];
+    /// let err = rx.try_recv_into(&mut small).unwrap_err();
+    /// assert!(matches!(err, shmpipe::Error::BufferTooSmall { len: 12, capacity: 4 }));
+    /// let mut buf = [0u8; 64];
+    /// let n = rx.try_recv_into(&mut buf)?; // the message was kept
+    /// assert_eq!(&buf[..n], b"twelve bytes");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `BufferTooSmall { len, capacity }` if the message is longer than
+    /// `buf` (the message stays in the ring); otherwise as
+    /// [`Self::try_recv_with`].
+    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.try_found(|c, found| c.deliver_into(found, buf))?
+    }
+
+    /// Like [`Self::try_recv_into`], waiting for a message per the wait strategy.
+    ///
+    /// # Errors
+    /// As [`Self::try_recv_into`], without `Empty`.
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.found_deadline(None, |c, found| c.deliver_into(found, buf))?
+    }
+
+    /// Like [`Self::recv_into`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Self::recv_into`], plus `Timeout`.
+    pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.found_deadline(deadline_after(timeout), |c, found| {
+            c.deliver_into(found, buf)
+        })?
+    }
+
+    /// The producer's state: attached and alive, closed, died, or not
+    /// attached yet (see [`Producer::peer_status`]).
+    ///
+    /// # Errors
+    /// As [`Producer::peer_status`].
+    pub fn peer_status(&self) -> Result<PeerStatus> {
+        self.ep.peer_status()
+    }
+
+    /// Whether the producer is attached and its process alive now.
+    pub fn is_peer_alive(&self) -> bool {
+        matches!(self.ep.peer_status(), Ok(PeerStatus::Alive))
+    }
+
+    /// Close the consumer side now: the producer's sends then fail with
+    /// [`Error::Disconnected`]. The same as dropping the handle, but errors
+    /// are reported instead of ignored.
+    ///
+    /// # Errors
+    /// As [`Producer::close`].
+    pub fn close(mut self) -> Result<()> {
+        self.finish_release();
+        self.ep.close_explicit()
+    }
+
+    /// Copy `found` into `buf` and release it, or leave it if `buf` is short.
+    fn deliver_into(&mut self, found: Found, buf: &mut [u8]) -> Result<usize> {
+        if found.len > buf.len() {
+            return Err(Error::BufferTooSmall {
+                len: found.len,
+                capacity: buf.len(),
+            });
+        }
+        Ok(self.deliver(found, |m| {
+            buf[..m.len()].copy_from_slice(m);
+            m.len()
+        }))
+    }
+
+    /// Release a message lent by `peek`.
+    fn release_found(&mut self, found: Found) {
+        if !V::LOCKED {
+            self.publish(found.next, 1, found.len as u64);
+            return;
+        }
+        // Locked: record the release locally, publish it now if the mutex is
+        // free, else with the next operation that takes it. Never blocks.
+        let (m, b) = self.deferred.unwrap_or((0, 0));
+        self.deferred = Some((m + 1, b + found.len as u64));
+        self.head = found.next;
+        match crate::locked::lock(self.ep.seg.header(), None, self.ep.cap) {
+            Ok(Some(guard)) => {
+                self.flush_release();
+                drop(guard);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = self.ep.note(Err::<(), _>(e));
+            }
+        }
+    }
+
+    /// Locked, with the mutex held: publish releases deferred by `release_found`.
+    fn flush_release(&mut self) {
+        if let Some((m, b)) = self.deferred.take() {
+            let head = self.head;
+            self.publish(head, m, b);
+        }
+    }
+
+    /// Before closing: publish deferred releases, waiting a little for the
+    /// mutex. If it stays busy the released messages are delivered again to
+    /// the next consumer (at least once, never lost).
+    fn finish_release(&mut self) {
+        if !V::LOCKED || self.deferred.is_none() {
+            return;
+        }
+        let until = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < until {
+            match crate::locked::lock(
+                self.ep.seg.header(),
+                Some(wait::slice_end(Some(until))),
+                self.ep.cap,
+            ) {
+                Ok(Some(guard)) => {
+                    self.flush_release();
+                    drop(guard);
+                    return;
+                }
+                Ok(None) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// A message lent by [`Consumer::peek`]: derefs to its bytes. Call
+/// [`Message::release`] to free its space; dropping it without releasing
+/// keeps the message in the ring (it is returned again).
+#[must_use = "a peeked message stays in the ring until it is released"]
+pub struct Message<'a, V: Variant = LockFree> {
+    c: &'a mut Consumer<V>,
+    found: Found,
+}
+
+impl<V: Variant> Message<'_, V> {
+    /// Free the message's space: the producer may reuse it.
+    pub fn release(self) {
+        let found = self.found;
+        self.c.release_found(found);
+    }
+}
+
+impl<V: Variant> std::ops::Deref for Message<'_, V> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `parse` checked that the payload lies inside the data area
+        // between head and tail: the consumer's region, which the producer
+        // does not write until head passes it, and head moves only through
+        // this consumer (which the `&mut` borrow pins).
+        unsafe {
+            std::slice::from_raw_parts(self.c.ep.data.add(self.found.off as usize), self.found.len)
+        }
+    }
+}
+
+impl<V: Variant> std::fmt::Debug for Message<'_, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("len", &self.found.len)
+            .finish()
+    }
+}
+
+/// What a [`Producer::peer_status`] / [`Consumer::peer_status`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerStatus {
+    /// No process has attached to the peer's role yet.
+    NotAttached,
+    /// The peer is attached and its process holds its role lock.
+    Alive,
+    /// The peer closed its side in order.
+    Closed,
+    /// The peer's process died without closing (a new one may take over).
+    Died,
+}
+
 fn copy_to(buf: &mut Vec<u8>, m: &[u8]) -> usize {
     buf.clear();
     buf.extend_from_slice(m);
@@ -1582,6 +1915,7 @@ fn copy_to(buf: &mut Vec<u8>, m: &[u8]) -> usize {
 
 impl<V: Variant> Drop for Consumer<V> {
     fn drop(&mut self) {
+        self.finish_release();
         self.ep.close();
     }
 }

@@ -104,6 +104,29 @@ impl Drop for Segment {
     }
 }
 
+impl Segment {
+    /// Remove the name now (creator with `unlink_on_drop`), reporting errors;
+    /// a name already removed by someone else is not an error.
+    pub(crate) fn unlink_now(&mut self) -> Result<()> {
+        let Some(name) = self.unlink.take() else {
+            return Ok(());
+        };
+        #[cfg(not(any(loom, miri)))]
+        {
+            // SAFETY: valid NUL-terminated name.
+            if unsafe { libc::shm_unlink(name.as_ptr()) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(Error::io("removing the segment name", e));
+                }
+            }
+        }
+        #[cfg(any(loom, miri))]
+        let _ = name;
+        Ok(())
+    }
+}
+
 /// Options for creating or opening a segment (from the public builder).
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -459,7 +482,14 @@ mod os {
         let cname = validate_name(name)?;
         let start = Instant::now();
         loop {
-            let file = shm_open(&cname, libc::O_RDWR, 0)?;
+            let file = match shm_open(&cname, libc::O_RDWR, 0) {
+                Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+                    return Err(Error::NotFound {
+                        name: name.to_string(),
+                    })
+                }
+                r => r?,
+            };
             let meta = file.metadata().map_err(|e| Error::io("fstat", e))?;
             if !meta.file_type().is_file() {
                 return Err(Error::NotRegularFile);
@@ -584,7 +614,13 @@ mod os {
         let cname = validate_name(name)?;
         // SAFETY: valid NUL-terminated name.
         if unsafe { libc::shm_unlink(cname.as_ptr()) } != 0 {
-            return Err(Error::last_os("shm_unlink"));
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                return Err(Error::NotFound {
+                    name: name.to_string(),
+                });
+            }
+            return Err(Error::io("shm_unlink", e));
         }
         Ok(())
     }

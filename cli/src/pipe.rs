@@ -89,9 +89,7 @@ const DETECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Describe a library error about segment `name` for the user.
 pub fn describe(name: &str, e: &Error) -> String {
     match e {
-        Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-            format!("{name}: no such segment")
-        }
+        Error::NotFound { .. } => format!("{name}: no such segment"),
         Error::RoleTaken { role } => format!(
             "{name}: another live process is already the {role} of this ring ({} is running)",
             if *role == "producer" {
@@ -105,7 +103,7 @@ pub fn describe(name: &str, e: &Error) -> String {
 }
 
 fn is_not_found(e: &Error) -> bool {
-    matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    matches!(e, Error::NotFound { .. })
 }
 
 /// The variant to open `name` with: the segment's own if it exists, else the

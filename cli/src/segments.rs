@@ -2,7 +2,7 @@
 //! attaching to them.
 
 use std::fs::OpenOptions;
-use std::io::{self, Read};
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -238,7 +238,7 @@ pub fn ls(a: &LsArgs) -> CmdResult {
         }
         match shmpipe::inspect(&name) {
             Ok(info) => found.push((name, Entry::Ok(info))),
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(Error::NotFound { .. }) => {}
             Err(e) => {
                 if has_magic(&name) {
                     let status = match e {
@@ -329,7 +329,7 @@ fn rm_one(name: &str, force: bool) -> Result<(), String> {
                 );
             }
         }
-        Err(e @ Error::Io { .. }) if is_not_found_io(&e) => {
+        Err(Error::NotFound { .. }) => {
             return Err(format!("{name}: no such segment"));
         }
         Err(e) if force => {
@@ -364,8 +364,4 @@ fn rm_one(name: &str, force: bool) -> Result<(), String> {
         Err(e) => return Err(format!("{}; not removed", describe(name, &e))),
     }
     shmpipe::remove(name).map_err(|e| describe(name, &e))
-}
-
-fn is_not_found_io(e: &Error) -> bool {
-    matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
 }
