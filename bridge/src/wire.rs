@@ -91,7 +91,10 @@ impl Header {
             u64::from_le_bytes(w)
         };
         if u32_at(0) != MAGIC {
-            return Err(format!("bad magic {:#010x} (not sent by shmpipe-bridge out?)", u32_at(0)));
+            return Err(format!(
+                "bad magic {:#010x} (not sent by shmpipe-bridge out?)",
+                u32_at(0)
+            ));
         }
         let kind = Kind::from_code(u32_at(4))
             .ok_or_else(|| format!("unknown sample kind {}", u32_at(4)))?;
