@@ -42,8 +42,11 @@ pub fn config(net: &Net) -> Result<Config, String> {
             set(&mut c, "mode", "\"peer\"")?;
             set(&mut c, "scouting/multicast/enabled", "false")?;
             // Reconnect quickly after a lost session (defaults: 1 s, up to 4 s).
-            set(&mut c, "connect/retry/period_init_ms", "100")?;
-            set(&mut c, "connect/retry/period_max_ms", "1000")?;
+            set(
+                &mut c,
+                "connect/retry",
+                "{period_init_ms: 100, period_max_ms: 1000, period_increase_factor: 2}",
+            )?;
             // No listener unless asked for (the default listens on a random port).
             set(&mut c, "listen/endpoints", "[]")?;
             c
