@@ -20,19 +20,39 @@ fn run(n: u64, capacity: u64, max: usize, seed: u64) {
     let port = free_port();
     let listen = format!("tcp/127.0.0.1:{port}");
     let progress = Arc::new(AtomicU64::new(0));
-    let sink = drain(&rx, capacity, seed, max, false, Arc::clone(&progress), Duration::from_secs(600));
+    let sink = drain(
+        &rx,
+        capacity,
+        seed,
+        max,
+        false,
+        Arc::clone(&progress),
+        Duration::from_secs(600),
+    );
     let mut inb = Bridge::start(None, &["in", &key, &rx, "--listen", &listen], &unique("in"));
     let source = feed(&tx, capacity, n, seed, max, None);
-    let mut out = Bridge::start(None, &["out", &tx, &key, "--connect", &listen], &unique("out"));
+    let mut out = Bridge::start(
+        None,
+        &["out", &tx, &key, "--connect", &listen],
+        &unique("out"),
+    );
     let seen = sink.join().expect("consumer thread").expect("consumer");
-    source.handle.join().expect("producer thread").expect("producer");
+    source
+        .handle
+        .join()
+        .expect("producer thread")
+        .expect("producer");
     let so = out.wait(Duration::from_secs(60));
     let si = inb.wait(Duration::from_secs(60));
     let (eo, ei) = (out.stderr(), inb.stderr());
     assert!(so.success(), "out failed: {so:?}\n{eo}");
     assert!(si.success(), "in failed: {si:?}\n{ei}");
     assert_eq!(seen.end, "disconnected");
-    assert_eq!(seen.count, n, "consumer got {} of {n}\nout:\n{eo}\nin:\n{ei}", seen.count);
+    assert_eq!(
+        seen.count, n,
+        "consumer got {} of {n}\nout:\n{eo}\nin:\n{ei}",
+        seen.count
+    );
     assert_eq!(stat(&eo, "messages"), Some(n), "{eo}");
     assert_eq!(stat(&ei, "messages"), Some(n), "{ei}");
     assert_eq!(stat(&ei, "gaps"), Some(0), "{ei}");

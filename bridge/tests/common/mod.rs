@@ -19,7 +19,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_shmpipe-bridge");
 /// A unique ring name / key / file stem for `what` in this test process.
 pub fn unique(what: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("spb-{what}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "spb-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
@@ -124,7 +128,10 @@ impl Bridge {
             if Instant::now() > end {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("bridge did not exit within {limit:?}; stderr:\n{}", self.stderr());
+                panic!(
+                    "bridge did not exit within {limit:?}; stderr:\n{}",
+                    self.stderr()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -146,20 +153,38 @@ pub fn stat(stderr: &str, key: &str) -> Option<u64> {
     line[at..].split(' ').next()?.parse().ok()
 }
 
-/// Every reported gap `(first, last)` in sequence numbers.
+/// Every reported gap `(first, last)`: sequence numbers within a stream,
+/// or source-ring positions between streams (the tests' rings start empty
+/// and are fed from message 0, so both equal the message index).
 pub fn gaps(stderr: &str) -> Vec<(u64, u64)> {
     stderr
         .lines()
         .filter_map(|l| {
-            let rest = l.split_once(" seq ")?.1;
-            if !l.contains("gap: stream") {
+            let rest = if l.contains("gap: stream") {
+                l.split_once(" seq ")?.1
+            } else if l.contains("gap: source ring messages ") {
+                l.split_once("gap: source ring messages ")?.1
+            } else {
                 return None;
-            }
+            };
             let range = rest.split(' ').next()?;
             let (a, b) = range.split_once("..=")?;
             Some((a.parse().ok()?, b.parse().ok()?))
         })
         .collect()
+}
+
+/// The indices in `0..n` missing from the sorted `seen`, as ranges.
+pub fn missing_ranges(seen: &[u64], n: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut next = 0u64;
+    for &i in seen.iter().chain(std::iter::once(&n)) {
+        if i > next {
+            out.push((next, i - 1));
+        }
+        next = i + 1;
+    }
+    out
 }
 
 /// Producer thread: messages `0..n` into `name` (created here), then close.
@@ -242,14 +267,21 @@ pub fn drain(
         let mut last: Option<u64> = None;
         loop {
             if Instant::now() > end {
-                return Err(format!("consumer: no end after {limit:?}; {} messages", seen.count));
+                return Err(format!(
+                    "consumer: no end after {limit:?}; {} messages",
+                    seen.count
+                ));
             }
-            let r = c.recv_timeout_with(Duration::from_millis(200), |m| check(m, seed, max, &mut scratch));
+            let r = c.recv_timeout_with(Duration::from_millis(200), |m| {
+                check(m, seed, max, &mut scratch)
+            });
             match r {
                 Ok(Ok(i)) => {
                     if let Some(l) = last {
                         if i <= l {
-                            return Err(format!("message {i} after {l}: out of order or duplicate"));
+                            return Err(format!(
+                                "message {i} after {l}: out of order or duplicate"
+                            ));
                         }
                     }
                     last = Some(i);
@@ -270,7 +302,9 @@ pub fn drain(
                     // Wait for the replacement to attach.
                     while c.peer_status().ok() != Some(shmpipe::PeerStatus::Alive) {
                         if Instant::now() > end {
-                            return Err("consumer: the producer died and no replacement came".into());
+                            return Err(
+                                "consumer: the producer died and no replacement came".into()
+                            );
                         }
                         thread::sleep(Duration::from_millis(10));
                     }
