@@ -255,6 +255,22 @@ pub fn drain(
     progress: Arc<AtomicU64>,
     limit: Duration,
 ) -> thread::JoinHandle<Result<Seen, String>> {
+    drain_opts(name, capacity, seed, max, keep, progress, limit, true)
+}
+
+/// As [`drain`]; with `survive: false` a dead producer ends the stream
+/// (`end == "peer died"`).
+#[allow(clippy::too_many_arguments)]
+pub fn drain_opts(
+    name: &str,
+    capacity: u64,
+    seed: u64,
+    max: usize,
+    keep: bool,
+    progress: Arc<AtomicU64>,
+    limit: Duration,
+    survive: bool,
+) -> thread::JoinHandle<Result<Seen, String>> {
     let mut c = Builder::new()
         .capacity(capacity)
         .unlink_on_drop(true)
@@ -295,6 +311,10 @@ pub fn drain(
                 Err(Error::Timeout) => {}
                 Err(Error::Disconnected) => {
                     seen.end = "disconnected".into();
+                    return Ok(seen);
+                }
+                Err(Error::PeerDied) if !survive => {
+                    seen.end = "peer died".into();
                     return Ok(seen);
                 }
                 Err(Error::PeerDied) => {
