@@ -160,7 +160,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 fn parse_capacity(s: &str) -> Result<u64, String> {
     let n = parse_size(s)?;
-    if !n.is_power_of_two() || n < shmpipe::MIN_CAPACITY || n > shmpipe::MAX_CAPACITY {
+    if !n.is_power_of_two() || !(shmpipe::MIN_CAPACITY..=shmpipe::MAX_CAPACITY).contains(&n) {
         return Err(format!(
             "capacity {n} is not allowed: a power of two from {} to {} bytes",
             shmpipe::MIN_CAPACITY,
@@ -174,7 +174,7 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     let f: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds (e.g. 10 or 0.5)"))?;
-    if !f.is_finite() || f < 0.0 || f > 1e9 {
+    if !f.is_finite() || !(0.0..=1e9).contains(&f) {
         return Err(format!("{s:?}: seconds must be from 0 to 1e9"));
     }
     Ok(Duration::from_secs_f64(f))

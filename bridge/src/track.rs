@@ -143,6 +143,7 @@ impl Tracker {
     }
 
     /// The current position, if any sample or resume point was seen.
+    #[cfg(test)]
     pub fn position(&self) -> Option<Position> {
         self.cur
     }

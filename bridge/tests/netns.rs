@@ -112,13 +112,20 @@ const MAX: usize = 64;
 
 /// Stream N messages A -> B; after the first half arrived, cut the link for
 /// `cut` while the producer sends the second half; then restore it.
-/// Returns (lost ranges, reported ranges, in's stderr, progress when the link came back).
-fn cut_mid_stream(
-    h: &Hosts,
-    cut: Duration,
-    extra: &[&str],
-    seed: u64,
-) -> (Vec<(u64, u64)>, Vec<(u64, u64)>, String, u64, bool) {
+struct Outcome {
+    /// Index ranges the reader never got.
+    lost: Vec<(u64, u64)>,
+    /// Ranges `in` reported as gaps.
+    reported: Vec<(u64, u64)>,
+    /// `in`'s stderr.
+    ei: String,
+    /// Messages the reader had when the link came back.
+    at_up: u64,
+    /// `in` exited 0.
+    ok: bool,
+}
+
+fn cut_mid_stream(h: &Hosts, cut: Duration, extra: &[&str], seed: u64) -> Outcome {
     let tx = format!("/{}", unique("tx"));
     let rx = format!("/{}", unique("rx"));
     let key = format!("test/{}", unique("key"));
@@ -166,7 +173,13 @@ fn cut_mid_stream(
     assert_eq!(stat(&ei, "missing"), Some(total), "{ei}");
     assert_eq!(stat(&ei, "duplicates"), Some(0), "{ei}");
     eprintln!("out:\n{eo}\nin:\n{ei}");
-    (lost, reported, ei, at_up, si.success())
+    Outcome {
+        lost,
+        reported,
+        ei,
+        at_up,
+        ok: si.success(),
+    }
 }
 
 /// A 2 s cut is shorter than zenoh's lease (10 s by default): the session
@@ -174,7 +187,13 @@ fn cut_mid_stream(
 #[test]
 fn veth_link_down_2s_stream_resumes_without_loss() {
     let h = hosts_or_skip!();
-    let (lost, reported, ei, at_up, ok) = cut_mid_stream(&h, Duration::from_secs(2), &[], 5);
+    let Outcome {
+        lost,
+        reported,
+        ei,
+        at_up,
+        ok,
+    } = cut_mid_stream(&h, Duration::from_secs(2), &[], 5);
     assert!(
         at_up < N,
         "the cut was mid-stream (the stream had not finished while the link was down)"
@@ -205,8 +224,13 @@ fn veth_session_lost_then_resumes_with_exact_loss_report() {
     )
     .expect("write config");
     let cfg_s = cfg.to_string_lossy().into_owned();
-    let (lost, reported, ei, at_up, ok) =
-        cut_mid_stream(&h, Duration::from_secs(3), &["--config", &cfg_s], 6);
+    let Outcome {
+        lost,
+        reported,
+        ei,
+        at_up,
+        ok,
+    } = cut_mid_stream(&h, Duration::from_secs(3), &["--config", &cfg_s], 6);
     let _ = std::fs::remove_file(&cfg);
     assert!(at_up < N, "the cut was mid-stream");
     assert_eq!(reported, lost, "{ei}");

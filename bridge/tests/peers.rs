@@ -27,7 +27,7 @@ fn helper_producer_that_dies() {
         .unlink_on_drop(false)
         .open_or_create_producer(&ring)
         .expect("helper: producer");
-    let mut buf = vec![0u8; MAX];
+    let mut buf = [0u8; MAX];
     for i in 0..K {
         let len = len_of(i, 7, MAX);
         fill(i, 7, &mut buf[..len]);
