@@ -198,6 +198,7 @@ impl NetArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    bench::pin_from_env();
     let sig = match signals::Signals::install() {
         Ok(s) => s,
         Err(e) => {
