@@ -10,8 +10,8 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use shmpipe::{Error, GenericConsumer, LockFree, Locked, Variant};
@@ -102,6 +102,73 @@ impl Matching {
     }
 }
 
+/// The ring's consumer, shared with the [`Watchdog`].
+type SharedCons<V> = Arc<Mutex<Option<GenericConsumer<V>>>>;
+
+fn lock<V: Variant>(c: &SharedCons<V>) -> MutexGuard<'_, Option<GenericConsumer<V>>> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// SIGINT/SIGTERM while a `put` is blocked (the far side stopped reading,
+/// so zenoh's Block queue is full, and closing the session does not unblock
+/// it): after a second, this thread closes the ring's consumer side itself
+/// (the main thread holds no message then: it published a copy) and exits
+/// the process, so the producer still sees `Disconnected`.
+struct Watchdog {
+    in_put: Arc<AtomicBool>,
+    published: Arc<AtomicU64>,
+}
+
+impl Watchdog {
+    fn start<V: Variant>(cons: &SharedCons<V>, sig: &Signals, ring: &str) -> Watchdog {
+        let in_put = Arc::new(AtomicBool::new(false));
+        let published = Arc::new(AtomicU64::new(0));
+        let (p, n, cons, sig, ring) = (
+            Arc::clone(&in_put),
+            Arc::clone(&published),
+            Arc::clone(cons),
+            sig.clone(),
+            ring.to_string(),
+        );
+        std::thread::spawn(move || {
+            let mut stuck_ticks = 0;
+            while stuck_ticks < 10 {
+                std::thread::sleep(TICK);
+                if Arc::strong_count(&p) == 1 {
+                    return; // `out` is done with zenoh
+                }
+                // Relaxed: a flag; a late view only delays the rescue by a tick.
+                let stuck = sig.stop_requested() && p.load(Ordering::Relaxed);
+                stuck_ticks = if stuck { stuck_ticks + 1 } else { 0 };
+            }
+            eprintln!(
+                "shmpipe-bridge out: interrupted while zenoh is blocked (the far side is not \
+                 reading); closing {ring} and exiting; {} messages were published, the one \
+                 being published stays in the ring",
+                n.load(Ordering::Relaxed)
+            );
+            let taken = lock(&cons).take();
+            if let Some(c) = taken {
+                if let Err(e) = c.close() {
+                    eprintln!("shmpipe-bridge out: {}", rings::describe(&ring, &e));
+                    std::process::exit(1);
+                }
+            }
+            std::process::exit(0);
+        });
+        Watchdog { in_put, published }
+    }
+    fn enter(&self) {
+        // Relaxed: see the load in the watchdog thread.
+        self.in_put.store(true, Ordering::Relaxed);
+    }
+    fn leave(&self, published: u64) {
+        self.in_put.store(false, Ordering::Relaxed);
+        // Relaxed: informational.
+        self.published.store(published, Ordering::Relaxed);
+    }
+}
+
 /// How the main loop ended.
 enum End {
     /// The producer closed: send End, exit 0.
@@ -113,9 +180,13 @@ enum End {
 }
 
 fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
-    let mut cons: GenericConsumer<V> = rings::builder::<V>(&o.create)
+    let cons: GenericConsumer<V> = rings::builder::<V>(&o.create)
         .open_or_create_consumer(&o.ring)
         .map_err(|e| rings::describe(&o.ring, &e))?;
+    // The consumer counter continues across consumers, so this is the index
+    // of the next message in the ring's whole history.
+    let pos0 = cons.stats().messages_received;
+    let cons: SharedCons<V> = Arc::new(Mutex::new(Some(cons)));
     let session = session::open(&o.net)?;
     let publisher = session
         .declare_publisher(o.key.clone())
@@ -123,10 +194,8 @@ fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
         .wait()
         .map_err(|e| format!("declaring a publisher on {:?}: {e}", o.key))?;
     let matching = Matching::new(&publisher)?;
+    let watchdog = Watchdog::start(&cons, sig, &o.ring);
     let stream = stream_id();
-    // The consumer counter continues across consumers, so this is the index
-    // of the next message in the ring's whole history.
-    let pos0 = cons.stats().messages_received;
     eprintln!(
         "shmpipe-bridge out: {} -> {:?}: stream {stream:016x}, starting at ring message {pos0}",
         o.ring, o.key
@@ -166,32 +235,65 @@ fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
                 t.elapsed().as_secs_f64()
             );
         }
-        let msg = match cons.peek_timeout(TICK) {
-            Ok(m) => m,
-            Err(Error::Timeout) => continue,
-            Err(Error::Disconnected) => break End::Closed,
-            Err(Error::PeerDied) => break End::Died,
-            Err(e) => return Err(rings::describe(&o.ring, &e)),
+        // Phase one: peek and copy; the message stays in the ring.
+        let data = {
+            let mut g = lock(&cons);
+            let Some(cons) = g.as_mut() else {
+                break End::Signal; // closed by the watchdog
+            };
+            match cons.peek_timeout(TICK) {
+                Ok(m) => m.to_vec(),
+                Err(Error::Timeout) => continue,
+                Err(Error::Disconnected) => break End::Closed,
+                Err(Error::PeerDied) => break End::Died,
+                Err(e) => return Err(rings::describe(&o.ring, &e)),
+            }
         };
-        let len = msg.len();
+        let len = data.len();
+        watchdog.enter();
         let r = publisher
-            .put(msg.to_vec())
+            .put(data)
             .attachment(header(Kind::Data, seq).encode().to_vec())
             .wait();
+        watchdog.leave(seq + u64::from(r.is_ok()));
         if let Err(e) = r {
             // Not released: the message stays in the ring for the next `out`.
-            drop(msg);
+            if sig.stop_requested() {
+                break End::Signal;
+            }
             return Err(format!("publishing seq {seq}: {e}"));
         }
-        // Handed to zenoh: now the ring may reuse its space.
-        msg.release();
+        // Phase two, handed to zenoh: release it (it is still the ring's
+        // next message: we are its only consumer), so its space is reused.
+        {
+            let mut g = lock(&cons);
+            let Some(cons) = g.as_mut() else {
+                break End::Signal;
+            };
+            match cons.try_peek() {
+                Ok(m) if m.len() == len => m.release(),
+                Ok(m) => {
+                    return Err(format!(
+                        "{}: the next message changed from {len} to {} bytes while it was \
+                         being published (another consumer?)",
+                        o.ring,
+                        m.len()
+                    ))
+                }
+                Err(e) => return Err(rings::describe(&o.ring, &e)),
+            }
+        }
         seq += 1;
         c.messages += 1;
         c.bytes += len as u64;
     };
     // Close the ring side first (its producer sees Disconnected, never
     // PeerDied), then tell `in` why the stream ends.
-    let close = cons.close().map_err(|e| rings::describe(&o.ring, &e));
+    let taken = lock(&cons).take();
+    let close = match taken {
+        Some(c) => c.close().map_err(|e| rings::describe(&o.ring, &e)),
+        None => Ok(()),
+    };
     let (kind, status, what) = match end {
         End::Closed => (Kind::End, 0, "the ring's producer closed it"),
         End::Died => (Kind::Died, 1, "the ring's producer died without closing"),
@@ -207,11 +309,18 @@ fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
         }
     }
     if matching.get() {
-        publisher
+        watchdog.enter();
+        let r = publisher
             .put(Vec::new())
             .attachment(header(kind, seq).encode().to_vec())
-            .wait()
-            .map_err(|e| format!("publishing the end-of-stream marker: {e}"))?;
+            .wait();
+        watchdog.leave(seq);
+        if let Err(e) = r {
+            if !matches!(end, End::Signal) {
+                return Err(format!("publishing the end-of-stream marker: {e}"));
+            }
+            eprintln!("shmpipe-bridge out: could not publish the stop marker: {e}");
+        }
         if !matches!(end, End::Signal) {
             // `in` leaves when it got the marker: that is our acknowledgement.
             while matching.get() && Instant::now() < deadline && !sig.stop_requested() {
@@ -226,8 +335,10 @@ fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
     }
     c.report("exit");
     drop(matching);
+    watchdog.enter(); // closing may block too
     let _ = publisher.undeclare().wait();
     let _ = session.close().wait();
+    drop(watchdog);
     close?;
     Ok(status)
 }

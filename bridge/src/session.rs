@@ -47,6 +47,15 @@ pub fn config(net: &Net) -> Result<Config, String> {
                 "connect/retry",
                 "{period_init_ms: 100, period_max_ms: 1000, period_increase_factor: 2}",
             )?;
+            // Back-pressure must hold however long the far reader stalls:
+            // by default zenoh closes a link whose Block queue stays full
+            // for 5 s (dropping what it holds). A dead peer is still
+            // detected by the lease (keep-alives), not by this.
+            set(
+                &mut c,
+                "transport/link/tx/queue/congestion_control/block/wait_before_close",
+                "86400000000",
+            )?;
             // No listener unless asked for (the default listens on a random port).
             set(&mut c, "listen/endpoints", "[]")?;
             c
