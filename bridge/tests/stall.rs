@@ -18,7 +18,7 @@ fn stalled() -> (shmpipe::Producer, shmpipe::Consumer, Bridge, Bridge, u64) {
     let rx = format!("/{}", unique("rx"));
     let key = format!("test/{}", unique("key"));
     let listen = format!("tcp/127.0.0.1:{}", free_port());
-    let mut reader = Builder::new()
+    let reader = Builder::new()
         .capacity(CAP)
         .unlink_on_drop(true)
         .create_consumer(&rx)
@@ -28,8 +28,8 @@ fn stalled() -> (shmpipe::Producer, shmpipe::Consumer, Bridge, Bridge, u64) {
         .unlink_on_drop(true)
         .create_producer(&tx)
         .expect("producer");
-    let mut inb = Bridge::start(None, &["in", &key, &rx, "--listen", &listen], &unique("in"));
-    let mut out = Bridge::start(
+    let inb = Bridge::start(None, &["in", &key, &rx, "--listen", &listen], &unique("in"));
+    let out = Bridge::start(
         None,
         &["out", &tx, &key, "--connect", &listen],
         &unique("out"),
