@@ -126,7 +126,9 @@ fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
             match n {
                 Note::NewStream { .. } => c.streams += 1,
                 Note::Duplicate { .. } => c.duplicates += 1,
-                Note::Gap { .. } | Note::PosGap { .. } => {
+                Note::Late { .. } => c.late += 1,
+                Note::Restart { .. } => {}
+                Note::Gap { .. } => {
                     c.gaps += 1;
                     c.missing += n.missing();
                 }

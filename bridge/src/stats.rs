@@ -17,6 +17,8 @@ pub struct Counters {
     pub missing: u64,
     /// Samples `in` dropped because it had already delivered them.
     pub duplicates: u64,
+    /// Samples `in` dropped because they arrived after their gap was reported.
+    pub late: u64,
     /// Streams (runs of `out`) `in` has received from.
     pub streams: u64,
     last_at: Instant,
@@ -36,6 +38,7 @@ impl Counters {
             gaps: 0,
             missing: 0,
             duplicates: 0,
+            late: 0,
             streams: 0,
             last_at: now,
             last_messages: 0,
@@ -51,13 +54,14 @@ impl Counters {
         let rate = (self.messages - self.last_messages) as f64 / dt;
         let mbps = (self.bytes - self.last_bytes) as f64 / dt / 1e6;
         eprintln!(
-            "shmpipe-bridge {}: stats ({why}) messages={} bytes={} gaps={} missing={} duplicates={} streams={} rate={:.0}msg/s {:.1}MB/s uptime={:.1}s",
+            "shmpipe-bridge {}: stats ({why}) messages={} bytes={} gaps={} missing={} duplicates={} late={} streams={} rate={:.0}msg/s {:.1}MB/s uptime={:.1}s",
             self.role,
             self.messages,
             self.bytes,
             self.gaps,
             self.missing,
             self.duplicates,
+            self.late,
             self.streams,
             rate,
             mbps,

@@ -39,29 +39,34 @@ pub enum Verdict {
 /// Something worth a line on stderr and a count in the stats.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
-    /// Sequence numbers `first..=last` of `stream` never arrived.
+    /// Source-ring messages `first..=last` never arrived (or arrived too
+    /// late to be delivered in order). `stream`/`seq`: when the gap lies
+    /// within one stream, its id and the sequence number of `first`.
     Gap {
-        /// Stream id.
-        stream: u64,
-        /// First missing sequence number.
-        first: u64,
-        /// Last missing sequence number.
-        last: u64,
-    },
-    /// Source-ring messages `first..=last` were consumed by no `out` that
-    /// reached us (between two streams).
-    PosGap {
+        /// Stream id and first missing seq, for a gap within one stream.
+        within: Option<(u64, u64)>,
         /// First missing source-ring position.
         first: u64,
         /// Last missing source-ring position.
         last: u64,
     },
-    /// A sample of `stream` with sequence number `seq` was already delivered.
+    /// A sample for a position that was already delivered: dropped.
     Duplicate {
         /// Stream id.
         stream: u64,
         /// Its sequence number.
         seq: u64,
+    },
+    /// A sample that arrived after its position was reported lost (an old
+    /// `out`'s message still in flight when its successor took over):
+    /// dropped, since the reader has moved past it.
+    Late {
+        /// Stream id.
+        stream: u64,
+        /// Its sequence number.
+        seq: u64,
+        /// Its source-ring position.
+        pos: u64,
     },
     /// A new stream (a new run of `out`) starts at `seq`.
     NewStream {
@@ -73,15 +78,23 @@ pub enum Note {
         /// without a state file).
         first: bool,
     },
+    /// A new stream starts far behind the expected position: the source
+    /// ring was replaced (its counters start again). Delivered from there.
+    Restart {
+        /// Stream id.
+        stream: u64,
+        /// Its first source-ring position.
+        pos: u64,
+        /// The position that was expected.
+        expected: u64,
+    },
 }
 
 impl Note {
     /// Messages this note says are lost (0 for non-gaps).
     pub fn missing(&self) -> u64 {
         match *self {
-            Note::Gap { first, last, .. } | Note::PosGap { first, last } => {
-                last.wrapping_sub(first).wrapping_add(1)
-            }
+            Note::Gap { first, last, .. } => last.wrapping_sub(first).wrapping_add(1),
             _ => 0,
         }
     }
@@ -89,24 +102,33 @@ impl Note {
 
 impl std::fmt::Display for Note {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.missing();
         match *self {
             Note::Gap {
-                stream,
+                within: Some((stream, seq)),
                 first,
                 last,
             } => write!(
                 f,
-                "gap: stream {stream:016x} seq {first}..={last} ({} messages) lost",
-                self.missing()
+                "gap: stream {stream:016x} seq {seq}..={}, source ring messages {first}..={last} ({n} messages) lost",
+                seq.wrapping_add(n - 1)
             ),
-            Note::PosGap { first, last } => write!(
+            Note::Gap {
+                within: None,
+                first,
+                last,
+            } => write!(
                 f,
-                "gap: source ring messages {first}..={last} ({} messages) lost between streams",
-                self.missing()
+                "gap: source ring messages {first}..={last} ({n} messages) lost between streams"
             ),
             Note::Duplicate { stream, seq } => write!(
                 f,
                 "duplicate: stream {stream:016x} seq {seq} was already delivered; dropped"
+            ),
+            Note::Late { stream, seq, pos } => write!(
+                f,
+                "late: stream {stream:016x} seq {seq} (source ring message {pos}) arrived after \
+                 it was reported lost; dropped to keep the order"
             ),
             Note::NewStream {
                 stream,
@@ -120,98 +142,151 @@ impl std::fmt::Display for Note {
             Note::NewStream { stream, seq, .. } => {
                 write!(f, "new stream {stream:016x} from seq {seq}")
             }
+            Note::Restart {
+                stream,
+                pos,
+                expected,
+            } => write!(
+                f,
+                "stream {stream:016x} starts at source ring message {pos}, far behind the \
+                 expected {expected}: a new source ring? delivering from there"
+            ),
         }
     }
 }
 
-/// The accounting state.
+/// Recent stream ids and lost ranges remembered.
+const MEMORY: usize = 64;
+
+/// The accounting state. Delivery follows the source-ring position: a
+/// message is delivered if its position is the next one or later (later: a
+/// gap), and dropped if it is behind (a duplicate, or late).
 #[derive(Debug, Default)]
 pub struct Tracker {
-    cur: Option<Position>,
-    /// After a stream change: source positions below this were delivered
-    /// under the previous stream.
-    skip_below: Option<u64>,
+    /// The next source-ring position expected.
+    next_pos: Option<u64>,
+    /// Stream of the last delivered sample, and its `pos - seq`.
+    last: Option<(u64, u64)>,
+    /// Streams seen (most recent last).
+    known: std::collections::VecDeque<u64>,
+    /// Position ranges reported lost (most recent last).
+    lost: std::collections::VecDeque<(u64, u64)>,
 }
 
 impl Tracker {
     /// Start from a known position (from the state file) or from nothing.
     pub fn new(resume: Option<Position>) -> Self {
-        Tracker {
-            cur: resume,
-            skip_below: None,
+        let mut t = Tracker::default();
+        if let Some(p) = resume {
+            t.next_pos = Some(p.next_pos());
+            t.last = Some((p.stream, p.pos0));
+            t.known.push_back(p.stream);
         }
+        t
     }
 
-    /// The current position, if any sample or resume point was seen.
+    /// Where delivery stands: the stream last delivered from and the next
+    /// position, as a [`Position`] of that stream.
     #[cfg(test)]
     pub fn position(&self) -> Option<Position> {
-        self.cur
+        let (stream, pos0) = self.last?;
+        Some(Position {
+            stream,
+            next_seq: self.next_pos?.wrapping_sub(pos0),
+            pos0,
+        })
+    }
+
+    fn remember<T: PartialEq>(q: &mut std::collections::VecDeque<T>, v: T) {
+        if q.len() == MEMORY {
+            q.pop_front();
+        }
+        q.push_back(v);
     }
 
     /// Account for the sample `h` (data or marker); `notes` receives what
-    /// to report. Markers get `Deliver` when they are news.
+    /// to report. `Deliver` for data to deliver and for markers of the
+    /// current stream; `Duplicate` for anything to drop.
     pub fn on_sample(&mut self, h: &Header, notes: &mut Vec<Note>) -> Verdict {
-        let pos0 = h.pos.wrapping_sub(h.seq);
-        match self.cur {
-            Some(c) if c.stream == h.stream => {}
-            prev => {
-                notes.push(Note::NewStream {
-                    stream: h.stream,
-                    seq: h.seq,
-                    first: prev.is_none(),
-                });
-                self.skip_below = None;
-                if let Some(p) = prev {
-                    let expected = p.next_pos();
-                    if h.pos > expected {
-                        notes.push(Note::PosGap {
-                            first: expected,
-                            last: h.pos - 1,
-                        });
-                    } else if h.pos < expected {
-                        self.skip_below = Some(expected);
-                    }
-                }
-                self.cur = Some(Position {
-                    stream: h.stream,
-                    next_seq: h.seq,
-                    pos0,
-                });
-            }
-        }
-        let Some(c) = self.cur.as_mut() else {
-            return Verdict::Duplicate; // unreachable: set above
-        };
-        if h.seq < c.next_seq {
-            notes.push(Note::Duplicate {
+        let is_new = !self.known.contains(&h.stream);
+        if is_new {
+            notes.push(Note::NewStream {
                 stream: h.stream,
                 seq: h.seq,
+                first: self.next_pos.is_none(),
             });
-            return Verdict::Duplicate;
+            Self::remember(&mut self.known, h.stream);
         }
-        if h.seq > c.next_seq {
-            notes.push(Note::Gap {
-                stream: h.stream,
-                first: c.next_seq,
-                last: h.seq - 1,
-            });
-        }
+        let pos0 = h.pos.wrapping_sub(h.seq);
         let is_data = h.kind == crate::wire::Kind::Data;
-        // A marker carries the next unused seq: it does not consume one.
-        c.next_seq = if is_data { h.seq + 1 } else { h.seq };
-        if is_data {
-            if let Some(limit) = self.skip_below {
-                if h.pos < limit {
-                    notes.push(Note::Duplicate {
+        let Some(next) = self.next_pos else {
+            self.last = Some((h.stream, pos0));
+            self.next_pos = Some(if is_data {
+                h.pos.wrapping_add(1)
+            } else {
+                h.pos
+            });
+            return Verdict::Deliver;
+        };
+        if !is_data {
+            // A marker carries the next unused position of its stream.
+            let current = self.last.map(|l| l.0) == Some(h.stream) || is_new;
+            if !current {
+                return Verdict::Duplicate; // about a stream we moved past
+            }
+            if h.pos > next {
+                self.gap(h, pos0, next, notes);
+            }
+            self.last = Some((h.stream, pos0));
+            self.next_pos = Some(h.pos.max(next));
+            return Verdict::Deliver;
+        }
+        if h.pos < next {
+            if is_new && h.pos.wrapping_add(1) < next {
+                notes.push(Note::Restart {
+                    stream: h.stream,
+                    pos: h.pos,
+                    expected: next,
+                });
+                self.lost.clear();
+            } else {
+                if is_new {
+                    // The newest stream re-sends what its predecessor
+                    // published last: follow it from here.
+                    self.last = Some((h.stream, pos0));
+                }
+                let late = self.lost.iter().any(|&(a, b)| (a..=b).contains(&h.pos));
+                notes.push(if late {
+                    Note::Late {
                         stream: h.stream,
                         seq: h.seq,
-                    });
-                    return Verdict::Duplicate;
-                }
-                self.skip_below = None;
+                        pos: h.pos,
+                    }
+                } else {
+                    Note::Duplicate {
+                        stream: h.stream,
+                        seq: h.seq,
+                    }
+                });
+                return Verdict::Duplicate;
             }
+        } else if h.pos > next {
+            self.gap(h, pos0, next, notes);
         }
+        self.last = Some((h.stream, pos0));
+        self.next_pos = Some(h.pos.wrapping_add(1));
         Verdict::Deliver
+    }
+
+    fn gap(&mut self, h: &Header, pos0: u64, next: u64, notes: &mut Vec<Note>) {
+        let same = self.last == Some((h.stream, pos0));
+        let within = same.then(|| (h.stream, next.wrapping_sub(pos0)));
+        notes.push(Note::Gap {
+            within,
+            first: next,
+            last: h.pos - 1,
+        });
+        Self::remember(&mut self.lost, (next, h.pos - 1));
     }
 }
 
@@ -240,12 +315,15 @@ mod tests {
         assert_eq!(
             n,
             vec![Note::Gap {
-                stream: 1,
-                first: 2,
-                last: 4
+                within: Some((1, 2)),
+                first: 12,
+                last: 14
             }]
         );
         assert_eq!(n[0].missing(), 3);
+        assert!(n[0]
+            .to_string()
+            .contains("seq 2..=4, source ring messages 12..=14"));
         n.clear();
         assert_eq!(t.on_sample(&data(1, 3, 13), &mut n), Verdict::Duplicate);
         assert_eq!(t.on_sample(&data(1, 6, 16), &mut n), Verdict::Deliver);
@@ -281,7 +359,44 @@ mod tests {
         t.on_sample(&data(1, 0, 0), &mut n);
         n.clear();
         assert_eq!(t.on_sample(&data(2, 0, 3), &mut n), Verdict::Deliver);
-        assert!(n.contains(&Note::PosGap { first: 1, last: 2 }));
+        assert!(n.contains(&Note::Gap {
+            within: None,
+            first: 1,
+            last: 2
+        }));
+    }
+
+    #[test]
+    fn late_samples_of_a_killed_out_do_not_rewind() {
+        let mut t = Tracker::new(None);
+        let mut n = Vec::new();
+        for s in 0..10 {
+            t.on_sample(&data(1, s, s), &mut n);
+        }
+        // out 1 released up to 19 but 10..=19 are still in flight when out
+        // 2 starts at 20: a gap; then the old samples arrive: late.
+        n.clear();
+        assert_eq!(t.on_sample(&data(2, 0, 20), &mut n), Verdict::Deliver);
+        assert!(n.contains(&Note::Gap {
+            within: None,
+            first: 10,
+            last: 19
+        }));
+        n.clear();
+        assert_eq!(t.on_sample(&data(1, 10, 10), &mut n), Verdict::Duplicate);
+        assert_eq!(
+            n,
+            vec![Note::Late {
+                stream: 1,
+                seq: 10,
+                pos: 10
+            }]
+        );
+        assert_eq!(t.on_sample(&data(2, 1, 21), &mut n), Verdict::Deliver);
+        // A new source ring (positions from 0 again) is followed.
+        n.clear();
+        assert_eq!(t.on_sample(&data(3, 0, 0), &mut n), Verdict::Deliver);
+        assert!(matches!(n[1], Note::Restart { .. }));
     }
 
     #[test]
@@ -296,7 +411,7 @@ mod tests {
         assert_eq!(
             n,
             vec![Note::Gap {
-                stream: 7,
+                within: Some((7, 40)),
                 first: 40,
                 last: 44
             }]

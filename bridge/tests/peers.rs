@@ -109,7 +109,16 @@ fn far_reader_gone_then_sigterm_closes_cleanly() {
         .unlink_on_drop(true)
         .create_producer(&tx)
         .expect("producer");
-    let mut inb = Bridge::start(None, &["in", &key, &rx, "--listen", &listen], &unique("in"));
+    let in_args = [
+        "in",
+        &key,
+        &rx,
+        "--listen",
+        &listen,
+        "--stats-interval",
+        "0.2",
+    ];
+    let mut inb = Bridge::start(None, &in_args, &unique("in"));
     let mut out = Bridge::start(
         None,
         &["out", &tx, &key, "--connect", &listen],
@@ -121,14 +130,23 @@ fn far_reader_gone_then_sigterm_closes_cleanly() {
         .recv_timeout(&mut buf, Duration::from_secs(30))
         .expect("first message across");
     assert_eq!(buf, b"0123456789");
+    wait_until(
+        Duration::from_secs(10),
+        "stats every --stats-interval",
+        || inb.stderr().contains("stats (interval) messages=1 "),
+    );
     reader.close().expect("close the reader");
     producer.send(b"second").expect("send");
     let si = inb.wait(Duration::from_secs(30));
     let ei = inb.stderr();
     assert_eq!(si.code(), Some(1), "{ei}");
     assert!(ei.contains("closed it"), "{ei}");
-    // Give `out` a message it can no longer deliver, then stop it.
+    // Give `out` a message it can no longer deliver; ask for stats; stop it.
     producer.send(b"third").expect("send");
+    out.signal(libc::SIGUSR1);
+    wait_until(Duration::from_secs(10), "stats on SIGUSR1", || {
+        out.stderr().contains("stats (SIGUSR1)")
+    });
     out.signal(libc::SIGTERM);
     let so = out.wait(Duration::from_secs(30));
     let eo = out.stderr();

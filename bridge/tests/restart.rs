@@ -150,7 +150,10 @@ fn out_killed_and_restarted_never_delivers_a_duplicate() {
     let lost = missing_ranges(&seen.indices, N);
     let reported = gaps(&ei);
     let dups = stat(&ei, "duplicates").expect("in stats");
-    eprintln!("out killed: lost {lost:?}, reported {reported:?}, re-sends dropped {dups}");
+    let late = stat(&ei, "late").expect("in stats");
+    eprintln!(
+        "out killed: lost {lost:?}, reported {reported:?}, re-sends dropped {dups}, late {late}"
+    );
     assert_eq!(reported, lost, "in:\n{ei}\nout1:\n{e1}\nout2:\n{e2}");
     assert!(dups <= 1, "at most one re-sent message, got {dups}\n{ei}");
     assert_eq!(stat(&ei, "streams"), Some(2), "{ei}");
