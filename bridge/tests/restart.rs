@@ -108,7 +108,9 @@ fn in_killed_and_restarted_reports_exactly_what_was_lost() {
 /// `out` is killed after a third and restarted. It re-sends at most the one
 /// message it had published but not released (the new `in` stream is
 /// joined to the old one by source-ring position, so `in` drops it); what
-/// zenoh had accepted but not yet sent is lost and reported by position.
+/// the old `out` had handed to zenoh and had not arrived before the new
+/// stream's first message is reported lost by position (and dropped as
+/// late if it still comes).
 #[test]
 fn out_killed_and_restarted_never_delivers_a_duplicate() {
     let s = setup();
