@@ -4,6 +4,8 @@
 //! bits 0..32 the payload length, bits 32..40 the kind, bits 40..64 zero.
 //! The payload follows and is padded to a multiple of 8. A `PAD` record fills
 //! the rest of the data area before a wrap, so every message is contiguous.
+//! A header word of zero means "no record here yet" (format v2: the header
+//! is the consumer's signal; see DESIGN.md section 2).
 
 /// Record kind of a message.
 pub(crate) const KIND_MSG: u64 = 1;
@@ -35,6 +37,52 @@ pub(crate) fn decode(word: u64) -> Result<(u64, u64), crate::Error> {
 #[inline]
 pub(crate) const fn record_len(len: u64) -> u64 {
     HDR + ((len + 7) & !7)
+}
+
+/// Check `head..tail` as the producer (whose own `tail` is authoritative)
+/// or the locked ring (which reads both under the mutex) sees it: a span of
+/// committed, unread records.
+#[inline]
+pub(crate) fn check_span(head: u64, tail: u64, capacity: u64) -> Result<(), crate::Error> {
+    if head > tail {
+        return Err(crate::Error::corrupted("head is past tail", head));
+    }
+    if tail - head > capacity {
+        return Err(crate::Error::corrupted(
+            "tail is more than a capacity past head",
+            tail,
+        ));
+    }
+    check_position(head | tail)
+}
+
+/// Check an index on its own: 8-aligned and far from overflow.
+#[inline]
+pub(crate) fn check_position(pos: u64) -> Result<(), crate::Error> {
+    if pos & 7 != 0 {
+        return Err(crate::Error::corrupted("index is not 8-byte aligned", pos));
+    }
+    if pos > u64::MAX / 4 {
+        return Err(crate::Error::corrupted("index near overflow", pos));
+    }
+    Ok(())
+}
+
+/// Check `head` and the producer's published `tail` as the lock-free
+/// consumer sees them: the consumer follows record headers, so it may be
+/// ahead of a `tail` word that lags (by the record just published, or more
+/// after a producer died between its header and index stores), but never by
+/// more than a capacity, and `tail` is never more than a capacity ahead.
+#[inline]
+pub(crate) fn check_lag(head: u64, tail: u64, capacity: u64) -> Result<(), crate::Error> {
+    check_position(head | tail)?;
+    if head.abs_diff(tail) > capacity {
+        return Err(crate::Error::corrupted(
+            "head and tail are more than a capacity apart",
+            tail,
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

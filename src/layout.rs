@@ -22,7 +22,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// Magic word at offset 0: `"SHMPIPE\0"` little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMPIPE\0");
 /// On-memory format version this library reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Smallest data-area capacity in bytes.
 pub const MIN_CAPACITY: u64 = 64;
 /// Largest data-area capacity in bytes (4 GiB).

@@ -50,6 +50,8 @@
 mod builder;
 mod error;
 mod frame;
+#[cfg(not(any(loom, miri)))]
+mod inspect;
 mod layout;
 pub mod locked;
 mod ring;
@@ -59,14 +61,16 @@ mod wait;
 
 pub use builder::{Builder as GenericBuilder, Pair as GenericPair, DEFAULT_CAPACITY};
 pub use error::{Error, Result};
+#[cfg(not(any(loom, miri)))]
+pub use inspect::{inspect, SegmentInfo};
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 pub use ring::{
     Claim as GenericClaim, Consumer as GenericConsumer, EndpointState, LockFree, Locked,
     Message as GenericMessage, PeerStatus, Producer as GenericProducer, Stats, Variant,
 };
-pub use segment::validate_name;
 #[cfg(not(any(loom, miri)))]
-pub use segment::{inspect, remove, SegmentInfo};
+pub use segment::remove;
+pub use segment::validate_name;
 pub use wait::WaitStrategy;
 
 /// Builder for lock-free rings.

@@ -158,8 +158,8 @@ pub(crate) fn lock(h: &Header, until: Option<Instant>, capacity: u64) -> Result<
             let guard = Guard { m };
             let head = h.cons.head.load(Ordering::Relaxed);
             let tail = h.prod.tail.load(Ordering::Relaxed);
-            crate::ring::check_span(head, tail, capacity)?; // guard drops: unlock without consistent
-                                                            // SAFETY: we own the mutex (EOWNERDEAD returns it locked).
+            crate::frame::check_span(head, tail, capacity)?; // guard drops: unlock without consistent
+                                                             // SAFETY: we own the mutex (EOWNERDEAD returns it locked).
             let r = unsafe { libc::pthread_mutex_consistent(m) };
             if r != 0 {
                 return Err(Error::io(

@@ -68,6 +68,12 @@ pub(crate) struct Segment {
     backing: Backing,
     /// Named segments whose creator asked to unlink on drop.
     unlink: Option<CString>,
+    /// Under loom, the data area's record header words, one per 8 bytes:
+    /// loom must see every access to them (the header is the consumer's
+    /// signal), and it cannot track atomics placed in raw memory. Payload
+    /// bytes stay in the raw data area.
+    #[cfg(loom)]
+    loom_words: Box<[crate::sync::AtomicU64]>,
 }
 
 // SAFETY: the header is all atomics (see `Header`), the data area is only
@@ -182,6 +188,13 @@ impl Segment {
 
     pub(crate) fn data(&self) -> *mut u8 {
         self.data.as_ptr()
+    }
+
+    /// Loom: the record header word at data-area offset `off` (masked).
+    #[cfg(loom)]
+    pub(crate) fn loom_word(&self, off: u64) -> &crate::sync::AtomicU64 {
+        let i = (off / 8) as usize % self.loom_words.len();
+        &self.loom_words[i]
     }
 
     /// The file backing the segment, if any (for OFD locks).
@@ -308,6 +321,10 @@ impl Segment {
                 data_layout,
             },
             unlink: None,
+            #[cfg(loom)]
+            loom_words: (0..opts.capacity / 8)
+                .map(|_| crate::sync::AtomicU64::new(0))
+                .collect(),
         };
         seg.init_header(variant, opts.wait, opts.capacity)?;
         Ok(seg)
@@ -568,45 +585,15 @@ mod os {
         Ok(seg)
     }
 
-    /// Read a named segment's header and endpoint liveness without
-    /// attaching to it. Any variant is accepted.
-    pub fn inspect(name: &str) -> Result<SegmentInfo> {
-        let opts = Options {
-            capacity: 0,
-            wait: WaitStrategy::Spin,
-            mode: 0,
-            unlink_on_drop: false,
-            open_timeout: Duration::ZERO,
-            allow_shared_permissions: true,
-        };
-        let seg = open(name, 0, &opts)?;
-        let file = seg.file().ok_or(Error::NotRegularFile)?;
-        let meta = file.metadata().map_err(|e| Error::io("fstat", e))?;
-        let probe = |role: Role| -> Result<bool> {
-            let mut fl = flock_for(role, libc::F_WRLCK);
-            // SAFETY: valid fd and flock out-struct. Our descriptor holds no
-            // lock, so any lock reported belongs to an endpoint.
-            if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } != 0 {
-                return Err(Error::last_os("querying a role lock"));
-            }
-            Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
-        };
-        let g = seg.geometry;
-        Ok(SegmentInfo {
-            variant: if g.variant == layout::VARIANT_LOCKED {
-                "locked"
-            } else {
-                "lock-free"
-            },
-            wait: g.wait,
-            capacity: g.capacity,
-            size: meta.len(),
-            mode: meta.mode() & 0o7777,
-            max_message: layout::max_message(g.capacity),
-            stats: crate::ring::stats_of(seg.header(), g.capacity),
-            producer_alive: probe(Role::Producer)?,
-            consumer_alive: probe(Role::Consumer)?,
-        })
+    /// Whether some open file description holds `role`'s lock on `file`
+    /// (a descriptor that itself holds no lock, e.g. an inspector's).
+    pub(crate) fn role_lock_held(file: &File, role: Role) -> Result<bool> {
+        let mut fl = flock_for(role, libc::F_WRLCK);
+        // SAFETY: valid fd and flock out-struct.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } != 0 {
+            return Err(Error::last_os("querying a role lock"));
+        }
+        Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
     }
 
     /// Remove a named segment.
@@ -763,32 +750,9 @@ mod os {
 }
 
 #[cfg(not(any(loom, miri)))]
-pub(crate) use os::{anonymous, create, open, RoleLock};
+pub use os::remove;
 #[cfg(not(any(loom, miri)))]
-pub use os::{inspect, remove};
-
-/// What [`inspect`] found in a segment.
-#[derive(Debug, Clone)]
-pub struct SegmentInfo {
-    /// `"lock-free"` or `"locked"`.
-    pub variant: &'static str,
-    /// Wait strategy recorded at creation.
-    pub wait: WaitStrategy,
-    /// Data-area capacity in bytes.
-    pub capacity: u64,
-    /// Size of the object in bytes.
-    pub size: u64,
-    /// Permission bits of the object.
-    pub mode: u32,
-    /// Largest message the ring accepts.
-    pub max_message: usize,
-    /// Counters and endpoint states.
-    pub stats: crate::ring::Stats,
-    /// Whether a live process holds the producer role lock.
-    pub producer_alive: bool,
-    /// Whether a live process holds the consumer role lock.
-    pub consumer_alive: bool,
-}
+pub(crate) use os::{anonymous, create, open, role_lock_held, RoleLock};
 
 /// Under loom and Miri there is no `shm_open`/`mmap`/`memfd`/`fcntl`: only
 /// heap segments (`Builder::in_process`) exist; the other makers report this.

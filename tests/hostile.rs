@@ -192,6 +192,39 @@ const FAULTS: &[(&str, Class, FaultFn)] = &[
         h.w64(off, rec_word(KIND_PAD, c.cap - o - 8));
         h.w64(HEADER, rec_word(KIND_PAD, r.below(c.cap)));
     }),
+    // Format v2: the record header word at `head` is the consumer's signal.
+    (
+        "v2: valid header planted at head",
+        Class::Dirty,
+        |h, r, c| {
+            let off = HEADER + (h.r64(OFF_HEAD) & (c.cap - 1) & !7) as usize;
+            h.w64(off, rec_word(KIND_MSG, r.below(c.max as u64 + 1)));
+        },
+    ),
+    ("v2: valid header planted ahead", Class::Dirty, |h, r, c| {
+        let ahead = 8 * r.range(1, c.cap / 8);
+        let off = HEADER + ((h.r64(OFF_HEAD) + ahead) & (c.cap - 1) & !7) as usize;
+        h.w64(off, rec_word(KIND_MSG, r.below(c.max as u64 + 1)));
+    }),
+    (
+        "v2: header at offset 0 + padding",
+        Class::Dirty,
+        |h, r, c| {
+            let o = h.r64(OFF_HEAD) & (c.cap - 1) & !7;
+            h.w64(HEADER, rec_word(KIND_MSG, r.below(c.max as u64 + 1)));
+            if o != 0 {
+                h.w64(HEADER + o as usize, rec_word(KIND_PAD, c.cap - o - 8));
+            }
+        },
+    ),
+    ("v2: header past tail", Class::Dirty, |h, _, c| {
+        let off = HEADER + (h.r64(OFF_HEAD) & (c.cap - 1) & !7) as usize;
+        h.w64(off, rec_word(KIND_MSG, c.max as u64));
+    }),
+    ("v2: published header zeroed", Class::Dirty, |h, _, c| {
+        let off = HEADER + (h.r64(OFF_HEAD) & (c.cap - 1) & !7) as usize;
+        h.w64(off, 0);
+    }),
     ("capacity word", Class::Clean, |h, r, _| {
         let v = if r.chance(1, 2) {
             1 << r.range(6, 40)

@@ -204,7 +204,7 @@ impl Oracle {
         let rec = record(len);
         let contiguous = self.cap - self.tail % self.cap;
         let pad = if contiguous >= rec { 0 } else { contiguous };
-        (self.tail + pad + rec - self.head <= self.cap).then_some(pad)
+        (self.tail + pad + rec + 8 - self.head <= self.cap).then_some(pad)
     }
 
     fn push(&mut self, pad: u64, msg: Vec<u8>) {

@@ -3,6 +3,8 @@
 //! backing; and the crash semantics of a consumer killed while holding a
 //! peeked message.
 
+#![cfg(not(any(loom, miri)))]
+
 #[macro_use]
 mod common;
 

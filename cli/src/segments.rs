@@ -78,6 +78,7 @@ fn endpoint(state: EndpointState, alive: bool) -> (&'static str, String) {
         (EndpointState::Closed, false) => ("closed", "closed".into()),
         (EndpointState::Closed, true) => ("reattaching", "closed, being re-attached".into()),
         (EndpointState::Invalid(w), _) => ("invalid", format!("invalid state word {w:#x}")),
+        (other, _) => ("unknown", format!("{other:?}")),
     }
 }
 
@@ -87,6 +88,7 @@ fn state_word(state: EndpointState) -> Value {
         EndpointState::Attached => json!("attached"),
         EndpointState::Closed => json!("closed"),
         EndpointState::Invalid(w) => json!(format!("invalid({w})")),
+        other => json!(format!("{other:?}")),
     }
 }
 

@@ -6,6 +6,7 @@
 mod fd;
 mod harness;
 mod iox;
+mod limit;
 mod mq;
 mod plot;
 mod report;
@@ -240,6 +241,8 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             outs[i].push(out);
         }
     }
+    pb.set_message("hardware limit (limit-slots, limit-atomic)");
+    let limits = limit::measure(cpus, args.quick);
     pb.finish_and_clear();
     if let Some(set) = saved {
         harness::set_affinity(&set);
@@ -255,8 +258,20 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         started.elapsed(),
     );
     print!("{}", res.table());
+    let mut doc = serde_json::to_value(&res).map_err(|e| format!("encoding JSON: {e}"))?;
+    match &limits {
+        Ok(l) => {
+            let xs = limit::ratios(&res, l);
+            print!("{}", limit::table(l, &xs));
+            if let Some(obj) = doc.as_object_mut() {
+                obj.insert("limits".into(), serde_json::json!(l));
+                obj.insert("x_limit".into(), serde_json::json!(xs));
+            }
+        }
+        Err(e) => println!("\nhardware limit: not measured ({e})"),
+    }
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&res).map_err(|e| format!("encoding JSON: {e}"))?;
+        let text = serde_json::to_string_pretty(&doc).map_err(|e| format!("encoding JSON: {e}"))?;
         std::fs::write(path, text + "\n")
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
     }

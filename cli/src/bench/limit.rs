@@ -1,0 +1,278 @@
+//! What the machine itself moves between the two pinned CPUs, measured in
+//! the same run as the transports, so every shmpipe row can show how close
+//! it gets (`x limit`):
+//!
+//! - `limit-slots`: a bare single-producer/single-consumer ring of 1024
+//!   64-byte slots in shared memory, the index published every 16 slots, no
+//!   framing, no checks beyond one load per slot: what the cache-coherence
+//!   fabric moves, in 64-byte messages per second.
+//! - `limit-atomic`: a bare ping-pong of two atomic words on their own cache
+//!   lines: the cheapest possible round trip.
+//!
+//! Both run across `fork()` on the CPUs the transports use; medians of the
+//! runs are reported.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::harness::{self, Cpus};
+
+/// Slots of the bare ring.
+const SLOTS: u64 = 1024;
+/// The index is published every this many slots.
+const BATCH: u64 = 16;
+
+/// The two reference figures, medians over the runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Limits {
+    /// 64-byte messages per second through the bare slot ring.
+    pub slots_msgs_per_sec: f64,
+    pub slots_runs: Vec<f64>,
+    /// Round trip of the bare atomic ping-pong, in ns.
+    pub atomic_round_trip_ns: f64,
+    pub atomic_runs_ns: Vec<f64>,
+    pub method: &'static str,
+}
+
+/// Shared memory both processes see after `fork()`.
+struct Shared {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Shared {
+    fn new(len: usize) -> Result<Shared, String> {
+        // SAFETY: a fresh anonymous shared mapping; checked for failure.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(harness::os_err("mmap"));
+        }
+        Ok(Shared {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// The atomic word at byte offset `off` (8-aligned, inside the mapping).
+    fn word(&self, off: usize) -> &AtomicU64 {
+        assert!(off.is_multiple_of(8) && off + 8 <= self.len);
+        // SAFETY: in bounds and aligned (mmap is page-aligned); the mapping
+        // lives as long as `self`; accessed only atomically.
+        unsafe { &*(self.ptr.add(off) as *const AtomicU64) }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Fork; the child pins itself and runs `child`, then `_exit`s.
+fn fork_run(cpus: Option<Cpus>, child: impl FnOnce()) -> Result<libc::pid_t, String> {
+    // SAFETY: the child only touches the shared mapping and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(harness::os_err("fork"));
+    }
+    if pid == 0 {
+        if let Some(c) = cpus {
+            harness::pin(c.child);
+        }
+        child();
+        // SAFETY: leave the child without running the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    Ok(pid)
+}
+
+fn reap(pid: libc::pid_t, deadline: Instant) -> Result<(), String> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return Err("reference run did not finish".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// One run of the bare slot ring: the child produces `n` slots, we consume.
+fn slots_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
+    // Line 0: tail, line 2: head, line 4: start flag, slots from 1024.
+    let shm = Shared::new(1024 + (SLOTS * 64) as usize)?;
+    let (tail, head, start) = (shm.word(0), shm.word(256), shm.word(512));
+    let slot = |i: u64| shm.word(1024 + ((i % SLOTS) * 64) as usize);
+    let pid = fork_run(cpus, || {
+        while start.load(Ordering::Acquire) == 0 {
+            std::hint::spin_loop();
+        }
+        let mut head_cache = 0;
+        for i in 0..n {
+            while i - head_cache >= SLOTS {
+                head_cache = head.load(Ordering::Acquire);
+            }
+            // A 64-byte "message": its first word carries the sequence.
+            slot(i).store(i, Ordering::Relaxed);
+            if (i + 1) % BATCH == 0 || i + 1 == n {
+                tail.store(i + 1, Ordering::Release);
+            }
+        }
+    })?;
+    let t0 = Instant::now();
+    start.store(1, Ordering::Release);
+    let mut tail_cache = 0;
+    let mut sum = 0u64;
+    for i in 0..n {
+        while i == tail_cache {
+            tail_cache = tail.load(Ordering::Acquire);
+        }
+        sum = sum.wrapping_add(slot(i).load(Ordering::Relaxed));
+        if (i + 1) % BATCH == 0 {
+            head.store(i + 1, Ordering::Release);
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    reap(pid, Instant::now() + Duration::from_secs(10))?;
+    if sum != n.wrapping_mul(n.wrapping_sub(1)) / 2 {
+        return Err("bare slot ring lost a slot".into());
+    }
+    Ok(n as f64 / secs)
+}
+
+/// One run of the bare atomic ping-pong: `n` round trips.
+fn atomic_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
+    let shm = Shared::new(4096)?;
+    let (ping, pong) = (shm.word(0), shm.word(256));
+    let pid = fork_run(cpus, || {
+        for k in 1..=n {
+            while ping.load(Ordering::Acquire) != k {
+                std::hint::spin_loop();
+            }
+            pong.store(k, Ordering::Release);
+        }
+    })?;
+    let t0 = Instant::now();
+    for k in 1..=n {
+        ping.store(k, Ordering::Release);
+        while pong.load(Ordering::Acquire) != k {
+            std::hint::spin_loop();
+        }
+    }
+    let ns = t0.elapsed().as_nanos() as f64 / n as f64;
+    reap(pid, Instant::now() + Duration::from_secs(10))?;
+    Ok(ns)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Measure both references (`runs` each, at least 3).
+pub fn measure(cpus: Option<Cpus>, quick: bool) -> Result<Limits, String> {
+    let runs = 3;
+    let (slots_n, rt_n) = if quick {
+        (4_000_000, 100_000)
+    } else {
+        (30_000_000, 1_000_000)
+    };
+    let mut slots = Vec::new();
+    let mut atomic = Vec::new();
+    for _ in 0..runs {
+        slots.push(slots_run(cpus, slots_n)?);
+        atomic.push(atomic_run(cpus, rt_n)?);
+    }
+    Ok(Limits {
+        slots_msgs_per_sec: median(slots.clone()),
+        slots_runs: slots,
+        atomic_round_trip_ns: median(atomic.clone()),
+        atomic_runs_ns: atomic,
+        method: "limit-slots: bare SPSC ring of 1024 64-byte slots, index published every 16 slots, across fork() on the same CPUs; limit-atomic: bare ping-pong of two atomic words on separate lines; medians of 3 runs",
+    })
+}
+
+/// One shmpipe row at one size against the limits.
+#[derive(Debug, Clone, Serialize)]
+pub struct XLimit {
+    pub transport: &'static str,
+    pub size: usize,
+    /// msgs/s / limit-slots msgs/s.
+    pub stream_x_limit: Option<f64>,
+    /// Busy-poll round-trip p50 / limit-atomic round trip (1.0 is the floor).
+    pub round_trip_x_limit: Option<f64>,
+}
+
+/// `x limit` for every shmpipe row.
+pub fn ratios(res: &super::report::Results, l: &Limits) -> Vec<XLimit> {
+    let mut out = Vec::new();
+    for row in res
+        .transports
+        .iter()
+        .filter(|r| r.name.starts_with("shmpipe"))
+    {
+        for cell in &row.results {
+            out.push(XLimit {
+                transport: row.name,
+                size: cell.size,
+                stream_x_limit: cell.msgs_per_sec.map(|m| m / l.slots_msgs_per_sec),
+                round_trip_x_limit: cell
+                    .latency
+                    .spin
+                    .as_ref()
+                    .map(|s| s.p50_ns as f64 / l.atomic_round_trip_ns),
+            });
+        }
+    }
+    out
+}
+
+/// The printed block under the table.
+pub fn table(l: &Limits, xs: &[XLimit]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\nhardware limit, same run and CPUs: limit-slots {:.1}M msgs/s (bare 64-byte slot ring, index every 16 slots), limit-atomic {:.0} ns round trip (bare atomic ping-pong)",
+        l.slots_msgs_per_sec / 1e6,
+        l.atomic_round_trip_ns
+    );
+    let _ = writeln!(
+        s,
+        "{:<22} {:>8} {:>16} {:>22}",
+        "transport", "size", "msgs/s x limit", "spin p50 rtt x limit"
+    );
+    for x in xs {
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}x"));
+        let _ = writeln!(
+            s,
+            "{:<22} {:>8} {:>16} {:>22}",
+            x.transport,
+            super::report::size_label(x.size),
+            f(x.stream_x_limit),
+            f(x.round_trip_x_limit)
+        );
+    }
+    s
+}

@@ -1,0 +1,122 @@
+//! The library's own streaming rate, without the benchmark harness: a
+//! forked child sends COUNT messages of SIZE bytes (`send`, only the first
+//! 8 bytes stamped), the parent receives them with `try_recv_into`, `drain`
+//! or `recv_with`, pinned to CPUs 0 and 1. Prints messages per second for
+//! each receive method and wait strategy (median of RUNS runs).
+//!
+//! `cargo run --release --example raw_loop -- [SIZE [COUNT [RUNS]]]`
+//! (defaults 64, 20000000, 3).
+
+use std::time::Instant;
+
+use shmpipe::{Builder, Error, WaitStrategy};
+
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Method {
+    TryRecvInto,
+    RecvWith,
+    Drain,
+}
+
+fn run(wait: WaitStrategy, how: Method, size: usize, count: u64) -> Result<f64, Error> {
+    let pair = Builder::new().capacity(1 << 20).wait(wait).anonymous()?;
+    // SAFETY: the child only uses the ring and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        pin(1);
+        let code = (|| -> Result<(), Error> {
+            let mut tx = pair.into_producer()?;
+            let mut msg = vec![0u8; size];
+            for i in 0..count {
+                msg[..8].copy_from_slice(&i.to_le_bytes());
+                tx.send(&msg)?;
+            }
+            Ok(())
+        })()
+        .is_err() as i32;
+        // SAFETY: leave the forked child without running destructors twice.
+        unsafe { libc::_exit(code) };
+    }
+    pin(0);
+    let mut rx = pair.into_consumer()?;
+    let mut buf = vec![0u8; size];
+    let mut n = 0u64;
+    let mut bad = 0u64;
+    let t0 = Instant::now();
+    match how {
+        Method::TryRecvInto => loop {
+            match rx.try_recv_into(&mut buf) {
+                Ok(_) => {
+                    bad += (u64::from_le_bytes(buf[..8].try_into().unwrap()) != n) as u64;
+                    n += 1;
+                }
+                Err(Error::Empty) => std::hint::spin_loop(),
+                Err(Error::Disconnected) => break,
+                Err(e) => return Err(e),
+            }
+        },
+        Method::RecvWith => loop {
+            match rx.recv_with(|m| u64::from_le_bytes(m[..8].try_into().unwrap())) {
+                Ok(seq) => {
+                    bad += (seq != n) as u64;
+                    n += 1;
+                }
+                Err(Error::Disconnected) => break,
+                Err(e) => return Err(e),
+            }
+        },
+        Method::Drain => loop {
+            match rx.drain(usize::MAX, |m| {
+                bad += (u64::from_le_bytes(m[..8].try_into().unwrap()) != n) as u64;
+                n += 1;
+            }) {
+                Ok(0) => std::hint::spin_loop(),
+                Ok(_) => {}
+                Err(Error::Disconnected) => break,
+                Err(e) => return Err(e),
+            }
+        },
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!((n, bad), (count, 0), "lost or misordered messages");
+    Ok(count as f64 / secs)
+}
+
+fn main() -> Result<(), Error> {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("numeric arguments: SIZE COUNT RUNS"))
+        .collect();
+    let size = args.first().copied().unwrap_or(64).max(8) as usize;
+    let count = args.get(1).copied().unwrap_or(20_000_000);
+    let runs = args.get(2).copied().unwrap_or(3).max(1);
+    for wait in [WaitStrategy::Spin, WaitStrategy::Futex] {
+        for how in [Method::TryRecvInto, Method::RecvWith, Method::Drain] {
+            let mut v: Vec<f64> = (0..runs)
+                .map(|_| run(wait, how, size, count))
+                .collect::<Result<_, _>>()?;
+            v.sort_by(|a, b| a.total_cmp(b));
+            let all: Vec<String> = v.iter().map(|x| format!("{:.1}", x / 1e6)).collect();
+            println!(
+                "{size:>6} B  {:<10} {:<12} {:>7.1} M msgs/s  (runs: {})",
+                wait.name(),
+                format!("{how:?}"),
+                v[v.len() / 2] / 1e6,
+                all.join(", ")
+            );
+        }
+    }
+    Ok(())
+}

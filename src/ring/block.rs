@@ -1,0 +1,132 @@
+//! The loop every blocking call runs: attempt, then spin / back off / sleep
+//! per the wait strategy, with the deadline and the peer's liveness checked
+//! once per slice.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::Backoff;
+
+use crate::error::{Error, Result};
+use crate::wait::{self, WaitStrategy};
+
+/// Blocking mode of one attempt.
+#[derive(Clone, Copy)]
+pub(super) enum Mode {
+    /// Never wait (for the lock either).
+    Try,
+    /// May wait for the lock for one slice, bounded by this deadline.
+    Until(Option<Instant>),
+}
+
+/// When the locked variant's lock wait of one attempt ends.
+pub(super) fn mode_until(mode: Mode) -> Option<Instant> {
+    match mode {
+        Mode::Try => None,
+        // Computed only here, on the locked path: no clock read per
+        // message in the lock-free ring.
+        Mode::Until(deadline) => Some(wait::slice_end(deadline)),
+    }
+}
+
+pub(super) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// Run `attempt` until it yields, the deadline passes, or it fails, waiting
+/// between attempts per the wait strategy. `attempt(true)` must check the
+/// peer's liveness; `sleep` parks the caller once; `ready` polls (atomics
+/// only) whether another attempt is worth it.
+pub(super) fn block<T, S>(
+    this: &mut S,
+    deadline: Option<Instant>,
+    wait: WaitStrategy,
+    mut attempt: impl FnMut(&mut S, bool) -> Result<Option<T>>,
+    mut sleep: impl FnMut(&mut S, Instant),
+    ready: impl Fn(&S) -> bool,
+    mut on_first_miss: impl FnMut(&mut S),
+) -> Result<T> {
+    if let Some(v) = attempt(this, false)? {
+        return Ok(v);
+    }
+    on_first_miss(this);
+    let backoff = Backoff::new();
+    let mut last_check = Instant::now();
+    loop {
+        let now = Instant::now();
+        let check = now.duration_since(last_check) >= wait::SLICE;
+        if check {
+            last_check = now;
+        }
+        if let Some(v) = attempt(this, check)? {
+            return Ok(v);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Error::Timeout);
+        }
+        // Under loom: no busy spinning (loom would explore it forever) and
+        // no backoff phase: yield, or go straight to the sleep protocol.
+        #[cfg(loom)]
+        let _ = &ready;
+        #[cfg(loom)]
+        match wait {
+            WaitStrategy::Futex => sleep(this, wait::slice_end(deadline)),
+            _ => {
+                let _ = &backoff;
+                crate::sync::yield_now();
+            }
+        }
+        #[cfg(not(loom))]
+        match wait {
+            // Wait for the peer's signal (or state) to change, polling only
+            // atomics: no clock read, no syscall, until something moved or
+            // a bounded number of polls passed (then the loop above checks
+            // the deadline and, once per slice, the peer's liveness).
+            WaitStrategy::Spin => {
+                poll_until(this, &ready, SPIN_POLLS);
+            }
+            WaitStrategy::SpinYield => {
+                while !backoff.is_completed() && !ready(this) {
+                    backoff.snooze();
+                }
+                if !ready(this) {
+                    std::thread::yield_now();
+                }
+            }
+            WaitStrategy::Futex | WaitStrategy::Semaphore => {
+                // Adaptive spin before sleeping: a streaming peer usually
+                // moves within microseconds, and a sleep costs both sides a
+                // syscall. After one full spin without progress, sleep at once.
+                if !backoff.is_completed() {
+                    poll_until(this, &ready, SLEEP_SPIN_POLLS);
+                    while !backoff.is_completed() && !ready(this) {
+                        backoff.snooze();
+                    }
+                }
+                if !ready(this) {
+                    sleep(this, wait::slice_end(deadline));
+                }
+            }
+        }
+    }
+}
+
+/// Polls of the peer's signal between two full attempts with `Spin`.
+#[cfg(not(loom))]
+const SPIN_POLLS: u32 = 4096;
+/// Polls of the peer's signal before a sleeping strategy goes to sleep
+/// (a few tens of microseconds).
+#[cfg(not(loom))]
+const SLEEP_SPIN_POLLS: u32 = 4096;
+
+/// Poll `ready` up to `polls` times with spin-loop hints; whether it became true.
+#[cfg(not(loom))]
+#[inline]
+fn poll_until<S>(this: &S, ready: &impl Fn(&S) -> bool, polls: u32) -> bool {
+    for _ in 0..polls {
+        if ready(this) {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    false
+}

@@ -1,0 +1,876 @@
+//! The receiving end: following record headers (format v2), lending or
+//! copying messages out, the two-phase receive (`peek` / `Message`),
+//! batched `drain`, and the byte-stream adapter.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::block::{block, deadline_after, mode_until, Mode};
+use super::endpoint::{Check, Endpoint, PeerGone};
+use super::{bump, stats_of, LockFree, PeerStatus, Stats, Variant};
+use crate::error::{Error, Result};
+use crate::frame::{self, check_lag, check_span, HDR, KIND_MSG, KIND_PAD};
+use crate::layout::STATE_ATTACHED;
+use crate::segment::{Role, Segment};
+use crate::sync::Ordering;
+use crate::wait::{self, WaitStrategy};
+
+/// The receiving end of a ring. `Send`, not `Sync`.
+///
+/// Dropping it closes the consumer side: the producer's sends then fail
+/// with [`Error::Disconnected`].
+pub struct Consumer<V: Variant = LockFree> {
+    ep: Endpoint,
+    /// Our authoritative head (locked: last head seen under the lock, or
+    /// past messages released while the lock was busy).
+    head: u64,
+    /// Locked variant: the `tail` seen by the last attempt (what a sleeper
+    /// re-checks).
+    tail_seen: u64,
+    /// Our copies of the `messages` / `bytes` counters (we are their only writer).
+    msgs: u64,
+    bytes: u64,
+    /// Bytes of a message partly returned by `io::Read`.
+    pending: Vec<u8>,
+    pending_pos: usize,
+    /// Locked variant: messages and bytes released by [`Message::release`]
+    /// while the lock was busy; `head` is already past them locally and is
+    /// published by the next operation that holds the lock.
+    deferred: Option<(u64, u64)>,
+    _v: PhantomData<(V, Cell<()>)>,
+}
+
+// SAFETY: as for `Producer`: the data pointer points into the owned
+// `Arc<Segment>`; `Cell<()>` keeps the handle !Sync.
+unsafe impl<V: Variant> Send for Consumer<V> {}
+
+/// Why a receive attempt found nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Idle {
+    /// Nothing yet; the producer is alive (or not attached yet).
+    Empty,
+    /// The producer is gone but left messages: look again at once.
+    Retry,
+}
+
+/// Outcome of one receive attempt.
+enum Step<R> {
+    Got(R),
+    Idle(Idle),
+}
+
+/// A record found by `look`: payload offset and length, and the head after it.
+#[derive(Clone, Copy)]
+struct Found {
+    off: u64,
+    len: usize,
+    next: u64,
+}
+
+impl<V: Variant> Consumer<V> {
+    pub(crate) fn attach(seg: Arc<Segment>) -> Result<Self> {
+        let ep = Endpoint::attach(seg, Role::Consumer)?;
+        let h = ep.h();
+        // Acquire: as in `Producer::attach`.
+        let head = h.cons.head.load(Ordering::Acquire);
+        let tail = h.prod.tail.load(Ordering::Acquire);
+        let mut c = Consumer {
+            head,
+            tail_seen: tail,
+            msgs: h.cons.messages.load(Ordering::Relaxed),
+            bytes: h.cons.bytes.load(Ordering::Relaxed),
+            ep,
+            pending: Vec::new(),
+            pending_pos: 0,
+            deferred: None,
+            _v: PhantomData,
+        };
+        if !V::LOCKED {
+            // A takeover continues from the published head: the message the
+            // dead consumer had not released is delivered again.
+            let r = check_lag(head, tail, c.ep.cap);
+            c.ep.note(r)?;
+        }
+        Ok(c)
+    }
+
+    /// Data-area capacity in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.ep.cap
+    }
+
+    /// Largest message this ring accepts.
+    pub fn max_message(&self) -> usize {
+        self.ep.max
+    }
+
+    /// The wait strategy recorded in the segment.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.ep.wait
+    }
+
+    /// Bytes of committed, unread records (framing included), as of now.
+    pub fn len(&self) -> u64 {
+        stats_of(self.ep.h(), self.ep.cap).used_bytes
+    }
+
+    /// Whether no committed record is waiting.
+    pub fn is_empty(&self) -> bool {
+        !self.has_record()
+    }
+
+    /// A snapshot of the ring's counters.
+    pub fn stats(&self) -> Stats {
+        stats_of(self.ep.h(), self.ep.cap)
+    }
+
+    /// The producer's state: attached and alive, closed, died, or not
+    /// attached yet (see [`crate::Producer::peer_status`]).
+    ///
+    /// # Errors
+    /// As [`crate::Producer::peer_status`].
+    pub fn peer_status(&self) -> Result<PeerStatus> {
+        self.ep.peer_status()
+    }
+
+    /// Whether the producer is attached and its process alive now.
+    pub fn is_peer_alive(&self) -> bool {
+        matches!(self.ep.peer_status(), Ok(PeerStatus::Alive))
+    }
+
+    /// Close the consumer side now: the producer's sends then fail with
+    /// [`Error::Disconnected`]. The same as dropping the handle, but errors
+    /// are reported instead of ignored.
+    ///
+    /// # Errors
+    /// As [`crate::Producer::close`].
+    pub fn close(mut self) -> Result<()> {
+        self.finish_release();
+        self.ep.close_explicit()
+    }
+
+    /// Decode the non-zero header `word` found at `head`: the message there,
+    /// or after the padding record there. `tail` bounds the records when it
+    /// is known (the locked ring reads it under the lock).
+    #[inline]
+    fn parse(&self, mut head: u64, word: u64, tail: Option<u64>) -> Result<Found> {
+        let cap = self.ep.cap;
+        let mut off = head & self.ep.mask;
+        let mut word = word;
+        let (mut kind, mut len) = frame::decode(word)?;
+        if kind == KIND_PAD {
+            if off == 0 || len != cap - off - HDR {
+                return Err(Error::corrupted("padding record with a wrong length", word));
+            }
+            head += cap - off;
+            off = 0;
+            // Acquire: the producer stores the message header at offset 0
+            // before the padding header (Release), which we loaded Acquire;
+            // this load is ordered after that one.
+            word = self.ep.word(0).load(Ordering::Acquire);
+            if word == 0 || tail.is_some_and(|t| head >= t) {
+                return Err(Error::corrupted(
+                    "padding record not followed by a message",
+                    word,
+                ));
+            }
+            (kind, len) = frame::decode(word)?;
+            if kind != KIND_MSG {
+                return Err(Error::corrupted("padding record followed by padding", word));
+            }
+        }
+        if len > self.ep.max as u64 {
+            return Err(Error::corrupted("message length above the maximum", len));
+        }
+        let rec = frame::record_len(len);
+        if off + rec > cap || tail.is_some_and(|t| head + rec > t) {
+            return Err(Error::corrupted(
+                "message record runs past tail or the data area",
+                word,
+            ));
+        }
+        Ok(Found {
+            off: off + HDR,
+            len: len as usize,
+            next: head + rec,
+        })
+    }
+
+    /// One look for a message. Lock-free: the header word at `head` is the
+    /// signal. Locked: call with the lock held; the indices decide.
+    #[inline]
+    fn look(&mut self) -> Result<Option<Found>> {
+        if V::LOCKED {
+            self.flush_release();
+            let h = self.ep.h();
+            // Relaxed: the lock orders these with the producer's stores.
+            let head = h.cons.head.load(Ordering::Relaxed);
+            let tail = h.prod.tail.load(Ordering::Relaxed);
+            self.tail_seen = tail;
+            check_span(head, tail, self.ep.cap)?;
+            self.head = head;
+            if head == tail {
+                return Ok(None);
+            }
+            let word = self.ep.word(head & self.ep.mask).load(Ordering::Relaxed);
+            return self.parse(head, word, Some(tail)).map(Some);
+        }
+        let head = self.head;
+        // Acquire: pairs with the producer's Release (SeqCst) store of this
+        // header word in `Producer::commit_slot`: the payload and the
+        // zeroed next header slot are visible.
+        let word = self.ep.word(head & self.ep.mask).load(Ordering::Acquire);
+        if word == 0 {
+            return Ok(None);
+        }
+        self.parse(head, word, None).map(Some)
+    }
+
+    /// Whether a record is published at `head` (no validation).
+    #[inline]
+    fn has_record(&self) -> bool {
+        if V::LOCKED {
+            // Relaxed: a hint; the decision is made under the lock.
+            self.ep.h().prod.tail.load(Ordering::Relaxed) != self.head
+        } else {
+            // Acquire: as in `look`.
+            self.ep
+                .word(self.head & self.ep.mask)
+                .load(Ordering::Acquire)
+                != 0
+        }
+    }
+
+    /// Lock-free, ring found empty: cross-check the producer's `tail` word.
+    /// It may lag our head by the record just published, but a `tail` past
+    /// a header that is still zero means the header or `tail` was forged.
+    /// Called once per liveness slice (it reads the producer's line, which a
+    /// poll loop must not do per poll).
+    fn cross_check_empty(&self) -> Result<()> {
+        // Acquire: pairs with the producer's Release store of `tail`, which
+        // follows its header store.
+        let tail = self.ep.h().prod.tail.load(Ordering::Acquire);
+        check_lag(self.head, tail, self.ep.cap)?;
+        if tail > self.head && !self.has_record() {
+            return Err(Error::corrupted(
+                "tail is past a record header that was never published",
+                tail,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Publish a new head (and the counters).
+    #[inline]
+    fn publish_head(&mut self, new_head: u64, msgs: u64, bytes: u64) {
+        self.head = new_head;
+        let c = &self.ep.seg.header().cons;
+        // Store-only counters, as in `Producer::commit_slot`.
+        self.msgs = self.msgs.wrapping_add(msgs);
+        self.bytes = self.bytes.wrapping_add(bytes);
+        c.messages.store(self.msgs, Ordering::Relaxed);
+        c.bytes.store(self.bytes, Ordering::Relaxed);
+        // Pairs with the producer's Acquire load of `head` in `reserve` (and,
+        // for the wake-up, its registration in `Endpoint::sleep`).
+        self.ep.publish(&c.head, new_head, None);
+    }
+
+    /// Nothing to read: tell whether the producer is gone, after one last
+    /// look (a producer publishes its last record before closing or dying).
+    fn empty_reason(&mut self, how: Check) -> Result<Idle> {
+        let Some(g) = self.ep.peer_gone(how)? else {
+            return Ok(Idle::Empty);
+        };
+        // The Acquire load of the producer's state (or the kernel's word on
+        // its death) came after its last publication.
+        if self.has_record() {
+            return Ok(Idle::Retry); // it left messages behind: read them first
+        }
+        Err(match g {
+            PeerGone::Closed => Error::Disconnected,
+            PeerGone::Died => Error::PeerDied,
+        })
+    }
+
+    /// One attempt to find a message and hand it to `f` (with the locked
+    /// variant's lock held while `f` runs).
+    fn attempt<R>(
+        &mut self,
+        mode: Mode,
+        check_peer: bool,
+        f: &mut Option<impl FnOnce(&mut Self, Found) -> R>,
+    ) -> Result<Step<R>> {
+        if V::LOCKED && matches!(mode, Mode::Until(_)) {
+            // Waiting in the locked ring: see `Producer::attempt_reserve`.
+            let tail = self.ep.h().prod.tail.load(Ordering::Relaxed);
+            if tail == self.head {
+                self.tail_seen = tail;
+                return self.empty_reason(Check::slow(check_peer)).map(Step::Idle);
+            }
+        }
+        let guard = if V::LOCKED {
+            match self.ep.note(crate::locked::lock(
+                self.ep.seg.header(),
+                mode_until(mode),
+                self.ep.cap,
+            ))? {
+                Some(g) => Some(g),
+                None => return Ok(Step::Idle(Idle::Empty)), // lock busy
+            }
+        } else {
+            None
+        };
+        let r = self.look();
+        match self.ep.note(r)? {
+            Some(found) => {
+                let Some(f) = f.take() else {
+                    // unreachable: attempts stop at the first success
+                    return Ok(Step::Idle(Idle::Empty));
+                };
+                let out = f(self, found);
+                drop(guard);
+                Ok(Step::Got(out))
+            }
+            None => {
+                drop(guard);
+                if check_peer && !V::LOCKED {
+                    let r = self.cross_check_empty();
+                    self.ep.note(r)?;
+                }
+                self.empty_reason(Check::slow(check_peer)).map(Step::Idle)
+            }
+        }
+    }
+
+    /// Is another attempt worth it: a record published (locked: `tail`
+    /// moved) or the producer's state changed?
+    #[inline]
+    fn data_ready(&self) -> bool {
+        let h = self.ep.h();
+        let moved = if V::LOCKED {
+            // Acquire: pairs with the producer's Release/SeqCst store of
+            // `tail` (the attempt re-reads it under the lock anyway).
+            h.prod.tail.load(Ordering::Acquire) != self.tail_seen
+        } else {
+            self.has_record()
+        };
+        moved || h.endpoints.producer.load(Ordering::Relaxed) > STATE_ATTACHED
+    }
+
+    fn sleep_for_data(&mut self, until: Instant) {
+        let h = self.ep.seg.header();
+        let signal = if V::LOCKED {
+            &h.prod.tail
+        } else {
+            self.ep.word(self.head & self.ep.mask)
+        };
+        // Locked: the tail seen; lock-free: the empty header word.
+        let seen = if V::LOCKED { self.tail_seen } else { 0 };
+        self.ep.sleep(until, || {
+            // SeqCst: see `Endpoint::sleep`.
+            signal.load(Ordering::SeqCst) != seen
+                // Closed (or an invalid word, to report it); a producer that
+                // never attached yet is waited for (its attach wakes us).
+                || h.endpoints.producer.load(Ordering::SeqCst) > STATE_ATTACHED
+        });
+    }
+
+    fn count_empty(&mut self) {
+        bump(&self.ep.seg.header().cons.empty_waits);
+    }
+
+    /// The payload of `found`.
+    #[inline]
+    fn payload(&self, found: Found) -> &[u8] {
+        // SAFETY: parse() checked that the payload lies inside the data
+        // area; it is the consumer's region (the producer does not write it
+        // until head passes it), and head moves only through this consumer.
+        unsafe { std::slice::from_raw_parts(self.ep.data.add(found.off as usize), found.len) }
+    }
+
+    /// Lend the message `found` to `f`, then release its space.
+    #[inline]
+    fn deliver<R>(&mut self, found: Found, f: impl FnOnce(&[u8]) -> R) -> R {
+        let out = f(self.payload(found));
+        self.publish_head(found.next, 1, found.len as u64);
+        out
+    }
+
+    /// One non-blocking receive: hand the next message's position to `f`.
+    fn try_found<R>(&mut self, f: impl FnOnce(&mut Self, Found) -> R) -> Result<R> {
+        self.ep.check_broken()?;
+        let mut f = Some(f);
+        // A second look only if the producer is gone but left messages
+        // behind after our first look (it cannot publish more).
+        for _ in 0..2 {
+            match self.attempt(Mode::Try, false, &mut f)? {
+                Step::Got(r) => return Ok(r),
+                Step::Idle(Idle::Empty) => break,
+                Step::Idle(Idle::Retry) => {}
+            }
+        }
+        Err(Error::Empty)
+    }
+
+    /// A blocking receive (until `deadline`): hand the next message's
+    /// position to `f`.
+    #[inline]
+    fn found_deadline<R>(
+        &mut self,
+        deadline: Option<Instant>,
+        f: impl FnOnce(&mut Self, Found) -> R,
+    ) -> Result<R> {
+        self.ep.check_broken()?;
+        if !V::LOCKED {
+            // Fast path: a message is waiting. No clock read, no syscall.
+            let r = self.look();
+            if let Some(found) = self.ep.note(r)? {
+                return Ok(f(self, found));
+            }
+        }
+        let mut f = Some(f);
+        let wait = self.ep.wait;
+        block(
+            self,
+            deadline,
+            wait,
+            |c, check| match c.attempt(Mode::Until(deadline), check, &mut f)? {
+                Step::Got(r) => Ok(Some(r)),
+                Step::Idle(_) => Ok(None),
+            },
+            |c, until| c.sleep_for_data(until),
+            |c| c.data_ready(),
+            |c| c.count_empty(),
+        )
+    }
+
+    /// Hand the next message, if any, to `f` as a borrowed slice, and
+    /// release its space afterwards.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().in_process()?.split()?;
+    /// assert!(matches!(rx.try_recv_with(|m| m.len()), Err(shmpipe::Error::Empty)));
+    /// tx.send(b"in place")?;
+    /// let n = rx.try_recv_with(|m| m.iter().filter(|&&b| b == b' ').count())?;
+    /// assert_eq!(n, 1);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Empty` if no message is waiting; `Disconnected`/`PeerDied` once the
+    /// producer is gone and every committed message was received; `Corrupted`.
+    pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.try_found(move |c, found| c.deliver(found, f))
+    }
+
+    /// Like [`Self::try_recv_with`], waiting for a message per the wait
+    /// strategy. The slice borrows the ring: nothing is copied. In the
+    /// locked variant the lock is held while `f` runs.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().in_process()?.split()?;
+    /// tx.send(b"hello")?;
+    /// let len = rx.recv_with(|msg| msg.len())?;
+    /// assert_eq!(len, 5);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::try_recv_with`], without `Empty`.
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.found_deadline(None, move |c, found| c.deliver(found, f))
+    }
+
+    /// Like [`Self::recv_with`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Self::recv_with`], plus `Timeout`.
+    pub fn recv_timeout_with<R>(
+        &mut self,
+        timeout: Duration,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        self.found_deadline(deadline_after(timeout), move |c, found| c.deliver(found, f))
+    }
+
+    /// Copy the next message into `buf` (replacing its contents), if any.
+    /// Returns the message length.
+    ///
+    /// # Errors
+    /// As [`Self::try_recv_with`].
+    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.try_recv_with(|m| copy_to(buf, m))
+    }
+
+    /// Copy the next message into `buf` (replacing its contents, reusing its
+    /// allocation), waiting per the wait strategy. Returns its length.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().in_process()?.split()?;
+    /// tx.send(b"one")?;
+    /// tx.send(b"two")?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(rx.recv(&mut buf)?, 3);
+    /// assert_eq!(buf, b"one");
+    /// rx.recv(&mut buf)?;
+    /// assert_eq!(buf, b"two");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::recv_with`].
+    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        self.recv_with(|m| copy_to(buf, m))
+    }
+
+    /// Copy the next message into `buf`, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Self::recv_timeout_with`].
+    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+        self.recv_timeout_with(timeout, |m| copy_to(buf, m))
+    }
+
+    /// Copy the next message, if any, into the start of `buf` and return its
+    /// length. For callers with a fixed buffer.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().in_process()?.split()?;
+    /// tx.send(b"twelve bytes")?;
+    /// let mut small = [0u8; 4];
+    /// let err = rx.try_recv_into(&mut small).unwrap_err();
+    /// assert!(matches!(err, shmpipe::Error::BufferTooSmall { len: 12, capacity: 4 }));
+    /// let mut buf = [0u8; 64];
+    /// let n = rx.try_recv_into(&mut buf)?; // the message was kept
+    /// assert_eq!(&buf[..n], b"twelve bytes");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `BufferTooSmall { len, capacity }` if the message is longer than
+    /// `buf` (the message stays in the ring); otherwise as
+    /// [`Self::try_recv_with`].
+    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.try_found(|c, found| c.deliver_into(found, buf))?
+    }
+
+    /// Like [`Self::try_recv_into`], waiting for a message per the wait strategy.
+    ///
+    /// # Errors
+    /// As [`Self::try_recv_into`], without `Empty`.
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.found_deadline(None, |c, found| c.deliver_into(found, buf))?
+    }
+
+    /// Like [`Self::recv_into`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Self::recv_into`], plus `Timeout`.
+    pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.found_deadline(deadline_after(timeout), |c, found| {
+            c.deliver_into(found, buf)
+        })?
+    }
+
+    /// Copy `found` into `buf` and release it, or leave it if `buf` is short.
+    fn deliver_into(&mut self, found: Found, buf: &mut [u8]) -> Result<usize> {
+        if found.len > buf.len() {
+            return Err(Error::BufferTooSmall {
+                len: found.len,
+                capacity: buf.len(),
+            });
+        }
+        Ok(self.deliver(found, |m| {
+            buf[..m.len()].copy_from_slice(m);
+            m.len()
+        }))
+    }
+
+    /// Look at the next message without releasing it, if one is waiting:
+    /// the first half of a two-phase receive. Read it through the returned
+    /// [`Message`], then call [`Message::release`] to free its space.
+    /// Dropping the `Message` without releasing keeps the message in the
+    /// ring: the next `peek` or receive returns it again, and if this
+    /// process dies before releasing, a consumer that takes over the role
+    /// receives it. The locked variant does not hold its lock while the
+    /// `Message` lives.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().in_process()?.split()?;
+    /// tx.send(b"job 1")?;
+    /// let msg = rx.try_peek()?;
+    /// assert_eq!(&*msg, b"job 1");
+    /// drop(msg); // not released: still there
+    /// let msg = rx.try_peek()?;
+    /// // ... hand it on, write it out ...
+    /// msg.release();
+    /// assert!(matches!(rx.try_peek(), Err(shmpipe::Error::Empty)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::try_recv_with`].
+    pub fn try_peek(&mut self) -> Result<Message<'_, V>> {
+        let found = self.try_found(|_, found| found)?;
+        Ok(Message { c: self, found })
+    }
+
+    /// Like [`Self::try_peek`], waiting for a message per the wait strategy.
+    ///
+    /// # Errors
+    /// As [`Self::recv_with`].
+    pub fn peek(&mut self) -> Result<Message<'_, V>> {
+        let found = self.found_deadline(None, |_, found| found)?;
+        Ok(Message { c: self, found })
+    }
+
+    /// Like [`Self::peek`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Self::recv_timeout_with`].
+    pub fn peek_timeout(&mut self, timeout: Duration) -> Result<Message<'_, V>> {
+        let found = self.found_deadline(deadline_after(timeout), |_, found| found)?;
+        Ok(Message { c: self, found })
+    }
+
+    /// Release a message lent by `peek`.
+    fn release_found(&mut self, found: Found) {
+        if !V::LOCKED {
+            self.publish_head(found.next, 1, found.len as u64);
+            return;
+        }
+        // Locked: record the release locally, publish it now if the lock is
+        // free, else with the next operation that takes it. Never blocks.
+        let (m, b) = self.deferred.unwrap_or((0, 0));
+        self.deferred = Some((m + 1, b + found.len as u64));
+        self.head = found.next;
+        match crate::locked::lock(self.ep.seg.header(), None, self.ep.cap) {
+            Ok(Some(guard)) => {
+                self.flush_release();
+                drop(guard);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = self.ep.note(Err::<(), _>(e));
+            }
+        }
+    }
+
+    /// Locked, with the lock held: publish releases deferred by `release_found`.
+    fn flush_release(&mut self) {
+        if let Some((m, b)) = self.deferred.take() {
+            let head = self.head;
+            self.publish_head(head, m, b);
+        }
+    }
+
+    /// Before closing: publish deferred releases, waiting a little for the
+    /// lock. If it stays busy the released messages are delivered again to
+    /// the next consumer (at least once, never lost).
+    fn finish_release(&mut self) {
+        if !V::LOCKED || self.deferred.is_none() {
+            return;
+        }
+        let until = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < until {
+            let slice = Some(wait::slice_end(Some(until)));
+            match crate::locked::lock(self.ep.seg.header(), slice, self.ep.cap) {
+                Ok(Some(guard)) => {
+                    self.flush_release();
+                    drop(guard);
+                    return;
+                }
+                Ok(None) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Hand up to `max` waiting messages to `f`, in order, and release their
+    /// space once for the whole batch. Does not wait. Returns how many were
+    /// handed over; `Ok(0)` means none was waiting.
+    ///
+    /// If this process dies inside `drain`, the messages of the batch are
+    /// delivered again to the consumer that takes over the role.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().in_process()?.split()?;
+    /// for i in 0..10u8 {
+    ///     tx.send(&[i])?;
+    /// }
+    /// let mut sum = 0u32;
+    /// let n = rx.drain(usize::MAX, |m| sum += m[0] as u32)?;
+    /// assert_eq!((n, sum), (10, 45));
+    /// assert_eq!(rx.drain(64, |_| {})?, 0); // nothing left
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Disconnected`/`PeerDied` when nothing is left and the producer is
+    /// gone; `Corrupted` (messages before the bad record are still handed
+    /// over and released first).
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        self.ep.check_broken()?;
+        if max == 0 {
+            return Ok(0);
+        }
+        let mut guard = None;
+        let mut tail = None;
+        if V::LOCKED {
+            match self
+                .ep
+                .note(crate::locked::lock(self.ep.seg.header(), None, self.ep.cap))?
+            {
+                Some(g) => guard = Some(g),
+                None => return Ok(0),
+            }
+            self.flush_release();
+            let h = self.ep.h();
+            // Relaxed: ordered by the lock.
+            let head = h.cons.head.load(Ordering::Relaxed);
+            let t = h.prod.tail.load(Ordering::Relaxed);
+            let r = check_span(head, t, self.ep.cap);
+            self.ep.note(r)?;
+            self.head = head;
+            self.tail_seen = t;
+            tail = Some(t);
+        }
+        let mut n = 0;
+        let mut bytes = 0u64;
+        let mut head = self.head;
+        let mut err = None;
+        while n < max {
+            if tail == Some(head) {
+                break;
+            }
+            // Acquire (lock-free): as in `look`. Locked: ordered by the lock.
+            let word = self.ep.word(head & self.ep.mask).load(Ordering::Acquire);
+            if word == 0 {
+                if tail.is_some() {
+                    err = Some(Error::corrupted("no record header below tail", head));
+                }
+                break;
+            }
+            match self.parse(head, word, tail) {
+                Ok(found) => {
+                    f(self.payload(found));
+                    head = found.next;
+                    n += 1;
+                    bytes += found.len as u64;
+                }
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        if n > 0 {
+            self.publish_head(head, n as u64, bytes);
+        }
+        drop(guard);
+        if let Some(e) = err {
+            return self.ep.note(Err(e)).map(|()| n);
+        }
+        if n == 0 {
+            // Empty, or gone with messages left (the next call reads them).
+            self.empty_reason(Check::Rated)?;
+        }
+        Ok(n)
+    }
+}
+
+fn copy_to(buf: &mut Vec<u8>, m: &[u8]) -> usize {
+    buf.clear();
+    buf.extend_from_slice(m);
+    m.len()
+}
+
+/// A message lent by [`Consumer::peek`]: derefs to its bytes. Call
+/// [`Message::release`] to free its space; dropping it without releasing
+/// keeps the message in the ring (it is returned again).
+#[must_use = "a peeked message stays in the ring until it is released"]
+pub struct Message<'a, V: Variant = LockFree> {
+    c: &'a mut Consumer<V>,
+    found: Found,
+}
+
+impl<V: Variant> Message<'_, V> {
+    /// Free the message's space: the producer may reuse it.
+    pub fn release(self) {
+        let found = self.found;
+        self.c.release_found(found);
+    }
+}
+
+impl<V: Variant> std::ops::Deref for Message<'_, V> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.c.payload(self.found)
+    }
+}
+
+impl<V: Variant> std::fmt::Debug for Message<'_, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("len", &self.found.len)
+            .finish()
+    }
+}
+
+impl<V: Variant> Drop for Consumer<V> {
+    fn drop(&mut self) {
+        self.finish_release();
+        self.ep.close();
+    }
+}
+
+impl<V: Variant> std::fmt::Debug for Consumer<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("variant", &V::NAME)
+            .field("capacity", &self.ep.cap)
+            .field("wait", &self.ep.wait)
+            .field("head", &self.head)
+            .finish()
+    }
+}
+
+impl<V: Variant> std::io::Read for Consumer<V> {
+    /// Reads the ring as a byte stream: message boundaries are not kept,
+    /// empty messages are skipped. Returns `Ok(0)` (end of file) once the
+    /// producer closed in order and everything was read; a dead producer is
+    /// an error of kind `ConnectionAborted` after everything was read.
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.pending_pos < self.pending.len() {
+                let rest = &self.pending[self.pending_pos..];
+                let n = rest.len().min(out.len());
+                out[..n].copy_from_slice(&rest[..n]);
+                self.pending_pos += n;
+                return Ok(n);
+            }
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.clear();
+            let r = self.recv_with(|m| {
+                let n = m.len().min(out.len());
+                out[..n].copy_from_slice(&m[..n]);
+                pending.clear();
+                pending.extend_from_slice(&m[n..]);
+                n
+            });
+            self.pending = pending;
+            self.pending_pos = 0;
+            match r {
+                Ok(0) => continue,
+                Ok(n) => return Ok(n),
+                Err(Error::Disconnected) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! What both endpoint kinds share: the segment, the geometry read at attach
+//! time, the role lock, the sticky corruption state, liveness checks, the
+//! publication half of the wake-up protocol and the sleeping half.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::PeerStatus;
+use crate::error::{Error, Result};
+use crate::layout::{self, Header, WaitWord, STATE_ATTACHED, STATE_CLOSED, STATE_NEVER};
+use crate::segment::{self, Role, RoleLock, Segment};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::wait::{self, WaitStrategy};
+
+/// How hard to look for a dead peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// Only the peer's state word (no syscall): the hot path.
+    Word,
+    /// Also the kernel, at most once per `wait::SLICE`.
+    Rated,
+    /// Also the kernel, now.
+    Force,
+}
+
+impl Check {
+    pub(super) fn slow(force: bool) -> Check {
+        if force {
+            Check::Force
+        } else {
+            Check::Rated
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PeerGone {
+    Closed,
+    Died,
+}
+
+pub(super) struct Endpoint {
+    pub(super) seg: Arc<Segment>,
+    pub(super) data: *mut u8,
+    pub(super) cap: u64,
+    pub(super) mask: u64,
+    pub(super) max: usize,
+    pub(super) wait: WaitStrategy,
+    role: Role,
+    lock: Option<RoleLock>,
+    broken: Option<(&'static str, u64)>,
+    /// Publish with the light barrier (this process is registered for
+    /// membarrier and the strategy sleeps); see DESIGN.md.
+    light: bool,
+    /// When we last asked the kernel about the peer's lock, and whether it was dead.
+    last_peer_check: Option<(Instant, bool)>,
+    /// The attaching process; 0 once closed explicitly.
+    pid: u32,
+}
+
+impl Endpoint {
+    pub(super) fn attach(seg: Arc<Segment>, role: Role) -> Result<Endpoint> {
+        let lock = segment::attach(&seg, role)?;
+        let g = seg.geometry;
+        let light = g.wait.sleeps() && wait::light_barrier_available();
+        let own_light = match role {
+            Role::Producer => &seg.header().endpoints.producer_light,
+            Role::Consumer => &seg.header().endpoints.consumer_light,
+        };
+        // SeqCst swap (a full barrier), before our first publication: a
+        // peer that read our old flag (0) did so after registering as a
+        // sleeper and fencing, so our loads of `waiting` after this barrier
+        // see its registration even though we publish light.
+        own_light.swap(light as u32, Ordering::SeqCst);
+        let ep = Endpoint {
+            light,
+            data: seg.data(),
+            cap: g.capacity,
+            mask: g.capacity - 1,
+            max: layout::max_message(g.capacity),
+            wait: g.wait,
+            role,
+            lock,
+            broken: None,
+            last_peer_check: None,
+            pid: std::process::id(),
+            seg,
+        };
+        if ep.wait.sleeps() {
+            // A peer may be asleep waiting for us to attach: wake it.
+            // `segment::attach` stored ATTACHED with SeqCst, which with the
+            // SeqCst swap in `wake` and the sleeper's SeqCst store of
+            // `waiting` / load of our state forms the no-lost-wake-up pattern.
+            let (w, counter) = ep.peer_wait();
+            ep.wake(w, counter);
+        }
+        Ok(ep)
+    }
+
+    #[inline]
+    pub(super) fn h(&self) -> &Header {
+        self.seg.header()
+    }
+
+    /// The record header word at data-area offset `off`.
+    ///
+    /// Callers pass an 8-aligned offset below the capacity (offsets come
+    /// from `pos & mask` of checked, 8-aligned positions, or from validated
+    /// record lengths).
+    #[inline]
+    pub(super) fn word(&self, off: u64) -> &AtomicU64 {
+        #[cfg(not(loom))]
+        {
+            let off = off & (self.mask & !7);
+            // SAFETY: `off` is masked into the data area and 8-aligned (the
+            // data area is 128-aligned and `cap >= 64`), so 8 bytes fit; the
+            // mapping lives as long as `self.seg`. Accessed atomically
+            // because the peer writes the same words concurrently.
+            unsafe { &*(self.data.add(off as usize) as *const AtomicU64) }
+        }
+        #[cfg(loom)]
+        {
+            self.seg.loom_word(off)
+        }
+    }
+
+    #[inline]
+    pub(super) fn check_broken(&self) -> Result<()> {
+        match self.broken {
+            None => Ok(()),
+            Some((what, value)) => Err(Error::Corrupted { what, value }),
+        }
+    }
+
+    /// Remember a corruption so the handle stays failed.
+    #[inline]
+    pub(super) fn note<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(Error::Corrupted { what, value }) = &r {
+            self.broken = Some((what, *value));
+        }
+        r
+    }
+
+    /// The peer's "publishes with the light barrier" flag.
+    fn peer_light_word(&self) -> &AtomicU32 {
+        match self.role {
+            Role::Producer => &self.h().endpoints.consumer_light,
+            Role::Consumer => &self.h().endpoints.producer_light,
+        }
+    }
+
+    pub(super) fn peer_word(&self) -> &AtomicU32 {
+        match self.role {
+            Role::Producer => &self.h().endpoints.consumer,
+            Role::Consumer => &self.h().endpoints.producer,
+        }
+    }
+
+    /// Where the peer sleeps, and our wake-syscall counter.
+    pub(super) fn peer_wait(&self) -> (&WaitWord, &AtomicU64) {
+        let h = self.h();
+        match self.role {
+            Role::Producer => (&h.wait_consumer, &h.prod.wake_syscalls),
+            Role::Consumer => (&h.wait_producer, &h.cons.wake_syscalls),
+        }
+    }
+
+    /// Where we sleep.
+    pub(super) fn own_wait(&self) -> &WaitWord {
+        let h = self.h();
+        match self.role {
+            Role::Producer => &h.wait_producer,
+            Role::Consumer => &h.wait_consumer,
+        }
+    }
+
+    /// Is the peer gone? `Check::Word` only reads its state word (no
+    /// syscall, for the hot path); `Check::Rated` also asks the kernel
+    /// whether its role lock is held, at most once per `wait::SLICE`;
+    /// `Check::Force` asks now.
+    pub(super) fn peer_gone(&mut self, how: Check) -> Result<Option<PeerGone>> {
+        // Acquire: pairs with the peer's Release/SeqCst store of its state,
+        // so a consumer that sees CLOSED also sees the last records.
+        let st = self.peer_word().load(Ordering::Acquire);
+        match st {
+            STATE_NEVER => Ok(None),
+            STATE_CLOSED => Ok(Some(PeerGone::Closed)),
+            STATE_ATTACHED => {
+                let Some(lock) = &self.lock else {
+                    return Ok(None); // heap ring: both ends are in this process
+                };
+                if how == Check::Word {
+                    return Ok(None);
+                }
+                let now = Instant::now();
+                if how == Check::Rated {
+                    // Only an "alive" verdict is reused: a "dead" one is
+                    // re-checked every time (an error path), so a
+                    // replacement peer is seen as soon as it attaches.
+                    if let Some((t, false)) = self.last_peer_check {
+                        if now.duration_since(t) < wait::SLICE {
+                            return Ok(None);
+                        }
+                    }
+                }
+                let held = lock.is_held(self.role.peer())?;
+                // A free lock means the peer died, or it closed after our
+                // load of its state (it stores CLOSED before releasing), or
+                // a replacement is attaching (it locks before storing ATTACHED,
+                // so then the lock is held). Not sticky: a new process may
+                // take over the role.
+                let verdict = if held {
+                    None
+                } else if self.peer_word().load(Ordering::Acquire) == STATE_CLOSED {
+                    Some(PeerGone::Closed)
+                } else {
+                    Some(PeerGone::Died)
+                };
+                self.last_peer_check = Some((now, verdict == Some(PeerGone::Died)));
+                Ok(verdict)
+            }
+            x => self.note(Err(Error::corrupted("peer state word", x as u64))),
+        }
+    }
+
+    /// The peer's state, asking the kernel about its role lock (one syscall).
+    pub(super) fn peer_status(&self) -> Result<PeerStatus> {
+        // Acquire: as in `peer_gone`.
+        match self.peer_word().load(Ordering::Acquire) {
+            STATE_NEVER => Ok(PeerStatus::NotAttached),
+            STATE_CLOSED => Ok(PeerStatus::Closed),
+            STATE_ATTACHED => {
+                let Some(lock) = &self.lock else {
+                    return Ok(PeerStatus::Alive); // heap ring: same process
+                };
+                if lock.is_held(self.role.peer())? {
+                    Ok(PeerStatus::Alive)
+                } else if self.peer_word().load(Ordering::Acquire) == STATE_CLOSED {
+                    Ok(PeerStatus::Closed)
+                } else {
+                    Ok(PeerStatus::Died)
+                }
+            }
+            x => Err(Error::corrupted("peer state word", x as u64)),
+        }
+    }
+
+    /// The publication half of the wake-up protocol (DESIGN.md §3): store
+    /// `signal = value` (the producer's record header word, or the
+    /// consumer's `head`), then `index = index_value` if given (the
+    /// producer's `tail`, informational), then wake the peer if it sleeps.
+    #[inline]
+    pub(super) fn publish(&self, signal: &AtomicU64, value: u64, index: Option<(&AtomicU64, u64)>) {
+        let (peer_wait, counter) = self.peer_wait();
+        if self.light {
+            // Light side of the asymmetric barrier. Release: pairs with the
+            // peer's Acquire load of the signal word. The store-load order
+            // against `waiting` is enforced by the sleeping peer's
+            // membarrier(2), which runs a full barrier on our CPU; the
+            // compiler fence keeps the compiler from reordering the two.
+            signal.store(value, Ordering::Release);
+            if let Some((w, v)) = index {
+                // Release: pairs with Acquire loads of `tail` (takeover, checks).
+                w.store(v, Ordering::Release);
+            }
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+            if peer_wait.waiting.load(Ordering::Relaxed) != 0 {
+                self.wake(peer_wait, counter);
+            }
+        } else if self.wait.sleeps() {
+            // SeqCst store: pairs with the sleeper's SeqCst store of
+            // `waiting` / SeqCst load of this word in `Endpoint::sleep`
+            // (store-buffer pattern: no lost wake-up), and as a Release
+            // store with the peer's Acquire load of it.
+            signal.store(value, Ordering::SeqCst);
+            #[cfg(loom)]
+            crate::sync::loom_sc_fence();
+            if let Some((w, v)) = index {
+                // Release: as above.
+                w.store(v, Ordering::Release);
+            }
+            // SeqCst: see above.
+            if peer_wait.waiting.load(Ordering::SeqCst) != 0 {
+                self.wake(peer_wait, counter);
+            }
+        } else {
+            // Release: pairs with the peer's Acquire load of the signal word.
+            signal.store(value, Ordering::Release);
+            if let Some((w, v)) = index {
+                // Release: as above.
+                w.store(v, Ordering::Release);
+            }
+        }
+    }
+
+    /// Wake the sleeper registered on `w`, if any (one syscall per registration).
+    #[cold]
+    pub(super) fn wake(&self, w: &WaitWord, counter: &AtomicU64) {
+        // SeqCst swap: only one waker per registration; pairs with the
+        // sleeper's SeqCst store of `waiting`.
+        if w.waiting.swap(0, Ordering::SeqCst) == 0 {
+            return;
+        }
+        super::bump(counter);
+        match self.wait {
+            WaitStrategy::Futex => {
+                // Release: pairs with the sleeper's Acquire load of `seq`.
+                w.seq.fetch_add(1, Ordering::Release);
+                wait::futex_wake(&w.seq, i32::MAX);
+            }
+            #[cfg(not(any(loom, miri)))]
+            WaitStrategy::Semaphore => wait::sem_post(w),
+            _ => {}
+        }
+    }
+
+    /// Sleep on our wait word until woken, `until`, or `changed()` says to
+    /// retry. `changed` must load the peer's signal word and state with
+    /// SeqCst.
+    pub(super) fn sleep(&self, until: Instant, changed: impl Fn() -> bool) {
+        let w = self.own_wait();
+        // Acquire: pairs with the waker's Release fetch_add of `seq`.
+        let seq = w.seq.load(Ordering::Acquire);
+        // SeqCst store, then SeqCst loads inside `changed()`: with the peer's
+        // SeqCst signal store and SeqCst load of `waiting`, either we see its
+        // progress or it sees our registration and wakes us.
+        #[cfg(not(loom))]
+        w.waiting.store(1, Ordering::SeqCst);
+        #[cfg(loom)]
+        crate::sync::loom_store_flag(&w.waiting, 1, Ordering::SeqCst);
+        // A peer that publishes with the light barrier (plain Release store,
+        // no fence) needs the heavy one from us: membarrier(2) runs a full
+        // barrier on every CPU running a registered process, so either its
+        // signal store is visible to `changed()` below, or its later load of
+        // `waiting` sees our registration. SeqCst load: ordered after our
+        // registration (see `Endpoint::attach` for the flag's own race).
+        if self.peer_light_word().load(Ordering::SeqCst) != 0 && !wait::heavy_barrier() {
+            // The kernel refused the barrier: poll instead of sleeping.
+            w.waiting.store(0, Ordering::Relaxed);
+            std::thread::sleep(
+                until
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(1)),
+            );
+            return;
+        }
+        if changed() {
+            #[cfg(not(loom))]
+            w.waiting.store(0, Ordering::Relaxed);
+            #[cfg(loom)]
+            crate::sync::loom_store_flag(&w.waiting, 0, Ordering::Relaxed);
+            return;
+        }
+        match self.wait {
+            WaitStrategy::Futex => wait::futex_wait(&w.seq, seq, until),
+            #[cfg(not(any(loom, miri)))]
+            WaitStrategy::Semaphore => wait::sem_wait(w, until),
+            _ => {
+                let _ = (seq, until);
+                #[cfg(not(loom))]
+                std::thread::yield_now();
+                #[cfg(loom)]
+                crate::sync::yield_now();
+            }
+        }
+        #[cfg(not(loom))]
+        w.waiting.store(0, Ordering::Relaxed);
+        #[cfg(loom)]
+        crate::sync::loom_store_flag(&w.waiting, 0, Ordering::Relaxed);
+    }
+
+    /// Mark our side closed and wake the peer. Skipped in a forked child that
+    /// inherited the handle: only the process that attached closes the role.
+    pub(super) fn close(&mut self) {
+        if self.pid != std::process::id() {
+            return;
+        }
+        let h = self.seg.header();
+        let word = match self.role {
+            Role::Producer => &h.endpoints.producer,
+            Role::Consumer => &h.endpoints.consumer,
+        };
+        // SeqCst: after our last publication; pairs with the peer's Acquire
+        // load of our state word, and orders before the `waiting` check.
+        word.store(STATE_CLOSED, Ordering::SeqCst);
+        #[cfg(loom)]
+        crate::sync::loom_sc_fence();
+        if self.wait.sleeps() {
+            let (w, counter) = self.peer_wait();
+            self.wake(w, counter);
+        }
+        // Dropping `self.lock` afterwards releases the role lock: a peer that
+        // finds the lock free and the state ATTACHED knows we died.
+    }
+
+    /// Close our side now, reporting what drop would swallow.
+    pub(super) fn close_explicit(&mut self) -> Result<()> {
+        if self.pid != std::process::id() {
+            return Err(Error::io(
+                "closing the endpoint",
+                std::io::Error::other(
+                    "this handle was inherited across fork(); only the process that attached can close the role",
+                ),
+            ));
+        }
+        self.close();
+        self.pid = 0; // closed: drop does nothing more
+        drop(self.lock.take()); // releases the role lock
+        if let Some(seg) = Arc::get_mut(&mut self.seg) {
+            seg.unlink_now()?;
+        }
+        Ok(())
+    }
+}

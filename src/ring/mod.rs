@@ -1,0 +1,180 @@
+//! The ring protocol (format v2): reserving, writing, publishing and reading
+//! records, and the sleep/wake protocol. One generic core serves both
+//! variants: the lock-free ring ([`LockFree`]) and the mutex-protected ring
+//! ([`Locked`]).
+//!
+//! # Files
+//! - `endpoint.rs`: what both sides share (geometry, role lock, liveness,
+//!   publication with its wake-up, sleeping, closing).
+//! - `block.rs`: the blocking loop every waiting call runs (spin, backoff,
+//!   sleep, deadline and liveness slices).
+//! - `producer.rs`: `Producer`, `Claim`, takeover of a dead producer.
+//! - `consumer.rs`: `Consumer`, `Message` (two-phase receive), `drain`.
+//!
+//! # Index protocol (lock-free), in short
+//! - The record header word is the signal: the consumer learns that the
+//!   record at `head` is committed by loading its header word (Acquire),
+//!   which the producer stores last (Release), after the payload and after
+//!   zeroing the header slot that follows the record ("zero ahead"), so a
+//!   word from the previous lap is never taken for a new record.
+//! - `tail` (producer-owned) is still stored after every record, on the
+//!   producer's own line, for `len`, stats, `inspect` and takeover; nothing
+//!   on the consumer's hot path reads it.
+//! - `head` (consumer-owned) is stored after every released message (one
+//!   store to the consumer's own line); the producer loads it only when its
+//!   cached copy says "full".
+//!
+//! Every value read from the segment is read once into a local and checked
+//! before use; a violation is `Error::Corrupted` and sticks to the handle.
+//! DESIGN.md sections 2 and 3 give the orderings and the no-lost-wake-up
+//! argument.
+
+mod block;
+mod consumer;
+mod endpoint;
+mod producer;
+
+pub use consumer::{Consumer, Message};
+pub use producer::{Claim, Producer};
+
+use crate::layout::{self, Header, STATE_ATTACHED, STATE_CLOSED, STATE_NEVER};
+use crate::sync::{AtomicU64, Ordering};
+
+mod private {
+    pub trait Sealed {}
+}
+
+/// Which ring design a handle speaks: [`LockFree`] or [`Locked`]. Sealed.
+pub trait Variant: private::Sealed + Send + Sync + 'static {
+    /// Code recorded in the segment header.
+    #[doc(hidden)]
+    const CODE: u32;
+    /// Human-readable name.
+    const NAME: &'static str;
+    /// Whether a process-shared lock guards the indices.
+    #[doc(hidden)]
+    const LOCKED: bool = Self::CODE == layout::VARIANT_LOCKED;
+}
+
+/// The lock-free single-producer/single-consumer ring.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LockFree;
+/// The textbook "shared memory + lock" ring: a process-shared lock guards
+/// the same indices and records.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Locked;
+
+impl private::Sealed for LockFree {}
+impl private::Sealed for Locked {}
+impl Variant for LockFree {
+    const CODE: u32 = layout::VARIANT_LOCKFREE;
+    const NAME: &'static str = "lock-free";
+}
+impl Variant for Locked {
+    const CODE: u32 = layout::VARIANT_LOCKED;
+    const NAME: &'static str = "locked";
+}
+
+/// State of an endpoint as recorded in the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndpointState {
+    /// No process has attached to this role yet.
+    Never,
+    /// A process is attached (alive or dead: see [`crate::SegmentInfo`]).
+    Attached,
+    /// The endpoint closed its side in order.
+    Closed,
+    /// The word holds a value no endpoint writes.
+    Invalid(u32),
+}
+
+impl EndpointState {
+    pub(crate) fn from_word(w: u32) -> Self {
+        match w {
+            STATE_NEVER => EndpointState::Never,
+            STATE_ATTACHED => EndpointState::Attached,
+            STATE_CLOSED => EndpointState::Closed,
+            x => EndpointState::Invalid(x),
+        }
+    }
+}
+
+/// What [`Producer::peer_status`] / [`Consumer::peer_status`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerStatus {
+    /// No process has attached to the peer's role yet.
+    NotAttached,
+    /// The peer is attached and its process holds its role lock.
+    Alive,
+    /// The peer closed its side in order.
+    Closed,
+    /// The peer's process died without closing (a new one may take over).
+    Died,
+}
+
+/// A snapshot of a ring's counters. Counters are written by the peers and
+/// are informational only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Size of the data area in bytes.
+    pub capacity: u64,
+    /// Bytes of committed, unread records (framing included), from the
+    /// published indices (the consumer may be a record ahead of `tail`).
+    pub used_bytes: u64,
+    /// Messages committed by producers.
+    pub messages_sent: u64,
+    /// Payload bytes committed by producers.
+    pub bytes_sent: u64,
+    /// Messages consumed.
+    pub messages_received: u64,
+    /// Payload bytes consumed.
+    pub bytes_received: u64,
+    /// Times a producer found the ring full and had to wait.
+    pub full_waits: u64,
+    /// Times a consumer found the ring empty and had to wait.
+    pub empty_waits: u64,
+    /// Wake-up syscalls made by the producer (to wake the consumer).
+    pub producer_wake_syscalls: u64,
+    /// Wake-up syscalls made by the consumer (to wake the producer).
+    pub consumer_wake_syscalls: u64,
+    /// Times the locked variant recovered its lock from a dead holder.
+    pub lock_repairs: u64,
+    /// Producer endpoint state.
+    pub producer: EndpointState,
+    /// Consumer endpoint state.
+    pub consumer: EndpointState,
+}
+
+pub(crate) fn stats_of(h: &Header, capacity: u64) -> Stats {
+    let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let tail = r(&h.prod.tail);
+    let head = r(&h.cons.head);
+    Stats {
+        capacity,
+        // The consumer may be ahead of a lagging `tail`: then nothing is used.
+        used_bytes: tail.saturating_sub(head).min(capacity),
+        messages_sent: r(&h.prod.messages),
+        bytes_sent: r(&h.prod.bytes),
+        messages_received: r(&h.cons.messages),
+        bytes_received: r(&h.cons.bytes),
+        full_waits: r(&h.prod.full_waits),
+        empty_waits: r(&h.cons.empty_waits),
+        producer_wake_syscalls: r(&h.prod.wake_syscalls),
+        consumer_wake_syscalls: r(&h.cons.wake_syscalls),
+        lock_repairs: r(&h.endpoints.lock_repairs),
+        producer: EndpointState::from_word(h.endpoints.producer.load(Ordering::Relaxed)),
+        consumer: EndpointState::from_word(h.endpoints.consumer.load(Ordering::Relaxed)),
+    }
+}
+
+/// Add to an informational counter a peer may also write: wrap, never panic.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
+}

@@ -1,0 +1,654 @@
+//! The sending end: reserving room, writing records, publishing them
+//! (format v2: zero ahead, then the header word as the signal), claims, and
+//! the takeover of a dead producer's role.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::block::{block, deadline_after, mode_until, Mode};
+use super::endpoint::{Check, Endpoint, PeerGone};
+use super::{bump, stats_of, LockFree, PeerStatus, Stats, Variant};
+use crate::error::{Error, Result};
+use crate::frame::{self, check_lag, check_span, HDR, KIND_MSG, KIND_PAD};
+use crate::layout::{STATE_ATTACHED, STATE_CLOSED};
+use crate::segment::{Role, Segment};
+use crate::sync::Ordering;
+use crate::wait::WaitStrategy;
+
+/// Spin-loop hints between two loads of `head` while waiting for room.
+#[cfg(not(loom))]
+const FULL_POLL_PAUSES: u32 = 16;
+
+/// Where a reserved record goes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Slot {
+    /// Tail before the reservation.
+    start: u64,
+    /// Bytes of padding before the record (0 if none).
+    pad: u64,
+    /// Offset of the record header in the data area.
+    off: u64,
+}
+
+/// The sending end of a ring. `Send`, not `Sync`: one thread at a time.
+///
+/// Dropping it closes the producer side: the consumer drains what was
+/// committed, then gets [`Error::Disconnected`].
+pub struct Producer<V: Variant = LockFree> {
+    ep: Endpoint,
+    /// Lock-free: our authoritative tail. Locked: last tail seen under the lock.
+    tail: u64,
+    /// Last `head` we loaded.
+    head_cache: u64,
+    /// Our copies of the `messages` / `bytes` counters (we are their only writer).
+    msgs: u64,
+    bytes: u64,
+    _v: PhantomData<(V, Cell<()>)>,
+}
+
+// SAFETY: the raw data pointer points into the `Arc<Segment>` the handle
+// owns; nothing is tied to the creating thread. `Cell<()>` keeps it !Sync.
+unsafe impl<V: Variant> Send for Producer<V> {}
+
+impl<V: Variant> Producer<V> {
+    pub(crate) fn attach(seg: Arc<Segment>) -> Result<Self> {
+        let ep = Endpoint::attach(seg, Role::Producer)?;
+        let h = ep.h();
+        // Acquire: pair with the peers' Release stores of the indices (a
+        // takeover continues from the committed positions and their bytes).
+        let head = h.cons.head.load(Ordering::Acquire);
+        let tail = h.prod.tail.load(Ordering::Acquire);
+        let mut p = Producer {
+            tail,
+            head_cache: head,
+            msgs: h.prod.messages.load(Ordering::Relaxed),
+            bytes: h.prod.bytes.load(Ordering::Relaxed),
+            ep,
+            _v: PhantomData,
+        };
+        if !V::LOCKED {
+            let r = p.committed_end(head, tail);
+            let end = p.ep.note(r)?;
+            if end != tail {
+                // Release: pairs with Acquire loads of `tail` (checks, takeover).
+                p.ep.h().prod.tail.store(end, Ordering::Release);
+            }
+            p.tail = end;
+        }
+        Ok(p)
+    }
+
+    /// The true end of the committed records, for a producer taking over
+    /// the role: the `tail` word can lag the last published header (the
+    /// previous producer died between its header and index stores, and the
+    /// consumer may even have read past `tail`). Scan forward over valid
+    /// headers from the furthest known record boundary; the zero-ahead rule
+    /// guarantees a zero word after the last one. Bounded by the capacity.
+    fn committed_end(&self, head: u64, tail: u64) -> Result<u64> {
+        check_lag(head, tail, self.ep.cap)?;
+        let cap = self.ep.cap;
+        let mut pos = head.max(tail);
+        // Each step advances by at least 8 bytes; the free space bounds it.
+        for _ in 0..=cap / 8 {
+            let off = pos & self.ep.mask;
+            // Acquire: pairs with the dead producer's Release header store,
+            // so its payload and zero-ahead stores are visible too.
+            let word = self.ep.word(off).load(Ordering::Acquire);
+            if word == 0 {
+                return Ok(pos);
+            }
+            let (kind, len) = frame::decode(word)?;
+            let step = if kind == KIND_PAD {
+                if off == 0 || len != cap - off - HDR {
+                    return Err(Error::corrupted("padding record with a wrong length", word));
+                }
+                cap - off
+            } else {
+                if len > self.ep.max as u64 || off + frame::record_len(len) > cap {
+                    return Err(Error::corrupted(
+                        "message record runs past the data area",
+                        word,
+                    ));
+                }
+                frame::record_len(len)
+            };
+            pos += step;
+            if pos + HDR - head > cap {
+                return Err(Error::corrupted(
+                    "published records run past the free space",
+                    pos,
+                ));
+            }
+        }
+        Err(Error::corrupted("record scan did not end", pos))
+    }
+
+    /// Data-area capacity in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.ep.cap
+    }
+
+    /// Largest message this ring accepts (`capacity / 2 - 8` bytes).
+    pub fn max_message(&self) -> usize {
+        self.ep.max
+    }
+
+    /// The wait strategy recorded in the segment.
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.ep.wait
+    }
+
+    /// Bytes of committed, unread records (framing included), as of now.
+    pub fn len(&self) -> u64 {
+        stats_of(self.ep.h(), self.ep.cap).used_bytes
+    }
+
+    /// Whether every committed record has been read.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A snapshot of the ring's counters.
+    pub fn stats(&self) -> Stats {
+        stats_of(self.ep.h(), self.ep.cap)
+    }
+
+    /// The consumer's state: attached and alive, closed, died, or not
+    /// attached yet. Asks the kernel whether its role lock is held (one
+    /// `fcntl`), so it is exact even when the consumer was killed.
+    ///
+    /// # Errors
+    /// `Corrupted` if the consumer's state word holds an invalid value; `Io`
+    /// in a forked child that inherited this handle.
+    pub fn peer_status(&self) -> Result<PeerStatus> {
+        self.ep.peer_status()
+    }
+
+    /// Whether the consumer is attached and its process alive now.
+    pub fn is_peer_alive(&self) -> bool {
+        matches!(self.ep.peer_status(), Ok(PeerStatus::Alive))
+    }
+
+    /// Close the producer side now: the consumer receives every committed
+    /// message, then [`Error::Disconnected`]. The same as dropping the
+    /// handle, but errors are reported instead of ignored.
+    ///
+    /// # Errors
+    /// `Io` if this handle was inherited across `fork()` (only the process
+    /// that attached can close the role), or if removing the name of a
+    /// segment this handle created (`unlink_on_drop`) failed.
+    pub fn close(mut self) -> Result<()> {
+        self.ep.close_explicit()
+    }
+
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len > self.ep.max {
+            return Err(Error::TooLarge {
+                len,
+                max: self.ep.max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Is the consumer gone? Errors are the ones a send reports.
+    fn consumer_gone(&mut self, how: Check) -> Result<()> {
+        match self.ep.peer_gone(how)? {
+            None => Ok(()),
+            Some(PeerGone::Closed) => Err(Error::Disconnected),
+            Some(PeerGone::Died) => Err(Error::PeerDied),
+        }
+    }
+
+    /// Padding and bytes needed at `tail` for a record of `len` payload
+    /// bytes, including the header slot zeroed ahead of it.
+    #[inline]
+    fn need(&self, tail: u64, len: usize) -> (u64, u64) {
+        let rec = frame::record_len(len as u64);
+        let off = tail & self.ep.mask;
+        let contiguous = self.ep.cap - off;
+        let pad = if contiguous >= rec { 0 } else { contiguous };
+        (pad, pad + rec + HDR)
+    }
+
+    /// Reserve room for a record of `len` payload bytes. `Ok(None)` if full.
+    #[inline]
+    fn reserve(&mut self, len: usize) -> Result<Option<Slot>> {
+        if V::LOCKED {
+            let h = self.ep.h();
+            self.tail = h.prod.tail.load(Ordering::Relaxed);
+            self.head_cache = h.cons.head.load(Ordering::Relaxed);
+            check_span(self.head_cache, self.tail, self.ep.cap)?;
+        }
+        let tail = self.tail;
+        let (pad, need) = self.need(tail, len);
+        if tail + need - self.head_cache > self.ep.cap {
+            if V::LOCKED {
+                return Ok(None);
+            }
+            // Acquire: pairs with the consumer's Release (SeqCst) store of
+            // `head` in `Consumer::publish_head`, so its reads of the slots
+            // we are about to reuse happened before our writes.
+            let head = self.ep.h().cons.head.load(Ordering::Acquire);
+            check_span(head, tail, self.ep.cap)?;
+            self.head_cache = head;
+            if tail + need - head > self.ep.cap {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Slot {
+            start: tail,
+            pad,
+            off: if pad == 0 { tail & self.ep.mask } else { 0 },
+        }))
+    }
+
+    /// Publish the record reserved as `slot` with `len` payload bytes:
+    /// zero the header slot that follows it, then store its header word
+    /// (the signal), and for a wrap the padding record's header after the
+    /// message's.
+    #[inline]
+    fn commit_slot(&mut self, slot: Slot, len: usize) {
+        let rec = frame::record_len(len as u64);
+        let msg_word = frame::encode(KIND_MSG, len as u32);
+        // Zero ahead: the consumer, having read this record, looks at the
+        // next slot; it must not find the previous lap's word there. Relaxed:
+        // ordered before the header by the header's Release store.
+        self.ep
+            .word((slot.off + rec) & self.ep.mask)
+            .store(0, Ordering::Relaxed);
+        let (signal_off, signal_word) = if slot.pad == 0 {
+            (slot.off, msg_word)
+        } else {
+            // Wrap: the message sits at offset 0 and the padding record at
+            // the old tail is the signal. Relaxed: the consumer reads offset
+            // 0 only after the padding header's Release store.
+            self.ep.word(0).store(msg_word, Ordering::Relaxed);
+            (
+                slot.start & self.ep.mask,
+                frame::encode(KIND_PAD, (slot.pad - HDR) as u32),
+            )
+        };
+        let new_tail = slot.start + slot.pad + rec;
+        self.tail = new_tail;
+        let h = self.ep.seg.header();
+        let p = &h.prod;
+        // Counters: store-only from local copies (we are the only writer;
+        // seeded from the segment at attach, peer-writable: wrap).
+        self.msgs = self.msgs.wrapping_add(1);
+        self.bytes = self.bytes.wrapping_add(len as u64);
+        p.messages.store(self.msgs, Ordering::Relaxed);
+        p.bytes.store(self.bytes, Ordering::Relaxed);
+        if V::LOCKED {
+            // Under the lock the consumer reads `tail` (the lock orders the
+            // header before it), so `tail` is the signal a sleeping locked
+            // consumer re-checks.
+            self.ep
+                .word(signal_off)
+                .store(signal_word, Ordering::Relaxed);
+            self.ep.publish(&p.tail, new_tail, None);
+        } else {
+            // The header store pairs with the consumer's Acquire load in
+            // `Consumer::look` (and, for the wake-up, with its registration
+            // in `Endpoint::sleep`); `tail` follows on our own line.
+            self.ep.publish(
+                self.ep.word(signal_off),
+                signal_word,
+                Some((&p.tail, new_tail)),
+            );
+        }
+    }
+
+    /// One attempt at reserving `len` bytes, taking the lock if locked.
+    fn attempt_reserve(
+        &mut self,
+        len: usize,
+        mode: Mode,
+        check_peer: bool,
+    ) -> Result<Option<(Slot, Option<crate::locked::Guard>)>> {
+        self.consumer_gone(Check::Word)?;
+        if V::LOCKED && matches!(mode, Mode::Until(_)) {
+            // Waiting in the locked ring: look at the indices without the
+            // lock first, so a waiting side does not keep taking the mutex
+            // away from the side that would make progress. Plain atomic
+            // loads; the decision is re-made under the lock.
+            let h = self.ep.h();
+            let tail = h.prod.tail.load(Ordering::Relaxed);
+            self.head_cache = h.cons.head.load(Ordering::Relaxed);
+            let used = tail.wrapping_sub(self.head_cache);
+            if used.saturating_add(self.need(tail, len).1) > self.ep.cap {
+                self.consumer_gone(Check::slow(check_peer))?;
+                return Ok(None);
+            }
+        }
+        let guard = if V::LOCKED {
+            match self.ep.note(crate::locked::lock(
+                self.ep.seg.header(),
+                mode_until(mode),
+                self.ep.cap,
+            ))? {
+                Some(g) => Some(g),
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        let r = self.reserve(len);
+        match self.ep.note(r)? {
+            Some(slot) => Ok(Some((slot, guard))),
+            None => {
+                drop(guard);
+                // Full: find out whether anyone will ever make room.
+                self.consumer_gone(Check::slow(check_peer))?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Is there room worth another attempt (or did the consumer's state
+    /// change)? Once full, wait for a chunk of room — a quarter of the ring,
+    /// or the record if larger — rather than one record's worth, so the two
+    /// sides do not fall into a record-at-a-time ping-pong over the same
+    /// cache lines.
+    #[inline]
+    fn space_ready(&self, len: usize) -> bool {
+        // Poll `head` sparingly: every load pulls the consumer's line, which
+        // it writes once per message, away from it.
+        #[cfg(not(loom))]
+        for _ in 0..FULL_POLL_PAUSES {
+            std::hint::spin_loop();
+        }
+        let h = self.ep.h();
+        // Acquire: pairs with the consumer's Release/SeqCst store of `head`
+        // (the attempt that follows re-reads and validates it anyway).
+        let head = h.cons.head.load(Ordering::Acquire);
+        let want = self.need(self.tail, len).1.max(self.ep.cap / 4);
+        self.ep.cap.saturating_sub(self.tail.wrapping_sub(head)) >= want
+            || h.endpoints.consumer.load(Ordering::Relaxed) > STATE_ATTACHED
+    }
+
+    fn sleep_for_space(&mut self, until: Instant) {
+        let head_seen = self.head_cache;
+        let h = self.ep.seg.header();
+        self.ep.sleep(until, || {
+            // SeqCst: see `Endpoint::sleep`.
+            h.cons.head.load(Ordering::SeqCst) != head_seen
+                // Closed (or an invalid word, to report it); a consumer that
+                // never attached yet is waited for (its attach wakes us).
+                || h.endpoints.consumer.load(Ordering::SeqCst) > STATE_ATTACHED
+        });
+    }
+
+    fn count_full(&mut self) {
+        bump(&self.ep.seg.header().prod.full_waits);
+    }
+
+    fn reserve_blocking(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<(Slot, Option<crate::locked::Guard>)> {
+        self.ep.check_broken()?;
+        self.check_len(len)?;
+        let wait = self.ep.wait;
+        block(
+            self,
+            deadline,
+            wait,
+            |p, check| p.attempt_reserve(len, Mode::Until(deadline), check),
+            |p, until| p.sleep_for_space(until),
+            |p| p.space_ready(len),
+            |p| p.count_full(),
+        )
+    }
+
+    fn copy_in(&self, slot: Slot, msg: &[u8]) {
+        // SAFETY: the slot has room for the header and msg.len() bytes
+        // inside the data area; the region between tail and head+capacity is
+        // the producer's, and `msg` cannot overlap the mapping's ring slots
+        // we own exclusively.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                msg.as_ptr(),
+                self.ep.data.add((slot.off + HDR) as usize),
+                msg.len(),
+            )
+        };
+    }
+
+    /// Send `msg` if there is room now.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(64).in_process()?.split()?;
+    /// tx.try_send(b"0123456789abcdef")?; // a 24-byte record
+    /// assert!(matches!(tx.try_send(b"0123456789abcdef"), Err(shmpipe::Error::Full)));
+    /// rx.try_recv_with(|m| assert_eq!(m, b"0123456789abcdef"))?;
+    /// tx.try_send(b"room again")?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `Full` if there is no room; `TooLarge` above [`Self::max_message`];
+    /// `Disconnected`/`PeerDied` if the consumer is gone; `Corrupted`.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.ep.check_broken()?;
+        self.check_len(msg.len())?;
+        match self.attempt_reserve(msg.len(), Mode::Try, false)? {
+            Some((slot, guard)) => {
+                self.copy_in(slot, msg);
+                self.commit_slot(slot, msg.len());
+                drop(guard);
+                Ok(())
+            }
+            None => Err(Error::Full),
+        }
+    }
+
+    /// Send `msg`, waiting for room per the wait strategy.
+    ///
+    /// ```
+    /// use shmpipe::{Builder, WaitStrategy};
+    /// let (mut tx, mut rx) = Builder::new().wait(WaitStrategy::Futex).in_process()?.split()?;
+    /// let t = std::thread::spawn(move || -> shmpipe::Result<()> {
+    ///     for i in 0..1000u32 {
+    ///         tx.send(&i.to_le_bytes())?; // sleeps while the ring is full
+    ///     }
+    ///     Ok(()) // dropping tx closes the producer side
+    /// });
+    /// let mut buf = Vec::new();
+    /// for i in 0..1000u32 {
+    ///     rx.recv(&mut buf)?;
+    ///     assert_eq!(buf, i.to_le_bytes());
+    /// }
+    /// assert!(matches!(rx.recv(&mut buf), Err(shmpipe::Error::Disconnected)));
+    /// t.join().unwrap()?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::try_send`], without `Full`.
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_deadline(msg, None)
+    }
+
+    /// Send `msg`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`Self::send`], plus `Timeout`.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.send_deadline(msg, deadline_after(timeout))
+    }
+
+    #[inline]
+    fn send_deadline(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<()> {
+        if !V::LOCKED {
+            // Fast path: room now and the consumer has not closed. No
+            // clock read, no syscall, no closure.
+            self.ep.check_broken()?;
+            self.check_len(msg.len())?;
+            // Acquire: pairs with the consumer's SeqCst store of CLOSED.
+            if self.ep.peer_word().load(Ordering::Acquire) != STATE_CLOSED {
+                let r = self.reserve(msg.len());
+                if let Some(slot) = self.ep.note(r)? {
+                    self.copy_in(slot, msg);
+                    self.commit_slot(slot, msg.len());
+                    return Ok(());
+                }
+            }
+        }
+        let (slot, guard) = self.reserve_blocking(msg.len(), deadline)?;
+        self.copy_in(slot, msg);
+        self.commit_slot(slot, msg.len());
+        drop(guard);
+        Ok(())
+    }
+
+    /// Reserve `len` bytes in the ring to write a message in place, if there
+    /// is room now. Write into the returned guard, then [`Claim::commit`];
+    /// dropping the guard aborts. In the locked variant the guard holds the
+    /// lock.
+    ///
+    /// # Errors
+    /// As [`Self::try_send`].
+    pub fn try_claim(&mut self, len: usize) -> Result<Claim<'_, V>> {
+        self.ep.check_broken()?;
+        self.check_len(len)?;
+        match self.attempt_reserve(len, Mode::Try, false)? {
+            Some((slot, guard)) => Ok(Claim {
+                p: self,
+                slot,
+                len,
+                _guard: guard,
+            }),
+            None => Err(Error::Full),
+        }
+    }
+
+    /// Like [`Self::try_claim`], waiting for room per the wait strategy.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().in_process()?.split()?;
+    /// let mut claim = tx.claim(8)?; // zero-copy: write in place
+    /// claim.copy_from_slice(&42u64.to_le_bytes());
+    /// claim.commit();
+    /// let mut claim = tx.claim(100)?;
+    /// claim[..5].copy_from_slice(b"short");
+    /// claim.commit_len(5); // publish only what was written
+    /// drop(tx.claim(16)?); // dropping a claim publishes nothing
+    /// let mut buf = Vec::new();
+    /// rx.recv(&mut buf)?;
+    /// assert_eq!(buf, 42u64.to_le_bytes());
+    /// rx.recv(&mut buf)?;
+    /// assert_eq!(buf, b"short");
+    /// assert!(matches!(rx.try_recv(&mut buf), Err(shmpipe::Error::Empty)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::send`].
+    pub fn claim(&mut self, len: usize) -> Result<Claim<'_, V>> {
+        let (slot, guard) = self.reserve_blocking(len, None)?;
+        Ok(Claim {
+            p: self,
+            slot,
+            len,
+            _guard: guard,
+        })
+    }
+
+    /// Like [`Self::claim`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Self::send_timeout`].
+    pub fn claim_timeout(&mut self, len: usize, timeout: Duration) -> Result<Claim<'_, V>> {
+        let (slot, guard) = self.reserve_blocking(len, deadline_after(timeout))?;
+        Ok(Claim {
+            p: self,
+            slot,
+            len,
+            _guard: guard,
+        })
+    }
+}
+
+impl<V: Variant> Drop for Producer<V> {
+    fn drop(&mut self) {
+        self.ep.close();
+    }
+}
+
+impl<V: Variant> std::fmt::Debug for Producer<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("variant", &V::NAME)
+            .field("capacity", &self.ep.cap)
+            .field("wait", &self.ep.wait)
+            .field("tail", &self.tail)
+            .finish()
+    }
+}
+
+/// Bytes reserved in the ring by [`Producer::claim`]. Derefs to a
+/// `&mut [u8]` of the claimed length; [`Claim::commit`] publishes it,
+/// dropping it discards it (nothing is written to the ring's headers
+/// before `commit`).
+#[must_use = "a claim publishes nothing unless committed"]
+pub struct Claim<'a, V: Variant = LockFree> {
+    p: &'a mut Producer<V>,
+    slot: Slot,
+    len: usize,
+    _guard: Option<crate::locked::Guard>,
+}
+
+impl<V: Variant> Claim<'_, V> {
+    /// Publish the whole claimed length as one message.
+    pub fn commit(self) {
+        let len = self.len;
+        self.commit_len(len);
+    }
+
+    /// Publish the first `n` bytes as one message (`n` is clamped to the
+    /// claimed length).
+    pub fn commit_len(self, n: usize) {
+        let n = n.min(self.len);
+        self.p.commit_slot(self.slot, n);
+        // `_guard` (the locked variant's lock) is released when self drops.
+    }
+}
+
+impl<V: Variant> std::ops::Deref for Claim<'_, V> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the claimed bytes are inside the data area and owned by
+        // the producer until committed; the consumer never writes them.
+        unsafe {
+            std::slice::from_raw_parts(self.p.ep.data.add((self.slot.off + HDR) as usize), self.len)
+        }
+    }
+}
+
+impl<V: Variant> std::ops::DerefMut for Claim<'_, V> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes the borrow unique.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.p.ep.data.add((self.slot.off + HDR) as usize),
+                self.len,
+            )
+        }
+    }
+}
+
+impl<V: Variant> std::io::Write for Producer<V> {
+    /// Sends up to [`Producer::max_message`] bytes of `buf` as one message.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.ep.max);
+        self.send(&buf[..n])?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
