@@ -100,7 +100,10 @@ mod pod {
         bytemuck::try_pod_read_unaligned(bytes).map_err(|e| {
             decode_error::<T>(
                 bytes.len(),
-                format!("expected exactly {} bytes ({e:?})", std::mem::size_of::<T>()),
+                format!(
+                    "expected exactly {} bytes ({e:?})",
+                    std::mem::size_of::<T>()
+                ),
             )
         })
     }
@@ -162,7 +165,10 @@ mod pod {
         /// # Errors
         /// As [`Producer::send_timeout`].
         pub fn send_timeout(&mut self, value: &T, timeout: Duration) -> Result<()> {
-            write_value(self.tx.claim_timeout(std::mem::size_of::<T>(), timeout), value)
+            write_value(
+                self.tx.claim_timeout(std::mem::size_of::<T>(), timeout),
+                value,
+            )
         }
 
         /// Build the value in place: `f` gets a zeroed `&mut T` in the ring
@@ -254,18 +260,16 @@ mod pod {
         pub fn recv_with<R>(&mut self, f: impl FnOnce(&T) -> R) -> Result<R> {
             let () = AlignOk::<T>::OK;
             self.rx.recv_with(|bytes| {
-                bytemuck::try_from_bytes::<T>(bytes)
-                    .map(f)
-                    .map_err(|e| {
-                        decode_error::<T>(
-                            bytes.len(),
-                            format!(
-                                "expected exactly {} bytes, {}-aligned ({e:?})",
-                                std::mem::size_of::<T>(),
-                                std::mem::align_of::<T>()
-                            ),
-                        )
-                    })
+                bytemuck::try_from_bytes::<T>(bytes).map(f).map_err(|e| {
+                    decode_error::<T>(
+                        bytes.len(),
+                        format!(
+                            "expected exactly {} bytes, {}-aligned ({e:?})",
+                            std::mem::size_of::<T>(),
+                            std::mem::align_of::<T>()
+                        ),
+                    )
+                })
             })?
         }
     }
@@ -318,7 +322,9 @@ mod serde_msg {
         let (head, body) = c.split_at_mut(prefix);
         write_prefix(head);
         // Dropping `c` on error aborts the claim: nothing is published.
-        let used = postcard::to_slice(value, body).map_err(encode_error::<T>)?.len();
+        let used = postcard::to_slice(value, body)
+            .map_err(encode_error::<T>)?
+            .len();
         c.commit_len(prefix + used);
         Ok(())
     }
