@@ -654,7 +654,9 @@ impl<V: Variant> Server<V> {
     ///
     /// # Errors
     /// `PeerDied` when the client died: with named rings ([`listen`]), call
-    /// [`Self::wait_for_client`] and serve the next client; an anonymous
+    /// [`Self::wait_for_client`] and serve the next client (one that takes
+    /// over before the server noticed the death, within the ring's 20 ms
+    /// liveness slice, is simply served on); an anonymous
     /// pair has no way for another client to reach it, so the server is
     /// done. `Decode` for a request without an id (dropped: call `serve`
     /// again to go on); `Corrupted`; `TooLarge` if `f` returns a body above

@@ -30,6 +30,14 @@
 //! refuse larger alignments at compile time (`recv` and `send` copy, and
 //! work for every `Pod`).
 //!
+//! ```compile_fail
+//! # // u128 is 16-aligned on x86-64: lending a &u128 from the ring is refused.
+//! let (_, rx) = shmpipe::Builder::new().in_process()?.split()?;
+//! let mut rx = shmpipe::typed::Receiver::<u128>::new(rx);
+//! let _ = rx.recv_with(|v| *v);
+//! # Ok::<(), shmpipe::Error>(())
+//! ```
+//!
 //! **Foreign input.** The peer decides what bytes arrive: a message of the
 //! wrong length for `T`, or one that is not a valid postcard encoding of
 //! the requested type, gives [`Error::Decode`] (the message is consumed, the
