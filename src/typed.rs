@@ -40,7 +40,7 @@
 //!
 //! **Foreign input.** The peer decides what bytes arrive: a message of the
 //! wrong length for `T`, or one that is not a valid postcard encoding of
-//! the requested type, gives [`Error::Decode`] (the message is consumed, the
+//! the requested type, gives [`Error::Decode`](crate::Error::Decode) (the message is consumed, the
 //! ring stays usable), never a panic.
 //!
 //! ```
