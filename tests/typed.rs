@@ -5,7 +5,6 @@
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
 use common::{Backing, ShmName};
