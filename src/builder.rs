@@ -210,6 +210,41 @@ impl<V: Variant> Builder<V> {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Anonymous rings passed to another process as descriptors (`shmpipe::process`).
+
+#[cfg(not(any(loom, miri)))]
+impl<V: Variant> Builder<V> {
+    /// Open the anonymous ring behind `fd`, a sealed memfd another process
+    /// created with [`Builder::anonymous`] and passed to us (see
+    /// [`Pair::try_clone_fd`]). The builder's options are not used: the
+    /// capacity and wait strategy come from the segment, which is validated
+    /// like a named open.
+    ///
+    /// # Errors
+    /// `NotRegularFile`, `NotOwner`, `SizeMismatch`, `NotShmpipe`,
+    /// `VersionMismatch`, `WrongVariant`, `NotInitialized`, `Corrupted`, or
+    /// `Io` (e.g. the descriptor is not a sealed memfd).
+    pub fn from_fd(&self, fd: std::os::fd::OwnedFd) -> Result<Pair<V>> {
+        Ok(Pair {
+            seg: Arc::new(crate::segment::from_fd(fd, V::CODE)?),
+            _v: PhantomData,
+        })
+    }
+}
+
+#[cfg(not(any(loom, miri)))]
+impl<V: Variant> Pair<V> {
+    /// A new close-on-exec descriptor of this ring's memfd, to pass to a
+    /// process that opens it with [`Builder::from_fd`].
+    ///
+    /// # Errors
+    /// `Io` (for an in-process ring, which has no descriptor).
+    pub fn try_clone_fd(&self) -> Result<std::os::fd::OwnedFd> {
+        crate::segment::dup_fd(&self.seg)
+    }
+}
+
 /// A new ring whose endpoints are not attached yet.
 pub struct Pair<V: Variant = LockFree> {
     seg: Arc<Segment>,

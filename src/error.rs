@@ -128,6 +128,18 @@ pub enum Error {
         /// The underlying error.
         source: io::Error,
     },
+    /// A message could not be decoded as the type the caller asked for (a
+    /// plain-old-data value of the wrong size, an invalid postcard encoding,
+    /// an RPC message without its id). The message was consumed; the ring
+    /// stays usable.
+    Decode {
+        /// The type (or protocol element) that was expected.
+        ty: &'static str,
+        /// Length of the message in bytes.
+        len: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// `Result` with [`Error`].
@@ -223,6 +235,10 @@ impl fmt::Display for Error {
                 "the next message is {len} bytes but the buffer holds only {capacity}; it stays in the ring: retry with a buffer of at least {len} bytes"
             ),
             Error::Io { op, source } => write!(f, "{op} failed: {source}"),
+            Error::Decode { ty, len, reason } => write!(
+                f,
+                "a message of {len} bytes could not be decoded as {ty}: {reason}; it was consumed (the peer sent another type, another encoding or a damaged message)"
+            ),
         }
     }
 }

@@ -36,6 +36,9 @@
 //!   or on the heap for threads ([`Builder::in_process`]).
 //! - [`Producer`] and [`Consumer`] are the two ends (`Send`, not `Sync`).
 //! - [`locked`] is the same API over a lock-protected ring, for contrast.
+//! - Optional features: `pod` and `serde` (`typed` messages), `rpc`
+//!   (`rpc` request/response and `process`: spawn a child with a ring pair).
+//!   [`ConsumerExt`] adds `iter()` / `try_iter()` to every consumer.
 //! - Everything the peer can write is validated; see `DESIGN.md` for the
 //!   layout, the protocol with its orderings, and the trust model.
 
@@ -52,6 +55,7 @@ mod error;
 mod frame;
 #[cfg(not(any(loom, miri)))]
 mod inspect;
+pub mod iter;
 mod layout;
 pub mod locked;
 mod ring;
@@ -61,10 +65,18 @@ mod wait;
 #[cfg(all(target_os = "linux", not(any(loom, miri))))]
 pub mod waitset;
 
+#[cfg(all(feature = "rpc", not(any(loom, miri))))]
+pub mod process;
+#[cfg(feature = "rpc")]
+pub mod rpc;
+#[cfg(any(feature = "pod", feature = "serde"))]
+pub mod typed;
+
 pub use builder::{Builder as GenericBuilder, Pair as GenericPair, DEFAULT_CAPACITY};
 pub use error::{Error, Result};
 #[cfg(not(any(loom, miri)))]
 pub use inspect::{inspect, SegmentInfo};
+pub use iter::ConsumerExt;
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 pub use ring::{
     Claim as GenericClaim, Consumer as GenericConsumer, EndpointState, LockFree, Locked,

@@ -597,6 +597,88 @@ mod os {
         Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
     }
 
+    // -----------------------------------------------------------------
+    // Anonymous segments passed as descriptors (`shmpipe::process`).
+
+    /// Open the anonymous segment behind a descriptor another process handed
+    /// us (inherited across `exec`). The descriptor is foreign input and is
+    /// checked like a named open: `fstat` (a regular file of our own uid,
+    /// size exactly `896 + capacity`), magic, version, variant, and the
+    /// memfd seals `F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`, without which
+    /// the sender could still truncate it under us (SIGBUS). Mode bits are
+    /// not checked: an unnamed memfd is reachable only through descriptors.
+    /// A header whose version is still 0 is `NotInitialized` at once (the
+    /// creator finished before passing the descriptor on).
+    pub(crate) fn from_fd(fd: OwnedFd, variant: u32) -> Result<Segment> {
+        let file = File::from(fd);
+        let meta = file.metadata().map_err(|e| Error::io("fstat", e))?;
+        if !meta.file_type().is_file() {
+            return Err(Error::NotRegularFile);
+        }
+        // SAFETY: geteuid cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if meta.uid() != euid {
+            return Err(Error::NotOwner {
+                owner: meta.uid(),
+                euid,
+            });
+        }
+        // SAFETY: plain fcntl on a descriptor we own.
+        let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
+        let need = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        if seals < 0 || seals & need != need {
+            return Err(Error::io(
+                "checking the inherited segment's seals",
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "the descriptor is not a sealed memfd (seals {seals:#x}); a shared segment passed by descriptor must carry F_SEAL_SHRINK, F_SEAL_GROW and F_SEAL_SEAL"
+                    ),
+                ),
+            ));
+        }
+        let size = meta.len();
+        if size < HEADER_SIZE as u64 {
+            return Err(Error::SizeMismatch {
+                expected: HEADER_SIZE as u64,
+                found: size,
+            });
+        }
+        let (map, fd) = map(file, size)?;
+        let placeholder = Geometry {
+            capacity: 0,
+            wait: WaitStrategy::Spin,
+            variant,
+        };
+        let mut seg = from_map(map, fd, placeholder);
+        match seg.validate(size, variant)? {
+            Some(g) => {
+                seg.geometry = g;
+                Ok(seg)
+            }
+            None => Err(Error::NotInitialized {
+                waited: Duration::ZERO,
+            }),
+        }
+    }
+
+    /// A new descriptor (close-on-exec) for this segment's file, to hand to
+    /// another process.
+    pub(crate) fn dup_fd(seg: &Segment) -> Result<OwnedFd> {
+        let file = seg.file().ok_or_else(|| {
+            Error::io(
+                "duplicating the segment descriptor",
+                std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "an in-process (heap) ring has no descriptor; use Builder::anonymous()",
+                ),
+            )
+        })?;
+        file.try_clone()
+            .map(OwnedFd::from)
+            .map_err(|e| Error::io("duplicating the segment descriptor", e))
+    }
+
     /// Remove a named segment.
     pub fn remove(name: &str) -> Result<()> {
         let cname = validate_name(name)?;
@@ -754,6 +836,8 @@ mod os {
 pub use os::remove;
 #[cfg(not(any(loom, miri)))]
 pub(crate) use os::{anonymous, create, open, role_lock_held, RoleLock};
+#[cfg(not(any(loom, miri)))]
+pub(crate) use os::{dup_fd, from_fd};
 
 /// Under loom and Miri there is no `shm_open`/`mmap`/`memfd`/`fcntl`: only
 /// heap segments (`Builder::in_process`) exist; the other makers report this.

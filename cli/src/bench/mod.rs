@@ -11,6 +11,7 @@ mod limit;
 mod mq;
 mod plot;
 mod report;
+mod rpc;
 mod shm;
 #[cfg(test)]
 mod tests;
@@ -65,6 +66,10 @@ pub struct BenchArgs {
     /// Draw throughput-vs-size and a latency chart to FILE as SVG.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Run only the request/response section: JSON calls to a spawned child
+    /// over its stdin/stdout pipes vs. a shmpipe ring pair, 1 and 32 in flight.
+    #[arg(long)]
+    pub rpc: bool,
 }
 
 /// Smallest size: each message carries a 64-bit sequence number.
@@ -209,6 +214,9 @@ fn measure(
 /// A message when an output file cannot be written, or when a row FAILED
 /// (its integrity check or its run); the outputs are written first.
 pub fn run(args: &BenchArgs) -> Result<(), String> {
+    if args.rpc {
+        return rpc::run(args.quick);
+    }
     let mut names: Vec<&'static str> = match &args.transports {
         None => TRANSPORTS.to_vec(),
         Some(list) => TRANSPORTS

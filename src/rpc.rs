@@ -1,0 +1,743 @@
+//! Request/response over two rings (feature `rpc`): a [`Client`] sends
+//! requests on one ring and receives responses on the other; a [`Server`]
+//! does the opposite.
+//!
+//! **Two rings, not one segment.** A segment holds exactly one SPSC ring,
+//! with one producer and one consumer role lock; putting two rings in one
+//! segment would change the on-memory format and the role model of the
+//! core. Two ordinary rings need no core change, and each keeps its own
+//! peer-death detection, so the two directions fail independently and
+//! visibly. They are made together:
+//!
+//! - named: [`listen`] creates `NAME.req` and `NAME.resp` (the server is the
+//!   consumer of requests and the producer of responses) and [`connect`]
+//!   opens both; a client that dies can be replaced by a new one;
+//! - anonymous: [`Rings::anonymous`] makes two sealed memfds to share
+//!   across `fork()`, and `shmpipe::process` spawns a child with them.
+//!
+//! **Wire format.** Every message is an 8-byte little-endian request id
+//! followed by the body. The client picks ids from a random start, so a
+//! replacement client never mistakes a dead client's late responses for its
+//! own.
+//!
+//! **Matching.** Many requests may be in flight: [`Client::send_request`]
+//! returns the id, [`Client::recv_response`] returns whichever response
+//! comes next, [`Client::wait_response`] the one for a given id (others that
+//! arrive meanwhile are kept for later). A response whose id is not in
+//! flight (its call timed out, or it was cancelled) is dropped and counted
+//! in [`Client::late_responses`]; it never reaches another call.
+//!
+//! **Failure.** When the server closes or dies, every pending call ends
+//! with `Disconnected` or `PeerDied` (once the responses it did commit are
+//! received), within the ring's 20 ms liveness slice; the error sticks.
+//!
+//! ```
+//! use std::time::Duration;
+//! use shmpipe::{rpc, Builder};
+//!
+//! let rings = rpc::Rings::anonymous(&Builder::new().capacity(64 * 1024))?;
+//! // Usually `fork()` here: the client in one process, the server in the other.
+//! let (mut client, mut server) = rings.split()?;
+//! let id = client.send_request(b"ping")?;
+//! let req = server.next_request(Duration::from_secs(1))?;
+//! server.respond(req.id, &[req.body.as_slice(), b"-pong"].concat())?;
+//! assert_eq!(client.wait_response(id, Duration::from_secs(1))?, b"ping-pong");
+//! # Ok::<(), shmpipe::Error>(())
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+use ::serde::de::DeserializeOwned;
+use ::serde::Serialize;
+
+use crate::builder::{Builder, Pair};
+use crate::error::{Error, Result};
+use crate::ring::{Claim, Consumer, LockFree, Producer, Variant};
+
+/// Bytes of the request id in front of every message.
+pub const ID_LEN: usize = 8;
+
+/// A request id, unique among one client's requests.
+pub type RequestId = u64;
+
+/// How long a client waiting for room in the request ring sleeps before it
+/// drains arrived responses into its buffer again (so that a server blocked
+/// on a full response ring can always make progress).
+const SEND_SLICE: Duration = Duration::from_millis(1);
+
+/// A request as the server receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Id to answer with ([`Server::respond`]).
+    pub id: RequestId,
+    /// The request body.
+    pub body: Vec<u8>,
+}
+
+fn split_id(msg: &[u8]) -> Result<(RequestId, &[u8])> {
+    if msg.len() < ID_LEN {
+        return Err(Error::Decode {
+            ty: "shmpipe::rpc message (8-byte id + body)",
+            len: msg.len(),
+            reason: format!("it is shorter than the {ID_LEN}-byte request id"),
+        });
+    }
+    let (id, body) = msg.split_at(ID_LEN);
+    let mut word = [0u8; ID_LEN];
+    word.copy_from_slice(id);
+    Ok((u64::from_le_bytes(word), body))
+}
+
+/// Write `id` then `body` into a claim of `ID_LEN + body.len()` bytes and commit.
+fn put<V: Variant>(claim: Result<Claim<'_, V>>, id: RequestId, body: &[u8]) -> Result<()> {
+    let mut c = claim.map_err(|e| body_too_large(e, body.len()))?;
+    c[..ID_LEN].copy_from_slice(&id.to_le_bytes());
+    c[ID_LEN..].copy_from_slice(body);
+    c.commit();
+    Ok(())
+}
+
+/// Report `TooLarge` in terms of the body the caller gave.
+fn body_too_large(e: Error, len: usize) -> Error {
+    match e {
+        Error::TooLarge { max, .. } => Error::TooLarge {
+            len,
+            max: max.saturating_sub(ID_LEN),
+        },
+        e => e,
+    }
+}
+
+fn random_start() -> u64 {
+    // std's RandomState is seeded from the OS's random source.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+fn remaining(deadline: Option<Instant>) -> Duration {
+    deadline.map_or(Duration::MAX, |d| {
+        d.saturating_duration_since(Instant::now())
+    })
+}
+
+/// The names of the two rings of the named pair `name`.
+fn ring_names(name: &str) -> Result<(String, String)> {
+    let req = format!("{name}.req");
+    let resp = format!("{name}.resp");
+    crate::segment::validate_name(&resp)?;
+    crate::segment::validate_name(&req)?;
+    Ok((req, resp))
+}
+
+/// Create the named pair `NAME.req` / `NAME.resp` and serve on it. The
+/// segments are removed when the server is dropped (unless the builder says
+/// `unlink_on_drop(false)`).
+///
+/// # Errors
+/// As [`Builder::create_consumer`] (`InvalidName` if `NAME.resp` is not a
+/// valid name).
+pub fn listen<V: Variant>(name: &str, builder: &Builder<V>) -> Result<Server<V>> {
+    let (req, resp) = ring_names(name)?;
+    let rx = builder.create_consumer(&req)?;
+    let tx = builder.create_producer(&resp)?;
+    Ok(Server::new(tx, rx))
+}
+
+/// Open the named pair `NAME.req` / `NAME.resp` made by [`listen`]. A dead
+/// client's roles are taken over.
+///
+/// # Errors
+/// As [`Builder::open_producer`]; `RoleTaken` while another live client
+/// is connected.
+pub fn connect<V: Variant>(name: &str, builder: &Builder<V>) -> Result<Client<V>> {
+    let (req, resp) = ring_names(name)?;
+    let rx = builder.open_consumer(&resp)?;
+    let tx = builder.open_producer(&req)?;
+    Ok(Client::new(tx, rx))
+}
+
+/// Two anonymous rings made together, to share across `fork()`: call
+/// [`Rings::into_client`] in one process and [`Rings::into_server`] in the
+/// other.
+#[derive(Debug)]
+pub struct Rings<V: Variant = LockFree> {
+    /// Requests: client to server.
+    pub req: Pair<V>,
+    /// Responses: server to client.
+    pub resp: Pair<V>,
+}
+
+impl<V: Variant> Rings<V> {
+    /// Two anonymous sealed-memfd rings with `builder`'s options.
+    ///
+    /// # Errors
+    /// As [`Builder::anonymous`].
+    pub fn anonymous(builder: &Builder<V>) -> Result<Self> {
+        Ok(Rings {
+            req: builder.anonymous()?,
+            resp: builder.anonymous()?,
+        })
+    }
+
+    /// Two in-process (heap) rings, for threads.
+    ///
+    /// # Errors
+    /// As [`Builder::in_process`].
+    pub fn in_process(builder: &Builder<V>) -> Result<Self> {
+        Ok(Rings {
+            req: builder.in_process()?,
+            resp: builder.in_process()?,
+        })
+    }
+
+    /// Attach the client's ends (producer of requests, consumer of responses).
+    ///
+    /// # Errors
+    /// As [`Pair::into_producer`].
+    pub fn into_client(self) -> Result<Client<V>> {
+        Ok(Client::new(
+            self.req.into_producer()?,
+            self.resp.into_consumer()?,
+        ))
+    }
+
+    /// Attach the server's ends (consumer of requests, producer of responses).
+    ///
+    /// # Errors
+    /// As [`Pair::into_consumer`].
+    pub fn into_server(self) -> Result<Server<V>> {
+        Ok(Server::new(
+            self.resp.into_producer()?,
+            self.req.into_consumer()?,
+        ))
+    }
+
+    /// Both, in this process (for threads).
+    ///
+    /// # Errors
+    /// As [`Pair::split`].
+    pub fn split(self) -> Result<(Client<V>, Server<V>)> {
+        let (req_tx, req_rx) = self.req.split()?;
+        let (resp_tx, resp_rx) = self.resp.split()?;
+        Ok((Client::new(req_tx, resp_rx), Server::new(resp_tx, req_rx)))
+    }
+}
+
+/// How the server went away (sticky in the client).
+#[derive(Debug, Clone, Copy)]
+enum Gone {
+    Closed,
+    Died,
+}
+
+impl Gone {
+    fn error(self) -> Error {
+        match self {
+            Gone::Closed => Error::Disconnected,
+            Gone::Died => Error::PeerDied,
+        }
+    }
+}
+
+/// The calling side: sends requests, matches responses by id.
+#[derive(Debug)]
+pub struct Client<V: Variant = LockFree> {
+    tx: Producer<V>,
+    rx: Consumer<V>,
+    next_id: RequestId,
+    /// Sent, not yet answered, not cancelled.
+    pending: HashSet<RequestId>,
+    /// Answered while the caller waited for another id.
+    ready: HashMap<RequestId, Vec<u8>>,
+    late: u64,
+    gone: Option<Gone>,
+}
+
+impl<V: Variant> Client<V> {
+    /// A client over a request producer and a response consumer.
+    pub fn new(tx: Producer<V>, rx: Consumer<V>) -> Self {
+        Client {
+            tx,
+            rx,
+            next_id: random_start(),
+            pending: HashSet::new(),
+            ready: HashMap::new(),
+            late: 0,
+            gone: None,
+        }
+    }
+
+    /// Requests sent and not yet answered (nor cancelled, nor ended by the
+    /// server's death).
+    pub fn in_flight(&self) -> usize {
+        self.pending.len() + self.ready.len()
+    }
+
+    /// Responses dropped because their id was not in flight (a timed-out
+    /// or cancelled call, or an unknown id).
+    pub fn late_responses(&self) -> u64 {
+        self.late
+    }
+
+    /// Largest request body the request ring accepts.
+    pub fn max_request(&self) -> usize {
+        self.tx.max_message().saturating_sub(ID_LEN)
+    }
+
+    /// The two rings (requests, responses), for statistics.
+    pub fn rings(&self) -> (&Producer<V>, &Consumer<V>) {
+        (&self.tx, &self.rx)
+    }
+
+    fn check_gone(&mut self) -> Result<()> {
+        match self.gone {
+            Some(g) => Err(g.error()),
+            None => Ok(()),
+        }
+    }
+
+    /// Note the server's departure: every pending call ends with it.
+    fn note(&mut self, e: Error) -> Error {
+        let g = match e {
+            Error::Disconnected => Gone::Closed,
+            Error::PeerDied => Gone::Died,
+            e => return e,
+        };
+        self.gone = Some(g);
+        self.pending.clear();
+        g.error()
+    }
+
+    /// Receive responses without waiting and keep those in flight.
+    fn stash_arrived(&mut self) -> Result<()> {
+        loop {
+            match self.recv_one(None, true) {
+                Ok((id, body)) => {
+                    self.ready.insert(id, body);
+                }
+                Err(Error::Empty) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Send one request (waiting for room until `deadline`); while the
+    /// request ring is full, keep draining responses so the server is
+    /// never blocked on us.
+    fn send_until(
+        &mut self,
+        deadline: Option<Instant>,
+        len: usize,
+        write: impl Fn(&mut [u8]),
+    ) -> Result<RequestId> {
+        self.check_gone()?;
+        let id = self.next_id;
+        loop {
+            let r = match self.tx.try_claim(ID_LEN + len) {
+                Err(Error::Full) => {
+                    self.stash_arrived()?;
+                    let left = remaining(deadline);
+                    if left.is_zero() {
+                        return Err(Error::Timeout);
+                    }
+                    match self.tx.claim_timeout(ID_LEN + len, left.min(SEND_SLICE)) {
+                        Err(Error::Timeout) => continue,
+                        r => r,
+                    }
+                }
+                r => r,
+            };
+            let mut c = match r.map_err(|e| body_too_large(e, len)) {
+                Ok(c) => c,
+                Err(e) => return Err(self.note(e)),
+            };
+            c[..ID_LEN].copy_from_slice(&id.to_le_bytes());
+            write(&mut c[ID_LEN..]);
+            c.commit();
+            break;
+        }
+        self.next_id = id.wrapping_add(1);
+        self.pending.insert(id);
+        Ok(id)
+    }
+
+    /// Send a request without waiting for its response; returns its id.
+    /// Waits for room in the request ring (bounded by the server's liveness).
+    ///
+    /// # Errors
+    /// `TooLarge` (the body's length and [`Self::max_request`]),
+    /// `Disconnected`/`PeerDied` if the server is gone, `Corrupted`.
+    pub fn send_request(&mut self, body: &[u8]) -> Result<RequestId> {
+        self.send_until(None, body.len(), |b| b.copy_from_slice(body))
+    }
+
+    /// Like [`Self::send_request`], waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`Self::send_request`], plus `Timeout` (nothing was sent).
+    pub fn send_request_timeout(&mut self, body: &[u8], timeout: Duration) -> Result<RequestId> {
+        self.send_until(deadline_after(timeout), body.len(), |b| {
+            b.copy_from_slice(body)
+        })
+    }
+
+    /// One response from the ring, in flight or not; unknown ids are
+    /// dropped and counted here. `try_only`: do not wait (`Empty`).
+    fn recv_one(
+        &mut self,
+        deadline: Option<Instant>,
+        try_only: bool,
+    ) -> Result<(RequestId, Vec<u8>)> {
+        loop {
+            let r = if try_only {
+                self.rx
+                    .try_recv_with(|m| split_id(m).map(|(id, b)| (id, b.to_vec())))
+            } else {
+                self.rx.recv_timeout_with(remaining(deadline), |m| {
+                    split_id(m).map(|(id, b)| (id, b.to_vec()))
+                })
+            };
+            let (id, body) = match r {
+                Ok(r) => r?,
+                Err(e) => return Err(self.note(e)),
+            };
+            if self.pending.remove(&id) {
+                return Ok((id, body));
+            }
+            self.late += 1;
+        }
+    }
+
+    /// The next response to any request in flight, waiting at most
+    /// `timeout`. Its request is then no longer in flight.
+    ///
+    /// # Errors
+    /// `Empty` if no request is in flight, `Timeout`, `Disconnected` /
+    /// `PeerDied` (every pending call ended: the server is gone), `Decode`
+    /// for a response without an id (dropped), `Corrupted`.
+    pub fn recv_response(&mut self, timeout: Duration) -> Result<(RequestId, Vec<u8>)> {
+        if let Some(&id) = self.ready.keys().next() {
+            let body = self.ready.remove(&id).unwrap_or_default();
+            return Ok((id, body));
+        }
+        self.check_gone()?;
+        if self.pending.is_empty() {
+            return Err(Error::Empty);
+        }
+        self.recv_one(deadline_after(timeout), false)
+    }
+
+    /// The response to `id`, waiting at most `timeout`; responses to other
+    /// requests that arrive meanwhile are kept for [`Self::recv_response`]
+    /// and [`Self::wait_response`]. A timeout leaves `id` in flight (see
+    /// [`Self::cancel`]).
+    ///
+    /// # Errors
+    /// `InvalidOption` if `id` is not in flight; otherwise as
+    /// [`Self::recv_response`].
+    pub fn wait_response(&mut self, id: RequestId, timeout: Duration) -> Result<Vec<u8>> {
+        if let Some(body) = self.ready.remove(&id) {
+            return Ok(body);
+        }
+        self.check_gone()?;
+        if !self.pending.contains(&id) {
+            return Err(Error::InvalidOption {
+                reason: format!(
+                    "request id {id:#x} is not in flight (already answered, cancelled, timed out in call(), or never sent)"
+                ),
+            });
+        }
+        let deadline = deadline_after(timeout);
+        loop {
+            let (got, body) = self.recv_one(deadline, false)?;
+            if got == id {
+                return Ok(body);
+            }
+            self.ready.insert(got, body);
+        }
+    }
+
+    /// Stop waiting for `id`: its response, if it still comes, is dropped
+    /// and counted in [`Self::late_responses`]. Returns whether it was in
+    /// flight (an already-arrived response is discarded and counted).
+    pub fn cancel(&mut self, id: RequestId) -> bool {
+        if self.ready.remove(&id).is_some() {
+            self.late += 1;
+            return true;
+        }
+        self.pending.remove(&id)
+    }
+
+    /// Send `body` and wait for its response, at most `timeout` in all. On
+    /// timeout the request is cancelled: a late response is dropped and
+    /// counted, never returned to a later call.
+    ///
+    /// # Errors
+    /// As [`Self::send_request`] and [`Self::wait_response`].
+    pub fn call(&mut self, body: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        let deadline = deadline_after(timeout);
+        let id = self.send_until(deadline, body.len(), |b| b.copy_from_slice(body))?;
+        self.finish_call(id, deadline)
+    }
+
+    fn finish_call(&mut self, id: RequestId, deadline: Option<Instant>) -> Result<Vec<u8>> {
+        match self.wait_response(id, remaining(deadline)) {
+            Err(Error::Timeout) => {
+                self.cancel(id);
+                Err(Error::Timeout)
+            }
+            r => r,
+        }
+    }
+
+    /// [`Self::call`] with postcard-encoded values: `req` is encoded
+    /// straight into the request ring, the response decoded as `Resp`.
+    ///
+    /// # Errors
+    /// As [`Self::call`]; `Decode` if the response is not a `Resp`.
+    pub fn call_as<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &mut self,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp> {
+        let deadline = deadline_after(timeout);
+        let id = self.send_request_as_until(req, deadline)?;
+        let body = self.finish_call(id, deadline)?;
+        crate::typed::decode(&body)
+    }
+
+    /// [`Self::send_request`] with a postcard-encoded value.
+    ///
+    /// # Errors
+    /// As [`Self::send_request`].
+    pub fn send_request_as<Req: Serialize + ?Sized>(&mut self, req: &Req) -> Result<RequestId> {
+        self.send_request_as_until(req, None)
+    }
+
+    fn send_request_as_until<Req: Serialize + ?Sized>(
+        &mut self,
+        req: &Req,
+        deadline: Option<Instant>,
+    ) -> Result<RequestId> {
+        self.check_gone()?;
+        let id = self.next_id;
+        // A full ring is waited for with the same slices as raw requests.
+        let mut left = remaining(deadline);
+        loop {
+            let r = crate::typed::encode_into_claim(
+                req,
+                ID_LEN,
+                |n| self.tx.claim_timeout(n, left.min(SEND_SLICE)),
+                |head| head.copy_from_slice(&id.to_le_bytes()),
+            );
+            match r {
+                Ok(()) => break,
+                Err(Error::Timeout) => {
+                    self.stash_arrived()?;
+                    left = remaining(deadline);
+                    if left.is_zero() {
+                        return Err(Error::Timeout);
+                    }
+                }
+                Err(e) => return Err(self.note(e)),
+            }
+        }
+        self.next_id = id.wrapping_add(1);
+        self.pending.insert(id);
+        Ok(id)
+    }
+
+    /// Close both rings in order, reporting errors (dropping closes too).
+    ///
+    /// # Errors
+    /// As [`Producer::close`].
+    pub fn close(self) -> Result<()> {
+        let r = self.tx.close();
+        self.rx.close().and(r)
+    }
+}
+
+/// The answering side: receives requests, sends responses by id.
+#[derive(Debug)]
+pub struct Server<V: Variant = LockFree> {
+    tx: Producer<V>,
+    rx: Consumer<V>,
+    buf: Vec<u8>,
+    served: u64,
+}
+
+impl<V: Variant> Server<V> {
+    /// A server over a response producer and a request consumer.
+    pub fn new(tx: Producer<V>, rx: Consumer<V>) -> Self {
+        Server {
+            tx,
+            rx,
+            buf: Vec::new(),
+            served: 0,
+        }
+    }
+
+    /// Responses sent so far.
+    pub fn served(&self) -> u64 {
+        self.served
+    }
+
+    /// Largest response body the response ring accepts.
+    pub fn max_response(&self) -> usize {
+        self.tx.max_message().saturating_sub(ID_LEN)
+    }
+
+    /// The two rings (responses, requests), for statistics.
+    pub fn rings(&self) -> (&Producer<V>, &Consumer<V>) {
+        (&self.tx, &self.rx)
+    }
+
+    /// The next request, if one is waiting now.
+    ///
+    /// # Errors
+    /// `Empty` if none is waiting; `Disconnected` (the client closed) /
+    /// `PeerDied` (it died) once every request it sent was received;
+    /// `Decode` for a message without an id (dropped); `Corrupted`.
+    pub fn try_next_request(&mut self) -> Result<Request> {
+        self.rx.try_recv_with(to_request)?
+    }
+
+    /// The next request, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Self::try_next_request`], `Timeout` instead of `Empty`.
+    pub fn next_request(&mut self, timeout: Duration) -> Result<Request> {
+        self.rx.recv_timeout_with(timeout, to_request)?
+    }
+
+    /// Send the response to request `id`, waiting for room (bounded by the
+    /// client's liveness).
+    ///
+    /// # Errors
+    /// `TooLarge` (the body's length and [`Self::max_response`]),
+    /// `Disconnected`/`PeerDied` if the client is gone, `Corrupted`.
+    pub fn respond(&mut self, id: RequestId, body: &[u8]) -> Result<()> {
+        put(self.tx.claim(ID_LEN + body.len()), id, body)?;
+        self.served += 1;
+        Ok(())
+    }
+
+    /// [`Self::respond`] with a postcard-encoded value, encoded in place.
+    ///
+    /// # Errors
+    /// As [`Self::respond`].
+    pub fn respond_as<Resp: Serialize + ?Sized>(
+        &mut self,
+        id: RequestId,
+        resp: &Resp,
+    ) -> Result<()> {
+        crate::typed::encode_into_claim(
+            resp,
+            ID_LEN,
+            |n| self.tx.claim(n),
+            |head| head.copy_from_slice(&id.to_le_bytes()),
+        )?;
+        self.served += 1;
+        Ok(())
+    }
+
+    /// Answer every request with `f(body)` until the client closes its
+    /// side (`Ok`). Each request is copied out of the ring (into a reused
+    /// buffer) before `f` runs, so no ring space is held while it works.
+    ///
+    /// # Errors
+    /// `PeerDied` when the client died: with named rings ([`listen`]), call
+    /// [`Self::wait_for_client`] and serve the next client (one that takes
+    /// over before the server noticed the death, within the ring's 20 ms
+    /// liveness slice, is simply served on); an anonymous
+    /// pair has no way for another client to reach it, so the server is
+    /// done. `Decode` for a request without an id (dropped: call `serve`
+    /// again to go on); `Corrupted`; `TooLarge` if `f` returns a body above
+    /// [`Self::max_response`].
+    pub fn serve(&mut self, mut f: impl FnMut(&[u8]) -> Vec<u8>) -> Result<()> {
+        loop {
+            let buf = &mut self.buf;
+            let id = match self.rx.recv_with(|m| {
+                split_id(m).map(|(id, body)| {
+                    buf.clear();
+                    buf.extend_from_slice(body);
+                    id
+                })
+            }) {
+                Ok(r) => r?,
+                Err(Error::Disconnected) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let resp = f(&self.buf);
+            put(self.tx.claim(ID_LEN + resp.len()), id, &resp)?;
+            self.served += 1;
+        }
+    }
+
+    /// [`Self::serve`] with postcard-encoded values.
+    ///
+    /// # Errors
+    /// As [`Self::serve`]; `Decode` if a request is not a `Req` (it is
+    /// dropped unanswered; the client's call times out: call `serve_as`
+    /// again to go on).
+    pub fn serve_as<Req: DeserializeOwned, Resp: Serialize>(
+        &mut self,
+        mut f: impl FnMut(Req) -> Resp,
+    ) -> Result<()> {
+        loop {
+            let (id, req) = match self.rx.recv_with(|m| {
+                let (id, body) = split_id(m)?;
+                Ok::<_, Error>((id, crate::typed::decode::<Req>(body)?))
+            }) {
+                Ok(r) => r?,
+                Err(Error::Disconnected) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let resp = f(req);
+            self.respond_as(id, &resp)?;
+        }
+    }
+
+    /// Wait until a client is attached to both rings (after the previous
+    /// one died or closed), at most `timeout`; checks every 2 ms.
+    ///
+    /// # Errors
+    /// `Timeout`; `Io` if liveness cannot be checked.
+    pub fn wait_for_client(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = deadline_after(timeout);
+        loop {
+            let a = self.rx.peer_status()?;
+            let b = self.tx.peer_status()?;
+            if a == crate::PeerStatus::Alive && b == crate::PeerStatus::Alive {
+                return Ok(());
+            }
+            if remaining(deadline).is_zero() {
+                return Err(Error::Timeout);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Close both rings in order, reporting errors (dropping closes too).
+    ///
+    /// # Errors
+    /// As [`Producer::close`].
+    pub fn close(self) -> Result<()> {
+        let r = self.tx.close();
+        self.rx.close().and(r)
+    }
+}
+
+fn to_request(m: &[u8]) -> Result<Request> {
+    split_id(m).map(|(id, body)| Request {
+        id,
+        body: body.to_vec(),
+    })
+}
