@@ -31,6 +31,9 @@ fn iterator_reports_peer_death_once() {
             assert_eq!(m.as_ref().unwrap(), &[i as u8]);
         }
         assert!(matches!(items[5], Err(Error::PeerDied)), "{:?}", items[5]);
-        assert!(child.wait(Duration::from_secs(10)).is_err(), "child was killed");
+        assert!(
+            child.wait(Duration::from_secs(10)).is_err(),
+            "child was killed"
+        );
     }
 }
