@@ -1,10 +1,10 @@
 //! Typed messages on top of the byte rings (features `pod` and `serde`).
 //!
-//! - [`Sender<T>`] / [`Receiver<T>`] (feature `pod`) carry one
+//! - `Sender<T>` / `Receiver<T>` (feature `pod`) carry one
 //!   plain-old-data value per message, as its raw bytes: `send` writes them
 //!   in place through a [`Claim`](crate::GenericClaim), `recv` copies them
-//!   out, and [`Receiver::recv_with`] lends a `&T` straight from the ring.
-//! - [`SerdeSender`] / [`SerdeReceiver`] (feature `serde`) carry any
+//!   out, and `Receiver::recv_with` lends a `&T` straight from the ring.
+//! - `SerdeSender` / `SerdeReceiver` (feature `serde`) carry any
 //!   `serde` value, encoded with [postcard](https://docs.rs/postcard).
 //!
 //! **Why `bytemuck`** (rather than `zerocopy`): we need exactly one
@@ -26,7 +26,7 @@
 //! **Alignment.** Every record payload starts 8-byte aligned in the data
 //! area (the data area is 128-aligned, records are 8-aligned, the record
 //! header is 8 bytes). So a `&T` can be lent from the ring for any `T` with
-//! `align_of::<T>() <= 8`; [`Receiver::recv_with`] and [`Sender::send_with`]
+//! `align_of::<T>() <= 8`; `Receiver::recv_with` and `Sender::send_with`
 //! refuse larger alignments at compile time (`recv` and `send` copy, and
 //! work for every `Pod`).
 //!
