@@ -4,12 +4,17 @@
 //! or `recv_with`, pinned to CPUs 0 and 1. Prints messages per second for
 //! each receive method and wait strategy (median of RUNS runs).
 //!
-//! `cargo run --release --example raw_loop -- [SIZE [COUNT [RUNS]]]`
-//! (defaults 64, 20000000, 3).
+//! `cargo run --release --example raw_loop -- [SIZE [COUNT [RUNS [CAPACITY]]]]`
+//! (defaults 64, 20000000, 3, the library's default capacity).
 
 use std::time::Instant;
 
 use shmpipe::{Builder, Error, WaitStrategy};
+
+fn backoff() -> u32 {
+    static B: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *B.get_or_init(|| std::env::var("BACKOFF").ok().and_then(|v| v.parse().ok()).unwrap_or(1))
+}
 
 fn pin(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it.
@@ -27,8 +32,8 @@ enum Method {
     Drain,
 }
 
-fn run(wait: WaitStrategy, how: Method, size: usize, count: u64) -> Result<f64, Error> {
-    let pair = Builder::new().capacity(1 << 20).wait(wait).anonymous()?;
+fn run(wait: WaitStrategy, how: Method, size: usize, count: u64, cap: u64) -> Result<f64, Error> {
+    let pair = Builder::new().capacity(cap).wait(wait).anonymous()?;
     // SAFETY: the child only uses the ring and exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
@@ -59,7 +64,11 @@ fn run(wait: WaitStrategy, how: Method, size: usize, count: u64) -> Result<f64, 
                     bad += (u64::from_le_bytes(buf[..8].try_into().unwrap()) != n) as u64;
                     n += 1;
                 }
-                Err(Error::Empty) => std::hint::spin_loop(),
+                Err(Error::Empty) => {
+                    for _ in 0..backoff() {
+                        std::hint::spin_loop()
+                    }
+                }
                 Err(Error::Disconnected) => break,
                 Err(e) => return Err(e),
             }
@@ -87,6 +96,15 @@ fn run(wait: WaitStrategy, how: Method, size: usize, count: u64) -> Result<f64, 
         },
     }
     let secs = t0.elapsed().as_secs_f64();
+    if std::env::var_os("VERBOSE").is_some() {
+        let st = rx.stats();
+        eprintln!(
+            "  {how:?} {:.1} M/s: full waits {}, empty waits {}",
+            count as f64 / secs / 1e6,
+            st.full_waits,
+            st.empty_waits
+        );
+    }
     let mut status = 0;
     // SAFETY: reaping our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -102,10 +120,15 @@ fn main() -> Result<(), Error> {
     let size = args.first().copied().unwrap_or(64).max(8) as usize;
     let count = args.get(1).copied().unwrap_or(20_000_000);
     let runs = args.get(2).copied().unwrap_or(3).max(1);
+    let cap = args.get(3).copied().unwrap_or(shmpipe::DEFAULT_CAPACITY);
     for wait in [WaitStrategy::Spin, WaitStrategy::Futex] {
         for how in [Method::TryRecvInto, Method::RecvWith, Method::Drain] {
+            let only = std::env::var("ONLY").unwrap_or_default();
+            if !only.is_empty() && !format!("{} {how:?}", wait.name()).contains(&only) {
+                continue;
+            }
             let mut v: Vec<f64> = (0..runs)
-                .map(|_| run(wait, how, size, count))
+                .map(|_| run(wait, how, size, count, cap))
                 .collect::<Result<_, _>>()?;
             v.sort_by(|a, b| a.total_cmp(b));
             let all: Vec<String> = v.iter().map(|x| format!("{:.1}", x / 1e6)).collect();

@@ -8,6 +8,14 @@
 //!   fabric moves, in 64-byte messages per second.
 //! - `limit-atomic`: a bare ping-pong of two atomic words on their own cache
 //!   lines: the cheapest possible round trip.
+//! - `limit-records`: the format-v2 protocol itself, with nothing else: 8-byte
+//!   header + 64-byte payload records in a 1 MiB ring, the header word as
+//!   the consumer's signal, the next header zeroed ahead, `head` stored per
+//!   message and read by the producer only when full (waiting for a quarter
+//!   of the ring). No validation, no counters, no API. What a shmpipe row
+//!   could reach with this protocol: its gap to `limit-slots` is the
+//!   protocol's (a per-record signal on a line the producer is still
+//!   writing), the gap between it and the row is the library's.
 //!
 //! Both run across `fork()` on the CPUs the transports use; medians of the
 //! runs are reported.
@@ -33,8 +41,16 @@ pub struct Limits {
     /// Round trip of the bare atomic ping-pong, in ns.
     pub atomic_round_trip_ns: f64,
     pub atomic_runs_ns: Vec<f64>,
+    /// 64-byte messages per second through the bare format-v2 protocol.
+    pub records_msgs_per_sec: f64,
+    pub records_runs: Vec<f64>,
     pub method: &'static str,
 }
+
+/// Data-area bytes of the `limit-records` ring (the library's default).
+const RECORDS_CAP: u64 = 1 << 20;
+/// Payload bytes of a `limit-records` message.
+const RECORD_PAYLOAD: u64 = 64;
 
 /// Shared memory both processes see after `fork()`.
 struct Shared {
@@ -161,6 +177,97 @@ fn slots_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
     Ok(n as f64 / secs)
 }
 
+/// One run of the bare format-v2 protocol: the child produces `n` records of
+/// 64 bytes, we consume them (copying each payload out, as `recv_into` does).
+fn records_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
+    const KIND_MSG: u64 = 1 << 32;
+    const KIND_PAD: u64 = 2 << 32;
+    let cap = RECORDS_CAP;
+    let rec = 8 + RECORD_PAYLOAD;
+    // Line 0: unused, line 2: head, line 4: start flag, data from 1024.
+    let shm = Shared::new(1024 + cap as usize)?;
+    let (head, start) = (shm.word(256), shm.word(512));
+    let word = |off: u64| shm.word(1024 + (off & (cap - 1)) as usize);
+    let data = shm.ptr.wrapping_add(1024);
+    let pid = fork_run(cpus, || {
+        while start.load(Ordering::Acquire) == 0 {
+            std::hint::spin_loop();
+        }
+        let msg = [7u8; RECORD_PAYLOAD as usize];
+        let (mut tail, mut head_cache) = (0u64, 0u64);
+        for i in 0..n {
+            let off = tail & (cap - 1);
+            let pad = if cap - off >= rec { 0 } else { cap - off };
+            let need = pad + rec + 8;
+            if tail + need - head_cache > cap {
+                // Full: wait for a quarter of the ring, polling `head` sparingly.
+                loop {
+                    head_cache = head.load(Ordering::Acquire);
+                    if cap - (tail - head_cache) >= need.max(cap / 4) {
+                        break;
+                    }
+                    for _ in 0..16 {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+            let at = if pad == 0 { off } else { 0 };
+            // SAFETY: `at + 8 + 64 <= cap` (the record fits before the end);
+            // the bytes are the producer's until the header is published.
+            unsafe {
+                std::ptr::copy_nonoverlapping(msg.as_ptr(), data.add(at as usize + 8), msg.len());
+                std::ptr::copy_nonoverlapping(
+                    i.to_le_bytes().as_ptr(),
+                    data.add(at as usize + 8),
+                    8,
+                );
+            }
+            word(at + rec).store(0, Ordering::Relaxed);
+            if pad == 0 {
+                word(at).store(KIND_MSG | RECORD_PAYLOAD, Ordering::Release);
+            } else {
+                word(0).store(KIND_MSG | RECORD_PAYLOAD, Ordering::Relaxed);
+                word(off).store(KIND_PAD | (pad - 8), Ordering::Release);
+            }
+            tail += pad + rec;
+        }
+    })?;
+    let t0 = Instant::now();
+    start.store(1, Ordering::Release);
+    let mut h = 0u64;
+    let mut sum = 0u64;
+    let mut buf = [0u8; RECORD_PAYLOAD as usize];
+    let mut i = 0;
+    while i < n {
+        let mut off = h & (cap - 1);
+        let mut hw = word(off).load(Ordering::Acquire);
+        if hw == 0 {
+            std::hint::spin_loop();
+            continue;
+        }
+        if hw & KIND_PAD != 0 {
+            h += cap - off;
+            off = 0;
+            hw = word(0).load(Ordering::Acquire);
+        }
+        let len = (hw & 0xffff_ffff).min(RECORD_PAYLOAD) as usize;
+        // SAFETY: `off + 8 + len <= cap`: records are written whole.
+        unsafe { std::ptr::copy_nonoverlapping(data.add(off as usize + 8), buf.as_mut_ptr(), len) };
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&buf[..8]);
+        sum = sum.wrapping_add(u64::from_le_bytes(seq));
+        h += rec;
+        i += 1;
+        head.store(h, Ordering::Release);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    reap(pid, Instant::now() + Duration::from_secs(10))?;
+    if sum != n.wrapping_mul(n.wrapping_sub(1)) / 2 {
+        return Err("bare record ring lost a record".into());
+    }
+    Ok(n as f64 / secs)
+}
+
 /// One run of the bare atomic ping-pong: `n` round trips.
 fn atomic_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
     let shm = Shared::new(4096)?;
@@ -200,8 +307,10 @@ pub fn measure(cpus: Option<Cpus>, quick: bool) -> Result<Limits, String> {
     };
     let mut slots = Vec::new();
     let mut atomic = Vec::new();
+    let mut records = Vec::new();
     for _ in 0..runs {
         slots.push(slots_run(cpus, slots_n)?);
+        records.push(records_run(cpus, slots_n / 2)?);
         atomic.push(atomic_run(cpus, rt_n)?);
     }
     Ok(Limits {
@@ -209,7 +318,9 @@ pub fn measure(cpus: Option<Cpus>, quick: bool) -> Result<Limits, String> {
         slots_runs: slots,
         atomic_round_trip_ns: median(atomic.clone()),
         atomic_runs_ns: atomic,
-        method: "limit-slots: bare SPSC ring of 1024 64-byte slots, index published every 16 slots, across fork() on the same CPUs; limit-atomic: bare ping-pong of two atomic words on separate lines; medians of 3 runs",
+        records_msgs_per_sec: median(records.clone()),
+        records_runs: records,
+        method: "limit-slots: bare SPSC ring of 1024 64-byte slots, index published every 16 slots, across fork() on the same CPUs; limit-atomic: bare ping-pong of two atomic words on separate lines; limit-records: the bare format-v2 protocol (72-byte records, header as signal, zero ahead, head per message) in a 1 MiB ring; medians of 3 runs",
     })
 }
 
@@ -220,6 +331,8 @@ pub struct XLimit {
     pub size: usize,
     /// msgs/s / limit-slots msgs/s.
     pub stream_x_limit: Option<f64>,
+    /// msgs/s / limit-records msgs/s (64-byte rows only: the bare protocol's rate).
+    pub stream_x_records: Option<f64>,
     /// Busy-poll round-trip p50 / limit-atomic round trip (1.0 is the floor).
     pub round_trip_x_limit: Option<f64>,
 }
@@ -237,6 +350,10 @@ pub fn ratios(res: &super::report::Results, l: &Limits) -> Vec<XLimit> {
                 transport: row.name,
                 size: cell.size,
                 stream_x_limit: cell.msgs_per_sec.map(|m| m / l.slots_msgs_per_sec),
+                stream_x_records: cell
+                    .msgs_per_sec
+                    .filter(|_| cell.size as u64 == RECORD_PAYLOAD)
+                    .map(|m| m / l.records_msgs_per_sec),
                 round_trip_x_limit: cell
                     .latency
                     .spin
@@ -260,17 +377,24 @@ pub fn table(l: &Limits, xs: &[XLimit]) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<22} {:>8} {:>16} {:>22}",
-        "transport", "size", "msgs/s x limit", "spin p50 rtt x limit"
+        "protocol limit: limit-records {:.1}M msgs/s = {:.2}x limit-slots (the bare format-v2 protocol, 64-byte messages, no checks)",
+        l.records_msgs_per_sec / 1e6,
+        l.records_msgs_per_sec / l.slots_msgs_per_sec
+    );
+    let _ = writeln!(
+        s,
+        "{:<22} {:>8} {:>16} {:>18} {:>22}",
+        "transport", "size", "msgs/s x limit", "x limit-records", "spin p50 rtt x limit"
     );
     for x in xs {
         let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}x"));
         let _ = writeln!(
             s,
-            "{:<22} {:>8} {:>16} {:>22}",
+            "{:<22} {:>8} {:>16} {:>18} {:>22}",
             x.transport,
             super::report::size_label(x.size),
             f(x.stream_x_limit),
+            f(x.stream_x_records),
             f(x.round_trip_x_limit)
         );
     }
