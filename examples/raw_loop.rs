@@ -13,7 +13,20 @@ use shmpipe::{Builder, Error, WaitStrategy};
 
 fn backoff() -> u32 {
     static B: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *B.get_or_init(|| std::env::var("BACKOFF").ok().and_then(|v| v.parse().ok()).unwrap_or(1))
+    *B.get_or_init(|| {
+        std::env::var("BACKOFF")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
+    })
+}
+
+/// PBATCH=N: the producer sends with `send_batch` in batches of N.
+fn pbatch() -> u64 {
+    std::env::var("PBATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 }
 
 fn pin(cpu: usize) {
@@ -41,6 +54,21 @@ fn run(wait: WaitStrategy, how: Method, size: usize, count: u64, cap: u64) -> Re
         let code = (|| -> Result<(), Error> {
             let mut tx = pair.into_producer()?;
             let mut msg = vec![0u8; size];
+            let batch = pbatch();
+            if batch > 1 {
+                // send_batch: BATCH records written, then published together.
+                let mut msgs = vec![vec![0u8; size]; batch as usize];
+                let mut i = 0;
+                while i < count {
+                    let k = batch.min(count - i) as usize;
+                    for (j, m) in msgs[..k].iter_mut().enumerate() {
+                        m[..8].copy_from_slice(&(i + j as u64).to_le_bytes());
+                    }
+                    tx.send_batch(&msgs[..k])?;
+                    i += k as u64;
+                }
+                return Ok(());
+            }
             for i in 0..count {
                 msg[..8].copy_from_slice(&i.to_le_bytes());
                 tx.send(&msg)?;

@@ -1,8 +1,9 @@
 //! Format v2, where the record header word is the consumer's signal:
 //! stale data of the previous lap must never be taken for a record, a
 //! producer that died between its stores is taken over at the true end of
-//! the committed records, and a consumer killed inside `drain` hands the
-//! whole unreleased batch to its replacement.
+//! the committed records, a consumer killed inside `drain` hands the
+//! whole unreleased batch to its replacement, and a batch (`send_batch`)
+//! is published whole or not at all.
 
 #![cfg(not(any(loom, miri)))]
 
@@ -266,7 +267,181 @@ fn consumer_killed_mid_drain<V: Variant>() {
     drop(tx);
 }
 
+/// `send_batch` / `try_send_batch` against a model: random batches of
+/// forged-header payloads across many wraps, random receives; every message
+/// arrives once, in order, whole; `try_send_batch` sends a prefix and says
+/// how long; a too-large message ends a batch after the ones before it.
+fn batches_match_the_model<V: Variant>() {
+    for cap in [128u64, 1024, 4096] {
+        for backing in Backing::ALL {
+            let b = builder::<V>().capacity(cap);
+            let mut e = make_pair(&b, backing).unwrap();
+            let max = e.tx.max_message();
+            let mut rng = Rng::new(test_seed() ^ cap ^ 0xba7c);
+            let mut queue: VecDeque<Vec<u8>> = VecDeque::new();
+            let mut buf = Vec::new();
+            for step in 0..5_000 {
+                if rng.one_in(2) {
+                    let k = rng.below(12) as usize;
+                    let batch: Vec<Vec<u8>> = (0..k)
+                        .map(|_| forged_payload(&mut rng, max.min(40)))
+                        .collect();
+                    match e.tx.try_send_batch(&batch) {
+                        Ok(n) => {
+                            assert!(n <= k && (n > 0 || k == 0), "step {step}: sent {n} of {k}");
+                            queue.extend(batch.into_iter().take(n));
+                        }
+                        Err(Error::Full) => assert!(!queue.is_empty(), "Full on an empty ring"),
+                        Err(x) => panic!("try_send_batch at step {step}: {x:?}"),
+                    }
+                } else if rng.one_in(3) {
+                    let n =
+                        e.rx.drain(rng.below(8) as usize + 1, |m| {
+                            let want = queue.pop_front().expect("a message from an empty ring");
+                            assert_eq!(m, &want[..], "cap {cap} {backing:?} step {step}");
+                        })
+                        .unwrap();
+                    assert!(
+                        n > 0 || queue.is_empty(),
+                        "drain found nothing with {} queued",
+                        queue.len()
+                    );
+                } else {
+                    match e.rx.try_recv(&mut buf) {
+                        Ok(_) => {
+                            let want = queue.pop_front().expect("a message from an empty ring");
+                            assert_eq!(buf, want, "cap {cap} {backing:?} step {step}");
+                        }
+                        Err(Error::Empty) => {
+                            assert!(queue.is_empty(), "Empty with {} queued", queue.len())
+                        }
+                        Err(x) => panic!("recv at step {step}: {x:?}"),
+                    }
+                }
+            }
+            // A too-large message in the middle: the ones before it are sent.
+            while e.rx.try_recv(&mut buf).is_ok() {}
+            let big = vec![1u8; max + 1];
+            let batch: Vec<&[u8]> = vec![b"a", b"b", &big, b"c"];
+            assert!(matches!(
+                e.tx.send_batch(&batch),
+                Err(Error::TooLarge { .. })
+            ));
+            for want in [&b"a"[..], b"b"] {
+                e.rx.try_recv(&mut buf).unwrap();
+                assert_eq!(buf, want);
+            }
+            assert!(matches!(e.rx.try_recv(&mut buf), Err(Error::Empty)));
+        }
+    }
+}
+
+/// A blocking `send_batch` much larger than the ring, read by a thread
+/// that is slower at times: it publishes what fits and waits for the rest.
+fn batch_larger_than_the_ring<V: Variant>() {
+    let (mut tx, mut rx) = builder::<V>()
+        .capacity(1024)
+        .wait(WaitStrategy::Futex)
+        .in_process()
+        .unwrap()
+        .split()
+        .unwrap();
+    let t = std::thread::spawn(move || {
+        let mut buf = [0u8; 8];
+        for want in 0..10_000u64 {
+            rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
+                .unwrap();
+            assert_eq!(u64::from_le_bytes(buf), want);
+            if want % 1000 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        assert!(matches!(rx.recv_into(&mut buf), Err(Error::Disconnected)));
+    });
+    let msgs: Vec<[u8; 8]> = (0..10_000u64).map(|i| i.to_le_bytes()).collect();
+    for chunk in msgs.chunks(2_500) {
+        tx.send_batch(chunk).unwrap();
+    }
+    drop(tx);
+    t.join().unwrap();
+}
+
+/// A producer killed while it streams batches (often in the middle of
+/// one): the consumer receives an unbroken prefix of the sequence — a batch
+/// is published whole or not at all — and then, from a producer that takes
+/// over the role, the new messages, in order.
+fn producer_killed_mid_batch<V: Variant>() {
+    let _s = serial();
+    for round in 0..10u64 {
+        let name = ShmName::new("v2batch");
+        let b = builder::<V>()
+            .capacity(4096)
+            .wait(WaitStrategy::Futex)
+            .unlink_on_drop(false);
+        let mut rx = b.create_consumer(&name).unwrap();
+        let n = name.as_str().to_string();
+        let child = fork_child(move || {
+            let mut tx = builder::<V>()
+                .open_producer(&n)
+                .map_err(|e| e.to_string())?;
+            let mut seq = 0u64;
+            loop {
+                let k = 1 + (mix64(seq ^ round) % 24);
+                let batch: Vec<[u8; 16]> = (seq..seq + k)
+                    .map(|i| {
+                        let mut m = [0u8; 16];
+                        m[..8].copy_from_slice(&i.to_le_bytes());
+                        m[8..].copy_from_slice(&mix64(i).to_le_bytes());
+                        m
+                    })
+                    .collect();
+                tx.send_batch(&batch).map_err(|e| e.to_string())?;
+                seq += k;
+            }
+        });
+        let mut buf = [0u8; 16];
+        let mut next = 0u64;
+        let kill_at = 2_000 + mix64(round) % 3_000;
+        while next < kill_at {
+            rx.recv_into_timeout(&mut buf, Duration::from_secs(10))
+                .unwrap();
+            assert_eq!(
+                u64::from_le_bytes(buf[..8].try_into().unwrap()),
+                next,
+                "round {round}"
+            );
+            next += 1;
+        }
+        child.kill();
+        let _ = child.wait(Duration::from_secs(10));
+        // What the dead producer published: an unbroken, intact prefix.
+        loop {
+            match rx.recv_into_timeout(&mut buf, Duration::from_secs(5)) {
+                Ok(16) => {
+                    let seq = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                    assert_eq!(seq, next, "round {round}: a gap or a repeat");
+                    assert_eq!(u64::from_le_bytes(buf[8..].try_into().unwrap()), mix64(seq));
+                    next += 1;
+                }
+                Err(Error::PeerDied) => break,
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        let mut tx = b.open_producer(name.as_str()).unwrap();
+        tx.send_batch(&[&b"after"[..], b"takeover"]).unwrap();
+        let mut v = Vec::new();
+        for want in [&b"after"[..], b"takeover"] {
+            rx.recv_timeout(&mut v, Duration::from_secs(5)).unwrap();
+            assert_eq!(v, want, "round {round}");
+        }
+        assert!(matches!(rx.try_recv(&mut v), Err(Error::Empty)));
+    }
+}
+
 variant_tests!(
     stale_lap_payloads_are_never_records,
-    consumer_killed_mid_drain
+    consumer_killed_mid_drain,
+    batches_match_the_model,
+    batch_larger_than_the_ring,
+    producer_killed_mid_batch
 );

@@ -17,6 +17,11 @@ use crate::segment::{Role, Segment};
 use crate::sync::Ordering;
 use crate::wait::{self, WaitStrategy};
 
+/// A long `drain` publishes its head each time it has read this fraction
+/// of the ring (lock-free), so the producer refills while it reads; a
+/// consumer that dies mid-`drain` gets at most that much delivered again.
+const DRAIN_PUBLISH_PARTS: u64 = 16;
+
 /// The receiving end of a ring. `Send`, not `Sync`.
 ///
 /// Dropping it closes the consumer side: the producer's sends then fail
@@ -701,10 +706,13 @@ impl<V: Variant> Consumer<V> {
     }
 
     /// Hand up to `max` waiting messages to `f`, in order, and release their
-    /// space once for the whole batch. Does not wait. Returns how many were
-    /// handed over; `Ok(0)` means none was waiting.
+    /// space together: once for the batch, or (lock-free) each time a
+    /// sixteenth of the ring has been read, so a producer waiting for room
+    /// refills while a long batch is read. Does not wait. Returns how many
+    /// were handed over; `Ok(0)` means none was waiting.
     ///
-    /// If this process dies inside `drain`, the messages of the batch are
+    /// If this process dies inside `drain`, the messages handed over since
+    /// the last release (at most a sixteenth of the ring, lock-free) are
     /// delivered again to the consumer that takes over the role.
     ///
     /// ```
@@ -746,6 +754,7 @@ impl<V: Variant> Consumer<V> {
             tail = Some(t);
         }
         let mut n = 0;
+        let mut published = 0;
         let mut bytes = 0u64;
         let mut head = self.head;
         let mut err = None;
@@ -767,6 +776,13 @@ impl<V: Variant> Consumer<V> {
                     head = found.next;
                     n += 1;
                     bytes += found.len as u64;
+                    if !V::LOCKED && head - self.head >= self.ep.cap / DRAIN_PUBLISH_PARTS {
+                        // A long batch: give the producer its room now, so it
+                        // writes while we read instead of waiting for the end.
+                        self.publish_head(head, (n - published) as u64, bytes);
+                        published = n;
+                        bytes = 0;
+                    }
                 }
                 Err(e) => {
                     err = Some(e);
@@ -774,8 +790,8 @@ impl<V: Variant> Consumer<V> {
                 }
             }
         }
-        if n > 0 {
-            self.publish_head(head, n as u64, bytes);
+        if n > published {
+            self.publish_head(head, (n - published) as u64, bytes);
         }
         drop(guard);
         if let Some(e) = err {
