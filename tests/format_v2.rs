@@ -37,6 +37,23 @@ fn forged_payload(rng: &mut Rng, max: usize) -> Vec<u8> {
     v
 }
 
+/// One `try_recv` checked against the model's queue of sent messages.
+fn recv_one_against<V: Variant>(
+    rx: &mut shmpipe::GenericConsumer<V>,
+    queue: &mut VecDeque<Vec<u8>>,
+    buf: &mut Vec<u8>,
+    at: &str,
+) {
+    match rx.try_recv(buf) {
+        Ok(_) => {
+            let want = queue.pop_front().expect("a message from an empty ring");
+            assert_eq!(*buf, want, "{at}");
+        }
+        Err(Error::Empty) => assert!(queue.is_empty(), "{at}: Empty with {} queued", queue.len()),
+        Err(x) => panic!("{at}: recv: {x:?}"),
+    }
+}
+
 fn stale_lap_payloads_are_never_records<V: Variant>() {
     for cap in [64u64, 128, 256, 1024] {
         for backing in Backing::ALL {
@@ -55,16 +72,12 @@ fn stale_lap_payloads_are_never_records<V: Variant>() {
                         Err(x) => panic!("send at step {step}: {x:?}"),
                     }
                 } else {
-                    match e.rx.try_recv(&mut buf) {
-                        Ok(_) => {
-                            let want = queue.pop_front().expect("a message from an empty ring");
-                            assert_eq!(buf, want, "cap {cap} {backing:?} step {step}");
-                        }
-                        Err(Error::Empty) => {
-                            assert!(queue.is_empty(), "Empty with {} queued", queue.len())
-                        }
-                        Err(x) => panic!("recv at step {step}: {x:?}"),
-                    }
+                    recv_one_against(
+                        &mut e.rx,
+                        &mut queue,
+                        &mut buf,
+                        &format!("cap {cap} {backing:?} step {step}"),
+                    );
                 }
             }
             // Drain the rest through `drain` and `peek`.
@@ -307,16 +320,12 @@ fn batches_match_the_model<V: Variant>() {
                         queue.len()
                     );
                 } else {
-                    match e.rx.try_recv(&mut buf) {
-                        Ok(_) => {
-                            let want = queue.pop_front().expect("a message from an empty ring");
-                            assert_eq!(buf, want, "cap {cap} {backing:?} step {step}");
-                        }
-                        Err(Error::Empty) => {
-                            assert!(queue.is_empty(), "Empty with {} queued", queue.len())
-                        }
-                        Err(x) => panic!("recv at step {step}: {x:?}"),
-                    }
+                    recv_one_against(
+                        &mut e.rx,
+                        &mut queue,
+                        &mut buf,
+                        &format!("cap {cap} {backing:?} step {step}"),
+                    );
                 }
             }
             // A too-large message in the middle: the ones before it are sent.
