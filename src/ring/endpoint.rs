@@ -66,7 +66,8 @@ pub(super) struct Endpoint {
     /// membarrier and the strategy sleeps); see DESIGN.md.
     light: bool,
     /// When we last asked the kernel about the peer's lock, and whether it was dead.
-    last_peer_check: Option<(Instant, bool)>,
+    /// (`wait::coarse_nanos`, so an empty poll pays no precise clock read).
+    last_peer_check: Option<(u64, bool)>,
     /// We saw the peer attached (its word, its role lock, or its work: a
     /// message received, room made): a free role lock from now on means it
     /// died, whatever its word says.
@@ -258,18 +259,18 @@ impl Endpoint {
             if how == Check::Word {
                 return Ok(None);
             }
-            let now = Instant::now();
             if how == Check::Rated {
                 // Only an "alive" verdict is reused: a "dead" one is
                 // re-checked every time (an error path), so a
                 // replacement peer is seen as soon as it attaches.
                 if let Some((t, false)) = self.last_peer_check {
-                    if now.duration_since(t) < wait::SLICE {
+                    if wait::coarse_nanos().wrapping_sub(t) < wait::SLICE.as_nanos() as u64 {
                         return Ok(None);
                     }
                 }
             }
         }
+        let checked_at = wait::coarse_nanos();
         let now = Instant::now();
         let held = lock.is_held(self.role.peer())?;
         let verdict = if held {
@@ -302,7 +303,7 @@ impl Endpoint {
                 None
             }
         };
-        self.last_peer_check = Some((now, verdict == Some(PeerGone::Died)));
+        self.last_peer_check = Some((checked_at, verdict == Some(PeerGone::Died)));
         Ok(verdict)
     }
 
