@@ -344,8 +344,9 @@ pub struct XLimit {
     pub round_trip_x_limit: Option<f64>,
 }
 
-/// `x limit` for every shmpipe row.
-pub fn ratios(res: &super::report::Results, l: &Limits) -> Vec<XLimit> {
+/// `x limit` for every shmpipe row, against the limits measured next to
+/// its size.
+pub fn ratios(res: &super::report::Results, per_size: &[(usize, &Limits)]) -> Vec<XLimit> {
     let mut out = Vec::new();
     for row in res
         .transports
@@ -353,6 +354,9 @@ pub fn ratios(res: &super::report::Results, l: &Limits) -> Vec<XLimit> {
         .filter(|r| r.name.starts_with("shmpipe"))
     {
         for cell in &row.results {
+            let Some((_, l)) = per_size.iter().find(|(size, _)| *size == cell.size) else {
+                continue;
+            };
             out.push(XLimit {
                 transport: row.name,
                 size: cell.size,
@@ -373,21 +377,38 @@ pub fn ratios(res: &super::report::Results, l: &Limits) -> Vec<XLimit> {
 }
 
 /// The printed block under the table.
-pub fn table(l: &Limits, xs: &[XLimit]) -> String {
+pub fn table(per_size: &[(usize, &Limits)], xs: &[XLimit]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\nhardware limit, same run and CPUs: limit-slots {:.1}M msgs/s (bare 64-byte slot ring, index every 16 slots), limit-atomic {:.0} ns round trip (bare atomic ping-pong)",
-        l.slots_msgs_per_sec / 1e6,
-        l.atomic_round_trip_ns
+        "\nhardware limit, same run and CPUs, measured next to each size's rows: limit-slots = bare 64-byte slot ring (index every 16 slots), limit-records = the bare format-v2 protocol (64-byte messages, no checks), limit-atomic = bare atomic ping-pong (p50)"
     );
-    let _ = writeln!(
-        s,
-        "protocol limit: limit-records {:.1}M msgs/s = {:.2}x limit-slots (the bare format-v2 protocol, 64-byte messages, no checks)",
-        l.records_msgs_per_sec / 1e6,
-        l.records_msgs_per_sec / l.slots_msgs_per_sec
-    );
+    for (size, l) in per_size {
+        let _ = writeln!(
+            s,
+            "  next to {:>6}: limit-slots {:.1}M msgs/s, limit-records {:.1}M msgs/s ({:.2}x limit-slots), limit-atomic {:.0} ns",
+            super::report::size_label(*size),
+            l.slots_msgs_per_sec / 1e6,
+            l.records_msgs_per_sec / 1e6,
+            l.records_msgs_per_sec / l.slots_msgs_per_sec,
+            l.atomic_round_trip_ns
+        );
+    }
+    let spread = |f: fn(&Limits) -> f64| {
+        let v: Vec<f64> = per_size.iter().map(|(_, l)| f(l)).collect();
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, 0f64), |(a, b), &x| (a.min(x), b.max(x)));
+        hi / lo
+    };
+    let moved = spread(|l| l.slots_msgs_per_sec).max(spread(|l| l.atomic_round_trip_ns));
+    if moved > 1.5 {
+        let _ = writeln!(
+            s,
+            "  noisy: the limits moved {moved:.1}x during the run (the vCPUs' cross-core cost changed); each row is compared with the limit taken next to it"
+        );
+    }
     let _ = writeln!(
         s,
         "{:<22} {:>8} {:>16} {:>18} {:>22}",

@@ -259,6 +259,11 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let started = std::time::Instant::now();
     let mut outs: Vec<Vec<SessionOut>> = names.iter().map(|_| Vec::new()).collect();
     // Size-major order: each size's baseline is measured next to the others.
+    // The hardware limits are measured next to each size's rows: on a
+    // shared machine the cost of a cache-line transfer between the two
+    // vCPUs can change several-fold within a run, and `x limit` must
+    // compare figures taken in the same conditions.
+    let mut limits: Vec<(usize, Result<limit::Limits, String>)> = Vec::new();
     for &size in &sizes {
         for (i, name) in names.iter().enumerate() {
             pb.set_message(format!("{name}, {}", report::size_label(size)));
@@ -268,9 +273,14 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             pb.set_position(before + plan.phase_count());
             outs[i].push(out);
         }
+        if names.iter().any(|n| n.starts_with("shmpipe")) {
+            pb.set_message(format!(
+                "hardware limit (limit-slots, limit-records, limit-atomic), {}",
+                report::size_label(size)
+            ));
+            limits.push((size, limit::measure(cpus, args.quick)));
+        }
     }
-    pb.set_message("hardware limit (limit-slots, limit-atomic)");
-    let limits = limit::measure(cpus, args.quick);
     pb.finish_and_clear();
     if let Some(set) = saved {
         harness::set_affinity(&set);
@@ -287,16 +297,29 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     );
     print!("{}", res.table());
     let mut doc = serde_json::to_value(&res).map_err(|e| format!("encoding JSON: {e}"))?;
-    match &limits {
-        Ok(l) => {
-            let xs = limit::ratios(&res, l);
-            print!("{}", limit::table(l, &xs));
-            if let Some(obj) = doc.as_object_mut() {
-                obj.insert("limits".into(), serde_json::json!(l));
-                obj.insert("x_limit".into(), serde_json::json!(xs));
-            }
+    let measured: Vec<(usize, &limit::Limits)> = limits
+        .iter()
+        .filter_map(|(size, l)| l.as_ref().ok().map(|l| (*size, l)))
+        .collect();
+    for (size, l) in &limits {
+        if let Err(e) = l {
+            println!(
+                "\nhardware limit next to {}: not measured ({e})",
+                report::size_label(*size)
+            );
         }
-        Err(e) => println!("\nhardware limit: not measured ({e})"),
+    }
+    if !measured.is_empty() {
+        let xs = limit::ratios(&res, &measured);
+        print!("{}", limit::table(&measured, &xs));
+        if let Some(obj) = doc.as_object_mut() {
+            let per_size: Vec<_> = measured
+                .iter()
+                .map(|(size, l)| serde_json::json!({ "size": size, "limits": l }))
+                .collect();
+            obj.insert("limits".into(), serde_json::json!(per_size));
+            obj.insert("x_limit".into(), serde_json::json!(xs));
+        }
     }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&doc).map_err(|e| format!("encoding JSON: {e}"))?;
