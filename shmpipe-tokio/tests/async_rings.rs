@@ -120,25 +120,18 @@ fn async_consumer_blocking_producer(wait: WaitStrategy, n: u64) {
     assert_eq!(reap(pid), 0, "{wait}: child failed");
 }
 
-// Flaked once in a clean-clone CI run (the first message never arrived in
-// 60 s; it passed in the other runs): a possible lost wake-up at start-up in
-// the reactor's Futex path, or a fork-in-a-threaded-test hazard. Issue 9
-// stays open for it; run with `cargo test -p shmpipe-tokio --release -- --ignored`.
 #[test]
-#[ignore = "flaky in CI: first message not received in 60 s once; under investigation (issue 9)"]
 fn async_consumer_blocking_producer_futex() {
     async_consumer_blocking_producer(WaitStrategy::Futex, 1_000_000);
 }
 
 #[test]
-#[ignore = "flaky: hangs at start-up now and then (issue 9 stays open); run with --ignored"]
 fn async_consumer_blocking_producer_spin() {
     async_consumer_blocking_producer(WaitStrategy::Spin, 200_000);
     async_consumer_blocking_producer(WaitStrategy::SpinYield, 200_000);
 }
 
 #[test]
-#[ignore = "hangs now and then at start-up in CI (issue 9 stays open); run with --ignored"]
 fn semaphore_refused() {
     let (tx, rx) = Builder::new()
         .wait(WaitStrategy::Semaphore)
@@ -157,7 +150,6 @@ fn semaphore_refused() {
 }
 
 #[test]
-#[ignore = "flaky: hangs at start-up now and then (issue 9 stays open); run with --ignored"]
 fn async_producer_blocking_consumer() {
     const N: u64 = 1_000_000;
     let pair = Builder::new()
@@ -205,7 +197,6 @@ fn async_producer_blocking_consumer() {
 }
 
 #[test]
-#[ignore = "hangs now and then at start-up in CI (issue 9 stays open); run with --ignored"]
 fn recv_cancel_safety() {
     const N: u64 = 20_000;
     let (mut tx, rx) = Builder::new()
@@ -252,7 +243,6 @@ fn recv_cancel_safety() {
 }
 
 #[test]
-#[ignore = "hangs now and then at start-up in CI (issue 9 stays open); run with --ignored"]
 fn claim_cancel_commits_nothing() {
     let (tx, mut rx) = Builder::new()
         .capacity(256)
@@ -286,7 +276,6 @@ fn claim_cancel_commits_nothing() {
 }
 
 #[test]
-#[ignore = "hangs now and then at start-up in CI (issue 9 stays open); run with --ignored"]
 fn stream_sink_read_write() {
     let b = Builder::new().capacity(4096).wait(WaitStrategy::Futex);
     let (tx, rx) = b.in_process().unwrap().split().unwrap();
@@ -324,7 +313,6 @@ fn stream_sink_read_write() {
 }
 
 #[test]
-#[ignore = "hangs now and then at start-up in CI (issue 9 stays open); run with --ignored"]
 fn peer_death_wakes_recv() {
     let pair = Builder::new()
         .wait(WaitStrategy::Futex)
@@ -378,7 +366,6 @@ fn cpu_time() -> Duration {
 /// `recv`; CPU over 2 s. The child's exit status carries the CPU time in
 /// units of 10 ms. The goal is 1% of a core (20 ms); the bound is 50%.
 #[test]
-#[ignore = "hangs now and then at start-up in CI (issue 9 stays open); run with --ignored"]
 fn idle_async_consumers() {
     // SAFETY: plain fork; the child only does ring work and _exits.
     let pid = unsafe { libc::fork() };

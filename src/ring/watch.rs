@@ -10,7 +10,6 @@
 
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::frame::{self, HDR};
 use crate::layout::{Header, WaitWord, STATE_ATTACHED, STATE_CLOSED};
@@ -46,10 +45,17 @@ pub(crate) struct Watch {
     died: std::sync::atomic::AtomicBool,
 }
 
-/// Nanoseconds since a process-wide base instant.
+/// CLOCK_MONOTONIC in nanoseconds. Read from the clock, not from a
+/// process-wide base `Instant` in a `OnceLock`: a child forked while another
+/// thread ran that initialiser would block on it forever.
 fn now_ns() -> u64 {
-    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 impl Watch {
