@@ -49,6 +49,12 @@
 //!   itself), the set splits its rings into groups of 127, each watched by a
 //!   background thread, and `wait` sleeps in `poll(2)` on the set's eventfd.
 //! - Linux >= 5.16 (`futex_waitv`): [`WaitSet::new`] reports an older kernel.
+//! - No `as_fd` on a single endpoint: a peer's wake-up is a futex wake,
+//!   which no descriptor reflects, so a descriptor for one ring needs a
+//!   thread sleeping on the futex to write an eventfd. That is what a set
+//!   with one ring is: `add_consumer(&mut rx)` then [`WaitSet::as_fd`]
+//!   costs one background thread; an endpoint method would hide the same
+//!   thread per endpoint.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

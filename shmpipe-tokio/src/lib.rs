@@ -21,6 +21,9 @@
 //! - A closed peer wakes the operation at once (`Disconnected`); a killed
 //!   one is found by the reactor's liveness check within about 500 ms (the
 //!   set's slice, see [`set_slice`]): the operation returns `PeerDied`.
+//! - Linux >= 5.16 (`futex_waitv`): on an older kernel an operation that
+//!   would park returns `Io`, naming the kernel version (an operation that
+//!   finds a message or room still completes).
 //! - Rings with the `Semaphore` strategy are refused (see
 //!   [`shmpipe::WaitSet`]); `Spin` / `SpinYield` rings are polled by the
 //!   reactor with a backoff bounded by 1 ms.

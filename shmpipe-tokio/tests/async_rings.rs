@@ -15,6 +15,12 @@
 //!   `PeerDied`.
 //! - `idle_async_consumers`: 1,000 pending `recv`s use little CPU over 2 s
 //!   (goal 1% of a core, bound 10%; the figure is printed).
+//! - `old_kernel_recv_errors`: where `futex_waitv` fails with ENOSYS (a
+//!   seccomp filter in a forked child, as on Linux < 5.16), a `recv` that
+//!   would park returns an error naming the kernel version; one that finds a
+//!   message still works.
+//!
+//! On a kernel without `futex_waitv` the tests that park skip, saying so.
 //! - `reactor_wakeup_stress`: in a forked child whose reactor sleeps up to
 //!   an hour (so a lost wake-up is not rescued by a liveness look), a
 //!   blocking thread and an async task play ping-pong over two rings, the
@@ -83,6 +89,19 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// Whether the kernel has `futex_waitv` (Linux >= 5.16); if not, the
+/// calling test prints why it skips and returns.
+fn have_waitv() -> bool {
+    match shmpipe::WaitSet::new() {
+        Ok(_) => true,
+        Err(e) if e.to_string().contains("5.16") => {
+            eprintln!("SKIPPED: {e}");
+            false
+        }
+        Err(e) => panic!("WaitSet::new: {e}"),
+    }
+}
+
 fn async_consumer_blocking_producer(wait: WaitStrategy, n: u64) {
     let pair = Builder::new()
         .capacity(64 * 1024)
@@ -128,11 +147,17 @@ fn async_consumer_blocking_producer(wait: WaitStrategy, n: u64) {
 
 #[test]
 fn async_consumer_blocking_producer_futex() {
+    if !have_waitv() {
+        return;
+    }
     async_consumer_blocking_producer(WaitStrategy::Futex, 1_000_000);
 }
 
 #[test]
 fn async_consumer_blocking_producer_spin() {
+    if !have_waitv() {
+        return;
+    }
     async_consumer_blocking_producer(WaitStrategy::Spin, 200_000);
     async_consumer_blocking_producer(WaitStrategy::SpinYield, 200_000);
 }
@@ -157,6 +182,9 @@ fn semaphore_refused() {
 
 #[test]
 fn async_producer_blocking_consumer() {
+    if !have_waitv() {
+        return;
+    }
     const N: u64 = 1_000_000;
     let pair = Builder::new()
         .capacity(64 * 1024)
@@ -204,6 +232,9 @@ fn async_producer_blocking_consumer() {
 
 #[test]
 fn recv_cancel_safety() {
+    if !have_waitv() {
+        return;
+    }
     const N: u64 = 20_000;
     let (mut tx, rx) = Builder::new()
         .capacity(4096)
@@ -250,6 +281,9 @@ fn recv_cancel_safety() {
 
 #[test]
 fn claim_cancel_commits_nothing() {
+    if !have_waitv() {
+        return;
+    }
     let (tx, mut rx) = Builder::new()
         .capacity(256)
         .wait(WaitStrategy::Futex)
@@ -283,6 +317,9 @@ fn claim_cancel_commits_nothing() {
 
 #[test]
 fn stream_sink_read_write() {
+    if !have_waitv() {
+        return;
+    }
     let b = Builder::new().capacity(4096).wait(WaitStrategy::Futex);
     let (tx, rx) = b.in_process().unwrap().split().unwrap();
     let (tx2, rx2) = b.in_process().unwrap().split().unwrap();
@@ -320,6 +357,9 @@ fn stream_sink_read_write() {
 
 #[test]
 fn peer_death_wakes_recv() {
+    if !have_waitv() {
+        return;
+    }
     let pair = Builder::new()
         .wait(WaitStrategy::Futex)
         .anonymous()
@@ -375,6 +415,9 @@ fn cpu_time() -> Duration {
 /// it catches a waiter that polls (which costs well over 100%).
 #[test]
 fn idle_async_consumers() {
+    if !have_waitv() {
+        return;
+    }
     // SAFETY: plain fork; the child only does ring work and _exits.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
@@ -438,6 +481,9 @@ fn idle_child() -> Option<Duration> {
 /// from `shmpipe::waitset::round` must make this fail.
 #[test]
 fn reactor_wakeup_stress() {
+    if !have_waitv() {
+        return;
+    }
     const N: u64 = 10_000;
     let (pid, ()) = fork((), |()| {
         // SAFETY: a last-resort alarm in the child (the per-message
@@ -499,4 +545,93 @@ fn reactor_wakeup_stress() {
         ok && sender.join().is_ok_and(|r| r.is_ok())
     });
     assert_eq!(reap(pid), 0, "a wake-up was lost (or a message was wrong)");
+}
+
+/// Make `futex_waitv` (x86-64 syscall 449) fail with ENOSYS in this process
+/// from now on, as a kernel older than 5.16 does (the same filter as in the
+/// library's `tests/waitset.rs`). Returns false if it could not be installed.
+#[cfg(target_arch = "x86_64")]
+fn deny_futex_waitv() -> bool {
+    const SYS_FUTEX_WAITV: u32 = 449;
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    let ld = |k| libc::sock_filter {
+        code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k, jt, jf| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ret = |k| libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    // struct seccomp_data: nr at 0, arch at 4.
+    let mut prog = [
+        ld(4),
+        jeq(AUDIT_ARCH_X86_64, 1, 0),
+        ret(libc::SECCOMP_RET_ALLOW),
+        ld(0),
+        jeq(SYS_FUTEX_WAITV, 0, 1),
+        ret(libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        ret(libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl calls; `fprog` points to a valid filter that
+    // outlives the call (the kernel copies it).
+    unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+            && libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &fprog as *const libc::sock_fprog,
+            ) == 0
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn old_kernel_recv_errors() {
+    if !have_waitv() {
+        return;
+    }
+    let (pid, ()) = fork((), |()| {
+        // SAFETY: a last-resort alarm: a hang fails the test.
+        unsafe { libc::alarm(30) };
+        if !deny_futex_waitv() {
+            return true; // no seccomp here: nothing to check
+        }
+        let Ok((mut tx, rx)) = Builder::new()
+            .wait(WaitStrategy::Futex)
+            .in_process()
+            .and_then(|p| p.split())
+        else {
+            return false;
+        };
+        runtime().block_on(async move {
+            let Ok(mut rx) = AsyncConsumer::new(rx) else {
+                return false;
+            };
+            let mut buf = Vec::new();
+            if tx.send(b"fast path").is_err() || rx.recv(&mut buf).await.is_err() {
+                return false;
+            }
+            let r = tokio::time::timeout(Duration::from_secs(10), rx.recv(&mut buf)).await;
+            matches!(r, Ok(Err(e)) if e.to_string().contains("5.16"))
+        })
+    });
+    assert_eq!(
+        reap(pid),
+        0,
+        "a parking recv without futex_waitv did not report it"
+    );
 }
