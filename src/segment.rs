@@ -716,7 +716,11 @@ mod os {
     /// child inherits it, as documented in DESIGN.md).
     static ROLE_FDS: [std::sync::atomic::AtomicI32; 64] =
         [const { std::sync::atomic::AtomicI32::new(NO_FD) }; 64];
-    static ATFORK: std::sync::Once = std::sync::Once::new();
+    /// Whether the fork handler is registered. Not a `Once`: a child forked
+    /// while another thread ran its closure would block on it forever. Two
+    /// threads may both register; the handler is idempotent (a second run
+    /// finds every slot empty).
+    static ATFORK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
     extern "C" fn close_role_fds_in_child() {
         for slot in &ROLE_FDS {
@@ -731,11 +735,15 @@ mod os {
     }
 
     fn register(fd: i32) -> Option<usize> {
-        ATFORK.call_once(|| {
+        // Acquire/Release: a thread that sees `true` sees a completed
+        // registration (it then relies on the handler being in place).
+        if !ATFORK.load(std::sync::atomic::Ordering::Acquire) {
             // SAFETY: registers a handler that only calls close(2) on
             // descriptors from a static lock-free table.
-            unsafe { libc::pthread_atfork(None, None, Some(close_role_fds_in_child)) };
-        });
+            if unsafe { libc::pthread_atfork(None, None, Some(close_role_fds_in_child)) } == 0 {
+                ATFORK.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
         // AcqRel claim of a free slot: the table is only read by the fork
         // handler (which runs in the forking thread after fork) and by drop.
         ROLE_FDS.iter().position(|slot| {

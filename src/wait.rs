@@ -254,26 +254,36 @@ pub(crate) fn sem_init(w: &WaitWord) -> std::io::Result<()> {
 fn sem_sane(w: &WaitWord) -> bool {
     #[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
     {
-        use std::sync::OnceLock;
+        use std::sync::atomic::{AtomicU64, Ordering};
         /// # Safety
         /// `sem` must point to a valid `sem_t` (32 bytes, 8-aligned on 64-bit glibc).
         unsafe fn private_word(sem: *const libc::sem_t) -> u32 {
             // SAFETY: bytes 8..12 are in bounds and 4-aligned per the caller.
             unsafe { load_u32_at(sem.cast(), 8) }
         }
-        static EXPECTED: OnceLock<Option<u32>> = OnceLock::new();
-        let expected = *EXPECTED.get_or_init(|| {
+        /// `1 << 32 | word` once learned, `2 << 32` if `sem_init` failed, 0
+        /// before. An atomic, not a `OnceLock`: a child forked while another
+        /// thread ran a `OnceLock`'s initialiser would block on it forever
+        /// (see `light_barrier_available`); racing threads compute the same
+        /// value.
+        static EXPECTED: AtomicU64 = AtomicU64::new(0);
+        // Relaxed: the word is the whole state.
+        let mut cached = EXPECTED.load(Ordering::Relaxed);
+        if cached == 0 {
             // SAFETY: a zeroed local sem_t initialised, read and destroyed here.
-            unsafe {
+            cached = unsafe {
                 let mut sem: libc::sem_t = std::mem::zeroed();
                 if libc::sem_init(&mut sem, 1, 0) != 0 {
-                    return None;
+                    2 << 32
+                } else {
+                    let v = private_word(&sem);
+                    libc::sem_destroy(&mut sem);
+                    1 << 32 | u64::from(v)
                 }
-                let v = private_word(&sem);
-                libc::sem_destroy(&mut sem);
-                Some(v)
-            }
-        });
+            };
+            EXPECTED.store(cached, Ordering::Relaxed);
+        }
+        let expected = (cached >> 32 == 1).then_some(cached as u32);
         // SAFETY: `w.sem` is a sem_t inside the mapped header.
         expected.is_none_or(|e| unsafe { private_word(w.sem.get()) } == e)
     }
@@ -349,25 +359,45 @@ const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
 #[cfg(all(target_os = "linux", not(any(loom, miri))))]
 const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
 
-/// Register this process for expedited global memory barriers, once.
-/// Returns whether it may publish with the light barrier (plain Release
-/// store + compiler fence), relying on sleepers to call [`heavy_barrier`].
+/// Register this process for expedited global memory barriers (once per
+/// process). Returns whether it may publish with the light barrier (plain
+/// Release store + compiler fence), relying on sleepers to call
+/// [`heavy_barrier`].
+///
+/// Fork-safe: the answer is cached with the pid it belongs to, in one
+/// atomic, and computed without a lock. Registering can take milliseconds
+/// (in a process with several threads the kernel waits for an RCU grace
+/// period); a `OnceLock` here made a child forked by another thread during
+/// that time block forever on the initialiser its parent's thread was
+/// running (the tokio tests' forked producers hung at start-up). Racing
+/// threads may both register: the call is idempotent. A forked child
+/// registers again (cheap in a single-threaded child), so its answer does
+/// not rest on the kernel carrying the registration across `fork`.
 pub(crate) fn light_barrier_available() -> bool {
     #[cfg(all(target_os = "linux", not(any(loom, miri))))]
     {
-        static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *REGISTERED.get_or_init(|| {
-            // SAFETY: membarrier takes no pointers; registration only
-            // affects this process's eligibility for expedited barriers.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_membarrier,
-                    MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED,
-                    0 as libc::c_long,
-                    0 as libc::c_long,
-                ) == 0
-            }
-        })
+        use std::sync::atomic::{AtomicU64, Ordering};
+        /// `pid << 1 | registered`, or 0 before the first registration.
+        static REGISTERED: AtomicU64 = AtomicU64::new(0);
+        let pid = u64::from(std::process::id());
+        // Relaxed: the cached word is the whole state (no other data is
+        // published with it).
+        let v = REGISTERED.load(Ordering::Relaxed);
+        if v != 0 && v >> 1 == pid {
+            return v & 1 == 1;
+        }
+        // SAFETY: membarrier takes no pointers; registration only
+        // affects this process's eligibility for expedited barriers.
+        let ok = unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED,
+                0 as libc::c_long,
+                0 as libc::c_long,
+            ) == 0
+        };
+        REGISTERED.store(pid << 1 | u64::from(ok), Ordering::Relaxed);
+        ok
     }
     #[cfg(not(all(target_os = "linux", not(any(loom, miri)))))]
     {

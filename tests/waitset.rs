@@ -10,13 +10,19 @@
 //!   one sender thread sends one message to a random ring and waits for the
 //!   ack, so every message needs its own wake-up. The set's slice is one
 //!   hour: a lost wake-up is a hang, caught by the watchdog. Mutation check:
-//!   removing the heavy barrier (or the SeqCst registration) in
-//!   `waitset::round` made `lost_wakeup_stress` hang (see the report).
+//!   removing the heavy barrier in `waitset::round` was reported to make
+//!   `lost_wakeup_stress` hang once, but re-checked (issue 9, 3 runs on a
+//!   2-core x86-64 machine) it passed: the store-buffer window the barrier
+//!   closes is nanoseconds wide, so this test does not reliably catch that
+//!   mutation. It does catch lost wake-ups in the set's own bookkeeping.
 //! - `eventfd_readable_when_ready`: `as_fd()` polls readable only when a ring
 //!   is ready; `wait(ZERO)` re-arms it.
 //! - `idle_cpu`: an idle set over 100 rings with live forked producers uses
 //!   little CPU over 2 s (getrusage in a forked child; goal 1%, bound 5%),
 //!   blocking and through the fd.
+//! - `old_kernel_reported`: in a forked child where a seccomp filter makes
+//!   `futex_waitv` fail with ENOSYS (as on Linux < 5.16), `WaitSet::new`
+//!   returns an error that names the kernel version.
 //! - `semaphore_refused`, `producer_room`, `closed_peer_reported`.
 
 #[macro_use]
@@ -447,6 +453,11 @@ fn idle_cpu_child() -> Result<(), String> {
     let figures = format!(
         "idle WaitSet, 100 rings, 2 s: blocking wait {blocking:?}, background waiter {background:?} CPU"
     );
+    // The figure, for the report (the harness does not capture a forked
+    // child's output, so write to the descriptor).
+    let line = format!("{figures}\n");
+    // SAFETY: valid buffer; fd 2 is the test's stderr.
+    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
     if n != 0 || woke {
         return Err(format!(
             "idle set reported events ({n}, fd {woke}); {figures}"
@@ -458,4 +469,74 @@ fn idle_cpu_child() -> Result<(), String> {
         return Err(figures);
     }
     Ok(())
+}
+
+/// Make `futex_waitv` (x86-64 syscall 449) fail with ENOSYS in this process
+/// from now on, as a kernel older than 5.16 does. Returns false if the
+/// filter could not be installed.
+#[cfg(target_arch = "x86_64")]
+fn deny_futex_waitv() -> bool {
+    const SYS_FUTEX_WAITV: u32 = 449;
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    let ld = |k| libc::sock_filter {
+        code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k, jt, jf| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ret = |k| libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    // struct seccomp_data: nr at 0, arch at 4.
+    let mut prog = [
+        ld(4),
+        jeq(AUDIT_ARCH_X86_64, 1, 0),
+        ret(libc::SECCOMP_RET_ALLOW),
+        ld(0),
+        jeq(SYS_FUTEX_WAITV, 0, 1),
+        ret(libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        ret(libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl calls; `fprog` points to a valid filter that
+    // outlives the call (the kernel copies it).
+    unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+            && libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &fprog as *const libc::sock_fprog,
+            ) == 0
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn old_kernel_reported() {
+    if set().is_none() {
+        return; // really an old kernel: `set` said so
+    }
+    let child = common::fork_child(|| {
+        if !deny_futex_waitv() {
+            return Ok(()); // no seccomp here: nothing to check
+        }
+        match WaitSet::new() {
+            Ok(_) => Err("WaitSet::new succeeded without futex_waitv".into()),
+            Err(e) if e.to_string().contains("5.16") => Ok(()),
+            Err(e) => Err(format!("unclear error: {e}")),
+        }
+    });
+    child.wait(Duration::from_secs(30)).expect("old kernel");
 }

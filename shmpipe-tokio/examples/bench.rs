@@ -6,8 +6,11 @@
 //!   consumer, tokio `UnixStream` reader;
 //! - WaitSet wake-up round trip with 1 and 100 rings.
 //!
-//! `cargo run --release -p shmpipe-tokio --example bench` (pin it with
-//! `taskset -c 0,1`).
+//! `cargo run --release -p shmpipe-tokio --example bench`. The measuring
+//! thread is pinned to CPU 0 and every peer thread to CPU 1 (the reactor and
+//! WaitSet waiter threads are not pinned). Prints a table: median of 3 runs,
+//! each row's ratio against its blocking reference and against tokio's
+//! `UnixStream` (both measured in the same run), then the goal ratios.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -20,6 +23,17 @@ const RUNS: usize = 3;
 const RT: u64 = 100_000;
 const STREAM: u64 = 2_000_000;
 const WAKE: u64 = 20_000;
+
+/// Pin the calling thread to `cpu` (ignored if the machine has no such CPU).
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays in bounds for
+    // cpu < CPU_SETSIZE; sched_setaffinity(0) targets the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -44,6 +58,7 @@ fn echo_thread(
     let (ptx, mut prx) = b.in_process().unwrap().split().unwrap();
     let (mut qtx, qrx) = b.in_process().unwrap().split().unwrap();
     let h = std::thread::spawn(move || {
+        pin(1);
         let mut buf = Vec::new();
         while prx.recv(&mut buf).is_ok() {
             if qtx.send(&buf).is_err() {
@@ -89,6 +104,7 @@ fn async_rt() -> f64 {
 fn unix_rt() -> f64 {
     let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
     let h = std::thread::spawn(move || {
+        pin(1);
         let mut m = [0u8; 8];
         while b.read_exact(&mut m).is_ok() {
             if b.write_all(&m).is_err() {
@@ -121,6 +137,7 @@ fn blocking_stream() -> f64 {
         .split()
         .unwrap();
     let h = std::thread::spawn(move || {
+        pin(1);
         let m = [7u8; 64];
         for _ in 0..STREAM {
             tx.send(&m).unwrap();
@@ -145,6 +162,7 @@ fn async_stream() -> f64 {
         .split()
         .unwrap();
     let h = std::thread::spawn(move || {
+        pin(1);
         let m = [7u8; 64];
         for _ in 0..STREAM {
             tx.send(&m).unwrap();
@@ -167,6 +185,7 @@ fn async_stream() -> f64 {
 fn unix_stream() -> f64 {
     let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
     let h = std::thread::spawn(move || {
+        pin(1);
         let m = [7u8; 64 * 64];
         for _ in 0..STREAM / 64 {
             b.write_all(&m).unwrap();
@@ -201,6 +220,7 @@ fn waitset_rt(rings: usize) -> f64 {
     }
     let (mut atx, mut arx) = b.in_process().unwrap().split().unwrap();
     let h = std::thread::spawn(move || {
+        pin(1);
         let mut x = 1u64;
         let t = Instant::now();
         for i in 0..WAKE {
@@ -227,47 +247,140 @@ fn waitset_rt(rings: usize) -> f64 {
     h.join().unwrap()
 }
 
+/// One table row: name, unit, whether higher is better, its reference
+/// row (index) if not itself a reference, its UnixStream row if any.
+struct Row {
+    name: &'static str,
+    unit: &'static str,
+    higher_better: bool,
+    reference: Option<usize>,
+    unix: Option<usize>,
+    runs: Vec<f64>,
+}
+
+fn row(
+    name: &'static str,
+    unit: &'static str,
+    higher_better: bool,
+    reference: Option<usize>,
+    unix: Option<usize>,
+) -> Row {
+    Row {
+        name,
+        unit,
+        higher_better,
+        reference,
+        unix,
+        runs: Vec::new(),
+    }
+}
+
+/// How many times better `a` is than `b` (> 1: better).
+fn ratio(a: f64, b: f64, higher_better: bool) -> f64 {
+    if higher_better {
+        a / b
+    } else {
+        b / a
+    }
+}
+
 fn main() {
-    let mut rows: Vec<(&str, Vec<f64>, &str)> = vec![
-        ("round trip, blocking Spin (reference)", vec![], "ns"),
-        ("round trip, blocking Futex", vec![], "ns"),
-        (
-            "round trip, shmpipe-tokio (peer: blocking Futex echo)",
-            vec![],
+    pin(0);
+    let mut rows = vec![
+        row(
+            "round trip, blocking Spin (reference)",
             "ns",
+            false,
+            None,
+            Some(3),
         ),
-        ("round trip, tokio UnixStream", vec![], "ns"),
-        (
+        row("round trip, blocking Futex", "ns", false, Some(0), Some(3)),
+        row(
+            "round trip, shmpipe-tokio (peer: blocking Futex echo)",
+            "ns",
+            false,
+            Some(0),
+            Some(3),
+        ),
+        row("round trip, tokio UnixStream", "ns", false, Some(0), None),
+        row(
             "streaming 64 B, blocking Futex (reference)",
-            vec![],
             "M msg/s",
+            true,
+            None,
+            Some(6),
         ),
-        ("streaming 64 B, shmpipe-tokio consumer", vec![], "M msg/s"),
-        ("streaming 64 B, tokio UnixStream", vec![], "M msg/s"),
-        ("WaitSet wake-up round trip, 1 ring", vec![], "ns"),
-        ("WaitSet wake-up round trip, 100 rings", vec![], "ns"),
+        row(
+            "streaming 64 B, shmpipe-tokio consumer",
+            "M msg/s",
+            true,
+            Some(4),
+            Some(6),
+        ),
+        row(
+            "streaming 64 B, tokio UnixStream",
+            "M msg/s",
+            true,
+            Some(4),
+            None,
+        ),
+        row(
+            "WaitSet wake-up round trip, 1 ring (reference)",
+            "ns",
+            false,
+            None,
+            None,
+        ),
+        row(
+            "WaitSet wake-up round trip, 100 rings",
+            "ns",
+            false,
+            Some(7),
+            None,
+        ),
     ];
-    for _ in 0..RUNS {
-        rows[0].1.push(blocking_rt(WaitStrategy::Spin));
-        rows[1].1.push(blocking_rt(WaitStrategy::Futex));
-        rows[2].1.push(async_rt());
-        rows[3].1.push(unix_rt());
-        rows[4].1.push(blocking_stream());
-        rows[5].1.push(async_stream());
-        rows[6].1.push(unix_stream());
-        rows[7].1.push(waitset_rt(1));
-        rows[8].1.push(waitset_rt(100));
+    for run in 0..RUNS {
+        eprintln!("run {} of {RUNS}", run + 1);
+        rows[0].runs.push(blocking_rt(WaitStrategy::Spin));
+        rows[1].runs.push(blocking_rt(WaitStrategy::Futex));
+        rows[2].runs.push(async_rt());
+        rows[3].runs.push(unix_rt());
+        rows[4].runs.push(blocking_stream());
+        rows[5].runs.push(async_stream());
+        rows[6].runs.push(unix_stream());
+        rows[7].runs.push(waitset_rt(1));
+        rows[8].runs.push(waitset_rt(100));
     }
-    let med: Vec<f64> = rows.iter().map(|r| median(r.1.clone())).collect();
-    for ((name, _, unit), m) in rows.iter().zip(&med) {
-        println!("{name:<56} {m:>10.1} {unit}");
-    }
+    let med: Vec<f64> = rows.iter().map(|r| median(r.runs.clone())).collect();
     println!(
-        "async round trip / blocking Spin round trip: {:.2}x (goal <= 2x)",
+        "{:<56} {:>10} {:<8} {:>14} {:>14}",
+        "row (median of 3, CPUs 0/1)", "value", "unit", "vs reference", "vs UnixStream"
+    );
+    let cell = |other: Option<usize>, i: usize| match other {
+        Some(j) => format!("{:.2}x", ratio(med[i], med[j], rows[i].higher_better)),
+        None => "-".to_string(),
+    };
+    for (i, r) in rows.iter().enumerate() {
+        println!(
+            "{:<56} {:>10.1} {:<8} {:>14} {:>14}",
+            r.name,
+            med[i],
+            r.unit,
+            cell(r.reference, i),
+            cell(r.unix, i)
+        );
+    }
+    println!("(ratios: > 1x means better than the other row: faster or more messages)");
+    println!(
+        "goal: async round trip within 2x of blocking Spin: {:.2}x the time",
         med[2] / med[0]
     );
     println!(
-        "async streaming / blocking Futex streaming: {:.2}x (goal >= 0.8x)",
+        "goal: async streaming >= 0.8x blocking Futex: {:.2}x the rate",
         med[5] / med[4]
+    );
+    println!(
+        "WaitSet wake-up, 100 rings vs 1 ring: {:.2}x the time",
+        med[8] / med[7]
     );
 }

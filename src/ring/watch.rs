@@ -10,13 +10,13 @@
 
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use crate::frame::{self, HDR};
 use crate::layout::{Header, WaitWord, STATE_ATTACHED, STATE_CLOSED};
 use crate::segment::{role_lock_held, Role, Segment};
 use crate::sync::Ordering;
-use crate::wait::{self, WaitStrategy};
+use crate::wait::WaitStrategy;
 
 /// What one look at a watched endpoint found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,15 +41,22 @@ pub(crate) struct Watch {
     pub(crate) wait: WaitStrategy,
     /// Monotonic nanoseconds (see `now_ns`) of the next kernel liveness check.
     next_check: StdAtomicU64,
-    /// The last kernel check found the peer dead (re-checked every slice:
+    /// The last kernel check found the peer dead (re-checked every interval:
     /// a new process may take the role over).
     died: std::sync::atomic::AtomicBool,
 }
 
-/// Nanoseconds since a process-wide base instant.
+/// CLOCK_MONOTONIC in nanoseconds. Read from the clock, not from a
+/// process-wide base `Instant` in a `OnceLock`: a child forked while another
+/// thread ran that initialiser would block on it forever.
 fn now_ns() -> u64 {
-    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 impl Watch {
@@ -131,8 +138,10 @@ impl Watch {
     /// Look at the ring: data or room, or a gone peer. Loads the signal
     /// words with SeqCst (the re-check of the sleep protocol). Asks the
     /// kernel whether the peer's role lock is held at most once per
-    /// `wait::SLICE` (a killed peer leaves its state word ATTACHED).
-    pub(crate) fn readiness(&self) -> Readiness {
+    /// `liveness` (a killed peer leaves its state word ATTACHED; each query
+    /// is an `fcntl`, which is what an idle set over many rings spends its
+    /// time on).
+    pub(crate) fn readiness(&self, liveness: Duration) -> Readiness {
         let h = self.h();
         let ready = match self.role {
             Role::Consumer => {
@@ -176,9 +185,14 @@ impl Watch {
         }
         if st == STATE_ATTACHED {
             let now = now_ns();
-            if now >= self.next_check.load(std::sync::atomic::Ordering::Relaxed) {
+            // Due, give or take an eighth of the interval: a set that
+            // sleeps one interval between looks must not miss a check by
+            // the microseconds its previous look took.
+            let every = liveness.as_nanos().min(u64::MAX as u128) as u64;
+            let slack = every / 8;
+            if now + slack >= self.next_check.load(std::sync::atomic::Ordering::Relaxed) {
                 self.next_check.store(
-                    now + wait::SLICE.as_nanos() as u64,
+                    now.saturating_add(every),
                     std::sync::atomic::Ordering::Relaxed,
                 );
                 let died = match self.seg.file() {
