@@ -78,6 +78,9 @@ pub use error::{Error, Result};
 pub use inspect::{inspect, SegmentInfo};
 pub use iter::ConsumerExt;
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
+#[cfg(loom)]
+#[doc(hidden)]
+pub use ring::loom_wait_any;
 pub use ring::{
     Claim as GenericClaim, Consumer as GenericConsumer, EndpointState, LockFree, Locked,
     Message as GenericMessage, PeerStatus, Producer as GenericProducer, Stats, Variant,

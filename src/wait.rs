@@ -218,6 +218,20 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, until: Instant) {
     }
 }
 
+/// Loom stand-in for `futex_waitv(2)`: sleep while every word still holds
+/// its expected value (checked atomically with respect to `futex_wake`).
+#[cfg(loom)]
+pub(crate) fn futex_wait_any(words: &[(&AtomicU32, u32)]) {
+    let (m, cv) = &*FUTEX;
+    let g = m.lock().unwrap_or_else(|e| e.into_inner());
+    if words
+        .iter()
+        .all(|(w, v)| w.load(crate::sync::Ordering::SeqCst) == *v)
+    {
+        drop(cv.wait(g).unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
 /// Loom stand-in for `futex_wake`: wakes every sleeper; returns 1.
 #[cfg(loom)]
 pub(crate) fn futex_wake(word: &AtomicU32, n: i32) -> usize {

@@ -131,3 +131,48 @@ fn futex_consumer_close_wakes_producer() {
         );
     });
 }
+
+/// The multi-ring registration of a `WaitSet` (`shmpipe::loom_wait_any`
+/// follows `waitset::round`: register on every ring, re-check every ring,
+/// sleep on all `seq` words at once): two Futex rings, a producer thread
+/// per ring sending one message each with the ordinary blocking protocol,
+/// and one waiter that only ever receives after the set said "ready". Every
+/// message arrives; a lost wake-up (e.g. without the SeqCst registration
+/// and its fence in `Watch::register`) leaves the waiter asleep with no
+/// waker left: a loom deadlock.
+#[test]
+fn waitset_two_rings_no_lost_wakeup() {
+    model(|| {
+        let b = Builder::new().capacity(64).wait(WaitStrategy::Futex);
+        let (mut tx_a, mut rx_a) = b.in_process().expect("in_process").split().expect("split");
+        let (mut tx_b, mut rx_b) = b.in_process().expect("in_process").split().expect("split");
+        let ta = loom::thread::spawn(move || {
+            tx_a.send(b"a").expect("send a");
+            tx_a
+        });
+        let tb = loom::thread::spawn(move || {
+            tx_b.send(b"b").expect("send b");
+            tx_b
+        });
+        let mut got = [false; 2];
+        let mut buf = Vec::new();
+        while got != [true, true] {
+            let ready = shmpipe::loom_wait_any(&mut [&mut rx_a, &mut rx_b]);
+            for i in ready {
+                let rx = if i == 0 { &mut rx_a } else { &mut rx_b };
+                match rx.try_recv(&mut buf) {
+                    Ok(_) => {
+                        assert_eq!(buf, if i == 0 { b"a" } else { b"b" });
+                        assert!(!got[i], "ring {i} delivered twice");
+                        got[i] = true;
+                    }
+                    Err(Error::Empty) => panic!("ring {i} reported ready with nothing to read"),
+                    Err(e) => panic!("ring {i}: {e:?}"),
+                }
+            }
+        }
+        // Keep the producers alive until both messages are read: a closed
+        // producer also wakes the set, which would hide a lost wake-up.
+        drop((ta.join().expect("a"), tb.join().expect("b")));
+    });
+}

@@ -14,7 +14,9 @@
 //!   `lost_wakeup_stress` hang once, but re-checked (issue 9, 3 runs on a
 //!   2-core x86-64 machine) it passed: the store-buffer window the barrier
 //!   closes is nanoseconds wide, so this test does not reliably catch that
-//!   mutation. It does catch lost wake-ups in the set's own bookkeeping.
+//!   mutation (the loom model `tests/loom.rs` `waitset_two_rings_no_lost_wakeup`
+//!   does catch a weakened registration). It does catch lost wake-ups in the
+//!   set's own bookkeeping.
 //! - `eventfd_readable_when_ready`: `as_fd()` polls readable only when a ring
 //!   is ready; `wait(ZERO)` re-arms it.
 //! - `idle_cpu`: an idle set over 100 rings with live forked producers uses

@@ -157,7 +157,7 @@ impl<V: Variant> Consumer<V> {
     }
 
     /// What a [`crate::WaitSet`] watches for this consumer (its segment).
-    #[cfg(all(target_os = "linux", not(any(loom, miri))))]
+    #[cfg(all(target_os = "linux", not(miri)))]
     pub(crate) fn watch(&mut self) -> super::watch::Watch {
         // Publish a release deferred while the lock was busy, so the
         // segment's `head` (which the set reads) is ours.

@@ -33,8 +33,11 @@ mod block;
 mod consumer;
 mod endpoint;
 mod producer;
-#[cfg(all(target_os = "linux", not(any(loom, miri))))]
+#[cfg(all(target_os = "linux", not(miri)))]
 pub(crate) mod watch;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use watch::loom_wait_any;
 
 pub use consumer::{Consumer, Message};
 pub use producer::{Claim, Producer};

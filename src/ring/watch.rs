@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use crate::frame::{self, HDR};
 use crate::layout::{Header, WaitWord, STATE_ATTACHED, STATE_CLOSED};
-use crate::segment::{role_lock_held, Role, Segment};
+#[cfg(not(loom))]
+use crate::segment::role_lock_held;
+use crate::segment::{Role, Segment};
 use crate::sync::Ordering;
 use crate::wait::WaitStrategy;
 
@@ -49,6 +51,7 @@ pub(crate) struct Watch {
 /// CLOCK_MONOTONIC in nanoseconds. Read from the clock, not from a
 /// process-wide base `Instant` in a `OnceLock`: a child forked while another
 /// thread ran that initialiser would block on it forever.
+#[cfg(not(loom))]
 fn now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -112,7 +115,10 @@ impl Watch {
         // peer's SeqCst signal store and SeqCst load of `waiting` in
         // `Endpoint::publish`, either we see its progress or it sees our
         // registration and wakes us (store-buffer pattern).
+        #[cfg(not(loom))]
         w.waiting.store(1, Ordering::SeqCst);
+        #[cfg(loom)]
+        crate::sync::loom_store_flag(&w.waiting, 1, Ordering::SeqCst);
         seq
     }
 
@@ -132,7 +138,10 @@ impl Watch {
     pub(crate) fn unregister(&self) {
         // Relaxed: as at the end of `Endpoint::sleep`; a waker that swapped
         // it to 0 first has already woken us.
+        #[cfg(not(loom))]
         self.wait_word().waiting.store(0, Ordering::Relaxed);
+        #[cfg(loom)]
+        crate::sync::loom_store_flag(&self.wait_word().waiting, 0, Ordering::Relaxed);
     }
 
     /// Look at the ring: data or room, or a gone peer. Loads the signal
@@ -183,6 +192,7 @@ impl Watch {
             // Closed, or an invalid word the next call reports.
             return Readiness::PeerGone;
         }
+        #[cfg(not(loom))]
         if st == STATE_ATTACHED {
             let now = now_ns();
             // Due, give or take an eighth of the interval: a set that
@@ -213,6 +223,8 @@ impl Watch {
                 return Readiness::PeerGone;
             }
         }
+        #[cfg(loom)]
+        let _ = (liveness, &self.next_check, &self.died); // heap rings only: one process
         Readiness::Idle
     }
 
@@ -224,6 +236,12 @@ impl Watch {
         }
     }
 
+    #[cfg(loom)]
+    fn header_word(&self, pos: u64) -> &crate::sync::AtomicU64 {
+        self.seg.loom_word(pos & (self.mask & !7))
+    }
+
+    #[cfg(not(loom))]
     fn header_word(&self, pos: u64) -> &crate::sync::AtomicU64 {
         let off = pos & (self.mask & !7);
         // SAFETY: `off` is masked into the data area and 8-aligned (the
@@ -232,4 +250,37 @@ impl Watch {
         // the same word concurrently.
         unsafe { &*(self.seg.data().add(off as usize) as *const crate::sync::AtomicU64) }
     }
+}
+
+/// Loom only: one wait of a [`crate::WaitSet`] over `consumers` (Futex
+/// rings), with the order `waitset::round` uses — register on every ring,
+/// then re-check every ring, then, if none is ready, sleep on all their
+/// `seq` words at once (the `futex_waitv` stand-in) — and withdraw the
+/// registrations. Returns the indices of the rings found ready. Lets
+/// `tests/loom.rs` model-check the multi-ring registration against real
+/// producers: a lost wake-up is a loom deadlock.
+#[cfg(loom)]
+#[doc(hidden)]
+pub fn loom_wait_any(consumers: &mut [&mut crate::Consumer]) -> Vec<usize> {
+    let ws: Vec<Watch> = consumers.iter_mut().map(|c| c.watch()).collect();
+    let seqs: Vec<u32> = ws.iter().map(Watch::register).collect();
+    let ready = |ws: &[Watch]| -> Vec<usize> {
+        (0..ws.len())
+            .filter(|&i| ws[i].readiness(Duration::MAX) != Readiness::Idle)
+            .collect()
+    };
+    let mut out = ready(&ws);
+    if out.is_empty() {
+        let words: Vec<(&crate::sync::AtomicU32, u32)> = ws
+            .iter()
+            .zip(&seqs)
+            .map(|(w, &s)| (&w.wait_word().seq, s))
+            .collect();
+        crate::wait::futex_wait_any(&words);
+        out = ready(&ws);
+    }
+    for w in &ws {
+        w.unregister();
+    }
+    out
 }
