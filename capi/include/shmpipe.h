@@ -15,8 +15,8 @@
  * between threads but must not be used by two threads at once. A Rust panic
  * never crosses into C: it becomes SHMPIPE_PANIC.
  *
- * Wait sets (waiting on several rings, and a pollable fd for event loops)
- * are not in this version: their functions come with the library's WaitSet.
+ * Wait sets (shmpipe_waitset_*, Linux 5.16 or later) wait on many rings in
+ * one call and give one file descriptor for epoll/poll/select loops.
  */
 
 #ifndef SHMPIPE_H
@@ -203,6 +203,13 @@ typedef struct shmpipe_pair shmpipe_pair;
 typedef struct shmpipe_producer shmpipe_producer;
 
 /**
+ * A set of rings one thread waits on (opaque). One thread at a time, as the
+ * other handles. It keeps each registered ring's shared memory, not the
+ * handle: a registered handle may be freed (remove its token too).
+ */
+typedef struct shmpipe_waitset shmpipe_waitset;
+
+/**
  * A wait strategy code (`SHMPIPE_WAIT_*`): how an idle side waits.
  */
 typedef uint32_t shmpipe_wait;
@@ -340,6 +347,22 @@ typedef struct {
  * What `shmpipe_*_peer_state` found (`SHMPIPE_PEER_STATE_*`).
  */
 typedef uint32_t shmpipe_peer_state;
+
+/**
+ * One ready registration, as `shmpipe_waitset_wait` reports it.
+ */
+typedef struct {
+  /**
+   * The token `shmpipe_waitset_add_*` returned.
+   */
+  uint64_t token;
+  /**
+   * 1 if the peer closed or died (the next call on the handle reports
+   * it; a consumer is reported ready while messages remain, then this);
+   * 0 if the ring is ready (data for a consumer, room for a producer).
+   */
+  uint32_t peer_gone;
+} shmpipe_event;
 
 /**
  * No process has attached to this role yet.
@@ -900,6 +923,100 @@ int shmpipe_last_os_error(void);
  * The library version, e.g. "0.1.0" (static; never free it).
  */
 const char *shmpipe_version(void);
+
+/**
+ * Make an empty wait set in `*out`.
+ *
+ * Errors: `SHMPIPE_IO` on a kernel without `futex_waitv(2)` (Linux < 5.16;
+ * the message says so) or if its eventfd cannot be made.
+ *
+ * # Safety
+ * `out` is NULL or writable.
+ */
+shmpipe_status shmpipe_waitset_new(shmpipe_waitset **out_ws);
+
+/**
+ * Free the wait set (its background waiters stop). NULL is a no-op. The
+ * registered rings are not affected.
+ *
+ * # Safety
+ * `ws` is NULL or a live handle, not used after this call.
+ */
+shmpipe_status shmpipe_waitset_free(shmpipe_waitset *ws);
+
+/**
+ * Watch `consumer`: ready when a message is waiting (or its producer is
+ * gone). The token goes to `*token`.
+ *
+ * Errors: `SHMPIPE_INVALID_OPTION` for a ring with the semaphore strategy
+ * (use futex, spin or spin-yield); `SHMPIPE_MISUSE` while a message is
+ * peeked on it.
+ *
+ * # Safety
+ * `ws` and `consumer` are NULL or live handles; `token` is NULL or writable.
+ */
+shmpipe_status shmpipe_waitset_add_consumer(shmpipe_waitset *ws,
+                                            shmpipe_consumer *consumer,
+                                            uint64_t *token);
+
+/**
+ * Watch `producer`: ready when a message of `room_for` bytes fits (or its
+ * consumer is gone). The token goes to `*token`.
+ *
+ * Errors: `SHMPIPE_INVALID_OPTION` for a semaphore ring;
+ * `SHMPIPE_TOO_LARGE` if `room_for` is above the ring's largest message;
+ * `SHMPIPE_MISUSE` while a claim is open on it.
+ *
+ * # Safety
+ * `ws` and `producer` are NULL or live handles; `token` is NULL or writable.
+ */
+shmpipe_status shmpipe_waitset_add_producer(shmpipe_waitset *ws,
+                                            const shmpipe_producer *producer,
+                                            size_t room_for,
+                                            uint64_t *token);
+
+/**
+ * Stop watching `token`. `*removed` (optional, may be NULL) is 1 if it was
+ * registered, 0 if not (an unknown token is not an error).
+ *
+ * # Safety
+ * `ws` is NULL or a live handle; `removed` is NULL or writable.
+ */
+shmpipe_status shmpipe_waitset_remove(shmpipe_waitset *ws, uint64_t token, uint32_t *removed);
+
+/**
+ * Wait until at least one registered ring is ready, or `timeout_ms`
+ * passes (negative: no limit; 0: just look). Writes up to `cap` events to
+ * `events` and their number to `*n` (0 on a timeout: not an error).
+ * Level-triggered: a ready ring is reported by every wait until it is
+ * drained (filled), so events beyond `cap` are reported by the next call.
+ *
+ * Errors: `SHMPIPE_NULL_POINTER` if `events` is NULL with `cap > 0`.
+ *
+ * # Safety
+ * `ws` is NULL or a live handle; `events` is NULL or has room for `cap`
+ * events; `n` is NULL or writable.
+ */
+shmpipe_status shmpipe_waitset_wait(shmpipe_waitset *ws,
+                                    shmpipe_event *events,
+                                    size_t cap,
+                                    int64_t timeout_ms,
+                                    size_t *n);
+
+/**
+ * The set's file descriptor for epoll/poll/select loops in `*fd`: it
+ * becomes readable when a registered ring becomes ready (a background
+ * waiter per 127 rings sleeps in `futex_waitv`; nothing runs while idle).
+ * After it polls readable, call `shmpipe_waitset_wait` with timeout 0 to
+ * collect the events (that re-arms it). The descriptor belongs to the set:
+ * do not close it; it is valid until `shmpipe_waitset_free`.
+ *
+ * Errors: `SHMPIPE_IO` if a background waiter cannot be started.
+ *
+ * # Safety
+ * `ws` is NULL or a live handle; `fd` is NULL or writable.
+ */
+shmpipe_status shmpipe_waitset_fd(shmpipe_waitset *ws, int *fd);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -708,3 +708,17 @@ pub unsafe extern "C" fn shmpipe_consumer_peer_state(
         Ok(())
     })
 }
+
+/// For `shmpipe_waitset_add_consumer`: register the consumer behind `c` in
+/// `set` (the set keeps the ring's segment, not the handle).
+///
+/// # Safety
+/// `c` is NULL or a live consumer handle.
+pub(crate) unsafe fn add_to_set(
+    c: *mut shmpipe_consumer,
+    set: &mut shmpipe_core::WaitSet,
+) -> Result<shmpipe_core::Token, Fail> {
+    // SAFETY: per the contract.
+    let h = unsafe { cons(c) }?;
+    h.with(|s| Ok(each_cons!(s.idle()?, c => set.add_consumer(c)?)))
+}

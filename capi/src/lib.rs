@@ -38,9 +38,11 @@ mod options;
 mod pair;
 mod producer;
 mod status;
+mod waitset;
 
 pub use consumer::*;
 pub use options::*;
 pub use pair::*;
 pub use producer::*;
 pub use status::*;
+pub use waitset::*;

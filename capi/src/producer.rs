@@ -609,3 +609,18 @@ pub unsafe extern "C" fn shmpipe_producer_peer_state(
         Ok(())
     })
 }
+
+/// For `shmpipe_waitset_add_producer`: register the producer behind `p` in
+/// `set`, ready when a message of `room_for` bytes fits.
+///
+/// # Safety
+/// `p` is NULL or a live producer handle.
+pub(crate) unsafe fn add_to_set(
+    p: *const shmpipe_producer,
+    set: &mut shmpipe_core::WaitSet,
+    room_for: usize,
+) -> Result<shmpipe_core::Token, Fail> {
+    // SAFETY: per the contract.
+    let h = unsafe { prod(p) }?;
+    h.with(|s| Ok(each_prod!(s.idle()?, p => set.add_producer_for(p, room_for)?)))
+}

@@ -224,6 +224,13 @@ fn drain_and_reentrant_calls() {
 }
 
 #[test]
+fn waitset_from_c() {
+    for v in VARIANTS {
+        run(&["waitset", v]);
+    }
+}
+
+#[test]
 fn every_error_status_reachable_from_c() {
     run(&["errors"]);
 }

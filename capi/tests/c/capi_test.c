@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -782,9 +783,136 @@ static int cmd_consume(int argc, char **argv) {
     return 0;
 }
 
+/* ---- wait sets: many rings, one wait, one fd ---- */
+
+struct late_send {
+    shmpipe_producer *p;
+    const char *msg;
+};
+
+static void *send_later(void *arg) {
+    struct late_send *l = arg;
+    usleep(30 * 1000);
+    OK(shmpipe_send(l->p, l->msg, strlen(l->msg)));
+    return NULL;
+}
+
+/* Wait once (timeout_ms) and expect exactly one event, for `token`. */
+static void expect_one(shmpipe_waitset *ws, int64_t timeout_ms, uint64_t token, uint32_t gone) {
+    shmpipe_event ev[4];
+    size_t n = 99;
+    OK(shmpipe_waitset_wait(ws, ev, 4, timeout_ms, &n));
+    CHECK(n == 1);
+    CHECK(ev[0].token == token);
+    CHECK(ev[0].peer_gone == gone);
+}
+
+static void expect_none(shmpipe_waitset *ws) {
+    shmpipe_event ev[4];
+    size_t n = 99;
+    OK(shmpipe_waitset_wait(ws, ev, 4, 0, &n));
+    CHECK(n == 0);
+}
+
+static int cmd_waitset(int argc, char **argv) {
+    if (argc != 1) return 2;
+    uint32_t variant = parse_variant(argv[0]);
+    shmpipe_waitset *ws = NULL;
+    shmpipe_status st = shmpipe_waitset_new(&ws);
+    if (st == SHMPIPE_IO && strstr(shmpipe_last_error_message(), "5.16")) {
+        fprintf(stderr, "SKIPPED: %s\n", shmpipe_last_error_message());
+        return 0;
+    }
+    OK(st);
+    shmpipe_producer *p1, *p2;
+    shmpipe_consumer *c1, *c2;
+    in_process(variant, 4096, &p1, &c1);
+    in_process(variant, 4096, &p2, &c2);
+    uint64_t t1, t2, t3;
+    OK(shmpipe_waitset_add_consumer(ws, c1, &t1));
+    OK(shmpipe_waitset_add_consumer(ws, c2, &t2));
+    OK(shmpipe_waitset_add_producer(ws, p2, 8, &t3));
+    CHECK(t1 != t2 && t2 != t3 && t1 != t3);
+    /* Level-triggered: the producer of an empty ring has room, every time. */
+    expect_one(ws, 0, t3, 0);
+    expect_one(ws, 0, t3, 0);
+    uint32_t removed = 7;
+    OK(shmpipe_waitset_remove(ws, t3, &removed));
+    CHECK(removed == 1);
+    OK(shmpipe_waitset_remove(ws, t3, &removed));
+    CHECK(removed == 0);
+    expect_none(ws);
+
+    /* A message on ring 1: ready until received. */
+    char buf[64];
+    size_t len = 0;
+    OK(shmpipe_send(p1, "one", 3));
+    expect_one(ws, 1000, t1, 0);
+    expect_one(ws, 0, t1, 0);
+    OK(shmpipe_try_recv(c1, buf, sizeof buf, &len));
+    CHECK(len == 3 && memcmp(buf, "one", 3) == 0);
+    expect_none(ws);
+
+    /* A blocking wait (no timeout) woken by a send from another thread. */
+    pthread_t th;
+    struct late_send l1 = {p1, "two"};
+    CHECK(pthread_create(&th, NULL, send_later, &l1) == 0);
+    expect_one(ws, -1, t1, 0);
+    CHECK(pthread_join(th, NULL) == 0);
+    OK(shmpipe_try_recv(c1, buf, sizeof buf, &len));
+    CHECK(len == 3 && memcmp(buf, "two", 3) == 0);
+
+    /* The fd: not readable while idle, readable after a send, re-armed by
+       collecting the events. */
+    int fd = -1;
+    OK(shmpipe_waitset_fd(ws, &fd));
+    CHECK(fd >= 0);
+    struct pollfd pf = {fd, POLLIN, 0};
+    CHECK(poll(&pf, 1, 50) == 0);
+    struct late_send l2 = {p2, "three"};
+    CHECK(pthread_create(&th, NULL, send_later, &l2) == 0);
+    CHECK(poll(&pf, 1, 10000) == 1 && (pf.revents & POLLIN));
+    CHECK(pthread_join(th, NULL) == 0);
+    expect_one(ws, 0, t2, 0);
+    OK(shmpipe_try_recv(c2, buf, sizeof buf, &len));
+    CHECK(len == 5 && memcmp(buf, "three", 5) == 0);
+    expect_none(ws);
+
+    /* A closed producer is reported as gone. */
+    OK(shmpipe_producer_free(p1));
+    expect_one(ws, 5000, t1, 1);
+    EXPECT(shmpipe_try_recv(c1, buf, sizeof buf, &len), SHMPIPE_DISCONNECTED);
+
+    /* Bad arguments. */
+    shmpipe_event ev;
+    size_t n;
+    EXPECT(shmpipe_waitset_wait(NULL, &ev, 1, 0, &n), SHMPIPE_NULL_POINTER);
+    EXPECT(shmpipe_waitset_wait(ws, NULL, 1, 0, &n), SHMPIPE_NULL_POINTER);
+    EXPECT(shmpipe_waitset_wait(ws, &ev, 1, 0, NULL), SHMPIPE_NULL_POINTER);
+    EXPECT(shmpipe_waitset_add_consumer(ws, NULL, &t1), SHMPIPE_NULL_POINTER);
+    EXPECT(shmpipe_waitset_add_producer(ws, p2, 1u << 20, &t3), SHMPIPE_TOO_LARGE);
+    shmpipe_options so = opts_for(variant, 4096);
+    so.wait = SHMPIPE_WAIT_SEMAPHORE;
+    shmpipe_pair *pair = NULL;
+    shmpipe_producer *ps;
+    shmpipe_consumer *cs;
+    OK(shmpipe_pair_in_process(&so, &pair));
+    OK(shmpipe_pair_split(pair, &ps, &cs));
+    EXPECT(shmpipe_waitset_add_consumer(ws, cs, &t1), SHMPIPE_INVALID_OPTION);
+    OK(shmpipe_waitset_free(NULL));
+
+    OK(shmpipe_waitset_free(ws));
+    OK(shmpipe_producer_free(ps));
+    OK(shmpipe_consumer_free(cs));
+    OK(shmpipe_producer_free(p2));
+    OK(shmpipe_consumer_free(c1));
+    OK(shmpipe_consumer_free(c2));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: capi_test stream|claim|peek|drain|errors|peer-died|produce|consume ...\n");
+        fprintf(stderr, "usage: capi_test stream|claim|peek|drain|errors|peer-died|produce|consume|waitset ...\n");
         return 2;
     }
     prog_cmd = argv[1];
@@ -797,6 +925,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[1], "peer-died") == 0) rc = cmd_peer_died(argc - 2, argv + 2);
     else if (strcmp(argv[1], "produce") == 0) rc = cmd_produce(argc - 2, argv + 2);
     else if (strcmp(argv[1], "consume") == 0) rc = cmd_consume(argc - 2, argv + 2);
+    else if (strcmp(argv[1], "waitset") == 0) rc = cmd_waitset(argc - 2, argv + 2);
     if (rc == 2) {
         fprintf(stderr, "capi_test: bad arguments for %s\n", argv[1]);
         return 2;
