@@ -27,6 +27,8 @@ enum Op {
     /// `io::Write::write`: one message of up to `max_message` bytes.
     Write(u8),
     TryClaim(u8, ClaimEnd),
+    /// `try_send_batch` of up to 8 messages (lengths).
+    TrySendBatch(Vec<u8>),
     TryRecv,
     TryRecvWith,
     RecvTimeoutZero,
@@ -214,6 +216,65 @@ fn run<V: Variant>(input: &Input) {
                     (Err(Error::Timeout), None) if matches!(op, Op::SendTimeoutZero(_)) => {}
                     // io::Write blocks without a deadline; never called when full.
                     (r, f) => panic!("{op:?} len {len}: got {r:?}, model fits={f:?}"),
+                }
+            }
+            Op::TrySendBatch(lens) => {
+                let Some(tx) = p.as_mut() else { continue };
+                let lens: Vec<usize> = lens
+                    .iter()
+                    .take(8)
+                    .map(|&n| n as usize % (m.max + 4))
+                    .collect();
+                let msgs: Vec<Vec<u8>> = lens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| payload(m.seq + i as u64, l))
+                    .collect();
+                let r = tx.try_send_batch(&msgs);
+                if c.is_none() {
+                    match r {
+                        Err(Error::Disconnected) => {}
+                        Err(Error::TooLarge { .. }) if lens.first().is_some_and(|&l| l > m.max) => {
+                        }
+                        Ok(0) if msgs.is_empty() => {}
+                        other => panic!("batch after consumer close: {other:?}"),
+                    }
+                    continue;
+                }
+                // The model: the prefix that fits, one record after another.
+                let mut tail = m.tail;
+                let mut plan = Vec::new();
+                let mut stop = None;
+                for &l in &lens {
+                    if l > m.max {
+                        stop = Some("too large");
+                        break;
+                    }
+                    let rec = record_len(l as u64);
+                    let contiguous = m.cap - (tail & (m.cap - 1));
+                    let pad = if contiguous >= rec { 0 } else { contiguous };
+                    if tail + pad + rec + 8 - m.head > m.cap {
+                        stop = Some("full");
+                        break;
+                    }
+                    plan.push((tail, pad));
+                    tail += pad + rec;
+                }
+                match r {
+                    Ok(n) => {
+                        assert_eq!(n, plan.len(), "batch {lens:?}: sent {n}, model {plan:?}");
+                        for (msg, (start, pad)) in msgs.into_iter().zip(plan) {
+                            m.push(start, pad, msg);
+                        }
+                        m.seq += n as u64;
+                    }
+                    Err(Error::Full) => {
+                        assert!(plan.is_empty() && stop == Some("full"), "{lens:?}")
+                    }
+                    Err(Error::TooLarge { .. }) => {
+                        assert!(plan.is_empty() && stop == Some("too large"), "{lens:?}")
+                    }
+                    other => panic!("batch {lens:?}: {other:?}"),
                 }
             }
             Op::TryRecv | Op::TryRecvWith | Op::RecvTimeoutZero | Op::Drain(_) => {

@@ -450,7 +450,9 @@ impl<V: Variant> Producer<V> {
             for m in msgs {
                 match self.try_send(m.as_ref()) {
                     Ok(()) => n += 1,
-                    Err(Error::Full) if n > 0 => break,
+                    // As the lock-free ring: what was sent is counted, the
+                    // next call reports the failure.
+                    Err(_) if n > 0 => break,
                     Err(e) => return Err(e),
                 }
             }
