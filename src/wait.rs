@@ -109,6 +109,8 @@ pub(crate) fn coarse_nanos() -> u64 {
     }
     #[cfg(not(all(target_os = "linux", not(any(miri, loom)))))]
     {
+        // Only under Miri/loom and off Linux, where no fork races it (see
+        // `light_barrier_available` for why Linux avoids a `OnceLock`).
         use std::sync::OnceLock;
         static BASE: OnceLock<Instant> = OnceLock::new();
         BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
@@ -224,6 +226,8 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, until: Instant) {
 pub(crate) fn futex_wait_any(words: &[(&AtomicU32, u32)]) {
     let (m, cv) = &*FUTEX;
     let g = m.lock().unwrap_or_else(|e| e.into_inner());
+    // SeqCst: as in `futex_wait` (the kernel's value check); pairs with the
+    // waker's Release bump of `seq` before its `futex_wake`.
     if words
         .iter()
         .all(|(w, v)| w.load(crate::sync::Ordering::SeqCst) == *v)

@@ -271,13 +271,13 @@ impl Endpoint {
             }
         }
         let checked_at = wait::coarse_nanos();
-        let now = Instant::now();
         let held = lock.is_held(self.role.peer())?;
         let verdict = if held {
             // Alive (or a replacement attaching: it locks, then stores
             // ATTACHED). Not sticky: a new process may take over the role.
             self.peer_seen = true;
             if st == STATE_CLOSED {
+                let now = Instant::now();
                 let since = *self.closed_seen.get_or_insert(now);
                 if now.duration_since(since) > CLOSED_GRACE {
                     return self.note(Err(Error::corrupted(

@@ -421,11 +421,9 @@ impl<V: Variant> Producer<V> {
                 0
             };
             if n == 0 {
-                // Full (or closed): the blocking path waits for room, or
-                // reports why there will be none.
-                let (slot, _) = self.reserve_blocking(rest[0].as_ref().len(), None)?;
-                self.copy_in(slot, rest[0].as_ref());
-                self.commit_slot(slot, rest[0].as_ref().len());
+                // Full (or closed): `send` waits for room, or reports why
+                // there will be none.
+                self.send(rest[0].as_ref())?;
                 rest = &rest[1..];
             } else {
                 rest = &rest[n..];

@@ -41,25 +41,11 @@ pub(crate) struct Watch {
     /// Producer: payload length a ready ring must have room for.
     room_for: u64,
     pub(crate) wait: WaitStrategy,
-    /// Monotonic nanoseconds (see `now_ns`) of the next kernel liveness check.
+    /// Monotonic nanoseconds (`wait::coarse_nanos`) of the next kernel liveness check.
     next_check: StdAtomicU64,
     /// The last kernel check found the peer dead (re-checked every interval:
     /// a new process may take the role over).
     died: std::sync::atomic::AtomicBool,
-}
-
-/// CLOCK_MONOTONIC in nanoseconds. Read from the clock, not from a
-/// process-wide base `Instant` in a `OnceLock`: a child forked while another
-/// thread ran that initialiser would block on it forever.
-#[cfg(not(loom))]
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).wrapping_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 impl Watch {
@@ -194,7 +180,7 @@ impl Watch {
         }
         #[cfg(not(loom))]
         if st == STATE_ATTACHED {
-            let now = now_ns();
+            let now = crate::wait::coarse_nanos();
             // Due, give or take an eighth of the interval: a set that
             // sleeps one interval between looks must not miss a check by
             // the microseconds its previous look took.

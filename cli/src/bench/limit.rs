@@ -196,6 +196,9 @@ fn records_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
         }
         let msg = [7u8; RECORD_PAYLOAD as usize];
         let (mut tail, mut head_cache) = (0u64, 0u64);
+        // Orderings as in the library (DESIGN.md section 2): the header's
+        // Release store pairs with the consumer's Acquire load of it, and
+        // the consumer's Release store of `head` with the Acquire load here.
         for i in 0..n {
             let off = tail & (cap - 1);
             let pad = if cap - off >= rec { 0 } else { cap - off };
@@ -223,6 +226,7 @@ fn records_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
                     8,
                 );
             }
+            // Zero ahead; Relaxed: published by the header's Release store.
             word(at + rec).store(0, Ordering::Relaxed);
             if pad == 0 {
                 word(at).store(KIND_MSG | RECORD_PAYLOAD, Ordering::Release);
@@ -241,6 +245,7 @@ fn records_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
     let mut i = 0;
     while i < n {
         let mut off = h & (cap - 1);
+        // Acquire: pairs with the producer's Release header store.
         let mut hw = word(off).load(Ordering::Acquire);
         if hw == 0 {
             std::hint::spin_loop();
@@ -259,6 +264,7 @@ fn records_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
         sum = sum.wrapping_add(u64::from_le_bytes(seq));
         h += rec;
         i += 1;
+        // Release: pairs with the producer's Acquire load of `head`.
         head.store(h, Ordering::Release);
     }
     let secs = t0.elapsed().as_secs_f64();
