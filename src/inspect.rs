@@ -42,7 +42,7 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
         size: meta.len(),
         mode: meta.mode() & 0o7777,
         max_message: layout::max_message(g.capacity),
-        stats: crate::ring::stats_of(seg.header(), g.capacity),
+        stats: crate::ring::stats_of(&seg),
         producer_alive: probe(Role::Producer)?,
         consumer_alive: probe(Role::Consumer)?,
     })

@@ -23,7 +23,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// Magic word at offset 0: `"SHMPIPE\0"` little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMPIPE\0");
 /// On-memory format version this library reads and writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Smallest data-area capacity in bytes.
 pub const MIN_CAPACITY: u64 = 64;
 /// Largest data-area capacity in bytes (4 GiB).
@@ -59,19 +59,32 @@ pub(crate) struct Config {
 pub(crate) struct ProducerLine {
     /// Monotonic byte position one past the last committed record.
     pub tail: AtomicU64,
-    pub messages: AtomicU64,
-    pub bytes: AtomicU64,
     pub full_waits: AtomicU64,
     pub wake_syscalls: AtomicU64,
+    /// Which of `counts` is current: `counts[counts_seq & 1]`.
+    pub counts_seq: AtomicU64,
+    /// Double-buffered checkpoints of the producer's counters (format v3):
+    /// the messages and payload bytes committed before position `at`.
+    /// Written when the producer reloads `head` (and at attach and close),
+    /// not per message; readers add the records from `at` on (DESIGN.md §2).
+    pub counts: [Counts; 2],
+}
+
+/// One checkpoint of the producer's counters.
+#[repr(C)]
+pub(crate) struct Counts {
+    /// Record position the counts run up to (a record boundary).
+    pub at: AtomicU64,
+    pub messages: AtomicU64,
+    pub bytes: AtomicU64,
 }
 
 /// Words only the consumer writes.
 #[repr(C)]
 pub(crate) struct ConsumerLine {
-    /// Monotonic byte position of the next record to read.
+    /// Monotonic byte position of the next record to read. (What was
+    /// received is derived from it: format v3 keeps no consumer counters.)
     pub head: AtomicU64,
-    pub messages: AtomicU64,
-    pub bytes: AtomicU64,
     pub empty_waits: AtomicU64,
     pub wake_syscalls: AtomicU64,
 }
@@ -151,6 +164,9 @@ const _: () = {
     assert!(size_of::<LockLine>() <= 128);
     assert!(offset_of!(Config, version) == 8);
     assert!(offset_of!(Config, capacity) == 24);
+    assert!(offset_of!(ProducerLine, counts_seq) == 24);
+    assert!(offset_of!(ProducerLine, counts) == 32);
+    assert!(size_of::<[Counts; 2]>() == 48);
     assert!(HEADER_SIZE % 128 == 0);
 };
 

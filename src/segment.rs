@@ -190,6 +190,24 @@ impl Segment {
         self.data.as_ptr()
     }
 
+    /// The record header word at data-area offset `off`, masked into the
+    /// data area and to 8 bytes (for readers that hold no endpoint:
+    /// `stats`, `inspect`; the endpoints use their own copy of the mask).
+    pub(crate) fn word(&self, off: u64) -> &crate::sync::AtomicU64 {
+        #[cfg(not(loom))]
+        {
+            let off = off & ((self.geometry.capacity - 1) & !7);
+            // SAFETY: `off` is inside the data area (capacity >= 64 bytes
+            // after the header) and 8-aligned (the data area is 128-aligned);
+            // the mapping lives as long as `self`. Atomic: peers write it.
+            unsafe { &*(self.data().add(off as usize) as *const crate::sync::AtomicU64) }
+        }
+        #[cfg(loom)]
+        {
+            self.loom_word(off)
+        }
+    }
+
     /// Loom: the record header word at data-area offset `off` (masked).
     #[cfg(loom)]
     pub(crate) fn loom_word(&self, off: u64) -> &crate::sync::AtomicU64 {

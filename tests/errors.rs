@@ -465,14 +465,14 @@ fn bad_headers<V: Variant>() {
     ));
 
     let name = fresh();
-    // A format-v1 segment (before the header-as-signal protocol) is refused.
-    patch(&name, OFF_VERSION, &1u32.to_le_bytes());
+    // A format-v2 segment (before the counter checkpoints) is refused.
+    patch(&name, OFF_VERSION, &2u32.to_le_bytes());
     open_fails(&name, &b, "wrong version", |e| {
         matches!(
             e,
             Error::VersionMismatch {
-                found: 1,
-                expected: 2
+                found: 2,
+                expected: 3
             }
         )
     });
@@ -600,7 +600,7 @@ fn late_initialization<V: Variant>() {
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         let f = OpenOptions::new().write(true).open(path).unwrap();
-        f.write_all_at(&2u32.to_le_bytes(), OFF_VERSION).unwrap();
+        f.write_all_at(&3u32.to_le_bytes(), OFF_VERSION).unwrap();
     });
     let b = builder::<V>().open_timeout(Duration::from_secs(60));
     let rx = b.open_consumer(&name).unwrap();
@@ -626,7 +626,7 @@ fn make_object(name: &ShmName, mode: u32, bytes: &[u8]) {
 fn hand_header(variant: u32, wait: u32, capacity: u64) -> Vec<u8> {
     let mut h = vec![0u8; HEADER_SIZE as usize];
     h[0..8].copy_from_slice(MAGIC);
-    h[8..12].copy_from_slice(&2u32.to_le_bytes());
+    h[8..12].copy_from_slice(&3u32.to_le_bytes());
     h[12..16].copy_from_slice(&variant.to_le_bytes());
     h[16..20].copy_from_slice(&wait.to_le_bytes());
     h[24..32].copy_from_slice(&capacity.to_le_bytes());
@@ -693,7 +693,7 @@ fn hand_built_segments() {
             r,
             Err(Error::VersionMismatch {
                 found: 9,
-                expected: 2
+                expected: 3
             })
         ),
         "{r:?}"

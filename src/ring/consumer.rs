@@ -31,19 +31,18 @@ pub struct Consumer<V: Variant = LockFree> {
     /// Our authoritative head (locked: last head seen under the lock, or
     /// past messages released while the lock was busy).
     head: u64,
+    /// `head` when we attached: once it moved, a producer was attached.
+    attach_head: u64,
     /// Locked variant: the `tail` seen by the last attempt (what a sleeper
     /// re-checks).
     tail_seen: u64,
-    /// Our copies of the `messages` / `bytes` counters (we are their only writer).
-    msgs: u64,
-    bytes: u64,
     /// Bytes of a message partly returned by `io::Read`.
     pending: Vec<u8>,
     pending_pos: usize,
-    /// Locked variant: messages and bytes released by [`Message::release`]
+    /// Locked variant: messages were released by [`Message::release`]
     /// while the lock was busy; `head` is already past them locally and is
     /// published by the next operation that holds the lock.
-    deferred: Option<(u64, u64)>,
+    deferred: bool,
     _v: PhantomData<(V, Cell<()>)>,
 }
 
@@ -83,13 +82,12 @@ impl<V: Variant> Consumer<V> {
         let tail = h.prod.tail.load(Ordering::Acquire);
         let mut c = Consumer {
             head,
+            attach_head: head,
             tail_seen: tail,
-            msgs: h.cons.messages.load(Ordering::Relaxed),
-            bytes: h.cons.bytes.load(Ordering::Relaxed),
             ep,
             pending: Vec::new(),
             pending_pos: 0,
-            deferred: None,
+            deferred: false,
             _v: PhantomData,
         };
         if !V::LOCKED {
@@ -118,7 +116,7 @@ impl<V: Variant> Consumer<V> {
 
     /// Bytes of committed, unread records (framing included), as of now.
     pub fn len(&self) -> u64 {
-        stats_of(self.ep.h(), self.ep.cap).used_bytes
+        super::used_bytes(self.ep.h(), self.ep.cap)
     }
 
     /// Whether no committed record is waiting.
@@ -128,7 +126,7 @@ impl<V: Variant> Consumer<V> {
 
     /// A snapshot of the ring's counters.
     pub fn stats(&self) -> Stats {
-        stats_of(self.ep.h(), self.ep.cap)
+        stats_of(&self.ep.seg)
     }
 
     /// The producer's state: attached and alive, closed, died, or not
@@ -137,12 +135,12 @@ impl<V: Variant> Consumer<V> {
     /// # Errors
     /// As [`crate::Producer::peer_status`].
     pub fn peer_status(&self) -> Result<PeerStatus> {
-        self.ep.peer_status()
+        self.ep.peer_status(self.head != self.attach_head)
     }
 
     /// Whether the producer is attached and its process alive now.
     pub fn is_peer_alive(&self) -> bool {
-        matches!(self.ep.peer_status(), Ok(PeerStatus::Alive))
+        matches!(self.peer_status(), Ok(PeerStatus::Alive))
     }
 
     /// Close the consumer side now: the producer's sends then fail with
@@ -248,6 +246,38 @@ impl<V: Variant> Consumer<V> {
         self.parse(head, word, None).map(Some)
     }
 
+    /// The lock-free fast path's look: the header word at `head` read once
+    /// (Acquire: pairs with the producer's Release store of it in
+    /// `Producer::commit_slot`, so the payload and the zeroed next slot are
+    /// visible) and validated with two comparisons: `word - MSG` is the
+    /// length only if the kind is "message" and no reserved bit is set, and
+    /// it must be at most the maximum message; the record must end inside
+    /// the data area. Anything else — nothing yet (a zero word wraps to a
+    /// huge length), a padding record, a bad header, a broken handle — takes
+    /// the full path, which reads the word again and decides.
+    #[inline(always)]
+    fn fast_look(&self) -> Option<Found> {
+        if V::LOCKED || !self.ep.healthy() {
+            return None;
+        }
+        let head = self.head;
+        let off = head & self.ep.mask;
+        let word = self.ep.word(off).load(Ordering::Acquire);
+        let len = word.wrapping_sub(KIND_MSG << 32);
+        if len > self.ep.max as u64 {
+            return None;
+        }
+        let rec = frame::record_len(len);
+        if off + rec > self.ep.cap {
+            return None;
+        }
+        Some(Found {
+            off: off + HDR,
+            len: len as usize,
+            next: head + rec,
+        })
+    }
+
     /// Whether a record is published at `head` (no validation).
     #[inline]
     fn has_record(&self) -> bool {
@@ -282,25 +312,32 @@ impl<V: Variant> Consumer<V> {
         Ok(())
     }
 
-    /// Publish a new head (and the counters).
-    #[inline]
-    fn publish_head(&mut self, new_head: u64, msgs: u64, bytes: u64) {
+    /// Publish a new head. The consumer keeps no counters of its own:
+    /// `stats()` derives what was received from `head` (DESIGN.md §2), so a
+    /// message costs this one store to our own line.
+    #[inline(always)]
+    fn publish_head(&mut self, new_head: u64) {
         self.head = new_head;
-        self.ep.peer_seen = true; // a producer wrote what we release
-        let c = &self.ep.seg.header().cons;
-        // Store-only counters, as in `Producer::commit_slot`.
-        self.msgs = self.msgs.wrapping_add(msgs);
-        self.bytes = self.bytes.wrapping_add(bytes);
-        c.messages.store(self.msgs, Ordering::Relaxed);
-        c.bytes.store(self.bytes, Ordering::Relaxed);
         // Pairs with the producer's Acquire load of `head` in `reserve` (and,
         // for the wake-up, its registration in `Endpoint::sleep`).
-        self.ep.publish(&c.head, new_head, None);
+        self.ep
+            .publish(&self.ep.seg.header().cons.head, new_head, None);
+    }
+
+    /// A message received means a producer was attached: a free producer
+    /// role lock from then on means it died (see `Endpoint::peer_gone`).
+    /// Derived here, on the slow path, instead of stored per message.
+    #[inline]
+    fn note_producer_work(&mut self) {
+        if self.head != self.attach_head {
+            self.ep.peer_seen = true;
+        }
     }
 
     /// Nothing to read: tell whether the producer is gone, after one last
     /// look (a producer publishes its last record before closing or dying).
     fn empty_reason(&mut self, how: Check) -> Result<Idle> {
+        self.note_producer_work();
         let Some(g) = self.ep.peer_gone(how)? else {
             return Ok(Idle::Empty);
         };
@@ -411,7 +448,7 @@ impl<V: Variant> Consumer<V> {
     #[inline]
     fn deliver<R>(&mut self, found: Found, f: impl FnOnce(&[u8]) -> R) -> R {
         let out = f(self.payload(found));
-        self.publish_head(found.next, 1, found.len as u64);
+        self.publish_head(found.next);
         out
     }
 
@@ -478,7 +515,11 @@ impl<V: Variant> Consumer<V> {
     /// # Errors
     /// `Empty` if no message is waiting; `Disconnected`/`PeerDied` once the
     /// producer is gone and every committed message was received; `Corrupted`.
+    #[inline]
     pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        if let Some(found) = self.fast_look() {
+            return Ok(self.deliver(found, f));
+        }
         self.try_found(move |c, found| c.deliver(found, f))
     }
 
@@ -496,7 +537,11 @@ impl<V: Variant> Consumer<V> {
     ///
     /// # Errors
     /// As [`Self::try_recv_with`], without `Empty`.
+    #[inline]
     pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        if let Some(found) = self.fast_look() {
+            return Ok(self.deliver(found, f));
+        }
         self.found_deadline(None, move |c, found| c.deliver(found, f))
     }
 
@@ -569,7 +614,19 @@ impl<V: Variant> Consumer<V> {
     /// `BufferTooSmall { len, capacity }` if the message is longer than
     /// `buf` (the message stays in the ring); otherwise as
     /// [`Self::try_recv_with`].
+    #[inline]
     pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        if let Some(found) = self.fast_look() {
+            if found.len <= buf.len() {
+                return Ok(self.deliver_copy(found, buf));
+            }
+        }
+        self.try_recv_into_slow(buf)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn try_recv_into_slow(&mut self, buf: &mut [u8]) -> Result<usize> {
         self.try_found(|c, found| c.deliver_into(found, buf))?
     }
 
@@ -577,7 +634,19 @@ impl<V: Variant> Consumer<V> {
     ///
     /// # Errors
     /// As [`Self::try_recv_into`], without `Empty`.
+    #[inline]
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        if let Some(found) = self.fast_look() {
+            if found.len <= buf.len() {
+                return Ok(self.deliver_copy(found, buf));
+            }
+        }
+        self.recv_into_slow(buf)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn recv_into_slow(&mut self, buf: &mut [u8]) -> Result<usize> {
         self.found_deadline(None, |c, found| c.deliver_into(found, buf))?
     }
 
@@ -599,10 +668,22 @@ impl<V: Variant> Consumer<V> {
                 capacity: buf.len(),
             });
         }
-        Ok(self.deliver(found, |m| {
-            buf[..m.len()].copy_from_slice(m);
-            m.len()
-        }))
+        Ok(self.deliver_copy(found, buf))
+    }
+
+    /// Copy `found` into the start of `buf` (at least as long; checked by
+    /// the caller) and release it.
+    #[inline(always)]
+    fn deliver_copy(&mut self, found: Found, buf: &mut [u8]) -> usize {
+        debug_assert!(found.len <= buf.len());
+        let len = found.len.min(buf.len());
+        // SAFETY: `parse`/`fast_look` checked that the payload lies inside
+        // the data area, in the consumer's region (see `payload`); `buf` is
+        // the caller's exclusive buffer of at least `len` bytes and cannot
+        // overlap the ring's occupied region.
+        unsafe { super::copy::copy(self.ep.data.add(found.off as usize), buf.as_mut_ptr(), len) };
+        self.publish_head(found.next);
+        len
     }
 
     /// Look at the next message without releasing it, if one is waiting:
@@ -630,7 +711,10 @@ impl<V: Variant> Consumer<V> {
     /// # Errors
     /// As [`Self::try_recv_with`].
     pub fn try_peek(&mut self) -> Result<Message<'_, V>> {
-        let found = self.try_found(|_, found| found)?;
+        let found = match self.fast_look() {
+            Some(found) => found,
+            None => self.try_found(|_, found| found)?,
+        };
         Ok(Message { c: self, found })
     }
 
@@ -639,7 +723,10 @@ impl<V: Variant> Consumer<V> {
     /// # Errors
     /// As [`Self::recv_with`].
     pub fn peek(&mut self) -> Result<Message<'_, V>> {
-        let found = self.found_deadline(None, |_, found| found)?;
+        let found = match self.fast_look() {
+            Some(found) => found,
+            None => self.found_deadline(None, |_, found| found)?,
+        };
         Ok(Message { c: self, found })
     }
 
@@ -655,13 +742,12 @@ impl<V: Variant> Consumer<V> {
     /// Release a message lent by `peek`.
     fn release_found(&mut self, found: Found) {
         if !V::LOCKED {
-            self.publish_head(found.next, 1, found.len as u64);
+            self.publish_head(found.next);
             return;
         }
         // Locked: record the release locally, publish it now if the lock is
         // free, else with the next operation that takes it. Never blocks.
-        let (m, b) = self.deferred.unwrap_or((0, 0));
-        self.deferred = Some((m + 1, b + found.len as u64));
+        self.deferred = true;
         self.head = found.next;
         match self.ep.lock(None) {
             Ok(Some(guard)) => {
@@ -677,9 +763,9 @@ impl<V: Variant> Consumer<V> {
 
     /// Locked, with the lock held: publish releases deferred by `release_found`.
     fn flush_release(&mut self) {
-        if let Some((m, b)) = self.deferred.take() {
+        if std::mem::take(&mut self.deferred) {
             let head = self.head;
-            self.publish_head(head, m, b);
+            self.publish_head(head);
         }
     }
 
@@ -687,7 +773,7 @@ impl<V: Variant> Consumer<V> {
     /// lock. If it stays busy the released messages are delivered again to
     /// the next consumer (at least once, never lost).
     fn finish_release(&mut self) {
-        if !V::LOCKED || self.deferred.is_none() {
+        if !V::LOCKED || !self.deferred {
             return;
         }
         let until = Instant::now() + Duration::from_millis(100);
@@ -754,44 +840,55 @@ impl<V: Variant> Consumer<V> {
             tail = Some(t);
         }
         let mut n = 0;
-        let mut published = 0;
-        let mut bytes = 0u64;
         let mut head = self.head;
         let mut err = None;
+        // Lock-free: publish `head` each time a sixteenth of the ring was
+        // read, so a producer waiting for room refills during a long batch.
+        let part = self.ep.cap / DRAIN_PUBLISH_PARTS;
+        let mut publish_at = if V::LOCKED { u64::MAX } else { head + part };
         while n < max {
             if tail == Some(head) {
                 break;
             }
-            // Acquire (lock-free): as in `look`. Locked: ordered by the lock.
-            let word = self.ep.word(head & self.ep.mask).load(Ordering::Acquire);
-            if word == 0 {
+            let off = head & self.ep.mask;
+            // Acquire (lock-free): as in `fast_look`. Locked: ordered by the lock.
+            let word = self.ep.word(off).load(Ordering::Acquire);
+            // Lock-free messages: the two-comparison check of `fast_look`.
+            let len = word.wrapping_sub(KIND_MSG << 32);
+            let found = if !V::LOCKED
+                && len <= self.ep.max as u64
+                && off + frame::record_len(len) <= self.ep.cap
+            {
+                Found {
+                    off: off + HDR,
+                    len: len as usize,
+                    next: head + frame::record_len(len),
+                }
+            } else if word == 0 {
                 if tail.is_some() {
                     err = Some(Error::corrupted("no record header below tail", head));
                 }
                 break;
-            }
-            match self.parse(head, word, tail) {
-                Ok(found) => {
-                    f(self.payload(found));
-                    head = found.next;
-                    n += 1;
-                    bytes += found.len as u64;
-                    if !V::LOCKED && head - self.head >= self.ep.cap / DRAIN_PUBLISH_PARTS {
-                        // A long batch: give the producer its room now, so it
-                        // writes while we read instead of waiting for the end.
-                        self.publish_head(head, (n - published) as u64, bytes);
-                        published = n;
-                        bytes = 0;
+            } else {
+                // Padding, the locked ring, or a bad header: the full check.
+                match self.parse(head, word, tail) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        err = Some(e);
+                        break;
                     }
                 }
-                Err(e) => {
-                    err = Some(e);
-                    break;
-                }
+            };
+            f(self.payload(found));
+            head = found.next;
+            n += 1;
+            if head >= publish_at {
+                self.publish_head(head);
+                publish_at = head + part;
             }
         }
-        if n > published {
-            self.publish_head(head, (n - published) as u64, bytes);
+        if head != self.head {
+            self.publish_head(head);
         }
         drop(guard);
         if let Some(e) = err {

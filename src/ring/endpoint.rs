@@ -56,6 +56,11 @@ pub(super) struct Endpoint {
     pub(super) data: *mut u8,
     pub(super) cap: u64,
     pub(super) mask: u64,
+    /// `mask & !7`: masks a position to an 8-aligned offset in the data area.
+    word_mask: u64,
+    /// The peer's `waiting` flag, which a publication checks (the peer's
+    /// wait word; resolved at attach instead of per message).
+    peer_waiting: std::ptr::NonNull<AtomicU32>,
     pub(super) max: usize,
     pub(super) wait: WaitStrategy,
     role: Role,
@@ -94,11 +99,17 @@ impl Endpoint {
         // sleeper and fencing, so our loads of `waiting` after this barrier
         // see its registration even though we publish light.
         own_light.swap(light as u32, Ordering::SeqCst);
+        let peer_waiting = std::ptr::NonNull::from(match role {
+            Role::Producer => &seg.header().wait_consumer.waiting,
+            Role::Consumer => &seg.header().wait_producer.waiting,
+        });
         let ep = Endpoint {
             light,
             data: seg.data(),
             cap: g.capacity,
             mask: g.capacity - 1,
+            word_mask: (g.capacity - 1) & !7,
+            peer_waiting,
             max: layout::max_message(g.capacity),
             wait: g.wait,
             role,
@@ -138,7 +149,7 @@ impl Endpoint {
     pub(super) fn word(&self, off: u64) -> &AtomicU64 {
         #[cfg(not(loom))]
         {
-            let off = off & (self.mask & !7);
+            let off = off & self.word_mask;
             // SAFETY: `off` is masked into the data area and 8-aligned (the
             // data area is 128-aligned and `cap >= 64`), so 8 bytes fit; the
             // mapping lives as long as `self.seg`. Accessed atomically
@@ -149,6 +160,12 @@ impl Endpoint {
         {
             self.seg.loom_word(off)
         }
+    }
+
+    /// Not broken: the fast paths' one test of the sticky state.
+    #[inline(always)]
+    pub(super) fn healthy(&self) -> bool {
+        self.broken.is_none()
     }
 
     #[inline]
@@ -309,7 +326,8 @@ impl Endpoint {
 
     /// The peer's state, asking the kernel about its role lock (one syscall),
     /// which decides over the peer's state word.
-    pub(super) fn peer_status(&self) -> Result<PeerStatus> {
+    /// `work_seen`: the caller saw the peer's work (a message received).
+    pub(super) fn peer_status(&self, work_seen: bool) -> Result<PeerStatus> {
         // Acquire: as in `peer_gone`.
         let st = self.peer_word().load(Ordering::Acquire);
         if !matches!(st, STATE_NEVER | STATE_ATTACHED | STATE_CLOSED) {
@@ -329,7 +347,7 @@ impl Endpoint {
         Ok(match self.peer_word().load(Ordering::Acquire) {
             STATE_CLOSED => PeerStatus::Closed,
             STATE_ATTACHED => PeerStatus::Died,
-            _ if self.peer_seen => PeerStatus::Died,
+            _ if self.peer_seen || work_seen => PeerStatus::Died,
             _ => PeerStatus::NotAttached,
         })
     }
@@ -338,9 +356,11 @@ impl Endpoint {
     /// `signal = value` (the producer's record header word, or the
     /// consumer's `head`), then `index = index_value` if given (the
     /// producer's `tail`, informational), then wake the peer if it sleeps.
-    #[inline]
+    #[inline(always)]
     pub(super) fn publish(&self, signal: &AtomicU64, value: u64, index: Option<(&AtomicU64, u64)>) {
-        let (peer_wait, counter) = self.peer_wait();
+        // SAFETY: points into the header of `self.seg`, which we own (an
+        // `Arc`) and which does not move; the field is an atomic.
+        let peer_waiting = unsafe { self.peer_waiting.as_ref() };
         if self.light {
             // Light side of the asymmetric barrier. Release: pairs with the
             // peer's Acquire load of the signal word. The store-load order
@@ -353,8 +373,8 @@ impl Endpoint {
                 w.store(v, Ordering::Release);
             }
             std::sync::atomic::compiler_fence(Ordering::SeqCst);
-            if peer_wait.waiting.load(Ordering::Relaxed) != 0 {
-                self.wake(peer_wait, counter);
+            if peer_waiting.load(Ordering::Relaxed) != 0 {
+                self.wake_peer();
             }
         } else if self.wait.sleeps() {
             // SeqCst store: pairs with the sleeper's SeqCst store of
@@ -369,8 +389,8 @@ impl Endpoint {
                 w.store(v, Ordering::Release);
             }
             // SeqCst: see above.
-            if peer_wait.waiting.load(Ordering::SeqCst) != 0 {
-                self.wake(peer_wait, counter);
+            if peer_waiting.load(Ordering::SeqCst) != 0 {
+                self.wake_peer();
             }
         } else {
             // Release: pairs with the peer's Acquire load of the signal word.
@@ -380,6 +400,14 @@ impl Endpoint {
                 w.store(v, Ordering::Release);
             }
         }
+    }
+
+    /// Wake the peer if it registered as a sleeper (the publication's slow half).
+    #[cold]
+    #[inline(never)]
+    fn wake_peer(&self) {
+        let (w, counter) = self.peer_wait();
+        self.wake(w, counter);
     }
 
     /// Wake the sleeper registered on `w`, if any (one syscall per registration).
@@ -456,6 +484,12 @@ impl Endpoint {
         w.waiting.store(0, Ordering::Relaxed);
         #[cfg(loom)]
         crate::sync::loom_store_flag(&w.waiting, 0, Ordering::Relaxed);
+    }
+
+    /// Whether this process attached the handle and has not closed it (a
+    /// forked child that inherited it has not).
+    pub(super) fn attached_here(&self) -> bool {
+        self.pid == std::process::id()
     }
 
     /// Mark our side closed and wake the peer. Skipped in a forked child that

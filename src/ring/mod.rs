@@ -31,6 +31,8 @@
 
 mod block;
 mod consumer;
+mod copy;
+pub(crate) mod counts;
 mod endpoint;
 mod producer;
 #[cfg(all(target_os = "linux", not(miri)))]
@@ -43,6 +45,7 @@ pub use consumer::{Consumer, Message};
 pub use producer::{Claim, Producer};
 
 use crate::layout::{self, Header, STATE_ATTACHED, STATE_CLOSED, STATE_NEVER};
+use crate::segment::Segment;
 use crate::sync::{AtomicU64, Ordering};
 
 mod private {
@@ -153,18 +156,40 @@ pub struct Stats {
     pub consumer: EndpointState,
 }
 
-pub(crate) fn stats_of(h: &Header, capacity: u64) -> Stats {
+/// Bytes of committed, unread records, from the published indices (the
+/// consumer may be a record ahead of a lagging `tail`: then nothing).
+pub(crate) fn used_bytes(h: &Header, capacity: u64) -> u64 {
+    let tail = h.prod.tail.load(Ordering::Relaxed);
+    let head = h.cons.head.load(Ordering::Relaxed);
+    tail.saturating_sub(head).min(capacity)
+}
+
+/// A snapshot of the counters: the producer's checkpoint plus the records
+/// from it on, and what was received derived from `head` (see
+/// [`counts`]). Exact at rest; while the peers run, a walk that meets a
+/// record being overwritten stops and the figures are the checkpoint's.
+pub(crate) fn stats_of(seg: &Segment) -> Stats {
+    let h = seg.header();
+    let capacity = seg.geometry.capacity;
     let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let tail = r(&h.prod.tail);
-    let head = r(&h.cons.head);
+    // Acquire: pairs with the consumer's Release store of `head`.
+    let head = h.cons.head.load(Ordering::Acquire);
+    let (_, c) = counts::load(h);
+    let stop = if seg.geometry.variant == layout::VARIANT_LOCKED {
+        h.prod.tail.load(Ordering::Acquire)
+    } else {
+        u64::MAX
+    };
+    let walk = counts::walk(seg, c.at.min(head), c.at, head, stop).unwrap_or_default();
+    let messages_sent = c.messages.wrapping_add(walk.messages);
+    let bytes_sent = c.bytes.wrapping_add(walk.bytes);
     Stats {
         capacity,
-        // The consumer may be ahead of a lagging `tail`: then nothing is used.
-        used_bytes: tail.saturating_sub(head).min(capacity),
-        messages_sent: r(&h.prod.messages),
-        bytes_sent: r(&h.prod.bytes),
-        messages_received: r(&h.cons.messages),
-        bytes_received: r(&h.cons.bytes),
+        used_bytes: used_bytes(h, capacity),
+        messages_sent,
+        bytes_sent,
+        messages_received: messages_sent.wrapping_sub(walk.unread),
+        bytes_received: bytes_sent.wrapping_sub(walk.unread_bytes),
         full_waits: r(&h.prod.full_waits),
         empty_waits: r(&h.cons.empty_waits),
         producer_wake_syscalls: r(&h.prod.wake_syscalls),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::block::{block, deadline_after, mode_until, Mode};
 use super::endpoint::{Check, Endpoint, PeerGone};
-use super::{bump, stats_of, LockFree, PeerStatus, Stats, Variant};
+use super::{bump, counts, stats_of, LockFree, PeerStatus, Stats, Variant};
 use crate::error::{Error, Result};
 use crate::frame::{self, check_lag, check_span, HDR, KIND_MSG, KIND_PAD};
 use crate::layout::{STATE_ATTACHED, STATE_CLOSED};
@@ -42,9 +42,12 @@ pub struct Producer<V: Variant = LockFree> {
     tail: u64,
     /// Last `head` we loaded.
     head_cache: u64,
-    /// Our copies of the `messages` / `bytes` counters (we are their only writer).
+    /// Messages and payload bytes committed (counted here, published as
+    /// checkpoints: see `ring::counts`).
     msgs: u64,
     bytes: u64,
+    /// Number of the last checkpoint we stored (our own count of flips).
+    counts_seq: u64,
     _v: PhantomData<(V, Cell<()>)>,
 }
 
@@ -60,24 +63,52 @@ impl<V: Variant> Producer<V> {
         // takeover continues from the committed positions and their bytes).
         let head = h.cons.head.load(Ordering::Acquire);
         let tail = h.prod.tail.load(Ordering::Acquire);
+        let (counts_seq, c) = counts::load(h);
         let mut p = Producer {
             tail,
             head_cache: head,
-            msgs: h.prod.messages.load(Ordering::Relaxed),
-            bytes: h.prod.bytes.load(Ordering::Relaxed),
+            msgs: c.messages,
+            bytes: c.bytes,
+            counts_seq,
             ep,
             _v: PhantomData,
         };
+        let mut end = tail;
         if !V::LOCKED {
             let r = p.committed_end(head, tail);
-            let end = p.ep.note(r)?;
+            end = p.ep.note(r)?;
             if end != tail {
                 // Release: pairs with Acquire loads of `tail` (checks, takeover).
                 p.ep.h().prod.tail.store(end, Ordering::Release);
             }
             p.tail = end;
         }
+        // Count what earlier producers committed after their last
+        // checkpoint (all of it if they closed: they checkpoint then).
+        // A checkpoint that does not lead to the end of the records was
+        // forged; counters are informational, so it is taken as it is.
+        let stop = if V::LOCKED { tail } else { u64::MAX };
+        if let Ok(w) = counts::walk(&p.ep.seg, c.at.min(head), c.at, head, stop) {
+            if w.end == end {
+                p.msgs = p.msgs.wrapping_add(w.messages);
+                p.bytes = p.bytes.wrapping_add(w.bytes);
+            }
+        }
+        p.checkpoint();
         Ok(p)
+    }
+
+    /// Publish our counters as a checkpoint at `tail`. Called whenever we
+    /// reload `head` (the argument of `ring::counts` needs that), at attach
+    /// and at close: never per message in the lock-free ring.
+    #[inline(never)]
+    fn checkpoint(&mut self) {
+        let c = counts::Checkpoint {
+            at: self.tail,
+            messages: self.msgs,
+            bytes: self.bytes,
+        };
+        self.counts_seq = counts::store(self.ep.h(), self.counts_seq, c);
     }
 
     /// The true end of the committed records, for a producer taking over
@@ -88,41 +119,8 @@ impl<V: Variant> Producer<V> {
     /// guarantees a zero word after the last one. Bounded by the capacity.
     fn committed_end(&self, head: u64, tail: u64) -> Result<u64> {
         check_lag(head, tail, self.ep.cap)?;
-        let cap = self.ep.cap;
-        let mut pos = head.max(tail);
-        // Each step advances by at least 8 bytes; the free space bounds it.
-        for _ in 0..=cap / 8 {
-            let off = pos & self.ep.mask;
-            // Acquire: pairs with the dead producer's Release header store,
-            // so its payload and zero-ahead stores are visible too.
-            let word = self.ep.word(off).load(Ordering::Acquire);
-            if word == 0 {
-                return Ok(pos);
-            }
-            let (kind, len) = frame::decode(word)?;
-            let step = if kind == KIND_PAD {
-                if off == 0 || len != cap - off - HDR {
-                    return Err(Error::corrupted("padding record with a wrong length", word));
-                }
-                cap - off
-            } else {
-                if len > self.ep.max as u64 || off + frame::record_len(len) > cap {
-                    return Err(Error::corrupted(
-                        "message record runs past the data area",
-                        word,
-                    ));
-                }
-                frame::record_len(len)
-            };
-            pos += step;
-            if pos + HDR - head > cap {
-                return Err(Error::corrupted(
-                    "published records run past the free space",
-                    pos,
-                ));
-            }
-        }
-        Err(Error::corrupted("record scan did not end", pos))
+        let w = counts::walk(&self.ep.seg, head.max(tail), u64::MAX, head, u64::MAX)?;
+        Ok(w.end)
     }
 
     /// Data-area capacity in bytes.
@@ -142,7 +140,7 @@ impl<V: Variant> Producer<V> {
 
     /// Bytes of committed, unread records (framing included), as of now.
     pub fn len(&self) -> u64 {
-        stats_of(self.ep.h(), self.ep.cap).used_bytes
+        super::used_bytes(self.ep.h(), self.ep.cap)
     }
 
     /// Whether every committed record has been read.
@@ -152,7 +150,7 @@ impl<V: Variant> Producer<V> {
 
     /// A snapshot of the ring's counters.
     pub fn stats(&self) -> Stats {
-        stats_of(self.ep.h(), self.ep.cap)
+        stats_of(&self.ep.seg)
     }
 
     /// The consumer's state: attached and alive, closed, died, or not
@@ -163,12 +161,12 @@ impl<V: Variant> Producer<V> {
     /// `Corrupted` if the consumer's state word holds an invalid value; `Io`
     /// in a forked child that inherited this handle.
     pub fn peer_status(&self) -> Result<PeerStatus> {
-        self.ep.peer_status()
+        self.ep.peer_status(false)
     }
 
     /// Whether the consumer is attached and its process alive now.
     pub fn is_peer_alive(&self) -> bool {
-        matches!(self.ep.peer_status(), Ok(PeerStatus::Alive))
+        matches!(self.ep.peer_status(false), Ok(PeerStatus::Alive))
     }
 
     /// Close the producer side now: the consumer receives every committed
@@ -180,6 +178,9 @@ impl<V: Variant> Producer<V> {
     /// that attached can close the role), or if removing the name of a
     /// segment this handle created (`unlink_on_drop`) failed.
     pub fn close(mut self) -> Result<()> {
+        if self.ep.attached_here() {
+            self.checkpoint();
+        }
         self.ep.close_explicit()
     }
 
@@ -260,6 +261,8 @@ impl<V: Variant> Producer<V> {
                 self.ep.peer_seen = true; // a consumer made room
             }
             self.head_cache = head;
+            // Before any write that the new `head` allows (see `ring::counts`).
+            self.checkpoint();
             if tail + need - head > self.ep.cap {
                 return Ok(None);
             }
@@ -275,7 +278,7 @@ impl<V: Variant> Producer<V> {
     /// zero the header slot that follows it, then store its header word
     /// (the signal), and for a wrap the padding record's header after the
     /// message's.
-    #[inline]
+    #[inline(always)]
     fn commit_slot(&mut self, slot: Slot, len: usize) {
         let signal = self.write_slot(slot, len);
         self.publish_signal(signal);
@@ -284,7 +287,7 @@ impl<V: Variant> Producer<V> {
     /// Everything of a commit but the signal: zero ahead, the message header
     /// at offset 0 for a wrap, our tail and counters. Returns where the
     /// signal goes and its value.
-    #[inline]
+    #[inline(always)]
     fn write_slot(&mut self, slot: Slot, len: usize) -> (u64, u64) {
         let rec = frame::record_len(len as u64);
         let msg_word = frame::encode(KIND_MSG, len as u32);
@@ -312,16 +315,12 @@ impl<V: Variant> Producer<V> {
         signal
     }
 
-    /// Store the counters, then the signal `(offset, word)` (with `tail`
-    /// and the wake-up): everything written before becomes visible.
-    #[inline]
+    /// Store the signal `(offset, word)` (with `tail` and the wake-up):
+    /// everything written before becomes visible. Then the counters.
+    #[inline(always)]
     fn publish_signal(&mut self, (signal_off, signal_word): (u64, u64)) {
         let h = self.ep.seg.header();
         let p = &h.prod;
-        // Counters: store-only from local copies (we are the only writer;
-        // seeded from the segment at attach, peer-writable: wrap).
-        p.messages.store(self.msgs, Ordering::Relaxed);
-        p.bytes.store(self.bytes, Ordering::Relaxed);
         if V::LOCKED {
             // Under the lock the consumer reads `tail` (the lock orders the
             // header before it), so `tail` is the signal a sleeping locked
@@ -339,6 +338,11 @@ impl<V: Variant> Producer<V> {
                 signal_word,
                 Some((&p.tail, self.tail)),
             );
+        }
+        if V::LOCKED {
+            // The locked ring checkpoints every commit (under the lock; its
+            // `head` is reloaded by every operation).
+            self.checkpoint();
         }
     }
 
@@ -569,13 +573,14 @@ impl<V: Variant> Producer<V> {
         )
     }
 
+    #[inline(always)]
     fn copy_in(&self, slot: Slot, msg: &[u8]) {
         // SAFETY: the slot has room for the header and msg.len() bytes
         // inside the data area; the region between tail and head+capacity is
         // the producer's, and `msg` cannot overlap the mapping's ring slots
         // we own exclusively.
         unsafe {
-            std::ptr::copy_nonoverlapping(
+            super::copy::copy(
                 msg.as_ptr(),
                 self.ep.data.add((slot.off + HDR) as usize),
                 msg.len(),
@@ -598,7 +603,18 @@ impl<V: Variant> Producer<V> {
     /// # Errors
     /// `Full` if there is no room; `TooLarge` above [`Self::max_message`];
     /// `Disconnected`/`PeerDied` if the consumer is gone; `Corrupted`.
+    #[inline]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        if let Some(off) = self.fast_slot(msg.len()) {
+            self.fast_send(off, msg);
+            return Ok(());
+        }
+        self.try_send_slow(msg)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn try_send_slow(&mut self, msg: &[u8]) -> Result<()> {
         self.ep.check_broken()?;
         self.check_len(msg.len())?;
         match self.attempt_reserve(msg.len(), Mode::Try, false)? {
@@ -635,8 +651,73 @@ impl<V: Variant> Producer<V> {
     ///
     /// # Errors
     /// As [`Self::try_send`], without `Full`.
+    #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        if let Some(off) = self.fast_slot(msg.len()) {
+            self.fast_send(off, msg);
+            return Ok(());
+        }
+        self.send_slow(msg)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn send_slow(&mut self, msg: &[u8]) -> Result<()> {
         self.send_deadline(msg, None)
+    }
+
+    /// The lock-free fast path's test (one branch each): the handle is not
+    /// broken, the message is allowed, its record fits before the end of the
+    /// data area (no wrap) and in the room our cached `head` promises, and
+    /// the consumer has not closed. Returns the record's offset. Anything
+    /// else takes the full path, which reports or waits.
+    #[inline(always)]
+    fn fast_slot(&self, len: usize) -> Option<u64> {
+        if V::LOCKED || !self.ep.healthy() || len > self.ep.max {
+            return None;
+        }
+        let rec = frame::record_len(len as u64);
+        let off = self.tail & self.ep.mask;
+        // `+ HDR`: the header slot zeroed after the record.
+        if off + rec > self.ep.cap || self.tail + rec + HDR - self.head_cache > self.ep.cap {
+            return None;
+        }
+        // Acquire: pairs with the consumer's SeqCst store of CLOSED. The
+        // endpoints line is written only at attach and close, so this load
+        // hits a line both caches share. Only NEVER and ATTACHED pass: CLOSED
+        // and invalid words go to the full path, which reports them.
+        if self.ep.h().endpoints.consumer.load(Ordering::Acquire) > STATE_ATTACHED {
+            return None;
+        }
+        Some(off)
+    }
+
+    /// A claim of the record at `off` (checked by `fast_slot`).
+    #[inline(always)]
+    fn fast_claim(&mut self, off: u64, len: usize) -> Claim<'_, V> {
+        Claim {
+            slot: Slot {
+                start: self.tail,
+                pad: 0,
+                off,
+            },
+            p: self,
+            len,
+            _guard: None,
+        }
+    }
+
+    /// Write `msg` as the record at `off` (checked by `fast_slot`) and
+    /// publish it: payload, zero ahead, counters, then the header word.
+    #[inline(always)]
+    fn fast_send(&mut self, off: u64, msg: &[u8]) {
+        let slot = Slot {
+            start: self.tail,
+            pad: 0,
+            off,
+        };
+        self.copy_in(slot, msg);
+        self.commit_slot(slot, msg.len());
     }
 
     /// Send `msg`, waiting at most `timeout` for room.
@@ -679,6 +760,9 @@ impl<V: Variant> Producer<V> {
     /// # Errors
     /// As [`Self::try_send`].
     pub fn try_claim(&mut self, len: usize) -> Result<Claim<'_, V>> {
+        if let Some(off) = self.fast_slot(len) {
+            return Ok(self.fast_claim(off, len));
+        }
         self.ep.check_broken()?;
         self.check_len(len)?;
         match self.attempt_reserve(len, Mode::Try, false)? {
@@ -715,6 +799,9 @@ impl<V: Variant> Producer<V> {
     /// # Errors
     /// As [`Self::send`].
     pub fn claim(&mut self, len: usize) -> Result<Claim<'_, V>> {
+        if let Some(off) = self.fast_slot(len) {
+            return Ok(self.fast_claim(off, len));
+        }
         let (slot, guard) = self.reserve_blocking(len, None)?;
         Ok(Claim {
             p: self,
@@ -741,6 +828,9 @@ impl<V: Variant> Producer<V> {
 
 impl<V: Variant> Drop for Producer<V> {
     fn drop(&mut self) {
+        if self.ep.attached_here() {
+            self.checkpoint(); // the walk of `stats()` then starts at our tail
+        }
         self.ep.close();
     }
 }
