@@ -359,6 +359,11 @@ fn zeroed_header() -> Header {
     use crate::layout::*;
     use crate::sync::{AtomicU32, AtomicU64};
     use crossbeam_utils::CachePadded;
+    let counts = || Counts {
+        at: AtomicU64::new(0),
+        messages: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+    };
     let ww = || {
         CachePadded::new(WaitWord {
             seq: AtomicU32::new(0),
@@ -377,15 +382,13 @@ fn zeroed_header() -> Header {
         }),
         prod: CachePadded::new(ProducerLine {
             tail: AtomicU64::new(0),
-            messages: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
             full_waits: AtomicU64::new(0),
             wake_syscalls: AtomicU64::new(0),
+            counts_seq: AtomicU64::new(0),
+            counts: [counts(), counts()],
         }),
         cons: CachePadded::new(ConsumerLine {
             head: AtomicU64::new(0),
-            messages: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
             empty_waits: AtomicU64::new(0),
             wake_syscalls: AtomicU64::new(0),
         }),
