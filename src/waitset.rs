@@ -56,7 +56,7 @@
 //!   costs one background thread; an endpoint method would hide the same
 //!   thread per endpoint.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -66,6 +66,9 @@ use crossbeam_utils::CachePadded;
 
 use crate::error::{Error, Result};
 use crate::ring::watch::{Readiness, Watch};
+
+mod deaths;
+use deaths::{Deaths, PidFd, COVERED_SLICES};
 use crate::ring::{Consumer, Producer, Variant};
 use crate::wait::{self, WaitStrategy};
 
@@ -243,9 +246,36 @@ fn probe_waitv() -> Result<()> {
 /// `g % CTL_WORDS` (groups sharing a word only wake each other needlessly).
 const CTL_WORDS: usize = 16;
 
-/// State shared with the background waiters.
+/// One registration: what the set watches, and the pid it follows.
+struct Entry {
+    watch: Watch,
+    /// The peer pid this entry follows (0: none); see `deaths`.
+    pid: AtomicU32,
+    /// Its pidfd, while followed.
+    pidfd: Mutex<Option<Arc<PidFd>>>,
+    /// A pidfd is open for `pid` and has not fired: the role lock is
+    /// checked only every `COVERED_SLICES` slices.
+    covered: AtomicBool,
+    /// The process `pid` names exited (or was not found): check the role
+    /// lock at the next look.
+    check_now: AtomicBool,
+}
+
+impl Entry {
+    fn new(watch: Watch) -> Entry {
+        Entry {
+            watch,
+            pid: AtomicU32::new(0),
+            pidfd: Mutex::new(None),
+            covered: AtomicBool::new(false),
+            check_now: AtomicBool::new(false),
+        }
+    }
+}
+
+/// State shared with the background waiters and the death thread.
 struct Shared {
-    entries: Mutex<Vec<Option<Arc<Watch>>>>,
+    entries: Mutex<Vec<Option<Arc<Entry>>>>,
     /// Futex word per group, in every `futex_waitv` of its waiter: bumped
     /// (and woken) on an add or remove in the group, a slice change and
     /// stop, so that waiter takes a new look. Not on re-arming: a waiter
@@ -262,10 +292,12 @@ struct Shared {
     /// Longest sleep of one round and the interval between two liveness
     /// checks of one ring, in nanoseconds (default `DEFAULT_SLICE`).
     slice_ns: std::sync::atomic::AtomicU64,
+    /// The pidfds of the peers' processes and the thread that waits on them.
+    deaths: Deaths,
 }
 
 impl Shared {
-    fn entries(&self) -> MutexGuard<'_, Vec<Option<Arc<Watch>>>> {
+    fn entries(&self) -> MutexGuard<'_, Vec<Option<Arc<Entry>>>> {
         // A waiter thread that panicked left the list intact.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -342,10 +374,12 @@ pub struct WaitSet {
     shared: Arc<Shared>,
     /// Background waiters, one per group of `GROUP` entries (started by
     /// `as_fd`, or when the set outgrows one group).
-    threads: Vec<JoinHandle<()>>,
-    fd_mode: bool,
-    /// Reused between waits: the entries' snapshot and the futex list.
-    snapshot: Vec<(Token, Arc<Watch>)>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// `as_fd` was called: `wait` goes through the background waiters.
+    fd_mode: AtomicBool,
+    /// Reused between waits (emptied after each, so the set refers to no
+    /// ring between waits): the entries' snapshot and the futex list.
+    snapshot: Vec<(Token, Arc<Entry>)>,
     waitv: Vec<FutexWaitv>,
 }
 
@@ -353,7 +387,7 @@ impl std::fmt::Debug for WaitSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WaitSet")
             .field("rings", &self.len())
-            .field("waiter_threads", &self.threads.len())
+            .field("waiter_threads", &self.threads().len())
             .finish()
     }
 }
@@ -383,9 +417,10 @@ impl WaitSet {
                 // SAFETY: a fresh descriptor owned by nobody else.
                 efd: unsafe { OwnedFd::from_raw_fd(fd) },
                 slice_ns: std::sync::atomic::AtomicU64::new(DEFAULT_SLICE.as_nanos() as u64),
+                deaths: Deaths::new(),
             }),
-            threads: Vec::new(),
-            fd_mode: false,
+            threads: Mutex::new(Vec::new()),
+            fd_mode: AtomicBool::new(false),
             snapshot: Vec::new(),
             waitv: Vec::new(),
         })
@@ -461,28 +496,39 @@ impl WaitSet {
                     e.len() - 1
                 }
             };
-            e[i] = Some(Arc::new(w));
+            e[i] = Some(Arc::new(Entry::new(w)));
             Token(i)
         };
-        if self.fd_mode || self.groups() > 1 {
+        if self.fd_mode() || self.groups() > 1 {
             self.start_threads();
         }
         self.shared.poke(token.0 / GROUP);
         Ok(token)
     }
 
-    /// Stop watching `token`; whether it was registered.
+    /// Stop watching `token`; whether it was registered. The set keeps
+    /// nothing of the ring: it never kept the ring mapped (see the [module
+    /// docs](crate::waitset)), and its pidfd for the peer's process is
+    /// closed with the last ring that follows it.
     pub fn remove(&mut self, token: Token) -> bool {
-        let was = {
+        let (was, _removed) = {
             let mut e = self.shared.entries();
-            let was = e.get_mut(token.0).and_then(Option::take).is_some();
+            let removed = e.get_mut(token.0).and_then(Option::take);
             while e.last().is_some_and(Option::is_none) {
                 e.pop();
             }
-            was
+            (removed.is_some(), removed)
         };
         self.shared.poke(token.0 / GROUP);
         was
+    }
+
+    fn fd_mode(&self) -> bool {
+        self.fd_mode.load(Ordering::Relaxed)
+    }
+
+    fn threads(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn groups(&self) -> usize {
@@ -490,16 +536,17 @@ impl WaitSet {
     }
 
     /// Start background waiters until every group has one.
-    fn start_threads(&mut self) {
+    fn start_threads(&self) {
         let groups = self.groups().max(1);
-        while self.threads.len() < groups {
-            let g = self.threads.len();
+        let mut threads = self.threads();
+        while threads.len() < groups {
+            let g = threads.len();
             let shared = self.shared.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("shmpipe-waitset-{g}"))
                 .spawn(move || background(&shared, g));
             match spawned {
-                Ok(t) => self.threads.push(t),
+                Ok(t) => threads.push(t),
                 // Out of threads: `wait` then keeps polling at the slice.
                 Err(_) => break,
             }
@@ -512,11 +559,15 @@ impl WaitSet {
     /// timeout: it collects the events and re-arms the descriptor (it stays
     /// readable while rings remain ready). Driven by one background thread
     /// per group of 127 rings sleeping in `futex_waitv`: almost no CPU
-    /// while idle (one wake-up per slice, with one `fcntl` per ring for the
-    /// liveness check; `Spin` rings are polled).
-    pub fn as_fd(&mut self) -> BorrowedFd<'_> {
-        if !self.fd_mode {
-            self.fd_mode = true;
+    /// while idle (see the [module docs](crate::waitset); `Spin` rings are
+    /// polled).
+    ///
+    /// Borrows the set shared, and the set is also [`AsFd`] and
+    /// [`AsRawFd`] (both switch it to this mode), so tokio's `AsyncFd` can
+    /// own it and hand it back for `wait`, `add_*` and `remove` (see the
+    /// `shmpipe-tokio` crate docs for the pattern).
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        if !self.fd_mode.swap(true, Ordering::Relaxed) {
             self.start_threads();
         }
         self.shared.efd.as_fd()
@@ -531,18 +582,27 @@ impl WaitSet {
     pub fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<usize> {
         events.list.clear();
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        if self.fd_mode || self.groups() > 1 {
+        if self.fd_mode() || self.groups() > 1 {
             self.start_threads();
-            return self.wait_fd(events, deadline);
+            let r = self.wait_fd(events, deadline);
+            self.snapshot.clear();
+            return r;
         }
         let mut spin_poll = SPIN_POLL_MIN;
         let slice = self.shared.slice();
+        // Group 0's control word: the death thread bumps it when a peer's
+        // process exits (nothing else moves it while `wait` holds `&mut`).
         self.snapshot_all();
+        let ctl = self.shared.ctl(0);
         let r = loop {
+            // Acquire: pairs with `Shared::poke`'s Release bump, before the
+            // looks at the rings (`check_now`).
+            let c = ctl.load(Ordering::Acquire);
             let r = round(
+                &self.shared,
                 &self.snapshot,
                 &mut self.waitv,
-                None,
+                Some((ctl, c)),
                 &mut events.list,
                 deadline,
                 slice,
@@ -555,11 +615,16 @@ impl WaitSet {
         };
         // Withdraw: the set may not be waited on again for a long time, and
         // a registration left in place costs the peer a wake-up syscall.
-        for (_, w) in &self.snapshot {
-            if w.sleeps() {
-                w.unregister();
+        for (_, e) in &self.snapshot {
+            if e.watch.sleeps() {
+                if let Some(p) = e.watch.pin() {
+                    p.unregister();
+                }
             }
         }
+        // Keep no reference to any entry between waits: a removed entry's
+        // pidfd closes with `remove`.
+        self.snapshot.clear();
         r.map(|()| events.list.len())
     }
 
@@ -585,9 +650,10 @@ impl WaitSet {
             self.shared.wake_fired();
             self.snapshot_all();
             let slice = self.shared.slice();
-            for (t, w) in &self.snapshot {
-                push_ready(&mut events.list, *t, w, slice);
+            for (t, e) in &self.snapshot {
+                push_ready(&self.shared, &mut events.list, *t, e, slice);
             }
+            self.snapshot.clear();
             if !events.list.is_empty() {
                 return Ok(events.list.len());
             }
@@ -618,9 +684,24 @@ impl Drop for WaitSet {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.poke_all();
-        for t in self.threads.drain(..) {
+        for t in self.threads().drain(..) {
             let _ = t.join();
         }
+        self.shared.deaths.stop();
+    }
+}
+
+/// The eventfd of [`WaitSet::as_fd`] (switches the set to that mode).
+impl AsFd for WaitSet {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        WaitSet::as_fd(self)
+    }
+}
+
+/// The eventfd of [`WaitSet::as_fd`] (switches the set to that mode).
+impl AsRawFd for WaitSet {
+    fn as_raw_fd(&self) -> RawFd {
+        WaitSet::as_fd(self).as_raw_fd()
     }
 }
 
@@ -637,8 +718,27 @@ fn check_strategy(w: WaitStrategy) -> Result<()> {
     Ok(())
 }
 
-fn push_ready(out: &mut Vec<Event>, token: Token, w: &Watch, liveness: Duration) {
-    match w.readiness(liveness) {
+/// Look at one ring (if any endpoint still holds it) and push an event if
+/// it is ready or its peer is gone. Follows the pid the peer recorded when
+/// it changed, and checks the peer's role lock every `slice` (every
+/// `COVERED_SLICES` slices while a pidfd follows its process), or now if
+/// that process exited.
+fn push_ready(shared: &Arc<Shared>, out: &mut Vec<Event>, token: Token, e: &Entry, slice: Duration) {
+    let Some(p) = e.watch.pin() else {
+        return; // every endpoint is gone: nothing can be ready
+    };
+    let pid = p.peer_pid();
+    if pid != e.pid.load(Ordering::Relaxed) {
+        deaths::follow(shared, e, pid);
+    }
+    // Acquire: pairs with the Release store in `deaths::alarm`/`follow`.
+    let force = e.check_now.load(Ordering::Relaxed) && e.check_now.swap(false, Ordering::Acquire);
+    let every = if e.covered.load(Ordering::Relaxed) {
+        slice.saturating_mul(COVERED_SLICES)
+    } else {
+        slice
+    };
+    match p.readiness(every, force) {
         Readiness::Idle => {}
         Readiness::Ready => out.push(Event {
             token,
@@ -663,8 +763,10 @@ fn push_ready(out: &mut Vec<Event>, token: Token, w: &Watch, liveness: Duration)
 /// registers nothing again and issues no barrier. Returns on a ready ring,
 /// a wake-up (the caller decides whether to look again) or the deadline.
 /// Leaves the registrations in place: the caller withdraws them.
+#[allow(clippy::too_many_arguments)]
 fn round(
-    ws: &[(Token, Arc<Watch>)],
+    shared: &Arc<Shared>,
+    ws: &[(Token, Arc<Entry>)],
     waitv: &mut Vec<FutexWaitv>,
     ctl: Option<(&AtomicU32, u32)>,
     out: &mut Vec<Event>,
@@ -675,14 +777,20 @@ fn round(
     waitv.clear();
     let mut heavy = false;
     let mut polled = false;
-    for (_, w) in ws {
-        if w.sleeps() {
-            let seq = w.register();
-            waitv.push(waitv_entry(&w.wait_word().seq, seq));
-            heavy |= w.peer_light();
-        } else {
+    for (_, e) in ws {
+        if !e.watch.sleeps() {
             polled = true;
+            continue;
         }
+        // The pin keeps the word mapped while we register and take its
+        // address; the sleep below holds no pin, so the user may drop the
+        // ring meanwhile: the kernel then sleeps on (or refuses with
+        // EFAULT) an address nothing wakes, harmlessly, until the next
+        // look finds the ring gone.
+        let Some(p) = e.watch.pin() else { continue };
+        let seq = p.register();
+        waitv.push(waitv_entry(&p.wait_word().seq, seq));
+        heavy |= p.peer_light();
     }
     if let Some((c, v)) = ctl {
         waitv.push(waitv_entry(c, v));
@@ -693,8 +801,8 @@ fn round(
     if heavy && !wait::heavy_barrier() {
         polled = true; // the kernel refused: poll instead of relying on it
     }
-    for (t, w) in ws {
-        push_ready(out, *t, w, slice);
+    for (t, e) in ws {
+        push_ready(shared, out, *t, e, slice);
     }
     loop {
         if !out.is_empty() {
@@ -722,8 +830,8 @@ fn round(
                 if polled {
                     *spin_poll = (*spin_poll * 2).min(SPIN_POLL_MAX);
                 }
-                for (t, w) in ws {
-                    push_ready(out, *t, w, slice);
+                for (t, e) in ws {
+                    push_ready(shared, out, *t, e, slice);
                 }
             }
         }
@@ -732,9 +840,9 @@ fn round(
 
 /// A background waiter: watches group `g` of the entries and signals the
 /// eventfd when one is ready, then waits to be re-armed.
-fn background(shared: &Shared, g: usize) {
+fn background(shared: &Arc<Shared>, g: usize) {
     let ctl = shared.ctl(g);
-    let mut snapshot: Vec<(Token, Arc<Watch>)> = Vec::new();
+    let mut snapshot: Vec<(Token, Arc<Entry>)> = Vec::new();
     let mut waitv = Vec::new();
     let mut out = Vec::new();
     let mut spin_poll = SPIN_POLL_MIN;
@@ -756,8 +864,10 @@ fn background(shared: &Shared, g: usize) {
                     .get(t.0)
                     .and_then(Option::as_ref)
                     .is_some_and(|x| Arc::ptr_eq(x, w));
-                if present && w.sleeps() {
-                    w.unregister();
+                if present && w.watch.sleeps() {
+                    if let Some(p) = w.watch.pin() {
+                        p.unregister();
+                    }
                 }
             }
             snapshot.clear();
@@ -787,6 +897,7 @@ fn background(shared: &Shared, g: usize) {
         }
         out.clear();
         let r = round(
+            shared,
             &snapshot,
             &mut waitv,
             Some((ctl, c)),

@@ -98,7 +98,7 @@ impl Reactor {
                 return Ok(r);
             }
         }
-        let mut set = WaitSet::new()?;
+        let set = WaitSet::new()?;
         let fd = set.as_fd().as_raw_fd();
         let new: &'static mut Reactor = Box::leak(Box::new(Reactor {
             state: Mutex::new(State {
@@ -291,6 +291,33 @@ impl AsyncConsumer {
         &mut self.rx
     }
 
+    /// Unwrap the handle, for the blocking calls. Nothing is lost: if
+    /// `AsyncRead` still holds the rest of a message larger than the
+    /// buffer it was read into, the wrapper is handed back as `Err` (read
+    /// on until it is empty).
+    #[allow(clippy::result_large_err)]
+    pub fn into_inner(self) -> std::result::Result<Consumer, AsyncConsumer> {
+        if self.partial_pos < self.partial.len() {
+            return Err(self);
+        }
+        let AsyncConsumer { rx, reg, .. } = self;
+        drop(reg); // withdraws a registration that has not fired
+        Ok(rx)
+    }
+
+    /// Close the consumer side now, as [`Consumer::close`]: the producer's
+    /// sends then fail with `Disconnected`. The same as dropping the
+    /// handle, but errors are reported.
+    ///
+    /// # Errors
+    /// As [`Consumer::close`] (e.g. removing the name of a segment this
+    /// handle created failed).
+    pub fn close(self) -> Result<()> {
+        let AsyncConsumer { rx, reg, .. } = self;
+        drop(reg);
+        rx.close()
+    }
+
     /// Poll one receive: `f` sees the next message. Ready with `f`'s result
     /// or an error other than `Empty`.
     pub fn poll_recv_with<R>(
@@ -435,8 +462,15 @@ impl tokio::io::AsyncRead for AsyncConsumer {
 // Producer
 
 /// The sending end of a ring, for tokio. See the crate docs.
+///
+/// The inherent [`AsyncProducer::send`] (`&[u8]`) and
+/// [`AsyncProducer::close`] (consumes the handle) take precedence over
+/// `futures::SinkExt::send` / `SinkExt::close` in method-call syntax; call
+/// the trait methods as `SinkExt::send(&mut tx, vec).await` and
+/// `SinkExt::close(&mut tx).await` (the crate docs show both).
 pub struct AsyncProducer {
-    tx: Producer,
+    /// `None` once the side was closed (`Sink::poll_close`, `poll_shutdown`).
+    tx: Option<Producer>,
     reg: Registration,
     /// `Sink`: the item accepted by `start_send`, not yet in the ring.
     pending: Option<Vec<u8>>,
@@ -446,7 +480,20 @@ impl std::fmt::Debug for AsyncProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsyncProducer")
             .field("tx", &self.tx)
+            .field("pending", &self.pending.as_ref().map(Vec::len))
             .finish()
+    }
+}
+
+/// What every operation on an `AsyncProducer` whose side was closed returns.
+fn closed() -> Error {
+    Error::Io {
+        op: "sending through an AsyncProducer",
+        source: std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "its producer side was closed (Sink::close or AsyncWrite::shutdown); \
+             no more messages can be sent through it",
+        ),
     }
 }
 
@@ -464,15 +511,67 @@ impl AsyncProducer {
             });
         }
         Ok(AsyncProducer {
-            tx,
+            tx: Some(tx),
             reg: Registration::default(),
             pending: None,
         })
     }
 
-    /// The wrapped handle.
-    pub fn get_mut(&mut self) -> &mut Producer {
-        &mut self.tx
+    /// The wrapped handle; `None` once the side was closed
+    /// (`Sink::poll_close` / `AsyncWrite::poll_shutdown`).
+    pub fn get_mut(&mut self) -> Option<&mut Producer> {
+        self.tx.as_mut()
+    }
+
+    /// Unwrap the handle, for the blocking calls. Nothing is lost: if an
+    /// item that `Sink::start_send` accepted is still waiting for room
+    /// (flush first), or the side was closed, the wrapper is handed back
+    /// unchanged as `Err`.
+    #[allow(clippy::result_large_err)]
+    pub fn into_inner(self) -> std::result::Result<Producer, AsyncProducer> {
+        match self {
+            AsyncProducer {
+                tx: Some(tx),
+                pending: None,
+                reg,
+            } => {
+                drop(reg); // withdraws a registration that has not fired
+                Ok(tx)
+            }
+            other => Err(other),
+        }
+    }
+
+    /// Close the producer side: first send the item `Sink::start_send`
+    /// accepted, if any (waiting for room), then close the side as
+    /// [`Producer::close`] does, so the consumer receives every message,
+    /// then `Disconnected`. Closing twice is not an error.
+    ///
+    /// # Errors
+    /// The error of that last send (`Disconnected`, `PeerDied`, ...: the
+    /// side is closed anyway and the item dropped), else as
+    /// [`Producer::close`].
+    pub async fn close(mut self) -> Result<()> {
+        poll_fn(|cx| self.poll_close_side(cx)).await
+    }
+
+    /// The close of `close`, `Sink::poll_close` and `poll_shutdown`.
+    fn poll_close_side(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let flushed = match self.poll_flush_pending(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(r) => r,
+        };
+        self.pending = None;
+        self.reg.clear();
+        let closed = match self.tx.take() {
+            Some(tx) => tx.close(),
+            None => Ok(()),
+        };
+        Poll::Ready(flushed.and(closed))
+    }
+
+    fn tx(&mut self) -> Result<&mut Producer> {
+        self.tx.as_mut().ok_or_else(closed)
     }
 
     /// Poll until a message of `len` bytes fits (Ready(Ok)) or the
@@ -488,7 +587,11 @@ impl AsyncProducer {
         mut attempt: impl FnMut(&mut Producer) -> Result<()>,
     ) -> Poll<Result<()>> {
         for second in [false, true] {
-            match attempt(&mut self.tx) {
+            let tx = match self.tx() {
+                Ok(tx) => tx,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            match attempt(tx) {
                 Err(Error::Full) => {}
                 other => {
                     self.reg.clear();
@@ -498,7 +601,8 @@ impl AsyncProducer {
             if second {
                 break;
             }
-            if let Err(e) = self.reg.register(cx, Side::Producer(&self.tx, len)) {
+            let Some(tx) = &self.tx else { break };
+            if let Err(e) = self.reg.register(cx, Side::Producer(tx, len)) {
                 return Poll::Ready(Err(e));
             }
         }
@@ -515,8 +619,11 @@ impl AsyncProducer {
     /// Cancel safe: the message is written in the poll that completes the
     /// future, or not at all.
     ///
+    /// This inherent method takes `&[u8]`; the `Sink` one (which takes a
+    /// `Vec<u8>`) is `SinkExt::send(&mut tx, vec)`.
+    ///
     /// # Errors
-    /// As [`Producer::send`].
+    /// As [`Producer::send`]; `Io` (`BrokenPipe`) once the side was closed.
     pub async fn send(&mut self, msg: &[u8]) -> Result<()> {
         poll_fn(|cx| self.poll_send(cx, msg)).await
     }
@@ -528,22 +635,38 @@ impl AsyncProducer {
     /// the future earlier commits nothing.
     ///
     /// # Errors
-    /// As [`Producer::claim`].
+    /// As [`Producer::claim`]; `Io` (`BrokenPipe`) once the side was closed.
     pub async fn claim(&mut self, len: usize) -> Result<Claim<'_>> {
         poll_fn(|cx| self.poll_room(cx, len)).await?;
         // Room stays: only this handle takes it.
-        self.tx.try_claim(len)
+        self.tx()?.try_claim(len)
+    }
+
+    /// Send the item `start_send` kept because the ring was full.
+    fn poll_flush_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let Some(item) = self.pending.take() else {
+            return Poll::Ready(Ok(()));
+        };
+        let r = self.poll_send(cx, &item);
+        if r.is_pending() {
+            self.pending = Some(item);
+        }
+        r
     }
 }
 
 impl futures_sink::Sink<Vec<u8>> for AsyncProducer {
     type Error = Error;
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.poll_flush(cx)
+        let this = self.get_mut();
+        if this.tx.is_none() {
+            return Poll::Ready(Err(closed()));
+        }
+        this.poll_flush_pending(cx)
     }
     fn start_send(self: Pin<&mut Self>, item: Vec<u8>) -> Result<()> {
         let this = self.get_mut();
-        match this.tx.try_send(&item) {
+        match this.tx()?.try_send(&item) {
             Err(Error::Full) => {
                 this.pending = Some(item);
                 Ok(())
@@ -552,18 +675,13 @@ impl futures_sink::Sink<Vec<u8>> for AsyncProducer {
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let this = self.get_mut();
-        let Some(item) = this.pending.take() else {
-            return Poll::Ready(Ok(()));
-        };
-        let r = this.poll_send(cx, &item);
-        if r.is_pending() {
-            this.pending = Some(item);
-        }
-        r
+        self.get_mut().poll_flush_pending(cx)
     }
+    /// Flushes, then closes the producer side (see [`AsyncProducer::close`]):
+    /// the consumer receives every message, then `Disconnected`. Later
+    /// sends fail with `Io` (`BrokenPipe`).
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.poll_flush(cx)
+        self.get_mut().poll_close_side(cx)
     }
 }
 
@@ -575,17 +693,25 @@ impl tokio::io::AsyncWrite for AsyncProducer {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        let n = buf.len().min(this.tx.max_message());
+        let max = match this.tx() {
+            Ok(tx) => tx.max_message(),
+            Err(e) => return Poll::Ready(Err(e.into())),
+        };
+        let n = buf.len().min(max);
         match this.poll_send(cx, &buf[..n]) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(())) => Poll::Ready(Ok(n)),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
         }
     }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+    /// Every `poll_write` puts its bytes in the ring (an item a `Sink`
+    /// send left waiting is sent here).
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().poll_flush_pending(cx).map_err(Into::into)
     }
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+    /// Closes the producer side (see [`AsyncProducer::close`]); errors
+    /// are reported.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().poll_close_side(cx).map_err(Into::into)
     }
 }

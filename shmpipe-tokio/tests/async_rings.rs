@@ -294,7 +294,7 @@ fn claim_cancel_commits_nothing() {
     runtime().block_on(async move {
         let mut tx = AsyncProducer::new(tx).unwrap();
         let mut sent = 0u64;
-        while tx.get_mut().try_send(&sent.to_le_bytes()).is_ok() {
+        while tx.get_mut().unwrap().try_send(&sent.to_le_bytes()).is_ok() {
             sent += 1;
         }
         for _ in 0..20 {
