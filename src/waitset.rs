@@ -12,12 +12,34 @@
 //!
 //! # How the set refers to endpoints
 //! [`WaitSet::add_consumer`] / [`WaitSet::add_producer`] borrow the endpoint
-//! only for the call: the set keeps an `Arc` of its segment. The user keeps
-//! the handle and drains it with the ordinary calls while the set watches
-//! (a set that borrowed the handles would be unusable while the user
-//! drains; one that owned them would put a lookup on every call). The set
-//! reads the position the endpoint already publishes in the segment after
-//! every message (`head` / `tail`), so the hot path pays nothing.
+//! only for the call: the set keeps a *weak* reference to its segment. The
+//! user keeps the handle and drains it with the ordinary calls while the
+//! set watches (a set that borrowed the handles would be unusable while the
+//! user drains; one that owned them would put a lookup on every call). The
+//! set reads the position the endpoint already publishes in the segment
+//! after every message (`head` / `tail`), so the hot path pays nothing.
+//!
+//! The set never keeps a ring alive: each look at a ring holds it mapped
+//! for that look only (never across a sleep), and no wait keeps anything
+//! once it returns. When the user drops a ring's endpoints, registered or
+//! removed, the ring is unmapped and (if its creator asked) its name
+//! removed at once, by the dropping thread, whatever the set is doing (if
+//! a look on another thread is in progress at that instant, by that thread
+//! a few microseconds later). A registration whose ring is gone stays
+//! until [`WaitSet::remove`], and is never ready.
+//!
+//! # How the set learns of a dead peer
+//! Each endpoint records its pid in the segment when it attaches. The set
+//! opens a pidfd (`pidfd_open(2)`) for the pid of each ring's peer (one per
+//! process, however many rings it serves) in one epoll, watched by one
+//! thread per set that sleeps in `epoll_wait`. When such a process exits,
+//! every ring following it is checked at once against the authority, the
+//! peer's role lock (an `fcntl`): a SIGKILLed peer is reported in well under
+//! a millisecond on an idle machine. The pid is a peer's word, so it is only
+//! a hint: a pid that is not the peer's (scribbled, stale, from another pid
+//! namespace) can cost a needless role-lock check, never a live peer
+//! reported dead, and a ring whose pid cannot be followed is checked every
+//! slice as before.
 //!
 //! # Rules
 //! - **One endpoint is waited on in one place at a time.** Each side has one
@@ -33,17 +55,21 @@
 //!   `Semaphore` rings are refused (their wake-up is a `sem_post`, which
 //!   `futex_waitv` cannot wait on).
 //! - A closed peer is reported (as [`Event::peer_gone`]) at once (its close
-//!   wakes the set); a killed one within one slice, [`DEFAULT_SLICE`] =
-//!   500 ms unless [`WaitSet::set_slice`] says otherwise (a blocking call
-//!   looks every 20 ms; a set over many rings looks less often, because
-//!   each look is an `fcntl` per ring). The user's next call on the handle
-//!   returns `PeerDied` / `Disconnected` (a consumer first gets what was
-//!   left).
+//!   wakes the set); a killed one when its process's pidfd fires (see
+//!   above), or, for a ring whose peer's pid cannot be followed, within one
+//!   slice, [`DEFAULT_SLICE`] = 500 ms unless [`WaitSet::set_slice`] says
+//!   otherwise. A followed ring is still checked every
+//!   [`COVERED_SLICES`] slices (2 s by default), which bounds the report
+//!   when the recorded pid is a live process that is not the peer. The
+//!   user's next call on the handle returns `PeerDied` / `Disconnected` (a
+//!   consumer first gets what was left).
 //! - Idle cost: while nothing happens, a waiting thread wakes once per
-//!   slice, re-checks its rings (loads) and asks the kernel about each
-//!   ring's peer (one `fcntl`); it does not register again or issue a
-//!   barrier (its registrations still stand). Measured: 1,000 idle rings
-//!   (in `shmpipe-tokio`) about 0.6% of a core.
+//!   slice (once per `COVERED_SLICES` slices while every ring it watches is
+//!   followed by a pidfd), re-checks its rings (loads) and asks the kernel
+//!   about the peers whose check is due (one `fcntl` each); it does not
+//!   register again or issue a barrier (its registrations still stand).
+//!   Measured: 1,000 parked receives in `shmpipe-tokio` about 0.17% of a
+//!   core (before pidfds, with an `fcntl` per ring per 500 ms: 0.5%).
 //! - Up to 127 rings are waited on by the calling thread itself. Beyond
 //!   that (`futex_waitv` waits on at most 128 words; the set keeps one for
 //!   itself), the set splits its rings into groups of 127, each watched by a
@@ -68,21 +94,27 @@ use crate::error::{Error, Result};
 use crate::ring::watch::{Readiness, Watch};
 
 mod deaths;
-use deaths::{Deaths, PidFd, COVERED_SLICES};
 use crate::ring::{Consumer, Producer, Variant};
 use crate::wait::{self, WaitStrategy};
+use deaths::{Deaths, PidFd};
 
 /// Rings one thread waits on in one `futex_waitv` (the kernel's limit is
 /// 128 words; one is the set's own control word).
 pub const GROUP: usize = 127;
 
 /// Default longest sleep of a set, and how often it asks the kernel whether
-/// each ring's peer still holds its role lock (an `fcntl` of a few
-/// microseconds per ring): a killed peer, which makes no wake-up, is
-/// reported within about this long. Longer than a blocking call's 20 ms
-/// slice because a set may watch thousands of rings: at 500 ms, 1,000 idle
-/// rings cost under 1% of a core. See [`WaitSet::set_slice`].
+/// the peer of a ring it cannot follow by pidfd still holds its role lock
+/// (an `fcntl` of a few microseconds per ring). Longer than a blocking
+/// call's 20 ms slice because a set may watch thousands of rings. A killed
+/// peer whose pid the set follows is reported when its process exits; see
+/// the [module docs](crate::waitset) and [`WaitSet::set_slice`].
 pub const DEFAULT_SLICE: Duration = Duration::from_millis(500);
+
+/// A ring whose peer's process a pidfd follows is still checked (role lock)
+/// every this many slices, in case the pid it recorded is a live process
+/// that is not the peer; a set whose rings are all followed sleeps this
+/// many slices between looks while idle.
+pub const COVERED_SLICES: u32 = 4;
 
 /// Longest poll interval for `Spin` / `SpinYield` rings.
 const SPIN_POLL_MAX: Duration = Duration::from_millis(1);
@@ -427,12 +459,14 @@ impl WaitSet {
     }
 
     /// Longest single sleep, and the interval between two liveness checks
-    /// of one ring (default [`DEFAULT_SLICE`], 500 ms): a killed peer
-    /// (which makes no wake-up) is reported within about one slice; a
-    /// closed peer wakes the set at once. A shorter slice reports deaths
-    /// sooner and costs an idle set more: one `fcntl` (a few microseconds)
-    /// per ring per slice. Tests use a very long one so that a lost wake-up
-    /// shows as a hang.
+    /// of a ring whose peer's pid the set cannot follow (default
+    /// [`DEFAULT_SLICE`], 500 ms; rings followed by a pidfd: every
+    /// [`COVERED_SLICES`] slices). A killed peer is reported when its
+    /// process exits (pidfd), else within about one slice; a closed peer
+    /// wakes the set at once. A shorter slice bounds those fallbacks
+    /// tighter and costs an idle set more: one `fcntl` (a few
+    /// microseconds) per checked ring per slice. Tests use a very long one
+    /// so that a lost wake-up shows as a hang.
     pub fn set_slice(&mut self, slice: Duration) {
         let ns = slice.as_nanos().clamp(1_000_000, u64::MAX as u128) as u64;
         self.shared.slice_ns.store(ns, Ordering::Relaxed);
@@ -565,7 +599,9 @@ impl WaitSet {
     /// Borrows the set shared, and the set is also [`AsFd`] and
     /// [`AsRawFd`] (both switch it to this mode), so tokio's `AsyncFd` can
     /// own it and hand it back for `wait`, `add_*` and `remove` (see the
-    /// `shmpipe-tokio` crate docs for the pattern).
+    /// `shmpipe-tokio` crate docs for the pattern). The descriptor is the
+    /// same open eventfd for the set's whole life (what
+    /// `AsyncFd::register` requires of its caller).
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         if !self.fd_mode.swap(true, Ordering::Relaxed) {
             self.start_threads();
@@ -723,7 +759,13 @@ fn check_strategy(w: WaitStrategy) -> Result<()> {
 /// it changed, and checks the peer's role lock every `slice` (every
 /// `COVERED_SLICES` slices while a pidfd follows its process), or now if
 /// that process exited.
-fn push_ready(shared: &Arc<Shared>, out: &mut Vec<Event>, token: Token, e: &Entry, slice: Duration) {
+fn push_ready(
+    shared: &Arc<Shared>,
+    out: &mut Vec<Event>,
+    token: Token,
+    e: &Entry,
+    slice: Duration,
+) {
     let Some(p) = e.watch.pin() else {
         return; // every endpoint is gone: nothing can be ready
     };
@@ -817,7 +859,15 @@ fn round(
         if deadline.is_some_and(|d| now >= d) {
             return Ok(());
         }
-        let mut until = now + slice;
+        // While a pidfd follows every ring's peer, the only thing a
+        // timeout is for is the fallback liveness check, due every
+        // `COVERED_SLICES` slices: sleep that long.
+        let nap = if ws.iter().all(|(_, e)| e.covered.load(Ordering::Relaxed)) {
+            slice.saturating_mul(COVERED_SLICES)
+        } else {
+            slice
+        };
+        let mut until = now + nap;
         if let Some(d) = deadline {
             until = until.min(d);
         }

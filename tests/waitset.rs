@@ -589,8 +589,7 @@ fn death_latency(fd_mode: bool) {
         if let Some(fd) = fd {
             readable(fd, 10_000);
         }
-        ws.wait(&mut events, Some(Duration::from_secs(10)))
-            .unwrap();
+        ws.wait(&mut events, Some(Duration::from_secs(10))).unwrap();
         if events.iter().any(|e| e.token == t && e.peer_gone) {
             gone = Some(t0.elapsed());
             break;
@@ -600,10 +599,7 @@ fn death_latency(fd_mode: bool) {
     let line = format!("WaitSet (fd mode {fd_mode}): SIGKILL reported after {gone:?}\n");
     // SAFETY: valid buffer; fd 2 is the test's stderr.
     unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
-    assert!(matches!(
-        rx.try_recv(&mut Vec::new()),
-        Err(Error::PeerDied)
-    ));
+    assert!(matches!(rx.try_recv(&mut Vec::new()), Err(Error::PeerDied)));
     let _ = child.wait(Duration::from_secs(10));
 }
 
@@ -691,14 +687,19 @@ fn bogus_pid_words_never_report_a_live_peer_dead() {
         std::thread::sleep(Duration::from_millis(2));
     }
     let pid_word = PidWord::open(&name);
-    assert_eq!(pid_word.word().load(std::sync::atomic::Ordering::SeqCst), producer.pid() as u32);
+    assert_eq!(
+        pid_word.word().load(std::sync::atomic::Ordering::SeqCst),
+        producer.pid() as u32
+    );
     let t = ws.add_consumer(&mut rx).unwrap();
     let mut events = Events::new();
     let mut quiet = |ws: &mut WaitSet, what: &str| {
         // Several slices: the fallback checks run too.
         let until = Instant::now() + Duration::from_millis(450);
         while Instant::now() < until {
-            let n = ws.wait(&mut events, Some(Duration::from_millis(150))).unwrap();
+            let n = ws
+                .wait(&mut events, Some(Duration::from_millis(150)))
+                .unwrap();
             assert_eq!(n, 0, "{what}: a live producer was reported ({:?})", events);
         }
     };
@@ -748,9 +749,6 @@ fn bogus_pid_words_never_report_a_live_peer_dead() {
     );
     // SAFETY: valid buffer; fd 2 is the test's stderr.
     unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
-    assert!(matches!(
-        rx.try_recv(&mut Vec::new()),
-        Err(Error::PeerDied)
-    ));
+    assert!(matches!(rx.try_recv(&mut Vec::new()), Err(Error::PeerDied)));
     let _ = producer.wait(Duration::from_secs(10));
 }

@@ -16,7 +16,7 @@
 //! ring whose pid cannot be followed (no such process while the role lock
 //! is held, `pidfd_open` refused, a pid that exited while the role lock
 //! stays held) is checked every slice, as without pidfds; a followed ring
-//! every `COVERED_SLICES` slices, in case the pid is a live process that
+//! every `super::COVERED_SLICES` slices, in case the pid is a live process that
 //! is not the peer.
 
 use std::collections::HashMap;
@@ -26,10 +26,6 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 
 use super::{Entry, Shared, GROUP};
-
-/// A followed ring is still checked every this many slices without an
-/// event: the recorded pid may be a live process that is not the peer.
-pub(super) const COVERED_SLICES: u32 = 4;
 
 /// `epoll_event.u64` of the thread's own eventfd (stop).
 const WAKE_KEY: u64 = u64::MAX;
