@@ -12,12 +12,14 @@
 //! The pid is foreign input (the peer wrote it; a peer in another pid
 //! namespace writes a number that means nothing here). It never decides
 //! anything: a readable pidfd only makes the set run the role-lock check
-//! it would run anyway, so a bogus pid can at worst cost one `fcntl`. A
-//! ring whose pid cannot be followed (no such process while the role lock
-//! is held, `pidfd_open` refused, a pid that exited while the role lock
-//! stays held) is checked every slice, as without pidfds; a followed ring
-//! every `super::COVERED_SLICES` slices, in case the pid is a live process that
-//! is not the peer.
+//! it would run anyway. A bogus pid costs at most one `fcntl` (and a peer
+//! that rewrites its word before every look, a `pidfd_open` per look), or,
+//! if it names a live process that is not the peer, delays the report of
+//! the peer's real death to the fallback check. A ring whose pid cannot be
+//! followed (no such process while the role lock is held, `pidfd_open`
+//! refused, a pid that exited while the role lock stays held) is checked
+//! every slice, as without pidfds; a followed ring every
+//! `super::COVERED_SLICES` slices.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
