@@ -8,7 +8,8 @@
 //!    256  consumer               consumer           head, messages, bytes, empty waits, wake syscalls
 //!    384  endpoints              both (own word)    producer state, consumer state, lock repairs,
 //!                                                   producer/consumer "light barrier" flags,
-//!                                                   producer/consumer attach epochs
+//!                                                   producer/consumer attach epochs,
+//!                                                   producer/consumer pids (hints for pidfds)
 //!    512  wait_consumer          both               seq (futex word), waiting flag, sem_t "items"
 //!    640  wait_producer          both               seq (futex word), waiting flag, sem_t "space"
 //!    768  lock                   locked variant     lock word (u32: free / held by a role, waiters)
@@ -108,6 +109,12 @@ pub(crate) struct Endpoints {
     pub producer_epoch: AtomicU32,
     /// The same for the consumer.
     pub consumer_epoch: AtomicU32,
+    /// Process id of the producer's latest attachment (0: none), for a
+    /// [`crate::WaitSet`] to watch it with a pidfd. A hint only: the role
+    /// lock decides whether the producer lives (a peer may write anything).
+    pub producer_pid: AtomicU32,
+    /// The same for the consumer.
+    pub consumer_pid: AtomicU32,
 }
 
 /// Where one side sleeps: a futex word, a waiter flag and a semaphore.
@@ -160,6 +167,10 @@ const _: () = {
     assert!(size_of::<Config>() <= 128);
     assert!(size_of::<ProducerLine>() <= 128);
     assert!(size_of::<ConsumerLine>() <= 128);
+    assert!(size_of::<Endpoints>() <= 128);
+    assert!(offset_of!(Endpoints, producer_epoch) == 24);
+    assert!(offset_of!(Endpoints, producer_pid) == 32);
+    assert!(offset_of!(Endpoints, consumer_pid) == 36);
     assert!(size_of::<WaitWord>() <= 128);
     assert!(size_of::<LockLine>() <= 128);
     assert!(offset_of!(Config, version) == 8);

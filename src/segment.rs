@@ -400,6 +400,8 @@ fn zeroed_header() -> Header {
             consumer_light: AtomicU32::new(0),
             producer_epoch: AtomicU32::new(0),
             consumer_epoch: AtomicU32::new(0),
+            producer_pid: AtomicU32::new(0),
+            consumer_pid: AtomicU32::new(0),
         }),
         wait_consumer: ww(),
         wait_producer: ww(),

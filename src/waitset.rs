@@ -12,12 +12,34 @@
 //!
 //! # How the set refers to endpoints
 //! [`WaitSet::add_consumer`] / [`WaitSet::add_producer`] borrow the endpoint
-//! only for the call: the set keeps an `Arc` of its segment. The user keeps
-//! the handle and drains it with the ordinary calls while the set watches
-//! (a set that borrowed the handles would be unusable while the user
-//! drains; one that owned them would put a lookup on every call). The set
-//! reads the position the endpoint already publishes in the segment after
-//! every message (`head` / `tail`), so the hot path pays nothing.
+//! only for the call: the set keeps a *weak* reference to its segment. The
+//! user keeps the handle and drains it with the ordinary calls while the
+//! set watches (a set that borrowed the handles would be unusable while the
+//! user drains; one that owned them would put a lookup on every call). The
+//! set reads the position the endpoint already publishes in the segment
+//! after every message (`head` / `tail`), so the hot path pays nothing.
+//!
+//! The set never keeps a ring alive: each look at a ring holds it mapped
+//! for that look only (never across a sleep), and no wait keeps anything
+//! once it returns. When the user drops a ring's endpoints, registered or
+//! removed, the ring is unmapped and (if its creator asked) its name
+//! removed at once, by the dropping thread, whatever the set is doing (if
+//! a look on another thread is in progress at that instant, by that thread
+//! a few microseconds later). A registration whose ring is gone stays
+//! until [`WaitSet::remove`], and is never ready.
+//!
+//! # How the set learns of a dead peer
+//! Each endpoint records its pid in the segment when it attaches. The set
+//! opens a pidfd (`pidfd_open(2)`) for the pid of each ring's peer (one per
+//! process, however many rings it serves) in one epoll, watched by one
+//! thread per set that sleeps in `epoll_wait`. When such a process exits,
+//! every ring following it is checked at once against the authority, the
+//! peer's role lock (an `fcntl`): a SIGKILLed peer is reported in well under
+//! a millisecond on an idle machine. The pid is a peer's word, so it is only
+//! a hint: a pid that is not the peer's (scribbled, stale, from another pid
+//! namespace) can cost a needless role-lock check, never a live peer
+//! reported dead, and a ring whose pid cannot be followed is checked every
+//! slice as before.
 //!
 //! # Rules
 //! - **One endpoint is waited on in one place at a time.** Each side has one
@@ -33,17 +55,21 @@
 //!   `Semaphore` rings are refused (their wake-up is a `sem_post`, which
 //!   `futex_waitv` cannot wait on).
 //! - A closed peer is reported (as [`Event::peer_gone`]) at once (its close
-//!   wakes the set); a killed one within one slice, [`DEFAULT_SLICE`] =
-//!   500 ms unless [`WaitSet::set_slice`] says otherwise (a blocking call
-//!   looks every 20 ms; a set over many rings looks less often, because
-//!   each look is an `fcntl` per ring). The user's next call on the handle
-//!   returns `PeerDied` / `Disconnected` (a consumer first gets what was
-//!   left).
+//!   wakes the set); a killed one when its process's pidfd fires (see
+//!   above), or, for a ring whose peer's pid cannot be followed, within one
+//!   slice, [`DEFAULT_SLICE`] = 500 ms unless [`WaitSet::set_slice`] says
+//!   otherwise. A followed ring is still checked every
+//!   [`COVERED_SLICES`] slices (2 s by default), which bounds the report
+//!   when the recorded pid is a live process that is not the peer. The
+//!   user's next call on the handle returns `PeerDied` / `Disconnected` (a
+//!   consumer first gets what was left).
 //! - Idle cost: while nothing happens, a waiting thread wakes once per
-//!   slice, re-checks its rings (loads) and asks the kernel about each
-//!   ring's peer (one `fcntl`); it does not register again or issue a
-//!   barrier (its registrations still stand). Measured: 1,000 idle rings
-//!   (in `shmpipe-tokio`) about 0.6% of a core.
+//!   slice (once per `COVERED_SLICES` slices while every ring it watches is
+//!   followed by a pidfd), re-checks its rings (loads) and asks the kernel
+//!   about the peers whose check is due (one `fcntl` each); it does not
+//!   register again or issue a barrier (its registrations still stand).
+//!   Measured: 1,000 parked receives in `shmpipe-tokio` about 0.17% of a
+//!   core (before pidfds, with an `fcntl` per ring per 500 ms: 0.5%).
 //! - Up to 127 rings are waited on by the calling thread itself. Beyond
 //!   that (`futex_waitv` waits on at most 128 words; the set keeps one for
 //!   itself), the set splits its rings into groups of 127, each watched by a
@@ -56,7 +82,7 @@
 //!   costs one background thread; an endpoint method would hide the same
 //!   thread per endpoint.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -66,20 +92,29 @@ use crossbeam_utils::CachePadded;
 
 use crate::error::{Error, Result};
 use crate::ring::watch::{Readiness, Watch};
+
+mod deaths;
 use crate::ring::{Consumer, Producer, Variant};
 use crate::wait::{self, WaitStrategy};
+use deaths::{Deaths, PidFd};
 
 /// Rings one thread waits on in one `futex_waitv` (the kernel's limit is
 /// 128 words; one is the set's own control word).
 pub const GROUP: usize = 127;
 
 /// Default longest sleep of a set, and how often it asks the kernel whether
-/// each ring's peer still holds its role lock (an `fcntl` of a few
-/// microseconds per ring): a killed peer, which makes no wake-up, is
-/// reported within about this long. Longer than a blocking call's 20 ms
-/// slice because a set may watch thousands of rings: at 500 ms, 1,000 idle
-/// rings cost under 1% of a core. See [`WaitSet::set_slice`].
+/// the peer of a ring it cannot follow by pidfd still holds its role lock
+/// (an `fcntl` of a few microseconds per ring). Longer than a blocking
+/// call's 20 ms slice because a set may watch thousands of rings. A killed
+/// peer whose pid the set follows is reported when its process exits; see
+/// the [module docs](crate::waitset) and [`WaitSet::set_slice`].
 pub const DEFAULT_SLICE: Duration = Duration::from_millis(500);
+
+/// A ring whose peer's process a pidfd follows is still checked (role lock)
+/// every this many slices, in case the pid it recorded is a live process
+/// that is not the peer; a set whose rings are all followed sleeps this
+/// many slices between looks while idle.
+pub const COVERED_SLICES: u32 = 4;
 
 /// Longest poll interval for `Spin` / `SpinYield` rings.
 const SPIN_POLL_MAX: Duration = Duration::from_millis(1);
@@ -243,9 +278,36 @@ fn probe_waitv() -> Result<()> {
 /// `g % CTL_WORDS` (groups sharing a word only wake each other needlessly).
 const CTL_WORDS: usize = 16;
 
-/// State shared with the background waiters.
+/// One registration: what the set watches, and the pid it follows.
+struct Entry {
+    watch: Watch,
+    /// The peer pid this entry follows (0: none); see `deaths`.
+    pid: AtomicU32,
+    /// Its pidfd, while followed.
+    pidfd: Mutex<Option<Arc<PidFd>>>,
+    /// A pidfd is open for `pid` and has not fired: the role lock is
+    /// checked only every `COVERED_SLICES` slices.
+    covered: AtomicBool,
+    /// The process `pid` names exited (or was not found): check the role
+    /// lock at the next look.
+    check_now: AtomicBool,
+}
+
+impl Entry {
+    fn new(watch: Watch) -> Entry {
+        Entry {
+            watch,
+            pid: AtomicU32::new(0),
+            pidfd: Mutex::new(None),
+            covered: AtomicBool::new(false),
+            check_now: AtomicBool::new(false),
+        }
+    }
+}
+
+/// State shared with the background waiters and the death thread.
 struct Shared {
-    entries: Mutex<Vec<Option<Arc<Watch>>>>,
+    entries: Mutex<Vec<Option<Arc<Entry>>>>,
     /// Futex word per group, in every `futex_waitv` of its waiter: bumped
     /// (and woken) on an add or remove in the group, a slice change and
     /// stop, so that waiter takes a new look. Not on re-arming: a waiter
@@ -262,10 +324,12 @@ struct Shared {
     /// Longest sleep of one round and the interval between two liveness
     /// checks of one ring, in nanoseconds (default `DEFAULT_SLICE`).
     slice_ns: std::sync::atomic::AtomicU64,
+    /// The pidfds of the peers' processes and the thread that waits on them.
+    deaths: Deaths,
 }
 
 impl Shared {
-    fn entries(&self) -> MutexGuard<'_, Vec<Option<Arc<Watch>>>> {
+    fn entries(&self) -> MutexGuard<'_, Vec<Option<Arc<Entry>>>> {
         // A waiter thread that panicked left the list intact.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -342,10 +406,12 @@ pub struct WaitSet {
     shared: Arc<Shared>,
     /// Background waiters, one per group of `GROUP` entries (started by
     /// `as_fd`, or when the set outgrows one group).
-    threads: Vec<JoinHandle<()>>,
-    fd_mode: bool,
-    /// Reused between waits: the entries' snapshot and the futex list.
-    snapshot: Vec<(Token, Arc<Watch>)>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// `as_fd` was called: `wait` goes through the background waiters.
+    fd_mode: AtomicBool,
+    /// Reused between waits (emptied after each, so the set refers to no
+    /// ring between waits): the entries' snapshot and the futex list.
+    snapshot: Vec<(Token, Arc<Entry>)>,
     waitv: Vec<FutexWaitv>,
 }
 
@@ -353,7 +419,7 @@ impl std::fmt::Debug for WaitSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WaitSet")
             .field("rings", &self.len())
-            .field("waiter_threads", &self.threads.len())
+            .field("waiter_threads", &self.threads().len())
             .finish()
     }
 }
@@ -383,21 +449,24 @@ impl WaitSet {
                 // SAFETY: a fresh descriptor owned by nobody else.
                 efd: unsafe { OwnedFd::from_raw_fd(fd) },
                 slice_ns: std::sync::atomic::AtomicU64::new(DEFAULT_SLICE.as_nanos() as u64),
+                deaths: Deaths::new(),
             }),
-            threads: Vec::new(),
-            fd_mode: false,
+            threads: Mutex::new(Vec::new()),
+            fd_mode: AtomicBool::new(false),
             snapshot: Vec::new(),
             waitv: Vec::new(),
         })
     }
 
     /// Longest single sleep, and the interval between two liveness checks
-    /// of one ring (default [`DEFAULT_SLICE`], 500 ms): a killed peer
-    /// (which makes no wake-up) is reported within about one slice; a
-    /// closed peer wakes the set at once. A shorter slice reports deaths
-    /// sooner and costs an idle set more: one `fcntl` (a few microseconds)
-    /// per ring per slice. Tests use a very long one so that a lost wake-up
-    /// shows as a hang.
+    /// of a ring whose peer's pid the set cannot follow (default
+    /// [`DEFAULT_SLICE`], 500 ms; rings followed by a pidfd: every
+    /// [`COVERED_SLICES`] slices). A killed peer is reported when its
+    /// process exits (pidfd), else within about one slice; a closed peer
+    /// wakes the set at once. A shorter slice bounds those fallbacks
+    /// tighter and costs an idle set more: one `fcntl` (a few
+    /// microseconds) per checked ring per slice. Tests use a very long one
+    /// so that a lost wake-up shows as a hang.
     pub fn set_slice(&mut self, slice: Duration) {
         let ns = slice.as_nanos().clamp(1_000_000, u64::MAX as u128) as u64;
         self.shared.slice_ns.store(ns, Ordering::Relaxed);
@@ -461,28 +530,39 @@ impl WaitSet {
                     e.len() - 1
                 }
             };
-            e[i] = Some(Arc::new(w));
+            e[i] = Some(Arc::new(Entry::new(w)));
             Token(i)
         };
-        if self.fd_mode || self.groups() > 1 {
+        if self.fd_mode() || self.groups() > 1 {
             self.start_threads();
         }
         self.shared.poke(token.0 / GROUP);
         Ok(token)
     }
 
-    /// Stop watching `token`; whether it was registered.
+    /// Stop watching `token`; whether it was registered. The set keeps
+    /// nothing of the ring: it never kept the ring mapped (see the [module
+    /// docs](crate::waitset)), and its pidfd for the peer's process is
+    /// closed with the last ring that follows it.
     pub fn remove(&mut self, token: Token) -> bool {
-        let was = {
+        let (was, _removed) = {
             let mut e = self.shared.entries();
-            let was = e.get_mut(token.0).and_then(Option::take).is_some();
+            let removed = e.get_mut(token.0).and_then(Option::take);
             while e.last().is_some_and(Option::is_none) {
                 e.pop();
             }
-            was
+            (removed.is_some(), removed)
         };
         self.shared.poke(token.0 / GROUP);
         was
+    }
+
+    fn fd_mode(&self) -> bool {
+        self.fd_mode.load(Ordering::Relaxed)
+    }
+
+    fn threads(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn groups(&self) -> usize {
@@ -490,16 +570,17 @@ impl WaitSet {
     }
 
     /// Start background waiters until every group has one.
-    fn start_threads(&mut self) {
+    fn start_threads(&self) {
         let groups = self.groups().max(1);
-        while self.threads.len() < groups {
-            let g = self.threads.len();
+        let mut threads = self.threads();
+        while threads.len() < groups {
+            let g = threads.len();
             let shared = self.shared.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("shmpipe-waitset-{g}"))
                 .spawn(move || background(&shared, g));
             match spawned {
-                Ok(t) => self.threads.push(t),
+                Ok(t) => threads.push(t),
                 // Out of threads: `wait` then keeps polling at the slice.
                 Err(_) => break,
             }
@@ -512,11 +593,17 @@ impl WaitSet {
     /// timeout: it collects the events and re-arms the descriptor (it stays
     /// readable while rings remain ready). Driven by one background thread
     /// per group of 127 rings sleeping in `futex_waitv`: almost no CPU
-    /// while idle (one wake-up per slice, with one `fcntl` per ring for the
-    /// liveness check; `Spin` rings are polled).
-    pub fn as_fd(&mut self) -> BorrowedFd<'_> {
-        if !self.fd_mode {
-            self.fd_mode = true;
+    /// while idle (see the [module docs](crate::waitset); `Spin` rings are
+    /// polled).
+    ///
+    /// Borrows the set shared, and the set is also [`AsFd`] and
+    /// [`AsRawFd`] (both switch it to this mode), so tokio's `AsyncFd` can
+    /// own it and hand it back for `wait`, `add_*` and `remove` (see the
+    /// `shmpipe-tokio` crate docs for the pattern). The descriptor is the
+    /// same open eventfd for the set's whole life (what
+    /// `AsyncFd::register` requires of its caller).
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        if !self.fd_mode.swap(true, Ordering::Relaxed) {
             self.start_threads();
         }
         self.shared.efd.as_fd()
@@ -531,18 +618,27 @@ impl WaitSet {
     pub fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<usize> {
         events.list.clear();
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        if self.fd_mode || self.groups() > 1 {
+        if self.fd_mode() || self.groups() > 1 {
             self.start_threads();
-            return self.wait_fd(events, deadline);
+            let r = self.wait_fd(events, deadline);
+            self.snapshot.clear();
+            return r;
         }
         let mut spin_poll = SPIN_POLL_MIN;
         let slice = self.shared.slice();
+        // Group 0's control word: the death thread bumps it when a peer's
+        // process exits (nothing else moves it while `wait` holds `&mut`).
         self.snapshot_all();
+        let ctl = self.shared.ctl(0);
         let r = loop {
+            // Acquire: pairs with `Shared::poke`'s Release bump, before the
+            // looks at the rings (`check_now`).
+            let c = ctl.load(Ordering::Acquire);
             let r = round(
+                &self.shared,
                 &self.snapshot,
                 &mut self.waitv,
-                None,
+                Some((ctl, c)),
                 &mut events.list,
                 deadline,
                 slice,
@@ -555,11 +651,16 @@ impl WaitSet {
         };
         // Withdraw: the set may not be waited on again for a long time, and
         // a registration left in place costs the peer a wake-up syscall.
-        for (_, w) in &self.snapshot {
-            if w.sleeps() {
-                w.unregister();
+        for (_, e) in &self.snapshot {
+            if e.watch.sleeps() {
+                if let Some(p) = e.watch.pin() {
+                    p.unregister();
+                }
             }
         }
+        // Keep no reference to any entry between waits: a removed entry's
+        // pidfd closes with `remove`.
+        self.snapshot.clear();
         r.map(|()| events.list.len())
     }
 
@@ -585,9 +686,10 @@ impl WaitSet {
             self.shared.wake_fired();
             self.snapshot_all();
             let slice = self.shared.slice();
-            for (t, w) in &self.snapshot {
-                push_ready(&mut events.list, *t, w, slice);
+            for (t, e) in &self.snapshot {
+                push_ready(&self.shared, &mut events.list, *t, e, slice);
             }
+            self.snapshot.clear();
             if !events.list.is_empty() {
                 return Ok(events.list.len());
             }
@@ -618,9 +720,24 @@ impl Drop for WaitSet {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.poke_all();
-        for t in self.threads.drain(..) {
+        for t in self.threads().drain(..) {
             let _ = t.join();
         }
+        self.shared.deaths.stop();
+    }
+}
+
+/// The eventfd of [`WaitSet::as_fd`] (switches the set to that mode).
+impl AsFd for WaitSet {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        WaitSet::as_fd(self)
+    }
+}
+
+/// The eventfd of [`WaitSet::as_fd`] (switches the set to that mode).
+impl AsRawFd for WaitSet {
+    fn as_raw_fd(&self) -> RawFd {
+        WaitSet::as_fd(self).as_raw_fd()
     }
 }
 
@@ -637,8 +754,33 @@ fn check_strategy(w: WaitStrategy) -> Result<()> {
     Ok(())
 }
 
-fn push_ready(out: &mut Vec<Event>, token: Token, w: &Watch, liveness: Duration) {
-    match w.readiness(liveness) {
+/// Look at one ring (if any endpoint still holds it) and push an event if
+/// it is ready or its peer is gone. Follows the pid the peer recorded when
+/// it changed, and checks the peer's role lock every `slice` (every
+/// `COVERED_SLICES` slices while a pidfd follows its process), or now if
+/// that process exited.
+fn push_ready(
+    shared: &Arc<Shared>,
+    out: &mut Vec<Event>,
+    token: Token,
+    e: &Entry,
+    slice: Duration,
+) {
+    let Some(p) = e.watch.pin() else {
+        return; // every endpoint is gone: nothing can be ready
+    };
+    let pid = p.peer_pid();
+    if pid != e.pid.load(Ordering::Relaxed) {
+        deaths::follow(shared, e, pid);
+    }
+    // Acquire: pairs with the Release store in `deaths::alarm`/`follow`.
+    let force = e.check_now.load(Ordering::Relaxed) && e.check_now.swap(false, Ordering::Acquire);
+    let every = if e.covered.load(Ordering::Relaxed) {
+        slice.saturating_mul(COVERED_SLICES)
+    } else {
+        slice
+    };
+    match p.readiness(every, force) {
         Readiness::Idle => {}
         Readiness::Ready => out.push(Event {
             token,
@@ -663,8 +805,10 @@ fn push_ready(out: &mut Vec<Event>, token: Token, w: &Watch, liveness: Duration)
 /// registers nothing again and issues no barrier. Returns on a ready ring,
 /// a wake-up (the caller decides whether to look again) or the deadline.
 /// Leaves the registrations in place: the caller withdraws them.
+#[allow(clippy::too_many_arguments)]
 fn round(
-    ws: &[(Token, Arc<Watch>)],
+    shared: &Arc<Shared>,
+    ws: &[(Token, Arc<Entry>)],
     waitv: &mut Vec<FutexWaitv>,
     ctl: Option<(&AtomicU32, u32)>,
     out: &mut Vec<Event>,
@@ -675,14 +819,20 @@ fn round(
     waitv.clear();
     let mut heavy = false;
     let mut polled = false;
-    for (_, w) in ws {
-        if w.sleeps() {
-            let seq = w.register();
-            waitv.push(waitv_entry(&w.wait_word().seq, seq));
-            heavy |= w.peer_light();
-        } else {
+    for (_, e) in ws {
+        if !e.watch.sleeps() {
             polled = true;
+            continue;
         }
+        // The pin keeps the word mapped while we register and take its
+        // address; the sleep below holds no pin, so the user may drop the
+        // ring meanwhile: the kernel then sleeps on (or refuses with
+        // EFAULT) an address nothing wakes, harmlessly, until the next
+        // look finds the ring gone.
+        let Some(p) = e.watch.pin() else { continue };
+        let seq = p.register();
+        waitv.push(waitv_entry(&p.wait_word().seq, seq));
+        heavy |= p.peer_light();
     }
     if let Some((c, v)) = ctl {
         waitv.push(waitv_entry(c, v));
@@ -693,8 +843,8 @@ fn round(
     if heavy && !wait::heavy_barrier() {
         polled = true; // the kernel refused: poll instead of relying on it
     }
-    for (t, w) in ws {
-        push_ready(out, *t, w, slice);
+    for (t, e) in ws {
+        push_ready(shared, out, *t, e, slice);
     }
     loop {
         if !out.is_empty() {
@@ -709,7 +859,15 @@ fn round(
         if deadline.is_some_and(|d| now >= d) {
             return Ok(());
         }
-        let mut until = now + slice;
+        // While a pidfd follows every ring's peer, the only thing a
+        // timeout is for is the fallback liveness check, due every
+        // `COVERED_SLICES` slices: sleep that long.
+        let nap = if ws.iter().all(|(_, e)| e.covered.load(Ordering::Relaxed)) {
+            slice.saturating_mul(COVERED_SLICES)
+        } else {
+            slice
+        };
+        let mut until = now + nap;
         if let Some(d) = deadline {
             until = until.min(d);
         }
@@ -722,8 +880,8 @@ fn round(
                 if polled {
                     *spin_poll = (*spin_poll * 2).min(SPIN_POLL_MAX);
                 }
-                for (t, w) in ws {
-                    push_ready(out, *t, w, slice);
+                for (t, e) in ws {
+                    push_ready(shared, out, *t, e, slice);
                 }
             }
         }
@@ -732,9 +890,9 @@ fn round(
 
 /// A background waiter: watches group `g` of the entries and signals the
 /// eventfd when one is ready, then waits to be re-armed.
-fn background(shared: &Shared, g: usize) {
+fn background(shared: &Arc<Shared>, g: usize) {
     let ctl = shared.ctl(g);
-    let mut snapshot: Vec<(Token, Arc<Watch>)> = Vec::new();
+    let mut snapshot: Vec<(Token, Arc<Entry>)> = Vec::new();
     let mut waitv = Vec::new();
     let mut out = Vec::new();
     let mut spin_poll = SPIN_POLL_MIN;
@@ -756,8 +914,10 @@ fn background(shared: &Shared, g: usize) {
                     .get(t.0)
                     .and_then(Option::as_ref)
                     .is_some_and(|x| Arc::ptr_eq(x, w));
-                if present && w.sleeps() {
-                    w.unregister();
+                if present && w.watch.sleeps() {
+                    if let Some(p) = w.watch.pin() {
+                        p.unregister();
+                    }
                 }
             }
             snapshot.clear();
@@ -787,6 +947,7 @@ fn background(shared: &Shared, g: usize) {
         }
         out.clear();
         let r = round(
+            shared,
             &snapshot,
             &mut waitv,
             Some((ctl, c)),

@@ -497,3 +497,258 @@ fn old_kernel_reported() {
     });
     child.wait(Duration::from_secs(30)).expect("old kernel");
 }
+
+// ---------------------------------------------------------------------------
+// Issue 20: a dropped ring is released at once; deaths are reported by
+// event (pidfds); a pid word a peer wrote never makes a live peer dead.
+
+/// A named consumer in a set, looked at by one wait, then dropped (first
+/// without `remove`, then after it): its name is gone at once and the same
+/// name can be created again in this process. Before the fix the set kept
+/// the segment (and so the name) until its next wait.
+fn dropped_ring_released(fd_mode: bool) {
+    let name = common::ShmName::new("ws-drop");
+    let b = Builder::new().wait(WaitStrategy::Futex);
+    let Some(mut ws) = set() else { return };
+    if fd_mode {
+        let _ = ws.as_fd();
+    }
+    let mut events = Events::new();
+    for removed_first in [false, true] {
+        let mut rx = b.create_consumer(&name).expect("create");
+        let t = ws.add_consumer(&mut rx).unwrap();
+        assert_eq!(
+            ws.wait(&mut events, Some(Duration::from_millis(30)))
+                .unwrap(),
+            0
+        );
+        if removed_first {
+            assert!(ws.remove(t));
+        }
+        drop(rx);
+        assert!(
+            !name.exists(),
+            "fd mode {fd_mode}, removed first {removed_first}: the name outlived its creator"
+        );
+        if !removed_first {
+            // The registration stays, inert: nothing of the ring is ready.
+            assert_eq!(ws.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
+            assert!(ws.remove(t));
+        }
+    }
+    // And again, while the set holds a live ring and the same name.
+    let mut again = b.create_consumer(&name).expect("the same name again");
+    ws.add_consumer(&mut again).unwrap();
+}
+
+#[test]
+fn dropped_ring_released_at_once() {
+    dropped_ring_released(false);
+}
+
+#[test]
+fn dropped_ring_released_at_once_fd() {
+    dropped_ring_released(true);
+}
+
+/// A forked producer that attached and idles: the set watches its
+/// consumer, the producer is SIGKILLed, and the set must report it. Prints
+/// the latency (pidfd: milliseconds; the slice-based check alone: up to the
+/// 500 ms default slice). The bound is only a hang guard.
+fn death_latency(fd_mode: bool) {
+    let _serial = serial();
+    let pair = Builder::new()
+        .wait(WaitStrategy::Futex)
+        .anonymous()
+        .unwrap();
+    let (child, pair) = fork_with(pair, |pair| {
+        let _tx = pair.into_producer().map_err(|e| e.to_string())?;
+        std::thread::sleep(Duration::from_secs(60));
+        Ok(())
+    });
+    let mut rx = pair.into_consumer().unwrap();
+    let Some(mut ws) = set() else { return };
+    let fd = fd_mode.then(|| ws.as_fd().as_raw_fd());
+    let t = ws.add_consumer(&mut rx).unwrap();
+    let attached = Instant::now() + Duration::from_secs(10);
+    while !rx.is_peer_alive() {
+        assert!(Instant::now() < attached, "the producer never attached");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut events = Events::new();
+    // Let the set look at the ring (and follow the producer's pid).
+    assert_eq!(
+        ws.wait(&mut events, Some(Duration::from_millis(100)))
+            .unwrap(),
+        0
+    );
+    let t0 = Instant::now();
+    child.kill();
+    let mut gone = None;
+    while t0.elapsed() < Duration::from_secs(10) {
+        if let Some(fd) = fd {
+            readable(fd, 10_000);
+        }
+        ws.wait(&mut events, Some(Duration::from_secs(10))).unwrap();
+        if events.iter().any(|e| e.token == t && e.peer_gone) {
+            gone = Some(t0.elapsed());
+            break;
+        }
+    }
+    let gone = gone.expect("a SIGKILLed producer was not reported within 10 s");
+    let line = format!("WaitSet (fd mode {fd_mode}): SIGKILL reported after {gone:?}\n");
+    // SAFETY: valid buffer; fd 2 is the test's stderr.
+    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    assert!(matches!(rx.try_recv(&mut Vec::new()), Err(Error::PeerDied)));
+    let _ = child.wait(Duration::from_secs(10));
+}
+
+#[test]
+fn death_latency_blocking() {
+    death_latency(false);
+}
+
+#[test]
+fn death_latency_fd() {
+    death_latency(true);
+}
+
+/// The producer's pid word (offset 416 of the header) of the named segment
+/// `name`, mapped writable: what a scribbling peer can write.
+struct PidWord {
+    map: *mut libc::c_void,
+}
+
+impl PidWord {
+    fn open(name: &str) -> PidWord {
+        let path = format!("/dev/shm{name}");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open the segment");
+        // SAFETY: a fresh shared mapping of the header page of a file we own.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        PidWord { map }
+    }
+
+    fn word(&self) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: offset 416 is inside the mapped page, 4-aligned; the
+        // mapping lives as long as `self`; atomics: the producer wrote it.
+        unsafe { &*(self.map.cast::<u8>().add(416).cast()) }
+    }
+
+    fn set(&self, v: u32) {
+        self.word().store(v, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for PidWord {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(self.map, 4096) };
+    }
+}
+
+/// The producer (a forked child) stays alive while its pid word is
+/// rewritten to: an exited child's pid, init's (alive, not the peer), pids
+/// no process has, 0, `u32::MAX`, and the pid of a decoy child that is then
+/// killed (its pidfd fires). None of these may make the set report the
+/// producer gone; then the producer is killed while the word names init (a
+/// live process that is not the peer: no pidfd event can come), and the
+/// set must still report it, through the role-lock check every
+/// `COVERED_SLICES` slices (hang guard only).
+#[test]
+fn bogus_pid_words_never_report_a_live_peer_dead() {
+    let _serial = serial();
+    let name = common::ShmName::new("ws-pid");
+    let b = Builder::new().wait(WaitStrategy::Futex);
+    let Some(mut ws) = set() else { return };
+    ws.set_slice(Duration::from_millis(100));
+    let mut rx = b.create_consumer(&name).unwrap();
+    let producer = common::fork_child(|| {
+        let _tx = b.open_producer(&name).map_err(|e| e.to_string())?;
+        std::thread::sleep(Duration::from_secs(60));
+        Ok(())
+    });
+    let attached = Instant::now() + Duration::from_secs(10);
+    while !rx.is_peer_alive() {
+        assert!(Instant::now() < attached, "the producer never attached");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let pid_word = PidWord::open(&name);
+    assert_eq!(
+        pid_word.word().load(std::sync::atomic::Ordering::SeqCst),
+        producer.pid() as u32
+    );
+    let t = ws.add_consumer(&mut rx).unwrap();
+    let mut events = Events::new();
+    let mut quiet = |ws: &mut WaitSet, what: &str| {
+        // Several slices: the fallback checks run too.
+        let until = Instant::now() + Duration::from_millis(450);
+        while Instant::now() < until {
+            let n = ws
+                .wait(&mut events, Some(Duration::from_millis(150)))
+                .unwrap();
+            assert_eq!(n, 0, "{what}: a live producer was reported ({:?})", events);
+        }
+    };
+    quiet(&mut ws, "true pid");
+    // An exited, reaped child's pid.
+    let gone = common::fork_child(|| Ok(()));
+    let gone_pid = gone.pid() as u32;
+    gone.wait(Duration::from_secs(10)).unwrap();
+    for (v, what) in [
+        (gone_pid, "an exited process's pid"),
+        (1, "init's pid"),
+        (0x7fff_fff0, "a pid nobody has"),
+        (u32::MAX, "u32::MAX"),
+        (0, "0"),
+    ] {
+        pid_word.set(v);
+        quiet(&mut ws, what);
+        assert!(rx.is_peer_alive());
+    }
+    // A decoy that dies while its pid is in the word.
+    let decoy = common::fork_child(|| {
+        std::thread::sleep(Duration::from_secs(60));
+        Ok(())
+    });
+    pid_word.set(decoy.pid() as u32);
+    quiet(&mut ws, "a live decoy's pid");
+    decoy.kill();
+    let _ = decoy.wait(Duration::from_secs(10));
+    quiet(&mut ws, "a decoy's pid, after the decoy was killed");
+    assert!(rx.is_peer_alive());
+    // The real death, while the word names a live stranger.
+    pid_word.set(1);
+    quiet(&mut ws, "init's pid again");
+    let t0 = Instant::now();
+    producer.kill();
+    let mut reported = None;
+    while t0.elapsed() < Duration::from_secs(10) {
+        ws.wait(&mut events, Some(Duration::from_secs(10))).unwrap();
+        if events.iter().any(|e| e.token == t && e.peer_gone) {
+            reported = Some(t0.elapsed());
+            break;
+        }
+    }
+    let reported = reported.expect("the producer's death was not reported within 10 s");
+    let line = format!(
+        "WaitSet, pid word naming a live stranger, slice 100 ms: SIGKILL reported after {reported:?}\n"
+    );
+    // SAFETY: valid buffer; fd 2 is the test's stderr.
+    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    assert!(matches!(rx.try_recv(&mut Vec::new()), Err(Error::PeerDied)));
+    let _ = producer.wait(Duration::from_secs(10));
+}

@@ -7,6 +7,67 @@
 //! The peer can be a plain blocking shmpipe endpoint in another process:
 //! the cross-process protocol is unchanged.
 //!
+//! # Example
+//! A runtime, a ring, a receiving task, sends three ways, and the close
+//! that ends the stream. (For two processes, create the ring by name with
+//! [`shmpipe::Builder::create_consumer`] here and
+//! [`shmpipe::Builder::open_producer`] there, or pass an anonymous pair
+//! across `fork`, as the tests do.)
+//!
+//! ```
+//! use futures::{SinkExt, StreamExt};
+//! use shmpipe::{Builder, Error, WaitStrategy};
+//! use shmpipe_tokio::{AsyncConsumer, AsyncProducer};
+//!
+//! fn main() -> Result<(), Error> {
+//!     let rt = tokio::runtime::Builder::new_multi_thread()
+//!         .enable_all()
+//!         .build()
+//!         .map_err(|e| Error::Io { op: "starting tokio", source: e })?;
+//!     rt.block_on(async {
+//!         // Futex (the default) or Spin/SpinYield; not Semaphore.
+//!         let (tx, rx) = Builder::new()
+//!             .wait(WaitStrategy::Futex)
+//!             .in_process()?
+//!             .split()?;
+//!         let mut tx = AsyncProducer::new(tx)?;
+//!         let mut rx = AsyncConsumer::new(rx)?;
+//!
+//!         let reader = tokio::spawn(async move {
+//!             let mut got = Vec::new();
+//!             let mut buf = Vec::new();
+//!             // One receive: the message is copied into `buf`.
+//!             rx.recv(&mut buf).await?;
+//!             got.push(buf.clone());
+//!             // Then as a Stream, which ends when the producer closed and
+//!             // everything was read (`PeerDied` would be an `Err` item).
+//!             while let Some(m) = rx.next().await {
+//!                 got.push(m?);
+//!             }
+//!             Ok::<_, Error>(got)
+//!         });
+//!
+//!         tx.send(b"one").await?; // the inherent send takes &[u8]
+//!         // The Sink's send (a Vec<u8>); the inherent method hides it in
+//!         // method-call syntax, so call it through the trait.
+//!         SinkExt::send(&mut tx, b"two".to_vec()).await?;
+//!         // In place, through a claim.
+//!         let mut claim = tx.claim(5).await?;
+//!         claim.copy_from_slice(b"three");
+//!         claim.commit();
+//!         // Close the producer side (after sending anything a Sink send
+//!         // left pending): the reader gets the rest, then the end.
+//!         // `SinkExt::close(&mut tx)` and `AsyncWriteExt::shutdown` do the
+//!         // same without consuming `tx`.
+//!         tx.close().await?;
+//!
+//!         let got = reader.await.expect("reader task")?;
+//!         assert_eq!(got, [&b"one"[..], b"two", b"three"]);
+//!         Ok(())
+//!     })
+//! }
+//! ```
+//!
 //! # How it waits
 //! - Fast path: every operation first tries the ring (`try_recv`,
 //!   `try_send`, ...). No syscall, no allocation, no lock.
@@ -17,10 +78,13 @@
 //!   wakes the tasks whose rings became ready. Not one thread per ring.
 //!   Registrations are one-shot: a ring is removed from the set when it is
 //!   reported (or when the operation completes or is dropped), so a ready
-//!   ring nobody polls costs nothing.
+//!   ring nobody polls costs nothing. The set never keeps a ring alive: a
+//!   dropped handle's ring is unmapped, and its name removed, at once.
 //! - A closed peer wakes the operation at once (`Disconnected`); a killed
-//!   one is found by the reactor's liveness check within about 500 ms (the
-//!   set's slice, see [`set_slice`]): the operation returns `PeerDied`.
+//!   one as soon as its process exits (the set follows each peer's process
+//!   with a pidfd, then checks its role lock): the operation returns
+//!   `PeerDied`, typically within a millisecond. A ring whose peer's pid
+//!   cannot be followed is checked every slice (500 ms, see [`set_slice`]).
 //! - Linux >= 5.16 (`futex_waitv`): on an older kernel an operation that
 //!   would park returns `Io`, naming the kernel version (an operation that
 //!   finds a message or room still completes).
@@ -28,21 +92,41 @@
 //!   [`shmpipe::WaitSet`]); `Spin` / `SpinYield` rings are polled by the
 //!   reactor with a backoff bounded by 1 ms.
 //!
+//! # Closing
+//! Dropping a handle closes its side. [`AsyncProducer::close`],
+//! `SinkExt::close(&mut tx)` and `AsyncWriteExt::shutdown` first send an
+//! item a `Sink` send left waiting for room, then close the producer side
+//! (the consumer receives everything, then `Disconnected`), and report
+//! errors; sends after that fail with `Io` (`BrokenPipe`).
+//! [`AsyncConsumer::close`] closes the consumer side. `into_inner` gives
+//! the blocking handle back (and hands the wrapper back instead while it
+//! holds something not yet in the ring or not yet read).
+//!
 //! # Costs
 //! - A receive that finds the ring empty polls it for about 2,000 spins
 //!   (a few microseconds) before it parks, so a ping-pong with an awake
 //!   peer rarely goes through the reactor.
-//! - While idle, each background waiter wakes once per slice (500 ms),
-//!   re-checks its rings and asks the kernel whether each ring's peer is
-//!   alive (one `fcntl`, ~3.5 us); registrations stand across these
-//!   wake-ups. Measured: 1,000 parked receives 11-12 ms of CPU over 2 s,
-//!   about 0.6% of a core (the `idle_async_consumers` test).
+//! - While idle, each background waiter sleeps 4 slices (2 s) when a pidfd
+//!   follows the peer of every ring it watches (one slice otherwise), then
+//!   re-checks its rings and asks the kernel about the peers whose
+//!   fallback check is due (one `fcntl`, ~3.5 us each); registrations stand
+//!   across these wake-ups. Measured: 1,000 parked receives about 7 ms of
+//!   CPU over 4 s, 0.17% of a core (the `idle_async_consumers` test; 0.5%
+//!   before pidfds).
 //! - Benchmark: `cargo run --release -p shmpipe-tokio --example bench`.
 //!
 //! # Rules
 //! One endpoint is waited on in one place at a time (see
 //! [`shmpipe::WaitSet`]): do not also call the blocking methods of the same
 //! ring elsewhere. The handles are `Send`; each operation takes `&mut self`.
+//!
+//! # Your own event loop
+//! A [`shmpipe::WaitSet`] is `AsRawFd`, so tokio's `AsyncFd` can own one:
+//! `AsyncFd::register_with_interest(set, Interest::READABLE)` (its safety
+//! condition holds: the set's descriptor stays the same open eventfd for
+//! the set's life), then `afd.readable_mut().await?` and
+//! `guard.get_inner_mut().wait(&mut events, Some(Duration::ZERO))`,
+//! `guard.clear_ready()`; `afd.get_mut()` for `add_consumer` / `remove`.
 //!
 //! # Cancel safety
 //! Stated per method: an operation either completes within one poll or has
@@ -98,7 +182,7 @@ impl Reactor {
                 return Ok(r);
             }
         }
-        let mut set = WaitSet::new()?;
+        let set = WaitSet::new()?;
         let fd = set.as_fd().as_raw_fd();
         let new: &'static mut Reactor = Box::leak(Box::new(Reactor {
             state: Mutex::new(State {
@@ -169,11 +253,13 @@ impl Reactor {
 }
 
 /// Set the longest sleep of this process's reactor, which is also how often
-/// it asks the kernel whether each parked ring's peer is still alive
-/// (default [`shmpipe::waitset::DEFAULT_SLICE`], 500 ms): a killed peer is
-/// reported within about one slice. Shorter reports deaths sooner and costs
-/// more while idle (one `fcntl`, a few microseconds, per parked ring per
-/// slice). Starts the reactor if it is not running.
+/// it asks the kernel whether a parked ring's peer is still alive when it
+/// cannot follow that peer's process with a pidfd (default
+/// [`shmpipe::waitset::DEFAULT_SLICE`], 500 ms; followed rings every
+/// [`shmpipe::waitset::COVERED_SLICES`] slices): such a killed peer is
+/// reported within about one slice; a followed one when its process exits.
+/// Shorter costs more while idle (one `fcntl`, a few microseconds, per
+/// checked ring per slice). Starts the reactor if it is not running.
 ///
 /// # Errors
 /// As the reactor's start: `Io` if the kernel lacks `futex_waitv(2)`
@@ -289,6 +375,33 @@ impl AsyncConsumer {
     /// The wrapped handle.
     pub fn get_mut(&mut self) -> &mut Consumer {
         &mut self.rx
+    }
+
+    /// Unwrap the handle, for the blocking calls. Nothing is lost: if
+    /// `AsyncRead` still holds the rest of a message larger than the
+    /// buffer it was read into, the wrapper is handed back as `Err` (read
+    /// on until it is empty).
+    #[allow(clippy::result_large_err)]
+    pub fn into_inner(self) -> std::result::Result<Consumer, AsyncConsumer> {
+        if self.partial_pos < self.partial.len() {
+            return Err(self);
+        }
+        let AsyncConsumer { rx, reg, .. } = self;
+        drop(reg); // withdraws a registration that has not fired
+        Ok(rx)
+    }
+
+    /// Close the consumer side now, as [`Consumer::close`]: the producer's
+    /// sends then fail with `Disconnected`. The same as dropping the
+    /// handle, but errors are reported.
+    ///
+    /// # Errors
+    /// As [`Consumer::close`] (e.g. removing the name of a segment this
+    /// handle created failed).
+    pub fn close(self) -> Result<()> {
+        let AsyncConsumer { rx, reg, .. } = self;
+        drop(reg);
+        rx.close()
     }
 
     /// Poll one receive: `f` sees the next message. Ready with `f`'s result
@@ -435,8 +548,15 @@ impl tokio::io::AsyncRead for AsyncConsumer {
 // Producer
 
 /// The sending end of a ring, for tokio. See the crate docs.
+///
+/// The inherent [`AsyncProducer::send`] (`&[u8]`) and
+/// [`AsyncProducer::close`] (consumes the handle) take precedence over
+/// `futures::SinkExt::send` / `SinkExt::close` in method-call syntax; call
+/// the trait methods as `SinkExt::send(&mut tx, vec).await` and
+/// `SinkExt::close(&mut tx).await` (the crate docs show both).
 pub struct AsyncProducer {
-    tx: Producer,
+    /// `None` once the side was closed (`Sink::poll_close`, `poll_shutdown`).
+    tx: Option<Producer>,
     reg: Registration,
     /// `Sink`: the item accepted by `start_send`, not yet in the ring.
     pending: Option<Vec<u8>>,
@@ -446,7 +566,20 @@ impl std::fmt::Debug for AsyncProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsyncProducer")
             .field("tx", &self.tx)
+            .field("pending", &self.pending.as_ref().map(Vec::len))
             .finish()
+    }
+}
+
+/// What every operation on an `AsyncProducer` whose side was closed returns.
+fn closed() -> Error {
+    Error::Io {
+        op: "sending through an AsyncProducer",
+        source: std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "its producer side was closed (Sink::close or AsyncWrite::shutdown); \
+             no more messages can be sent through it",
+        ),
     }
 }
 
@@ -464,15 +597,67 @@ impl AsyncProducer {
             });
         }
         Ok(AsyncProducer {
-            tx,
+            tx: Some(tx),
             reg: Registration::default(),
             pending: None,
         })
     }
 
-    /// The wrapped handle.
-    pub fn get_mut(&mut self) -> &mut Producer {
-        &mut self.tx
+    /// The wrapped handle; `None` once the side was closed
+    /// (`Sink::poll_close` / `AsyncWrite::poll_shutdown`).
+    pub fn get_mut(&mut self) -> Option<&mut Producer> {
+        self.tx.as_mut()
+    }
+
+    /// Unwrap the handle, for the blocking calls. Nothing is lost: if an
+    /// item that `Sink::start_send` accepted is still waiting for room
+    /// (flush first), or the side was closed, the wrapper is handed back
+    /// unchanged as `Err`.
+    #[allow(clippy::result_large_err)]
+    pub fn into_inner(self) -> std::result::Result<Producer, AsyncProducer> {
+        match self {
+            AsyncProducer {
+                tx: Some(tx),
+                pending: None,
+                reg,
+            } => {
+                drop(reg); // withdraws a registration that has not fired
+                Ok(tx)
+            }
+            other => Err(other),
+        }
+    }
+
+    /// Close the producer side: first send the item `Sink::start_send`
+    /// accepted, if any (waiting for room), then close the side as
+    /// [`Producer::close`] does, so the consumer receives every message,
+    /// then `Disconnected`. Closing twice is not an error.
+    ///
+    /// # Errors
+    /// The error of that last send (`Disconnected`, `PeerDied`, ...: the
+    /// side is closed anyway and the item dropped), else as
+    /// [`Producer::close`].
+    pub async fn close(mut self) -> Result<()> {
+        poll_fn(|cx| self.poll_close_side(cx)).await
+    }
+
+    /// The close of `close`, `Sink::poll_close` and `poll_shutdown`.
+    fn poll_close_side(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let flushed = match self.poll_flush_pending(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(r) => r,
+        };
+        self.pending = None;
+        self.reg.clear();
+        let closed = match self.tx.take() {
+            Some(tx) => tx.close(),
+            None => Ok(()),
+        };
+        Poll::Ready(flushed.and(closed))
+    }
+
+    fn tx(&mut self) -> Result<&mut Producer> {
+        self.tx.as_mut().ok_or_else(closed)
     }
 
     /// Poll until a message of `len` bytes fits (Ready(Ok)) or the
@@ -488,7 +673,11 @@ impl AsyncProducer {
         mut attempt: impl FnMut(&mut Producer) -> Result<()>,
     ) -> Poll<Result<()>> {
         for second in [false, true] {
-            match attempt(&mut self.tx) {
+            let tx = match self.tx() {
+                Ok(tx) => tx,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            match attempt(tx) {
                 Err(Error::Full) => {}
                 other => {
                     self.reg.clear();
@@ -498,7 +687,8 @@ impl AsyncProducer {
             if second {
                 break;
             }
-            if let Err(e) = self.reg.register(cx, Side::Producer(&self.tx, len)) {
+            let Some(tx) = &self.tx else { break };
+            if let Err(e) = self.reg.register(cx, Side::Producer(tx, len)) {
                 return Poll::Ready(Err(e));
             }
         }
@@ -515,8 +705,11 @@ impl AsyncProducer {
     /// Cancel safe: the message is written in the poll that completes the
     /// future, or not at all.
     ///
+    /// This inherent method takes `&[u8]`; the `Sink` one (which takes a
+    /// `Vec<u8>`) is `SinkExt::send(&mut tx, vec)`.
+    ///
     /// # Errors
-    /// As [`Producer::send`].
+    /// As [`Producer::send`]; `Io` (`BrokenPipe`) once the side was closed.
     pub async fn send(&mut self, msg: &[u8]) -> Result<()> {
         poll_fn(|cx| self.poll_send(cx, msg)).await
     }
@@ -528,22 +721,38 @@ impl AsyncProducer {
     /// the future earlier commits nothing.
     ///
     /// # Errors
-    /// As [`Producer::claim`].
+    /// As [`Producer::claim`]; `Io` (`BrokenPipe`) once the side was closed.
     pub async fn claim(&mut self, len: usize) -> Result<Claim<'_>> {
         poll_fn(|cx| self.poll_room(cx, len)).await?;
         // Room stays: only this handle takes it.
-        self.tx.try_claim(len)
+        self.tx()?.try_claim(len)
+    }
+
+    /// Send the item `start_send` kept because the ring was full.
+    fn poll_flush_pending(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let Some(item) = self.pending.take() else {
+            return Poll::Ready(Ok(()));
+        };
+        let r = self.poll_send(cx, &item);
+        if r.is_pending() {
+            self.pending = Some(item);
+        }
+        r
     }
 }
 
 impl futures_sink::Sink<Vec<u8>> for AsyncProducer {
     type Error = Error;
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.poll_flush(cx)
+        let this = self.get_mut();
+        if this.tx.is_none() {
+            return Poll::Ready(Err(closed()));
+        }
+        this.poll_flush_pending(cx)
     }
     fn start_send(self: Pin<&mut Self>, item: Vec<u8>) -> Result<()> {
         let this = self.get_mut();
-        match this.tx.try_send(&item) {
+        match this.tx()?.try_send(&item) {
             Err(Error::Full) => {
                 this.pending = Some(item);
                 Ok(())
@@ -552,18 +761,13 @@ impl futures_sink::Sink<Vec<u8>> for AsyncProducer {
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let this = self.get_mut();
-        let Some(item) = this.pending.take() else {
-            return Poll::Ready(Ok(()));
-        };
-        let r = this.poll_send(cx, &item);
-        if r.is_pending() {
-            this.pending = Some(item);
-        }
-        r
+        self.get_mut().poll_flush_pending(cx)
     }
+    /// Flushes, then closes the producer side (see [`AsyncProducer::close`]):
+    /// the consumer receives every message, then `Disconnected`. Later
+    /// sends fail with `Io` (`BrokenPipe`).
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.poll_flush(cx)
+        self.get_mut().poll_close_side(cx)
     }
 }
 
@@ -575,17 +779,25 @@ impl tokio::io::AsyncWrite for AsyncProducer {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        let n = buf.len().min(this.tx.max_message());
+        let max = match this.tx() {
+            Ok(tx) => tx.max_message(),
+            Err(e) => return Poll::Ready(Err(e.into())),
+        };
+        let n = buf.len().min(max);
         match this.poll_send(cx, &buf[..n]) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(())) => Poll::Ready(Ok(n)),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
         }
     }
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+    /// Every `poll_write` puts its bytes in the ring (an item a `Sink`
+    /// send left waiting is sent here).
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().poll_flush_pending(cx).map_err(Into::into)
     }
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+    /// Closes the producer side (see [`AsyncProducer::close`]); errors
+    /// are reported.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().poll_close_side(cx).map_err(Into::into)
     }
 }

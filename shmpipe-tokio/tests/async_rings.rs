@@ -13,7 +13,7 @@
 //! - `stream_sink_read_write`: the trait impls move the right bytes.
 //! - `peer_death_wakes_recv`: a killed producer wakes a pending `recv` with
 //!   `PeerDied`.
-//! - `idle_async_consumers`: 1,000 pending `recv`s use little CPU over 2 s
+//! - `idle_async_consumers`: 1,000 pending `recv`s use little CPU over 4 s
 //!   (goal 1% of a core, bound 10%; the figure is printed).
 //! - `old_kernel_recv_errors`: where `futex_waitv` fails with ENOSYS (a
 //!   seccomp filter in a forked child, as on Linux < 5.16), a `recv` that
@@ -294,7 +294,7 @@ fn claim_cancel_commits_nothing() {
     runtime().block_on(async move {
         let mut tx = AsyncProducer::new(tx).unwrap();
         let mut sent = 0u64;
-        while tx.get_mut().try_send(&sent.to_le_bytes()).is_ok() {
+        while tx.get_mut().unwrap().try_send(&sent.to_le_bytes()).is_ok() {
             sent += 1;
         }
         for _ in 0..20 {
@@ -409,9 +409,10 @@ fn cpu_time() -> Duration {
 /// In a forked child (a process of its own, so `RUSAGE_SELF` counts only
 /// this test): 1,000 anonymous rings whose producers live in this process
 /// (so the liveness checks are the real ones), 1,000 tasks pending in
-/// `recv`; CPU over 2 s. The child's exit status carries the CPU time in
-/// milliseconds (at most 250). The goal is 1% of a core (20 ms); the bound
-/// is a generous 10% (200 ms) so that a busy machine cannot make it flake:
+/// `recv`; CPU over 4 s (two of the set's idle naps: 4 slices of 500 ms
+/// while pidfds follow every peer). The child prints the figure and exits
+/// 0 if it is under the bound. The goal is 1% of a core (40 ms); the bound
+/// is a generous 10% (400 ms) so that a busy machine cannot make it flake:
 /// it catches a waiter that polls (which costs well over 100%).
 #[test]
 fn idle_async_consumers() {
@@ -425,20 +426,30 @@ fn idle_async_consumers() {
         // SAFETY: last-resort alarm.
         unsafe { libc::alarm(120) };
         let r = std::panic::catch_unwind(idle_child).unwrap_or(None);
-        let code = r.map_or(255, |d| d.as_millis().min(250) as i32);
+        let code = match r {
+            None => 255,
+            Some(d) => {
+                let line = format!(
+                    "1000 idle async consumers over {IDLE_WINDOW:?}: {d:?} CPU ({:.3}% of a core)\n",
+                    100.0 * d.as_secs_f64() / IDLE_WINDOW.as_secs_f64()
+                );
+                // SAFETY: valid buffer; fd 2 is the test's stderr (the
+                // harness does not capture a forked child's output).
+                unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+                i32::from(d >= IDLE_WINDOW / 10)
+            }
+        };
         // SAFETY: leave without the parent's destructors.
         unsafe { libc::_exit(code) };
     }
     let status = reap(pid);
     assert!(libc::WIFEXITED(status), "child died: {status}");
-    let ms = libc::WEXITSTATUS(status);
-    assert_ne!(ms, 255, "idle child failed");
-    eprintln!("1000 idle async consumers over 2 s: {ms} ms CPU");
-    assert!(
-        ms < 200,
-        "1000 idle async consumers used {ms} ms CPU in 2 s"
-    );
+    let code = libc::WEXITSTATUS(status);
+    assert_ne!(code, 255, "idle child failed");
+    assert_eq!(code, 0, "1000 idle async consumers used over 10% of a core");
 }
+
+const IDLE_WINDOW: Duration = Duration::from_secs(4);
 
 fn idle_child() -> Option<Duration> {
     let b = Builder::new().capacity(4096).wait(WaitStrategy::Futex);
@@ -461,7 +472,7 @@ fn idle_child() -> Option<Duration> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await; // all parked
         let c0 = cpu_time();
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(IDLE_WINDOW).await;
         let used = cpu_time() - c0;
         // They still work: one message each.
         for tx in &mut txs {

@@ -88,6 +88,19 @@ pub(super) struct Endpoint {
 impl Endpoint {
     pub(super) fn attach(seg: Arc<Segment>, role: Role) -> Result<Endpoint> {
         let (lock, epoch) = segment::attach(&seg, role)?;
+        // Our pid, for a `WaitSet` on the peer's side to watch with a pidfd
+        // (DESIGN.md section 8). A hint, not a claim: the peer's set only
+        // re-checks our role lock when that process exits. Release: pairs
+        // with the Acquire load in `Watch::peer_pid`; a set that saw our
+        // ATTACHED before this store is woken below (or looks again within
+        // a slice) and then reads it.
+        #[cfg(not(loom))]
+        let own_pid = match role {
+            Role::Producer => &seg.header().endpoints.producer_pid,
+            Role::Consumer => &seg.header().endpoints.consumer_pid,
+        };
+        #[cfg(not(loom))]
+        own_pid.store(std::process::id(), Ordering::Release);
         let g = seg.geometry;
         let light = g.wait.sleeps() && wait::light_barrier_available();
         let own_light = match role {

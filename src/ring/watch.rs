@@ -2,14 +2,20 @@
 //! the registration half of the sleep protocol, and a readiness query made
 //! from the indices the endpoint already publishes in the segment.
 //!
-//! A `Watch` holds the endpoint's segment (an `Arc`), not the endpoint: the
-//! user keeps draining through the handle while the set watches. The
-//! endpoint publishes its own position (`head` for a consumer, `tail` for a
-//! producer) after every message anyway, so the set reads it from the
-//! segment instead of a copy the hot path would have to keep updated.
+//! A `Watch` refers to the endpoint's segment weakly, not to the endpoint:
+//! the user keeps draining through the handle while the set watches, and
+//! the set never keeps a ring alive. Each look pins the segment (upgrades
+//! the `Weak`) for its duration only, so once the user drops the ring's
+//! endpoints the mapping goes, and with it the name a creator asked to
+//! remove on drop, whatever the set is doing (at worst a look in progress
+//! on another thread finishes first, and the unmap happens when it drops
+//! its pin). The endpoint publishes its own position (`head` for a
+//! consumer, `tail` for a producer) after every message anyway, so the set
+//! reads it from the segment instead of a copy the hot path would have to
+//! keep updated.
 
 use std::sync::atomic::AtomicU64 as StdAtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::frame::{self, HDR};
@@ -33,7 +39,8 @@ pub(crate) enum Readiness {
 }
 
 pub(crate) struct Watch {
-    seg: Arc<Segment>,
+    /// Weak: the endpoints own the segment; see the module docs.
+    seg: Weak<Segment>,
     role: Role,
     locked: bool,
     cap: u64,
@@ -58,7 +65,7 @@ impl Watch {
     ) -> Watch {
         let cap = seg.geometry.capacity;
         Watch {
-            seg,
+            seg: Arc::downgrade(&seg),
             role,
             locked,
             cap,
@@ -70,19 +77,38 @@ impl Watch {
         }
     }
 
-    fn h(&self) -> &Header {
-        self.seg.header()
-    }
-
     /// Whether the peer wakes this side through the futex word (the set
     /// sleeps on it); `Spin`/`SpinYield` rings are polled instead.
     pub(crate) fn sleeps(&self) -> bool {
         self.wait == WaitStrategy::Futex
     }
 
+    /// The segment, mapped for as long as the returned pin lives; `None`
+    /// once every endpoint of the ring is gone (the ring is unmapped, and
+    /// nothing about it can be ready any more). Hold a pin only for one
+    /// look: never across a sleep.
+    pub(crate) fn pin(&self) -> Option<Pinned<'_>> {
+        Some(Pinned {
+            w: self,
+            seg: self.seg.upgrade()?,
+        })
+    }
+}
+
+/// A [`Watch`] whose segment is kept mapped for one look.
+pub(crate) struct Pinned<'a> {
+    w: &'a Watch,
+    seg: Arc<Segment>,
+}
+
+impl Pinned<'_> {
+    fn h(&self) -> &Header {
+        self.seg.header()
+    }
+
     /// Where this side sleeps.
     pub(crate) fn wait_word(&self) -> &WaitWord {
-        match self.role {
+        match self.w.role {
             Role::Consumer => &self.h().wait_consumer,
             Role::Producer => &self.h().wait_producer,
         }
@@ -113,7 +139,7 @@ impl Watch {
     /// after `register` (see `Endpoint::attach` for the flag's own race).
     pub(crate) fn peer_light(&self) -> bool {
         let e = &self.h().endpoints;
-        let w = match self.role {
+        let w = match self.w.role {
             Role::Consumer => &e.producer_light,
             Role::Producer => &e.consumer_light,
         };
@@ -135,15 +161,17 @@ impl Watch {
     /// kernel whether the peer's role lock is held at most once per
     /// `liveness` (a killed peer leaves its state word ATTACHED; each query
     /// is an `fcntl`, which is what an idle set over many rings spends its
-    /// time on).
-    pub(crate) fn readiness(&self, liveness: Duration) -> Readiness {
+    /// time on), and at once if `force` (the set learnt that the process
+    /// the peer's pid word names exited: a hint, which this check decides).
+    pub(crate) fn readiness(&self, liveness: Duration, force: bool) -> Readiness {
         let h = self.h();
-        let ready = match self.role {
+        let w = self.w;
+        let ready = match w.role {
             Role::Consumer => {
                 // Acquire: pairs with our own endpoint's Release store of
                 // `head` (possibly from another thread of this process).
                 let head = h.cons.head.load(Ordering::Acquire);
-                if self.locked {
+                if w.locked {
                     // SeqCst: the signal a locked producer publishes.
                     h.prod.tail.load(Ordering::SeqCst) != head
                 } else {
@@ -158,14 +186,14 @@ impl Watch {
                 // pairs with its Release store).
                 let head = h.cons.head.load(Ordering::SeqCst);
                 let tail = h.prod.tail.load(Ordering::Acquire);
-                let rec = frame::record_len(self.room_for);
-                let contiguous = self.cap - (tail & self.mask);
+                let rec = frame::record_len(w.room_for);
+                let contiguous = w.cap - (tail & w.mask);
                 let pad = if contiguous >= rec { 0 } else { contiguous };
                 // A forged index gives a huge `used`: not ready, and the
                 // user's next call reports the corruption when it finds the
                 // ring full (liveness is still checked below).
                 let used = tail.wrapping_sub(head);
-                used <= self.cap && self.cap - used >= pad + rec + HDR
+                used <= w.cap && w.cap - used >= pad + rec + HDR
             }
         };
         if ready {
@@ -186,15 +214,16 @@ impl Watch {
             // the microseconds its previous look took.
             let every = liveness.as_nanos().min(u64::MAX as u128) as u64;
             let slack = every / 8;
-            if now + slack >= self.next_check.load(std::sync::atomic::Ordering::Relaxed) {
-                self.next_check.store(
+            let due = now + slack >= w.next_check.load(std::sync::atomic::Ordering::Relaxed);
+            if due || force {
+                w.next_check.store(
                     now.saturating_add(every),
                     std::sync::atomic::Ordering::Relaxed,
                 );
                 let died = match self.seg.file() {
                     // A descriptor that holds no lock itself: it sees the
                     // peer's lock if the peer is alive.
-                    Some(f) => match role_lock_held(f, self.role.peer()) {
+                    Some(f) => match role_lock_held(f, w.role.peer()) {
                         Ok(held) => {
                             !held && self.peer_state().load(Ordering::Acquire) != STATE_CLOSED
                         }
@@ -203,20 +232,44 @@ impl Watch {
                     },
                     None => false, // heap ring: both ends in this process
                 };
-                self.died.store(died, std::sync::atomic::Ordering::Relaxed);
+                w.died.store(died, std::sync::atomic::Ordering::Relaxed);
             }
-            if self.died.load(std::sync::atomic::Ordering::Relaxed) {
+            if w.died.load(std::sync::atomic::Ordering::Relaxed) {
                 return Readiness::PeerGone;
             }
         }
         #[cfg(loom)]
-        let _ = (liveness, &self.next_check, &self.died); // heap rings only: one process
+        let _ = (liveness, force, &w.next_check, &w.died); // heap rings only: one process
         Readiness::Idle
+    }
+
+    /// The pid the peer recorded at attach if its state word says
+    /// ATTACHED, else 0. Foreign input: any value may come back; the set
+    /// uses it only to learn when to ask the kernel about the role lock.
+    #[cfg(not(loom))]
+    pub(crate) fn peer_pid(&self) -> u32 {
+        let e = &self.h().endpoints;
+        // Acquire: pairs with the SeqCst store of ATTACHED in
+        // `segment::attach`. The pid is stored just after that (in
+        // `Endpoint::attach`), so right after an attach this may still
+        // read the previous attachment's pid: the set then follows a
+        // process that has exited, whose pidfd only triggers a role-lock
+        // check, and the new pid is read at its next look (the attach
+        // wakes a registered set after storing it).
+        if self.peer_state().load(Ordering::Acquire) != STATE_ATTACHED {
+            return 0;
+        }
+        let pid = match self.w.role {
+            Role::Consumer => &e.producer_pid,
+            Role::Producer => &e.consumer_pid,
+        };
+        // Acquire: pairs with the Release store in `Endpoint::attach`.
+        pid.load(Ordering::Acquire)
     }
 
     fn peer_state(&self) -> &crate::sync::AtomicU32 {
         let e = &self.h().endpoints;
-        match self.role {
+        match self.w.role {
             Role::Consumer => &e.producer,
             Role::Producer => &e.consumer,
         }
@@ -224,15 +277,15 @@ impl Watch {
 
     #[cfg(loom)]
     fn header_word(&self, pos: u64) -> &crate::sync::AtomicU64 {
-        self.seg.loom_word(pos & (self.mask & !7))
+        self.seg.loom_word(pos & (self.w.mask & !7))
     }
 
     #[cfg(not(loom))]
     fn header_word(&self, pos: u64) -> &crate::sync::AtomicU64 {
-        let off = pos & (self.mask & !7);
+        let off = pos & (self.w.mask & !7);
         // SAFETY: `off` is masked into the data area and 8-aligned (the
         // data area is 128-aligned and `cap >= 64`), so 8 bytes fit; the
-        // mapping lives as long as `self.seg`. Atomic: the producer writes
+        // mapping lives as long as the pin `self.seg`. Atomic: the producer writes
         // the same word concurrently.
         unsafe { &*(self.seg.data().add(off as usize) as *const crate::sync::AtomicU64) }
     }
@@ -249,24 +302,26 @@ impl Watch {
 #[doc(hidden)]
 pub fn loom_wait_any(consumers: &mut [&mut crate::Consumer]) -> Vec<usize> {
     let ws: Vec<Watch> = consumers.iter_mut().map(|c| c.watch()).collect();
-    let seqs: Vec<u32> = ws.iter().map(Watch::register).collect();
-    let ready = |ws: &[Watch]| -> Vec<usize> {
-        (0..ws.len())
-            .filter(|&i| ws[i].readiness(Duration::MAX) != Readiness::Idle)
+    // The consumers are borrowed for the call: every pin succeeds.
+    let pins: Vec<Pinned<'_>> = ws.iter().filter_map(Watch::pin).collect();
+    let seqs: Vec<u32> = pins.iter().map(Pinned::register).collect();
+    let ready = |ps: &[Pinned<'_>]| -> Vec<usize> {
+        (0..ps.len())
+            .filter(|&i| ps[i].readiness(Duration::MAX, false) != Readiness::Idle)
             .collect()
     };
-    let mut out = ready(&ws);
+    let mut out = ready(&pins);
     if out.is_empty() {
-        let words: Vec<(&crate::sync::AtomicU32, u32)> = ws
+        let words: Vec<(&crate::sync::AtomicU32, u32)> = pins
             .iter()
             .zip(&seqs)
-            .map(|(w, &s)| (&w.wait_word().seq, s))
+            .map(|(p, &s)| (&p.wait_word().seq, s))
             .collect();
         crate::wait::futex_wait_any(&words);
-        out = ready(&ws);
+        out = ready(&pins);
     }
-    for w in &ws {
-        w.unregister();
+    for p in &pins {
+        p.unregister();
     }
     out
 }
