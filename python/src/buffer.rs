@@ -167,7 +167,14 @@ unsafe extern "C" fn message_getbuffer(
         // takes a reference to `obj` into `view.obj`, so the Message (and
         // through it the Consumer) outlives the view.
         let rc = unsafe {
-            PyBuffer_FillInfo(view, obj, ptr as *mut c_void, len as ffi::Py_ssize_t, 1, flags)
+            PyBuffer_FillInfo(
+                view,
+                obj,
+                ptr as *mut c_void,
+                len as ffi::Py_ssize_t,
+                1,
+                flags,
+            )
         };
         if rc != 0 {
             msg.get().unexport(py);
@@ -209,7 +216,10 @@ producer overwrite bytes a view can still read). A Message dropped without relea
 message in the ring: the next receive returns it again.";
 
 /// Create `shmpipe.Message`: `MessageBase` plus the two buffer slots.
-pub fn message_type<'py>(py: Python<'py>, base: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyType>> {
+pub fn message_type<'py>(
+    py: Python<'py>,
+    base: &Bound<'py, PyType>,
+) -> PyResult<Bound<'py, PyType>> {
     let mut slots = [
         ffi::PyType_Slot {
             slot: PY_BF_GETBUFFER,

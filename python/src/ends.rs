@@ -386,7 +386,9 @@ impl Producer {
     }
 
     fn __repr__(&self) -> PyResult<String> {
-        let closed = lock(&self.state, "Producer").map(|s| s.is_closed()).unwrap_or(false);
+        let closed = lock(&self.state, "Producer")
+            .map(|s| s.is_closed())
+            .unwrap_or(false);
         Ok(repr("Producer", &self.info, closed))
     }
 }
@@ -483,7 +485,7 @@ impl Lender {
 impl Drop for Lender {
     fn drop(&mut self) {
         self.lent = None; // ends the borrow of `*c` first
-        // SAFETY: as in `close`; drop runs once.
+                          // SAFETY: as in `close`; drop runs once.
         drop(unsafe { Box::from_raw(self.c.as_ptr()) });
     }
 }
@@ -797,7 +799,9 @@ impl Consumer {
     }
 
     fn __repr__(&self) -> PyResult<String> {
-        let closed = lock(&self.state, "Consumer").map(|s| s.end.is_closed()).unwrap_or(false);
+        let closed = lock(&self.state, "Consumer")
+            .map(|s| s.end.is_closed())
+            .unwrap_or(false);
         Ok(repr("Consumer", &self.info, closed))
     }
 }

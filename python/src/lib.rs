@@ -309,7 +309,12 @@ fn capacity_of(py: Python<'_>, capacity: &Bound<'_, PyAny>) -> PyResult<u64> {
     }
 }
 
-fn new_ring(py: Python<'_>, capacity: &Bound<'_, PyAny>, wait: &str, variant: &str) -> PyResult<NewRing> {
+fn new_ring(
+    py: Python<'_>,
+    capacity: &Bound<'_, PyAny>,
+    wait: &str,
+    variant: &str,
+) -> PyResult<NewRing> {
     Ok(NewRing {
         capacity: capacity_of(py, capacity)?,
         wait: wait.parse::<WaitStrategy>().map_err(|e| err(py, e))?,
@@ -345,7 +350,10 @@ where
                     return Err(raise(
                         py,
                         &exc(py).not_found,
-                        format!("{e} (waited {:.3} s for it to appear)", timeout.unwrap_or(0.0)),
+                        format!(
+                            "{e} (waited {:.3} s for it to appear)",
+                            timeout.unwrap_or(0.0)
+                        ),
                         &[],
                     ));
                 }
@@ -409,7 +417,10 @@ fn create_consumer(
     Ok(Consumer::attached(c, Some(name.to_string())))
 }
 
-fn default_capacity<'py>(py: Python<'py>, capacity: Option<&Bound<'py, PyAny>>) -> Bound<'py, PyAny> {
+fn default_capacity<'py>(
+    py: Python<'py>,
+    capacity: Option<&Bound<'py, PyAny>>,
+) -> Bound<'py, PyAny> {
     match capacity {
         Some(c) => c.clone(),
         None => shmpipe_core::DEFAULT_CAPACITY
