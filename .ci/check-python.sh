@@ -12,4 +12,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 SHMPIPE_CLI="$PWD/target/release/shmpipe" "$venv/bin/python" -m pytest -q python/tests
 # The benchmark runs end to end (tiny counts; figures are not checked).
-"$venv/bin/python" python/bench.py --count 2000 --rt-count 200 --transports shmpipe,mp.Pipe >/dev/null
+if ! out=$("$venv/bin/python" python/bench.py --count 2000 --rt-count 200 --transports shmpipe,mp.Pipe 2>&1); then
+    echo "$out"
+    echo "python/bench.py failed"
+    exit 1
+fi
+echo "python/bench.py ran"
