@@ -813,7 +813,10 @@ pub struct MessageBase {
     /// The consumer that lent it and the lent message's generation; unset
     /// for a `Message()` made by hand (which holds nothing).
     link: OnceLock<(Py<Consumer>, u64)>,
-    /// The memoryview `__enter__` handed out, released by `release`.
+    /// A weak reference to the memoryview `__enter__` handed out, released by
+    /// `release`. Weak: a strong one would make a cycle (the view's buffer
+    /// holds this object) that the garbage collector cannot see through a
+    /// pyo3 class, and a lost `__exit__` would then keep the message lent.
     view: Mutex<Option<Py<PyAny>>>,
 }
 
@@ -851,14 +854,18 @@ impl MessageBase {
 
     fn release_impl(&self, py: Python<'_>) -> PyResult<()> {
         let view = self.view.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(v) = view {
-            if let Err(e) = v.bind(py).call_method0("release") {
-                // Views made from it (e.g. a numpy array) are alive: keep it.
-                *self.view.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
-                return Err(PyBufferError::new_err(format!(
-                    "cannot release the message: {e} (arrays or views made from its memoryview \
-                     are still alive; delete them first)"
-                )));
+        if let Some(weak) = view {
+            let v = weak.bind(py).call0()?;
+            if !v.is_none() {
+                if let Err(e) = v.call_method0("release") {
+                    // Arrays made from the view are alive. The message stays
+                    // lent until they are gone and it is released, or until
+                    // this Message is dropped (then it is received again).
+                    return Err(PyBufferError::new_err(format!(
+                        "cannot release the message: {e} (arrays or views made from its \
+                         memoryview are still alive; delete them first)"
+                    )));
+                }
             }
         }
         let Some((consumer, gen)) = self.link.get() else {
@@ -948,11 +955,15 @@ impl MessageBase {
     fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let me = slf.get();
         let mut view = me.view.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(v) = view.as_ref() {
-            return Ok(v.bind(slf.py()).clone());
+        if let Some(weak) = view.as_ref() {
+            let v = weak.bind(slf.py()).call0()?;
+            if !v.is_none() {
+                return Ok(v);
+            }
         }
         let v = PyMemoryView::from(slf.as_any())?.into_any();
-        *view = Some(v.clone().unbind());
+        let weak = slf.py().import("weakref")?.getattr("ref")?.call1((&v,))?;
+        *view = Some(weak.unbind());
         Ok(v)
     }
 

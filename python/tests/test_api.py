@@ -305,3 +305,30 @@ def test_ends_cannot_be_pickled():
     for end in (p, c):
         with pytest.raises(TypeError, match="fork"):
             pickle.dumps(end)
+
+
+def test_release_refused_while_an_export_of_the_view_lives():
+    import pickle
+
+    p, c = shmpipe.pipe(capacity=4096)
+    p.send(b"exported")
+    msg = c.peek()
+    with pytest.raises(BufferError):
+        with msg as v:
+            pb = pickle.PickleBuffer(v)  # holds a buffer export of the view itself
+    assert bytes(pb.raw()) == b"exported"  # still valid: nothing was released
+    pb.release()
+    v.release()
+    msg.release()
+    assert msg.released and c.try_recv() is None
+
+
+def test_entered_but_never_exited_message_does_not_wedge_the_consumer():
+    p, c = shmpipe.pipe(capacity=4096)
+    p.send(b"kept")
+    view = c.peek().__enter__()  # no __exit__
+    assert bytes(view) == b"kept"
+    del view  # not released either: the Message must not keep it alive
+    gc.collect()
+    assert c.recv() == b"kept"  # dropped unreleased: received again
+    assert c.try_recv() is None
