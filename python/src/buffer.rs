@@ -1,0 +1,261 @@
+//! The buffer protocol, both ways, under the abi3 (stable) ABI for CPython
+//! 3.9 and later.
+//!
+//! CPython added `Py_buffer`, `PyObject_GetBuffer` and the
+//! `Py_bf_getbuffer`/`Py_bf_releasebuffer` type slots to the *limited* API
+//! only in 3.11, so pyo3 offers neither `PyBuffer` nor `__getbuffer__` to an
+//! `abi3-py39` module. Every CPython since 3.3 nevertheless exports these
+//! functions, lays `Py_buffer` out exactly as below (the layout 3.11 froze
+//! into the stable ABI), and `PyType_FromSpec` has accepted the two slot
+//! numbers (1 and 2, "part of the stable ABI" per `typeslots.h`) all along:
+//! pyo3's own non-abi3 builds for 3.9 create buffer types this way. So we
+//! declare the few pieces ourselves, and keep everything that touches them
+//! in this file.
+//!
+//! - [`Input`]: a borrowed C-contiguous buffer from any exporter (bytes,
+//!   bytearray, memoryview, array, numpy...), released on drop.
+//! - [`message_type`]: `shmpipe.Message`, a subclass of the pyo3 class
+//!   [`crate::ends::MessageBase`] that adds the two buffer slots, so that
+//!   `memoryview(msg)` lends the message's bytes in shared memory.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::ptr;
+
+use pyo3::exceptions::PyBufferError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyTuple, PyType};
+
+use crate::ends::MessageBase;
+
+/// CPython's `Py_buffer` (Include/pybuffer.h; the same since 3.3).
+#[repr(C)]
+struct PyBufferRaw {
+    buf: *mut c_void,
+    obj: *mut ffi::PyObject,
+    len: ffi::Py_ssize_t,
+    itemsize: ffi::Py_ssize_t,
+    readonly: c_int,
+    ndim: c_int,
+    format: *mut c_char,
+    shape: *mut ffi::Py_ssize_t,
+    strides: *mut ffi::Py_ssize_t,
+    suboffsets: *mut ffi::Py_ssize_t,
+    internal: *mut c_void,
+}
+
+const PYBUF_SIMPLE: c_int = 0;
+const PYBUF_WRITABLE: c_int = 0x0001;
+/// Type slot numbers (Include/typeslots.h; unchanged since 3.2).
+const PY_BF_GETBUFFER: c_int = 1;
+const PY_BF_RELEASEBUFFER: c_int = 2;
+
+extern "C" {
+    fn PyObject_GetBuffer(obj: *mut ffi::PyObject, view: *mut PyBufferRaw, flags: c_int) -> c_int;
+    fn PyBuffer_Release(view: *mut PyBufferRaw);
+    fn PyBuffer_FillInfo(
+        view: *mut PyBufferRaw,
+        obj: *mut ffi::PyObject,
+        buf: *mut c_void,
+        len: ffi::Py_ssize_t,
+        readonly: c_int,
+        flags: c_int,
+    ) -> c_int;
+}
+
+/// A buffer borrowed from a Python object for the duration of one call.
+/// While it lives the exporter keeps the memory where it is (a `bytearray`
+/// refuses to resize, a `memoryview` to release, with `BufferError`).
+/// Created and dropped with the GIL held; `!Send` (raw pointers).
+pub struct Input {
+    view: PyBufferRaw,
+}
+
+impl Input {
+    /// Borrow `obj`'s bytes: read-only, or writable for `recv_into`. The
+    /// exporter must be C-contiguous (PyBUF_SIMPLE); otherwise it raises
+    /// `BufferError`/`TypeError` itself, naming what it cannot do.
+    pub fn get(obj: &Bound<'_, PyAny>, writable: bool) -> PyResult<Input> {
+        let mut view = PyBufferRaw {
+            buf: ptr::null_mut(),
+            obj: ptr::null_mut(),
+            len: 0,
+            itemsize: 0,
+            readonly: 0,
+            ndim: 0,
+            format: ptr::null_mut(),
+            shape: ptr::null_mut(),
+            strides: ptr::null_mut(),
+            suboffsets: ptr::null_mut(),
+            internal: ptr::null_mut(),
+        };
+        let flags = if writable {
+            PYBUF_SIMPLE | PYBUF_WRITABLE
+        } else {
+            PYBUF_SIMPLE
+        };
+        // SAFETY: `obj` is a live object (we hold the GIL through `Bound`);
+        // `view` is a properly laid-out, writable Py_buffer. On failure the
+        // exporter set a Python exception and left nothing to release.
+        if unsafe { PyObject_GetBuffer(obj.as_ptr(), &mut view, flags) } != 0 {
+            return Err(PyErr::fetch(obj.py()));
+        }
+        Ok(Input { view })
+    }
+
+    /// The borrowed bytes, read-only.
+    pub fn bytes(&self) -> &[u8] {
+        if self.view.len <= 0 || self.view.buf.is_null() {
+            return &[];
+        }
+        // SAFETY: a successful PyBUF_SIMPLE request gives `len` contiguous
+        // bytes at `buf`, valid until `PyBuffer_Release` (our drop). Only
+        // called with the GIL held, so no Python code mutates them meanwhile
+        // (a C extension that released the GIL could; as for every C
+        // reader of a buffer, e.g. `socket.send`, that is the caller's race).
+        unsafe { std::slice::from_raw_parts(self.view.buf as *const u8, self.view.len as usize) }
+    }
+
+    /// The borrowed bytes, writable (only for an `Input::get(.., true)`).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        if self.view.len <= 0 || self.view.buf.is_null() || self.view.readonly != 0 {
+            return &mut [];
+        }
+        // SAFETY: as in `bytes`; PyBUF_WRITABLE made the exporter hand out
+        // writable memory (or fail), and `&mut self` makes this borrow unique
+        // on our side.
+        unsafe { std::slice::from_raw_parts_mut(self.view.buf as *mut u8, self.view.len as usize) }
+    }
+}
+
+impl Drop for Input {
+    fn drop(&mut self) {
+        // SAFETY: `view` was filled by a successful PyObject_GetBuffer and is
+        // released exactly once, here, with the GIL held (an `Input` never
+        // leaves the thread and the GIL scope it was made in: it is !Send).
+        unsafe { PyBuffer_Release(&mut self.view) }
+    }
+}
+
+/// `bf_getbuffer` of `shmpipe.Message`: lend the peeked message's bytes,
+/// read-only, and count the export (see `MessageBase::export`).
+unsafe extern "C" fn message_getbuffer(
+    obj: *mut ffi::PyObject,
+    view: *mut PyBufferRaw,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: CPython calls this slot with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: `obj` is the live object whose slot is being called.
+    let any = unsafe { Bound::from_borrowed_ptr(py, obj) };
+    let result = (|| -> PyResult<()> {
+        if view.is_null() {
+            return Err(PyBufferError::new_err("no buffer view to fill"));
+        }
+        if flags & PYBUF_WRITABLE != 0 {
+            return Err(PyBufferError::new_err(
+                "a peeked Message is read-only: it lends the ring's shared memory; copy it (bytes(msg)) to modify it",
+            ));
+        }
+        let msg = any.cast::<MessageBase>()?;
+        let (ptr, len) = msg.get().export(py)?;
+        // SAFETY: `view` is the caller's Py_buffer to fill; `ptr..ptr+len`
+        // lies in the ring's mapping and stays valid and unchanged until the
+        // matching `message_releasebuffer`: the export count now held keeps
+        // the message from being released (the producer cannot reuse its
+        // bytes) and the consumer from closing (the mapping stays). FillInfo
+        // takes a reference to `obj` into `view.obj`, so the Message (and
+        // through it the Consumer) outlives the view.
+        let rc = unsafe {
+            PyBuffer_FillInfo(
+                view,
+                obj,
+                ptr as *mut c_void,
+                len as ffi::Py_ssize_t,
+                1,
+                flags,
+            )
+        };
+        if rc != 0 {
+            msg.get().unexport(py);
+            return Err(PyErr::fetch(py));
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            if !view.is_null() {
+                // SAFETY: the protocol asks an exporter that fails to set
+                // `view->obj` to NULL.
+                unsafe { (*view).obj = ptr::null_mut() };
+            }
+            e.restore(py);
+            -1
+        }
+    }
+}
+
+/// `bf_releasebuffer` of `shmpipe.Message`: one export fewer.
+unsafe extern "C" fn message_releasebuffer(obj: *mut ffi::PyObject, _view: *mut PyBufferRaw) {
+    // SAFETY: CPython calls this slot with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: `obj` is the live exporter (the view still holds a reference).
+    let any = unsafe { Bound::from_borrowed_ptr(py, obj) };
+    if let Ok(msg) = any.cast::<MessageBase>() {
+        msg.get().unexport(py);
+    }
+}
+
+const MESSAGE_DOC: &std::ffi::CStr = c"A message lent by Consumer.peek(): its bytes stay in the ring's shared memory until release().\n\n\
+memoryview(msg) (or any buffer consumer: numpy.frombuffer, bytes) reads them in place, read-only.\n\
+`with consumer.peek() as view:` gives such a memoryview and releases both the view and the message\n\
+at the end of the block; using the view afterwards raises ValueError.\n\
+release() raises BufferError while other views of the message are still alive (it never lets the\n\
+producer overwrite bytes a view can still read). A Message dropped without release() leaves the\n\
+message in the ring: the next receive returns it again.";
+
+/// Create `shmpipe.Message`: `MessageBase` plus the two buffer slots.
+pub fn message_type<'py>(
+    py: Python<'py>,
+    base: &Bound<'py, PyType>,
+) -> PyResult<Bound<'py, PyType>> {
+    let mut slots = [
+        ffi::PyType_Slot {
+            slot: PY_BF_GETBUFFER,
+            pfunc: message_getbuffer as *mut c_void,
+        },
+        ffi::PyType_Slot {
+            slot: PY_BF_RELEASEBUFFER,
+            pfunc: message_releasebuffer as *mut c_void,
+        },
+        ffi::PyType_Slot {
+            slot: ffi::Py_tp_doc,
+            pfunc: MESSAGE_DOC.as_ptr() as *mut c_void,
+        },
+        ffi::PyType_Slot {
+            slot: 0,
+            pfunc: ptr::null_mut(),
+        },
+    ];
+    let mut spec = ffi::PyType_Spec {
+        // 'static: the type's tp_name points into it.
+        name: c"shmpipe.Message".as_ptr(),
+        // 0: inherit the base's size (the pyo3 object holding MessageBase);
+        // tp_new and tp_dealloc are inherited too.
+        basicsize: 0,
+        itemsize: 0,
+        flags: ffi::Py_TPFLAGS_DEFAULT as _,
+        slots: slots.as_mut_ptr(),
+    };
+    let bases = PyTuple::new(py, [base])?;
+    // SAFETY: `spec` and `slots` are valid for the call (CPython copies the
+    // slots and the doc; the name is 'static); `bases` is a live tuple.
+    let ty = unsafe { ffi::PyType_FromSpecWithBases(&mut spec, bases.as_ptr()) };
+    if ty.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: a new reference to a type object.
+    let ty = unsafe { Bound::from_owned_ptr(py, ty) };
+    Ok(ty.cast_into::<PyType>()?)
+}
