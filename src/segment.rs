@@ -66,8 +66,10 @@ pub(crate) struct Segment {
     data: NonNull<u8>,
     pub geometry: Geometry,
     backing: Backing,
-    /// Named segments whose creator asked to unlink on drop.
-    unlink: Option<CString>,
+    /// Named segments whose creator asked to unlink on drop, and the
+    /// creating process: a forked child that inherited the handle and drops
+    /// it must not remove the name its parent still serves.
+    unlink: Option<(CString, u32)>,
     /// Under loom, the data area's record header words, one per 8 bytes:
     /// loom must see every access to them (the header is the consumer's
     /// signal), and it cannot track atomics placed in raw memory. Payload
@@ -85,14 +87,16 @@ unsafe impl Sync for Segment {}
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if let Some(name) = &self.unlink {
-            // SAFETY: valid NUL-terminated name. Errors (already removed) are ignored.
+        if let Some((name, creator)) = &self.unlink {
+            // Only in the creating process: a forked child that inherited
+            // the handle leaves the name to its parent.
             #[cfg(not(any(loom, miri)))]
-            unsafe {
-                libc::shm_unlink(name.as_ptr())
-            };
+            if *creator == std::process::id() {
+                // SAFETY: valid NUL-terminated name. Errors (already removed) are ignored.
+                unsafe { libc::shm_unlink(name.as_ptr()) };
+            }
             #[cfg(any(loom, miri))]
-            let _ = name;
+            let _ = (name, creator);
         }
         if let Backing::Heap {
             header,
@@ -114,7 +118,7 @@ impl Segment {
     /// Remove the name now (creator with `unlink_on_drop`), reporting errors;
     /// a name already removed by someone else is not an error.
     pub(crate) fn unlink_now(&mut self) -> Result<()> {
-        let Some(name) = self.unlink.take() else {
+        let Some((name, _)) = self.unlink.take() else {
             return Ok(());
         };
         #[cfg(not(any(loom, miri)))]
@@ -506,7 +510,7 @@ mod os {
             let mut seg = from_map(map, fd, geometry);
             seg.init_header(variant, opts.wait, opts.capacity)?;
             if opts.unlink_on_drop {
-                seg.unlink = Some(cname.clone());
+                seg.unlink = Some((cname.clone(), std::process::id()));
             }
             Ok(seg)
         })();

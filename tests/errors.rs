@@ -1133,3 +1133,32 @@ variant_tests!(
     consumer_follows_new_producer,
     io_stream
 );
+
+/// A forked child that inherited a creator's handle and drops it leaves the
+/// name to its parent (only the creating process removes it).
+#[test]
+fn inherited_creator_handle_dropped_in_child_keeps_the_name() {
+    let _s = common::serial();
+    let name = ShmName::new("inhdrop");
+    let tx = shmpipe::Builder::new()
+        .capacity(4096)
+        .create_producer(&name)
+        .unwrap();
+    let (child, tx) = common::fork_with(tx, |tx| {
+        drop(tx);
+        Ok(())
+    });
+    child.wait(Duration::from_secs(10)).unwrap();
+    assert!(
+        name.path().exists(),
+        "the child's drop removed its parent's name"
+    );
+    let mut rx = shmpipe::Builder::new().open_consumer(&name).unwrap();
+    let mut tx = tx;
+    tx.send(b"still here").unwrap();
+    let mut buf = Vec::new();
+    rx.recv(&mut buf).unwrap();
+    assert_eq!(buf, b"still here");
+    drop(tx);
+    assert!(!name.path().exists(), "the creator's drop removes the name");
+}
