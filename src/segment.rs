@@ -739,6 +739,7 @@ mod os {
     /// is not registered for closing in forked children (the child that is
     /// to hold it is forked by `Command::spawn`), so close it in this
     /// process as soon as the child is spawned.
+    #[cfg(feature = "rpc")]
     pub(crate) fn attach_for_child(seg: &Segment, role: Role) -> Result<OwnedFd> {
         let file = seg.file().ok_or_else(|| {
             Error::io(
@@ -1001,7 +1002,9 @@ pub(crate) use os::{anonymous, create, open, role_lock_held, RoleLock};
 #[cfg(all(feature = "rpc", not(any(loom, miri))))]
 pub(crate) use os::remove_if_role_free;
 #[cfg(not(any(loom, miri)))]
-pub(crate) use os::{attach_for_child, dup_fd, from_fd};
+pub(crate) use os::{dup_fd, from_fd};
+#[cfg(all(feature = "rpc", not(any(loom, miri))))]
+pub(crate) use os::attach_for_child;
 
 /// Under loom and Miri there is no `shm_open`/`mmap`/`memfd`/`fcntl`: only
 /// heap segments (`Builder::in_process`) exist; the other makers report this.
