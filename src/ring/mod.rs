@@ -126,6 +126,15 @@ pub enum PeerStatus {
 pub struct Stats {
     /// Size of the data area in bytes.
     pub capacity: u64,
+    /// The consumer's position (`head`): bytes of records, padding included,
+    /// consumed since the ring was created. Unlike `messages_received`, it
+    /// is the index itself (one store per release), so a consumer that
+    /// takes over starts exactly here; with [`crate::position_after`] it
+    /// gives every later message's position.
+    pub head: u64,
+    /// The producer's published position (`tail`), in the same unit; it may
+    /// lag the last committed record by one (DESIGN.md §2).
+    pub tail: u64,
     /// Bytes of committed, unread records (framing included), from the
     /// published indices (the consumer may be a record ahead of `tail`).
     pub used_bytes: u64,
@@ -159,6 +168,8 @@ pub(crate) fn stats_of(h: &Header, capacity: u64) -> Stats {
     let head = r(&h.cons.head);
     Stats {
         capacity,
+        head,
+        tail,
         // The consumer may be ahead of a lagging `tail`: then nothing is used.
         used_bytes: tail.saturating_sub(head).min(capacity),
         messages_sent: r(&h.prod.messages),
