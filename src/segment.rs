@@ -253,9 +253,9 @@ impl Segment {
         }
         if magic != MAGIC {
             return Err(Error::NotShmpipe {
-                    name: None,
-                    found: magic,
-                });
+                name: None,
+                found: magic,
+            });
         }
         if version != VERSION {
             return Err(Error::VersionMismatch {
@@ -995,16 +995,16 @@ mod os {
     }
 }
 
+#[cfg(all(feature = "rpc", not(any(loom, miri))))]
+pub(crate) use os::attach_for_child;
 #[cfg(not(any(loom, miri)))]
 pub use os::remove;
-#[cfg(not(any(loom, miri)))]
-pub(crate) use os::{anonymous, create, open, role_lock_held, RoleLock};
 #[cfg(all(feature = "rpc", not(any(loom, miri))))]
 pub(crate) use os::remove_if_role_free;
 #[cfg(not(any(loom, miri)))]
+pub(crate) use os::{anonymous, create, open, role_lock_held, RoleLock};
+#[cfg(not(any(loom, miri)))]
 pub(crate) use os::{dup_fd, from_fd};
-#[cfg(all(feature = "rpc", not(any(loom, miri))))]
-pub(crate) use os::attach_for_child;
 
 /// Under loom and Miri there is no `shm_open`/`mmap`/`memfd`/`fcntl`: only
 /// heap segments (`Builder::in_process`) exist; the other makers report this.
@@ -1045,10 +1045,10 @@ mod no_os {
     }
 }
 
-#[cfg(any(loom, miri))]
-pub(crate) use no_os::{anonymous, create, open};
 #[cfg(all(feature = "rpc", any(loom, miri)))]
 pub(crate) use no_os::remove_if_role_free;
+#[cfg(any(loom, miri))]
+pub(crate) use no_os::{anonymous, create, open};
 
 /// Stand-in when there is no OS segment (heap only): no lock is ever held.
 #[cfg(any(loom, miri))]

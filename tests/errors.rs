@@ -477,7 +477,13 @@ fn bad_headers<V: Variant>() {
     let name = fresh();
     patch(&name, OFF_MAGIC, &0xdead_beef_u64.to_le_bytes());
     open_fails(&name, &b, "wrong magic", |e| {
-        matches!(e, Error::NotShmpipe { found: 0xdead_beef, .. })
+        matches!(
+            e,
+            Error::NotShmpipe {
+                found: 0xdead_beef,
+                ..
+            }
+        )
     });
     assert!(matches!(
         shmpipe::inspect(&name),

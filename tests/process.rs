@@ -184,7 +184,10 @@ fn child_that_never_attaches_ends_calls_with_peer_died() {
                     Err(e) => break e,
                 }
             };
-            assert!(matches!(err, Error::PeerDied), "after {sent} sends: {err:?}");
+            assert!(
+                matches!(err, Error::PeerDied),
+                "after {sent} sends: {err:?}"
+            );
             // 256 KiB ring: it filled up before the death was reported.
             assert!(sent >= 60, "only {sent} sends fit");
             let mut buf = Vec::new();
@@ -201,8 +204,7 @@ fn child_that_never_attaches_ends_calls_with_peer_died() {
 fn foreign_or_missing_program() {
     within(Duration::from_secs(120), "calls to `false`", || {
         let (mut child, duplex) =
-            process::spawn(&mut Command::new("false"), &Builder::new().capacity(4096))
-                .unwrap();
+            process::spawn(&mut Command::new("false"), &Builder::new().capacity(4096)).unwrap();
         let mut client = duplex.into_client();
         let r = client.call(b"ping", LONG);
         assert!(matches!(r, Err(Error::PeerDied)), "{r:?}");

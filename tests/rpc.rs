@@ -387,7 +387,10 @@ fn listen_takes_over_a_dead_server_never_a_live_one() {
     server1.kill();
     assert!(server1.wait(Duration::from_secs(10)).is_err());
     let req = format!("/dev/shm/{}.req", &name.as_str()[1..]);
-    assert!(std::path::Path::new(&req).exists(), "the dead server left {req}");
+    assert!(
+        std::path::Path::new(&req).exists(),
+        "the dead server left {req}"
+    );
     // The old client learns of the death.
     assert!(matches!(c1.call(b"dead", LONG), Err(Error::PeerDied)));
     drop(c1);
@@ -406,5 +409,8 @@ fn listen_takes_over_a_dead_server_never_a_live_one() {
     client2.wait(Duration::from_secs(30)).unwrap();
     assert_eq!(server2.served(), 1);
     drop(server2);
-    assert!(!std::path::Path::new(&req).exists(), "the new server removed its names");
+    assert!(
+        !std::path::Path::new(&req).exists(),
+        "the new server removed its names"
+    );
 }

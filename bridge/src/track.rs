@@ -408,9 +408,9 @@ mod tests {
             from: Some(16),
             to: 48
         }));
-        assert!(n
-            .iter()
-            .any(|x| x.to_string().contains("bytes 16..48 (32 bytes of records) lost")));
+        assert!(n.iter().any(|x| x
+            .to_string()
+            .contains("bytes 16..48 (32 bytes of records) lost")));
     }
 
     #[test]

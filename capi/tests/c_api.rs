@@ -141,7 +141,11 @@ fn install_and_pkg_config_shared_library() {
         "lib/pkgconfig/shmpipe.pc",
         "lib/pkgconfig/shmpipe-static.pc",
     ] {
-        assert!(p.join(f).is_file(), "{f} not installed under {}", p.display());
+        assert!(
+            p.join(f).is_file(),
+            "{f} not installed under {}",
+            p.display()
+        );
     }
     assert_eq!(
         pkg_config(&["--modversion", "shmpipe"]),
