@@ -158,8 +158,8 @@ impl Fail {
             Fail::Lib(e) => {
                 let errno = match &e {
                     Error::Io { source, .. } => errno_of(source),
-                    Error::NotFound { .. } => libc_errno::ENOENT,
-                    Error::AlreadyExists { .. } => libc_errno::EEXIST,
+                    Error::NotFound { .. } => E_NOENT,
+                    Error::AlreadyExists { .. } => E_EXIST,
                     _ => 0,
                 };
                 (lib_status(&e), Msg::owned(e.to_string()), errno)
@@ -184,18 +184,16 @@ impl Fail {
     }
 }
 
-/// The errno values this file reports (Linux; the C ABI is Linux-only).
-mod libc_errno {
-    use std::ffi::c_int;
-    pub const ENOENT: c_int = 2;
-    pub const ENOMEM: c_int = 12;
-    pub const EACCES: c_int = 13;
-    pub const EEXIST: c_int = 17;
-    pub const EINVAL: c_int = 22;
-    pub const ETIMEDOUT: c_int = 110;
-    pub const EOPNOTSUPP: c_int = 95;
-    pub const EIO: c_int = 5;
-}
+// The errno values this file reports (Linux; the C ABI is Linux-only).
+// Private: cbindgen must not export them as macros that shadow <errno.h>.
+const E_NOENT: c_int = 2;
+const E_IO: c_int = 5;
+const E_NOMEM: c_int = 12;
+const E_ACCES: c_int = 13;
+const E_EXIST: c_int = 17;
+const E_INVAL: c_int = 22;
+const E_OPNOTSUPP: c_int = 95;
+const E_TIMEDOUT: c_int = 110;
 
 /// The errno of an `Io` error: the OS's own code, or for an error the
 /// library made up (e.g. "the descriptor is not a sealed memfd"), the
@@ -206,14 +204,14 @@ fn errno_of(e: &std::io::Error) -> c_int {
         return code;
     }
     match e.kind() {
-        K::NotFound => libc_errno::ENOENT,
-        K::AlreadyExists => libc_errno::EEXIST,
-        K::PermissionDenied => libc_errno::EACCES,
-        K::OutOfMemory => libc_errno::ENOMEM,
-        K::InvalidInput | K::InvalidData => libc_errno::EINVAL,
-        K::TimedOut => libc_errno::ETIMEDOUT,
-        K::Unsupported => libc_errno::EOPNOTSUPP,
-        _ => libc_errno::EIO,
+        K::NotFound => E_NOENT,
+        K::AlreadyExists => E_EXIST,
+        K::PermissionDenied => E_ACCES,
+        K::OutOfMemory => E_NOMEM,
+        K::InvalidInput | K::InvalidData => E_INVAL,
+        K::TimedOut => E_TIMEDOUT,
+        K::Unsupported => E_OPNOTSUPP,
+        _ => E_IO,
     }
 }
 
