@@ -20,8 +20,11 @@ echo "--- C test under valgrind"
 cargo build --release -p shmpipe-capi
 out=target/capi-valgrind
 mkdir -p "$out"
-cc -std=c99 -O1 -g -Wall -Wextra -Werror -Icapi/include capi/tests/c/capi_test.c \
-    target/release/libshmpipe.a -lpthread -ldl -lm -lrt -lutil -o "$out/capi_test"
+capi/install.sh "$out/prefix" target/release >/dev/null
+export PKG_CONFIG_PATH="$out/prefix/lib/pkgconfig"
+# shellcheck disable=SC2046 # word splitting of the flags is intended
+cc -std=c99 -O1 -g -Wall -Wextra -Werror capi/tests/c/capi_test.c \
+    $(pkg-config --cflags --libs shmpipe-static) -o "$out/capi_test"
 vg() {
     echo "valgrind capi_test $*"
     valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \

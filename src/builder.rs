@@ -108,13 +108,9 @@ impl<V: Variant> Builder<V> {
     fn create(&self, name: &str) -> Result<Arc<Segment>> {
         match crate::segment::create(name, V::CODE, &self.opts)? {
             Some(s) => Ok(Arc::new(s)),
-            None => Err(Error::io(
-                "creating the segment",
-                std::io::Error::new(
-                    std::io::ErrorKind::AlreadyExists,
-                    format!("{name} already exists; open it, or remove it first"),
-                ),
-            )),
+            None => Err(Error::AlreadyExists {
+                name: name.to_string(),
+            }),
         }
     }
 
@@ -135,8 +131,8 @@ impl<V: Variant> Builder<V> {
     /// Create the named segment `name` (it must not exist) and attach as its producer.
     ///
     /// # Errors
-    /// `InvalidName`, `InvalidCapacity`, `InvalidOption`, or `Io` (e.g. it
-    /// already exists).
+    /// `InvalidName`, `InvalidCapacity`, `InvalidOption`, `AlreadyExists`,
+    /// or `Io` (naming the segment).
     pub fn create_producer(&self, name: &str) -> Result<Producer<V>> {
         Producer::attach(self.create(name)?)
     }
@@ -242,6 +238,18 @@ impl<V: Variant> Pair<V> {
     /// `Io` (for an in-process ring, which has no descriptor).
     pub fn try_clone_fd(&self) -> Result<std::os::fd::OwnedFd> {
         crate::segment::dup_fd(&self.seg)
+    }
+
+    /// A descriptor for a child process that will attach as `role`: the
+    /// role is locked and marked attached on it now, on the child's behalf
+    /// (see `segment::attach_for_child`), and [`Builder::from_fd`] in the
+    /// child adopts that lock.
+    #[cfg(feature = "rpc")]
+    pub(crate) fn fd_attached_for_child(
+        &self,
+        role: crate::segment::Role,
+    ) -> Result<std::os::fd::OwnedFd> {
+        crate::segment::attach_for_child(&self.seg, role)
     }
 }
 

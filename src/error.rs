@@ -55,6 +55,8 @@ pub enum Error {
     },
     /// The segment was created by another on-memory format version.
     VersionMismatch {
+        /// The segment's name (`None` for one passed as a descriptor).
+        name: Option<String>,
         /// Version found in the segment.
         found: u32,
         /// Version this library speaks.
@@ -62,11 +64,15 @@ pub enum Error {
     },
     /// The object is not a shmpipe segment (wrong magic number).
     NotShmpipe {
+        /// The segment's name (`None` for one passed as a descriptor).
+        name: Option<String>,
         /// The magic word found.
         found: u64,
     },
     /// The segment was created for the other ring variant (lock-free vs. locked).
     WrongVariant {
+        /// The segment's name (`None` for one passed as a descriptor).
+        name: Option<String>,
         /// Variant recorded in the segment.
         found: &'static str,
         /// Variant that tried to open it.
@@ -74,6 +80,8 @@ pub enum Error {
     },
     /// The segment's size does not match what its header declares.
     SizeMismatch {
+        /// The segment's name (`None` for one passed as a descriptor).
+        name: Option<String>,
         /// Size the header implies, in bytes.
         expected: u64,
         /// Actual size of the object, in bytes.
@@ -113,6 +121,12 @@ pub enum Error {
         /// The name as given.
         name: String,
     },
+    /// A shared-memory object of that name already exists (creating with
+    /// `create_*`, which never opens an existing segment).
+    AlreadyExists {
+        /// The name as given.
+        name: String,
+    },
     /// The caller's buffer is smaller than the next message, which stays in
     /// the ring (call again with a buffer of at least `len` bytes).
     BufferTooSmall {
@@ -125,6 +139,9 @@ pub enum Error {
     Io {
         /// What we were doing.
         op: &'static str,
+        /// The segment's name, when the call was about a named segment
+        /// (opening, creating, removing it).
+        name: Option<String>,
         /// The underlying error.
         source: io::Error,
     },
@@ -147,14 +164,31 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
-        Error::Io { op, source }
+        Error::Io {
+            op,
+            name: None,
+            source,
+        }
     }
 
     pub(crate) fn last_os(op: &'static str) -> Self {
-        Error::Io {
-            op,
-            source: io::Error::last_os_error(),
+        Error::io(op, io::Error::last_os_error())
+    }
+
+    /// Name the segment an open-time error is about, if it does not
+    /// already (see the variants' `name` fields).
+    pub(crate) fn for_segment(mut self, segment: &str) -> Self {
+        match &mut self {
+            Error::Io { name, .. }
+            | Error::VersionMismatch { name, .. }
+            | Error::NotShmpipe { name, .. }
+            | Error::WrongVariant { name, .. }
+            | Error::SizeMismatch { name, .. } => {
+                name.get_or_insert_with(|| segment.to_string());
+            }
+            _ => {}
         }
+        self
     }
 
     pub(crate) fn corrupted(what: &'static str, value: u64) -> Self {
@@ -190,21 +224,37 @@ impl fmt::Display for Error {
                 "invalid capacity {requested} bytes: the capacity must be a power of two between {MIN_CAPACITY} and {MAX_CAPACITY} bytes"
             ),
             Error::InvalidOption { reason } => write!(f, "invalid option: {reason}"),
-            Error::VersionMismatch { found, expected } => write!(
+            Error::VersionMismatch {
+                name,
+                found,
+                expected,
+            } => write!(
                 f,
-                "segment has format version {found}, this library speaks version {expected}"
+                "{} has format version {found}, this library speaks version {expected}; use the same shmpipe version on both sides, or remove the segment",
+                Seg(name)
             ),
-            Error::NotShmpipe { found } => write!(
+            Error::NotShmpipe { name, found } => write!(
                 f,
-                "not a shmpipe segment (magic word {found:#018x}); refusing to use it"
+                "{} is not a shmpipe segment (magic word {found:#018x}); refusing to use it: check the name, or remove the object if it is stale",
+                Seg(name)
             ),
-            Error::WrongVariant { found, expected } => write!(
+            Error::WrongVariant {
+                name,
+                found,
+                expected,
+            } => write!(
                 f,
-                "segment was created for the {found} ring, but was opened as the {expected} ring"
+                "{} was created for the {found} ring, but was opened as the {expected} ring; open it with the {found} builder",
+                Seg(name)
             ),
-            Error::SizeMismatch { expected, found } => write!(
+            Error::SizeMismatch {
+                name,
+                expected,
+                found,
+            } => write!(
                 f,
-                "segment size is {found} bytes but its header declares {expected} bytes (truncated or damaged)"
+                "{} is {found} bytes but its header declares {expected} bytes (truncated or damaged); remove it and create it again",
+                Seg(name)
             ),
             Error::NotInitialized { waited } => write!(
                 f,
@@ -230,15 +280,40 @@ impl fmt::Display for Error {
                 f,
                 "no shared-memory segment named {name:?} (looked in /dev/shm); create it first, or check the name"
             ),
+            Error::AlreadyExists { name } => write!(
+                f,
+                "a shared-memory segment named {name:?} already exists; open it (or use open_or_create), or remove it first if it is stale"
+            ),
             Error::BufferTooSmall { len, capacity } => write!(
                 f,
                 "the next message is {len} bytes but the buffer holds only {capacity}; it stays in the ring: retry with a buffer of at least {len} bytes"
             ),
-            Error::Io { op, source } => write!(f, "{op} failed: {source}"),
+            Error::Io {
+                op,
+                name: Some(name),
+                source,
+            } => write!(f, "{op} failed for segment {name:?}: {source}"),
+            Error::Io {
+                op,
+                name: None,
+                source,
+            } => write!(f, "{op} failed: {source}"),
             Error::Decode { ty, len, reason } => write!(
                 f,
                 "a message of {len} bytes could not be decoded as {ty}: {reason}; it was consumed (the peer sent another type, another encoding or a damaged message)"
             ),
+        }
+    }
+}
+
+/// "segment \"/name\"", or "the segment passed as a descriptor".
+struct Seg<'a>(&'a Option<String>);
+
+impl fmt::Display for Seg<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(name) => write!(f, "segment {name:?}"),
+            None => f.write_str("the segment passed as a descriptor"),
         }
     }
 }
@@ -266,6 +341,7 @@ impl From<Error> for io::Error {
                 io::ErrorKind::InvalidInput
             }
             Error::NotFound { .. } => io::ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => io::ErrorKind::AlreadyExists,
             Error::Io { source, .. } => source.kind(),
             _ => io::ErrorKind::InvalidData,
         };

@@ -115,3 +115,18 @@ pub type Message<'a> = ring::Message<'a, LockFree>;
 pub fn max_message_for(capacity: u64) -> usize {
     layout::max_message(capacity)
 }
+
+/// The ring position just after a `len`-byte message whose record is
+/// written at position `pos` (a [`Stats::head`] / [`Stats::tail`] value) of
+/// a ring of `capacity` bytes: `pos` plus the record (`8 + len` rounded up
+/// to 8) plus, when the record does not fit before the end of the data
+/// area, the padding that moves it to offset 0 (DESIGN.md §1, "Records").
+/// A consumer that knows where it started (`stats().head` before its first
+/// receive) can so name the position of every message it reads, e.g. to
+/// join two runs of a forwarder without counting messages.
+pub fn position_after(capacity: u64, pos: u64, len: usize) -> u64 {
+    let rec = frame::record_len(len as u64);
+    let contiguous = capacity.wrapping_sub(pos & capacity.wrapping_sub(1));
+    let pad = if contiguous >= rec { 0 } else { contiguous };
+    pos.wrapping_add(pad).wrapping_add(rec)
+}

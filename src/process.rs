@@ -27,9 +27,16 @@
 //! # Ok::<(), shmpipe::Error>(())
 //! ```
 //!
-//! If the child dies, the parent's pending calls end with `PeerDied`
-//! (within the ring's 20 ms liveness slice); if the parent dies, so do the
-//! child's.
+//! If the child exits or dies — also before it attached: a crash at
+//! start-up, a program that never calls [`Duplex::from_env`] — the
+//! parent's pending and later calls end with `PeerDied` (within the ring's
+//! 20 ms liveness slice), and so do the blocking sends and receives of the
+//! parent's [`Duplex`]. [`spawn`] locks the child's two roles on
+//! descriptors that only the child keeps, so the kernel frees them when
+//! the child exits; `from_env` adopts those locks. (A grandchild that
+//! inherits the descriptors before `from_env` marks them close-on-exec
+//! keeps the roles alive as long as it lives.) If the parent dies, the
+//! child's calls end with `PeerDied` too.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -38,6 +45,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::rpc::{Client, Server};
+use crate::segment::Role;
 use crate::{Builder, Consumer, Producer};
 
 /// The environment variable that carries the child's two descriptors:
@@ -141,10 +149,17 @@ impl Duplex {
 pub fn spawn(cmd: &mut Command, builder: &Builder) -> Result<(std::process::Child, Duplex)> {
     let to_child = builder.anonymous()?;
     let from_child = builder.anonymous()?;
-    // Close-on-exec copies; the pre-exec hook clears the flag in the child
-    // only, so no other process this parent spawns inherits them.
-    let child_rx = to_child.try_clone_fd()?;
-    let child_tx = from_child.try_clone_fd()?;
+    // The child's roles are locked and marked attached now, on descriptors
+    // only the child keeps: from here on the parent's ends see the child
+    // as attached, and the kernel releases its locks when the child exits,
+    // whether or not it ever calls `Duplex::from_env` (which adopts them).
+    // So a child that dies at start-up, or runs a program that never
+    // attaches, ends the parent's calls with `PeerDied` instead of leaving
+    // them waiting for an attach that never comes.
+    // Close-on-exec; the pre-exec hook clears the flag in the child only,
+    // so no other process this parent spawns inherits them.
+    let child_rx = to_child.fd_attached_for_child(Role::Consumer)?;
+    let child_tx = from_child.fd_attached_for_child(Role::Producer)?;
     let (a, b) = (child_rx.as_raw_fd(), child_tx.as_raw_fd());
     let parent = Duplex {
         tx: to_child.into_producer()?,
@@ -168,6 +183,7 @@ pub fn spawn(cmd: &mut Command, builder: &Builder) -> Result<(std::process::Chil
     let child = cmd
         .spawn()
         .map_err(|e| Error::io("spawning the child process", e))?;
+    // The child holds its own copies now: only it keeps its role locks.
     drop((child_rx, child_tx));
     Ok((child, parent))
 }

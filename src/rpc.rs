@@ -11,7 +11,9 @@
 //!
 //! - named: [`listen`] creates `NAME.req` and `NAME.resp` (the server is the
 //!   consumer of requests and the producer of responses) and [`connect`]
-//!   opens both; a client that dies can be replaced by a new one;
+//!   opens both ([`connect_timeout`] waits for a server that is starting);
+//!   a client that dies can be replaced by a new one, and a server that
+//!   dies too: the next `listen` on the name takes it over;
 //! - anonymous: [`Rings::anonymous`] makes two sealed memfds to share
 //!   across `fork()`, and `shmpipe::process` spawns a child with them.
 //!
@@ -55,6 +57,7 @@ use ::serde::Serialize;
 use crate::builder::{Builder, Pair};
 use crate::error::{Error, Result};
 use crate::ring::{Claim, Consumer, LockFree, Producer, Variant};
+use crate::segment::Role;
 
 /// Bytes of the request id in front of every message.
 pub const ID_LEN: usize = 8;
@@ -140,14 +143,37 @@ fn ring_names(name: &str) -> Result<(String, String)> {
 /// segments are removed when the server is dropped (unless the builder says
 /// `unlink_on_drop(false)`).
 ///
+/// A server that was killed leaves its two names behind. `listen` takes
+/// over such a name: if `NAME.req` (or `NAME.resp`) exists and no live
+/// process holds the server's role on it (the kernel released the dead
+/// server's role lock), the stale segment is removed and created anew, so
+/// a client still attached to it gets `PeerDied` and reconnects to the new
+/// one. A live server's rings are never touched.
+///
 /// # Errors
 /// As [`Builder::create_consumer`] (`InvalidName` if `NAME.resp` is not a
-/// valid name).
+/// valid name); `RoleTaken` if a live server listens on `name`;
+/// `AlreadyExists` if another `listen` created the name meanwhile; the
+/// open errors if an existing `NAME.req`/`NAME.resp` is not a segment of
+/// ours (`NotShmpipe`, `NotOwner`, ...; it is left alone).
 pub fn listen<V: Variant>(name: &str, builder: &Builder<V>) -> Result<Server<V>> {
     let (req, resp) = ring_names(name)?;
-    let rx = builder.create_consumer(&req)?;
-    let tx = builder.create_producer(&resp)?;
+    let rx = create_or_take_over(&req, Role::Consumer, || builder.create_consumer(&req))?;
+    let tx = create_or_take_over(&resp, Role::Producer, || builder.create_producer(&resp))?;
     Ok(Server::new(tx, rx))
+}
+
+/// Create one of a server's rings; if the name exists and no live process
+/// holds the server's `role` on it, remove it and create it again.
+fn create_or_take_over<T>(name: &str, role: Role, create: impl Fn() -> Result<T>) -> Result<T> {
+    match create() {
+        Err(Error::AlreadyExists { .. }) => {}
+        r => return r,
+    }
+    match crate::segment::remove_if_role_free(name, role) {
+        Ok(()) | Err(Error::NotFound { .. }) => create(),
+        Err(e) => Err(e),
+    }
 }
 
 /// Open the named pair `NAME.req` / `NAME.resp` made by [`listen`]. A dead
@@ -161,6 +187,45 @@ pub fn connect<V: Variant>(name: &str, builder: &Builder<V>) -> Result<Client<V>
     let rx = builder.open_consumer(&resp)?;
     let tx = builder.open_producer(&req)?;
     Ok(Client::new(tx, rx))
+}
+
+/// [`connect`], waiting up to `timeout` for a server that is starting: the
+/// names may not exist yet, be half made, or still be a dead server's
+/// (which the starting server's [`listen`] replaces). Returns as soon as a
+/// live server holds both rings; checks every 2 ms.
+///
+/// # Errors
+/// As [`connect`]. When `timeout` passes without a live server: the last
+/// attempt's error, `NotFound` (no server made the names) or `PeerDied`
+/// (only a server that is gone left them).
+#[cfg(not(any(loom, miri)))]
+pub fn connect_timeout<V: Variant>(
+    name: &str,
+    builder: &Builder<V>,
+    timeout: Duration,
+) -> Result<Client<V>> {
+    let (req, resp) = ring_names(name)?;
+    let deadline = deadline_after(timeout);
+    loop {
+        // Look before attaching: attaching to a server's rings and leaving
+        // again would close the client's side under a server that is
+        // still setting up (its `serve` would end with `Disconnected`).
+        let alive = crate::inspect(&req).and_then(|r| {
+            let s = crate::inspect(&resp)?;
+            Ok(r.consumer_alive && s.producer_alive)
+        });
+        let e = match alive {
+            Ok(true) => return connect(name, builder),
+            Ok(false) => Error::PeerDied,
+            Err(e @ (Error::NotFound { .. } | Error::NotInitialized { .. })) => e,
+            Err(e) => return Err(e),
+        };
+        let left = remaining(deadline);
+        if left.is_zero() {
+            return Err(e);
+        }
+        std::thread::sleep(left.min(Duration::from_millis(2)));
+    }
 }
 
 /// Two anonymous rings made together, to share across `fork()`: call

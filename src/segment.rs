@@ -70,6 +70,11 @@ pub(crate) struct Segment {
     /// creating process: a forked child that inherited the handle and drops
     /// it must not remove the name its parent still serves.
     unlink: Option<(CString, u32)>,
+    /// A descriptor handed to us by another process (`from_fd`) whose open
+    /// file description may hold the role lock that process took on our
+    /// behalf (`shmpipe::process::spawn`); the first attach adopts it if it
+    /// holds that role's lock (see `RoleLock::acquire`), or closes it.
+    inherited: std::sync::Mutex<Option<OwnedFd>>,
     /// Under loom, the data area's record header words, one per 8 bytes:
     /// loom must see every access to them (the header is the consumer's
     /// signal), and it cannot track atomics placed in raw memory. Payload
@@ -127,7 +132,8 @@ impl Segment {
             if unsafe { libc::shm_unlink(name.as_ptr()) } != 0 {
                 let e = std::io::Error::last_os_error();
                 if e.raw_os_error() != Some(libc::ENOENT) {
-                    return Err(Error::io("removing the segment name", e));
+                    return Err(Error::io("removing the segment name", e)
+                        .for_segment(&name.to_string_lossy()));
                 }
             }
         }
@@ -260,15 +266,22 @@ impl Segment {
         let magic = c.magic.load(Ordering::Relaxed);
         if version == 0 {
             if magic != 0 && magic != MAGIC {
-                return Err(Error::NotShmpipe { found: magic });
+                return Err(Error::NotShmpipe {
+                    name: None,
+                    found: magic,
+                });
             }
             return Ok(None);
         }
         if magic != MAGIC {
-            return Err(Error::NotShmpipe { found: magic });
+            return Err(Error::NotShmpipe {
+                name: None,
+                found: magic,
+            });
         }
         if version != VERSION {
             return Err(Error::VersionMismatch {
+                name: None,
                 found: version,
                 expected: VERSION,
             });
@@ -283,6 +296,7 @@ impl Segment {
         }
         if size != layout::segment_size(capacity) {
             return Err(Error::SizeMismatch {
+                name: None,
                 expected: layout::segment_size(capacity),
                 found: size,
             });
@@ -297,6 +311,7 @@ impl Segment {
             variant_name(found).ok_or_else(|| Error::corrupted("variant field", found as u64))?;
         if variant != 0 && found != variant {
             return Err(Error::WrongVariant {
+                name: None,
                 found: found_name,
                 expected: variant_name(variant).unwrap_or("unknown"),
             });
@@ -321,9 +336,11 @@ impl Segment {
             })?;
         // SAFETY: the layout has a non-zero size (capacity >= MIN_CAPACITY).
         let data = unsafe { std::alloc::alloc_zeroed(data_layout) };
-        let data = NonNull::new(data).ok_or(Error::Io {
-            op: "allocating the ring",
-            source: std::io::ErrorKind::OutOfMemory.into(),
+        let data = NonNull::new(data).ok_or_else(|| {
+            Error::io(
+                "allocating the ring",
+                std::io::ErrorKind::OutOfMemory.into(),
+            )
         })?;
         let header = NonNull::from(Box::leak(header));
         let seg = Segment {
@@ -340,6 +357,7 @@ impl Segment {
                 data_layout,
             },
             unlink: None,
+            inherited: std::sync::Mutex::new(None),
             #[cfg(loom)]
             loom_words: (0..opts.capacity / 8)
                 .map(|_| crate::sync::AtomicU64::new(0))
@@ -425,6 +443,7 @@ mod os {
 
     fn map(fd: File, size: u64) -> Result<(memmap2::MmapRaw, File)> {
         let len = usize::try_from(size).map_err(|_| Error::SizeMismatch {
+            name: None,
             expected: 0,
             found: size,
         })?;
@@ -452,6 +471,7 @@ mod os {
             geometry,
             backing: Backing::Mapped { _map: map, fd },
             unlink: None,
+            inherited: std::sync::Mutex::new(None),
         }
     }
 
@@ -472,7 +492,12 @@ mod os {
     }
 
     /// Create a named segment exclusively; `Ok(None)` if the name exists.
+    /// Errors name the segment.
     pub(crate) fn create(name: &str, variant: u32, opts: &Options) -> Result<Option<Segment>> {
+        create_unnamed(name, variant, opts).map_err(|e| e.for_segment(name))
+    }
+
+    fn create_unnamed(name: &str, variant: u32, opts: &Options) -> Result<Option<Segment>> {
         let cname = validate_name(name)?;
         check_capacity(opts.capacity)?;
         if opts.mode & !0o777 != 0 {
@@ -522,8 +547,12 @@ mod os {
     }
 
     /// Open an existing named segment, waiting up to `opts.open_timeout` for
-    /// its creator to finish initialising it.
+    /// its creator to finish initialising it. Errors name the segment.
     pub(crate) fn open(name: &str, variant: u32, opts: &Options) -> Result<Segment> {
+        open_unnamed(name, variant, opts).map_err(|e| e.for_segment(name))
+    }
+
+    fn open_unnamed(name: &str, variant: u32, opts: &Options) -> Result<Segment> {
         let cname = validate_name(name)?;
         let start = Instant::now();
         loop {
@@ -568,6 +597,7 @@ mod os {
                 // A creator sizes the object in one ftruncate; anything
                 // between 0 and a header is not a shmpipe segment.
                 return Err(Error::SizeMismatch {
+                    name: None,
                     expected: HEADER_SIZE as u64,
                     found: size,
                 });
@@ -667,6 +697,7 @@ mod os {
         let size = meta.len();
         if size < HEADER_SIZE as u64 {
             return Err(Error::SizeMismatch {
+                name: None,
                 expected: HEADER_SIZE as u64,
                 found: size,
             });
@@ -677,7 +708,12 @@ mod os {
             wait: WaitStrategy::Spin,
             variant,
         };
-        let mut seg = from_map(map, fd, placeholder);
+        // The segment keeps an open file description of its own; the one
+        // we were handed is kept aside until the first attach, which adopts
+        // it if the sender locked a role on it for us (`RoleLock::acquire`).
+        let own = File::from(reopen(&fd)?);
+        let mut seg = from_map(map, own, placeholder);
+        seg.inherited = std::sync::Mutex::new(Some(OwnedFd::from(fd)));
         match seg.validate(size, variant)? {
             Some(g) => {
                 seg.geometry = g;
@@ -687,6 +723,74 @@ mod os {
                 waited: Duration::ZERO,
             }),
         }
+    }
+
+    /// A new open file description of `file` (reopened through /proc, which
+    /// `dup` would not give), close-on-exec.
+    fn reopen(file: &File) -> Result<OwnedFd> {
+        let path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .map_err(|_| Error::corrupted("fd path", 0))?;
+        // SAFETY: valid path; opening our own fd again creates a new
+        // open file description (unlike dup).
+        let raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if raw < 0 {
+            return Err(Error::last_os("reopening the segment"));
+        }
+        // SAFETY: fresh descriptor owned by nobody else.
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    }
+
+    /// Whether `fd`'s own open file description holds `role`'s lock, as
+    /// seen from `probe`, a description that holds no lock: `probe` sees
+    /// the lock held, and `fd` sees no conflicting lock (its own does not
+    /// conflict with itself).
+    fn holds_role(fd: &OwnedFd, probe: &File, role: Role) -> Result<bool> {
+        let query = |raw: i32| -> Result<bool> {
+            let mut fl = flock_for(role, libc::F_WRLCK);
+            // SAFETY: valid fd and flock out-struct.
+            if unsafe { libc::fcntl(raw, libc::F_OFD_GETLK, &mut fl) } != 0 {
+                return Err(Error::last_os("querying a role lock"));
+            }
+            Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+        };
+        Ok(query(probe.as_raw_fd())? && !query(fd.as_raw_fd())?)
+    }
+
+    /// For `shmpipe::process::spawn`: take `role`'s lock on a new open file
+    /// description and mark the role attached, on behalf of a process that
+    /// will inherit the returned descriptor (close-on-exec: clear the flag
+    /// in that child only) and adopt the lock when it attaches. Until it
+    /// does, the role looks alive exactly as long as some process holds
+    /// the descriptor: a child that exits without attaching releases it,
+    /// and the peer sees `PeerDied` as for an attached one. The descriptor
+    /// is not registered for closing in forked children (the child that is
+    /// to hold it is forked by `Command::spawn`), so close it in this
+    /// process as soon as the child is spawned.
+    #[cfg(feature = "rpc")]
+    pub(crate) fn attach_for_child(seg: &Segment, role: Role) -> Result<OwnedFd> {
+        let file = seg.file().ok_or_else(|| {
+            Error::io(
+                "locking a role for a child process",
+                std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "an in-process (heap) ring has no descriptor; use Builder::anonymous()",
+                ),
+            )
+        })?;
+        let fd = reopen(file)?;
+        let fl = flock_for(role, libc::F_WRLCK);
+        // SAFETY: valid fd and flock struct.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EACCES) => {
+                    Err(Error::RoleTaken { role: role.name() })
+                }
+                _ => Err(Error::io("taking the role lock", e)),
+            };
+        }
+        super::mark_attached(seg, role);
+        Ok(fd)
     }
 
     /// A new descriptor (close-on-exec) for this segment's file, to hand to
@@ -717,7 +821,53 @@ mod os {
                     name: name.to_string(),
                 });
             }
-            return Err(Error::io("shm_unlink", e));
+            return Err(Error::io("shm_unlink", e).for_segment(name));
+        }
+        Ok(())
+    }
+
+    /// Remove the named segment `name` if no live process holds `role` on
+    /// it (for `rpc::listen`: the server role of a killed server). The role
+    /// lock is taken while the name is removed, and the name is removed
+    /// only if it still names the segment whose lock we hold, so of two
+    /// processes doing this at once, one removes the stale segment and the
+    /// other never removes what the first created since.
+    ///
+    /// # Errors
+    /// `RoleTaken` if a live process holds `role` (nothing is removed); the
+    /// errors of opening the segment (`NotFound` if it is already gone).
+    #[cfg(feature = "rpc")]
+    pub(crate) fn remove_if_role_free(name: &str, role: Role) -> Result<()> {
+        let opts = Options {
+            capacity: 0,
+            wait: WaitStrategy::Spin,
+            mode: 0,
+            unlink_on_drop: false,
+            open_timeout: Duration::from_secs(1),
+            allow_shared_permissions: true,
+        };
+        let seg = open(name, 0, &opts)?;
+        let _held = RoleLock::acquire(&seg, role)?;
+        let same = |cname: &CString| -> Result<bool> {
+            let now = match shm_open(cname, libc::O_RDONLY, 0) {
+                Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+                    return Ok(false)
+                }
+                r => r?,
+            };
+            let a = now.metadata().map_err(|e| Error::io("fstat", e))?;
+            let b = seg
+                .file()
+                .ok_or(Error::NotRegularFile)?
+                .metadata()
+                .map_err(|e| Error::io("fstat", e))?;
+            Ok(a.dev() == b.dev() && a.ino() == b.ino())
+        };
+        let cname = validate_name(name)?;
+        if same(&cname).map_err(|e| e.for_segment(name))? {
+            // SAFETY: valid NUL-terminated name. ENOENT (removed meanwhile
+            // by someone else) is fine.
+            unsafe { libc::shm_unlink(cname.as_ptr()) };
         }
         Ok(())
     }
@@ -816,16 +966,21 @@ mod os {
             let Some(file) = seg.file() else {
                 return Ok(None);
             };
-            let path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
-                .map_err(|_| Error::corrupted("fd path", 0))?;
-            // SAFETY: valid path; opening our own fd again creates a new
-            // open file description (unlike dup).
-            let raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-            if raw < 0 {
-                return Err(Error::last_os("reopening the segment for its role lock"));
-            }
-            // SAFETY: fresh descriptor owned by nobody else.
-            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // A descriptor handed over by the process that spawned us: if
+            // its description holds this role's lock (taken for us by
+            // `attach_for_child`), it becomes ours, so the role never looks
+            // free between that process's lock and ours. Otherwise it is
+            // closed (a plain copy, or another role's: we give that up).
+            let inherited = seg
+                .inherited
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            let fd = match inherited {
+                Some(fd) if holds_role(&fd, file, role)? => fd,
+                _ => reopen(file)?,
+            };
+            let raw = fd.as_raw_fd();
             // Register before locking, so a fork from another thread never
             // hands the locked description to a child unregistered.
             let lock = RoleLock {
@@ -867,8 +1022,12 @@ mod os {
     }
 }
 
+#[cfg(all(feature = "rpc", not(any(loom, miri))))]
+pub(crate) use os::attach_for_child;
 #[cfg(not(any(loom, miri)))]
 pub use os::remove;
+#[cfg(all(feature = "rpc", not(any(loom, miri))))]
+pub(crate) use os::remove_if_role_free;
 #[cfg(not(any(loom, miri)))]
 pub(crate) use os::{anonymous, create, open, role_lock_held, RoleLock};
 #[cfg(not(any(loom, miri)))]
@@ -905,8 +1064,16 @@ mod no_os {
         check_capacity(opts.capacity)?;
         Err(unsupported())
     }
+
+    #[cfg(feature = "rpc")]
+    pub(crate) fn remove_if_role_free(name: &str, _: Role) -> Result<()> {
+        validate_name(name)?;
+        Err(unsupported())
+    }
 }
 
+#[cfg(all(feature = "rpc", any(loom, miri)))]
+pub(crate) use no_os::remove_if_role_free;
 #[cfg(any(loom, miri))]
 pub(crate) use no_os::{anonymous, create, open};
 
@@ -929,6 +1096,12 @@ impl RoleLock {
 /// attachment's epoch of the role (for the locked ring's lock word).
 pub(crate) fn attach(seg: &Segment, role: Role) -> Result<(Option<RoleLock>, u32)> {
     let lock = RoleLock::acquire(seg, role)?;
+    Ok((lock, mark_attached(seg, role)))
+}
+
+/// Bump `role`'s epoch and store ATTACHED in its state word (its lock is
+/// held). Returns the new epoch.
+fn mark_attached(seg: &Segment, role: Role) -> u32 {
     let e = &seg.header().endpoints;
     let (word, epoch) = match role {
         Role::Producer => (&e.producer, &e.producer_epoch),
@@ -942,5 +1115,5 @@ pub(crate) fn attach(seg: &Segment, role: Role) -> Result<(Option<RoleLock>, u32
     // SeqCst (a release): pairs with the peer's Acquire load of our state
     // word, and with its SeqCst load in `Endpoint::sleep` (see `Endpoint::attach`).
     word.store(STATE_ATTACHED, Ordering::SeqCst);
-    Ok((lock, next))
+    next
 }

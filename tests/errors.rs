@@ -361,8 +361,13 @@ fn create_existing<V: Variant>() {
     let b = builder::<V>().capacity(4096);
     let mut tx = b.create_producer(&name).unwrap();
     let io_exists = |r: Result<(), Error>, what: &str| match r {
-        Err(Error::Io { source, .. }) => {
-            assert_eq!(source.kind(), std::io::ErrorKind::AlreadyExists, "{what}")
+        Err(e @ Error::AlreadyExists { .. }) => {
+            assert_names(&e, &name, what);
+            assert_eq!(
+                std::io::Error::from(e).kind(),
+                std::io::ErrorKind::AlreadyExists,
+                "{what}"
+            )
         }
         other => panic!("{what}: {other:?}"),
     };
@@ -438,10 +443,25 @@ fn open_fails<V: Variant>(
         ),
     ] {
         match r {
-            Err(e) if check(&e) => {}
+            Err(e) if check(&e) => assert_names(&e, name, &format!("{what}: {role}")),
             other => panic!("{what}: {role}: {other:?}"),
         }
     }
+}
+
+/// An open-time error names its segment, in its field and in its message.
+fn assert_names(e: &Error, name: &str, what: &str) {
+    let field = match e {
+        Error::NotShmpipe { name, .. }
+        | Error::VersionMismatch { name, .. }
+        | Error::WrongVariant { name, .. }
+        | Error::SizeMismatch { name, .. }
+        | Error::Io { name, .. } => name.as_deref(),
+        Error::NotFound { name } | Error::AlreadyExists { name } => Some(name.as_str()),
+        _ => return,
+    };
+    assert_eq!(field, Some(name), "{what}: {e:?}");
+    assert!(e.to_string().contains(name), "{what}: {e}");
 }
 
 fn bad_headers<V: Variant>() {
@@ -457,7 +477,13 @@ fn bad_headers<V: Variant>() {
     let name = fresh();
     patch(&name, OFF_MAGIC, &0xdead_beef_u64.to_le_bytes());
     open_fails(&name, &b, "wrong magic", |e| {
-        matches!(e, Error::NotShmpipe { found: 0xdead_beef })
+        matches!(
+            e,
+            Error::NotShmpipe {
+                found: 0xdead_beef,
+                ..
+            }
+        )
     });
     assert!(matches!(
         shmpipe::inspect(&name),
@@ -472,7 +498,8 @@ fn bad_headers<V: Variant>() {
             e,
             Error::VersionMismatch {
                 found: 2,
-                expected: 3
+                expected: 3,
+                ..
             }
         )
     });
@@ -485,7 +512,7 @@ fn bad_headers<V: Variant>() {
         &name,
         &b,
         "other variant",
-        |e| matches!(e, Error::WrongVariant { found, expected } if *found == want && *expected == V::NAME),
+        |e| matches!(e, Error::WrongVariant { found, expected, .. } if *found == want && *expected == V::NAME),
     );
     // inspect accepts either variant.
     assert_eq!(shmpipe::inspect(&name).unwrap().variant, want);
@@ -508,13 +535,13 @@ fn bad_headers<V: Variant>() {
     let name = fresh();
     patch(&name, OFF_CAPACITY, &8192u64.to_le_bytes());
     open_fails(&name, &b, "capacity above the size", |e| {
-        matches!(e, Error::SizeMismatch { expected, found }
+        matches!(e, Error::SizeMismatch { expected, found, .. }
             if *expected == HEADER_SIZE + 8192 && *found == HEADER_SIZE + 4096)
     });
     let name = fresh();
     set_size(&name, HEADER_SIZE + 8192);
     open_fails(&name, &b, "object too large", |e| {
-        matches!(e, Error::SizeMismatch { expected, found }
+        matches!(e, Error::SizeMismatch { expected, found, .. }
             if *expected == HEADER_SIZE + 4096 && *found == HEADER_SIZE + 8192)
     });
     let name = fresh();
@@ -524,7 +551,8 @@ fn bad_headers<V: Variant>() {
             e,
             Error::SizeMismatch {
                 expected: HEADER_SIZE,
-                found: 100
+                found: 100,
+                ..
             }
         )
     });
@@ -693,7 +721,8 @@ fn hand_built_segments() {
             r,
             Err(Error::VersionMismatch {
                 found: 9,
-                expected: 3
+                expected: 3,
+                ..
             })
         ),
         "{r:?}"
@@ -705,7 +734,8 @@ fn hand_built_segments() {
             r,
             Err(Error::WrongVariant {
                 found: "locked",
-                expected: "lock-free"
+                expected: "lock-free",
+                ..
             })
         ),
         "{r:?}"
@@ -713,7 +743,7 @@ fn hand_built_segments() {
     let name = build(&|h| h[24..32].copy_from_slice(&2048u64.to_le_bytes()));
     let r = b.open_consumer(&name);
     assert!(
-        matches!(r, Err(Error::SizeMismatch { expected, found })
+        matches!(r, Err(Error::SizeMismatch { expected, found, .. })
             if expected == HEADER_SIZE + 2048 && found == HEADER_SIZE + 4096),
         "{r:?}"
     );
@@ -768,7 +798,10 @@ fn permissions<V: Variant>() {
             let r = builder::<V>().open_consumer(&name);
             // SAFETY: geteuid cannot fail.
             if unsafe { libc::geteuid() } != 0 {
-                assert!(matches!(r, Err(Error::Io { .. })), "{r:?}");
+                match r {
+                    Err(e @ Error::Io { .. }) => assert_names(&e, &name, "mode 0400"),
+                    other => panic!("mode 0400: {other:?}"),
+                }
             }
             continue;
         }
@@ -943,25 +976,45 @@ fn display_texts() {
     let s = Error::Empty.to_string();
     assert!(s.contains("empty") && s.contains("retry"), "{s}");
     let s = Error::VersionMismatch {
+        name: Some("/v".into()),
         found: 2,
         expected: 1,
     }
     .to_string();
-    assert!(s.contains('2') && s.contains('1'), "{s}");
+    assert!(
+        s.contains('2') && s.contains('1') && s.contains("\"/v\""),
+        "{s}"
+    );
     let s = Error::WrongVariant {
+        name: Some("/w".into()),
         found: "locked",
         expected: "lock-free",
     }
     .to_string();
-    assert!(s.contains("locked") && s.contains("lock-free"), "{s}");
+    assert!(
+        s.contains("locked") && s.contains("lock-free") && s.contains("\"/w\""),
+        "{s}"
+    );
+    let s = Error::AlreadyExists { name: "/e".into() }.to_string();
+    assert!(s.contains("\"/e\"") && s.contains("already exists"), "{s}");
+    let s = Error::NotShmpipe {
+        name: None,
+        found: 1,
+    }
+    .to_string();
+    assert!(s.contains("passed as a descriptor"), "{s}");
     let s = Error::RoleTaken { role: "producer" }.to_string();
     assert!(s.contains("producer"), "{s}");
     let s = Error::SizeMismatch {
+        name: Some("/s".into()),
         expected: 4992,
         found: 100,
     }
     .to_string();
-    assert!(s.contains("4992") && s.contains("100"), "{s}");
+    assert!(
+        s.contains("4992") && s.contains("100") && s.contains("\"/s\""),
+        "{s}"
+    );
     match "bogus".parse::<WaitStrategy>() {
         Err(e @ Error::InvalidOption { .. }) => {
             let s = e.to_string();

@@ -1022,7 +1022,7 @@ fn garbage_calls<V: Variant>(tx: &mut GenericProducer<V>, rx: &mut GenericConsum
     let mut see = |r: Result<(), Error>| {
         kinds.push(match r {
             Ok(()) => "ok".to_string(),
-            Err(Error::Io { op, source }) => format!("io({op}: {source})"),
+            Err(Error::Io { op, source, .. }) => format!("io({op}: {source})"),
             Err(e) => kind(&e).to_string(),
         })
     };

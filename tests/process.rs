@@ -24,6 +24,11 @@ const BOUND: Duration = Duration::from_secs(5);
 /// with `{"id", "result": a + b}`; mode "stall" reads requests and never
 /// answers.
 fn worker(mode: &str) -> Result<(), String> {
+    if mode == "exit-early" {
+        // A child that exits before it attaches (a crash at start-up, a
+        // wrong configuration): it never calls `Duplex::from_env`.
+        std::process::exit(0);
+    }
     let mut server = Duplex::from_env().map_err(|e| e.to_string())?.into_server();
     match mode {
         "json" => server
@@ -121,6 +126,100 @@ fn killing_the_child_ends_pending_calls() {
     assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
     assert!(matches!(client.call(b"{}", LONG), Err(Error::PeerDied)));
     child.wait().unwrap();
+}
+
+/// Run `f` on its own thread; fail (instead of hanging the whole binary)
+/// if it has not finished within `limit`. A hang guard, not a timing.
+fn within(limit: Duration, what: &str, f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(()) => t.join().unwrap(),
+        // The thread panicked (its assertion is the failure).
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(p) = t.join() {
+                std::panic::resume_unwind(p)
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: still blocked after {limit:?}")
+        }
+    }
+}
+
+/// A child that exits before attaching ends the parent's calls with
+/// `PeerDied`: a call (was: `Timeout` at its deadline), a send into the
+/// full request ring (was: blocked forever), and every later call.
+fn child_that_never_attaches_ends_calls_with_peer_died() {
+    within(
+        Duration::from_secs(120),
+        "calls to a child that never attached",
+        || {
+            let (mut child, duplex) = spawn("exit-early");
+            let mut client = duplex.into_client();
+            let start = Instant::now();
+            let r = client.call(b"{\"id\":1}", LONG);
+            assert!(matches!(r, Err(Error::PeerDied)), "call: {r:?}");
+            assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
+            let r = client.send_request(&[7u8; 1000]);
+            assert!(matches!(r, Err(Error::PeerDied)), "{r:?}");
+            assert!(child.wait().unwrap().success());
+        },
+    );
+    // Without the rpc layer: the blocking producer fills the ring, then
+    // learns of the death; the blocking consumer too.
+    within(
+        Duration::from_secs(120),
+        "blocking ends of a child that never attached",
+        || {
+            let (mut child, mut duplex) = spawn("exit-early");
+            let msg = [1u8; 4096];
+            let mut sent = 0u64;
+            let err = loop {
+                match duplex.tx.send(&msg) {
+                    Ok(()) => sent += 1,
+                    Err(e) => break e,
+                }
+            };
+            assert!(
+                matches!(err, Error::PeerDied),
+                "after {sent} sends: {err:?}"
+            );
+            // 256 KiB ring: it filled up before the death was reported.
+            assert!(sent >= 60, "only {sent} sends fit");
+            let mut buf = Vec::new();
+            let r = duplex.rx.recv(&mut buf);
+            assert!(matches!(r, Err(Error::PeerDied)), "recv: {r:?}");
+            assert!(child.wait().unwrap().success());
+        },
+    );
+}
+
+/// `spawn` of a program that is not a shmpipe child at all (`false`) and
+/// of a path that does not exist: the first ends the parent's calls with
+/// `PeerDied`, the second is an `Io` error from `spawn` itself.
+fn foreign_or_missing_program() {
+    within(Duration::from_secs(120), "calls to `false`", || {
+        let (mut child, duplex) =
+            process::spawn(&mut Command::new("false"), &Builder::new().capacity(4096)).unwrap();
+        let mut client = duplex.into_client();
+        let r = client.call(b"ping", LONG);
+        assert!(matches!(r, Err(Error::PeerDied)), "{r:?}");
+        assert!(!child.wait().unwrap().success());
+    });
+    let r = process::spawn(
+        &mut Command::new("/nonexistent/shmpipe-worker"),
+        &Builder::new().capacity(4096),
+    );
+    match r {
+        Err(Error::Io { ref source, .. }) => {
+            assert_eq!(source.raw_os_error(), Some(libc::ENOENT), "{r:?}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 fn memfd(size: u64, seal: bool) -> OwnedFd {
@@ -239,7 +338,12 @@ fn main() -> ExitCode {
             }
         };
     }
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 6] = [
+        (
+            "child_that_never_attaches_ends_calls_with_peer_died",
+            child_that_never_attaches_ends_calls_with_peer_died,
+        ),
+        ("foreign_or_missing_program", foreign_or_missing_program),
         (
             "child_answers_100k_json_requests",
             child_answers_100k_json_requests,

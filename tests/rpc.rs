@@ -333,3 +333,84 @@ fn request_without_id_is_a_decode_error() {
     resp_rx.recv(&mut buf).unwrap();
     assert_eq!(&buf[8..], b"yo");
 }
+
+/// `connect_timeout` waits for a server that starts later (the names do not
+/// exist yet when it is called), then calls go through; with no server it
+/// ends at its deadline with `NotFound`, naming the ring it looked for.
+#[test]
+fn connect_timeout_waits_for_a_starting_server() {
+    let _g = serial();
+    let name = ShmName::new("rpc-late");
+    let n = name.as_str().to_string();
+    let (child, _) = fork_with((), move |()| {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut server = rpc::listen(&n, &builder()).map_err(|e| e.to_string())?;
+        server.serve(answer).map_err(|e| e.to_string())
+    });
+    let mut client = rpc::connect_timeout(name.as_str(), &builder(), LONG).unwrap();
+    let r = client.call(b"late", LONG).unwrap();
+    assert_eq!(r, answer(b"late"));
+    client.close().unwrap();
+    child.wait(Duration::from_secs(30)).unwrap();
+
+    let none = ShmName::new("rpc-none");
+    let start = Instant::now();
+    match rpc::connect_timeout(none.as_str(), &builder(), Duration::from_millis(100)) {
+        Err(Error::NotFound { name }) => assert!(name.starts_with(none.as_str()), "{name}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(start.elapsed() < BOUND);
+}
+
+/// A killed server leaves `NAME.req`/`NAME.resp` behind; the next `listen`
+/// takes the name over (the dead server's role locks are free) and serves
+/// a new client. A `listen` on a live server's name fails with
+/// `RoleTaken` and leaves that server working.
+#[test]
+fn listen_takes_over_a_dead_server_never_a_live_one() {
+    let _g = serial();
+    let name = ShmName::new("rpc-takeover");
+    let n = name.as_str().to_string();
+    let (server1, _) = fork_with((), move |()| {
+        let mut server = rpc::listen(&n, &builder()).map_err(|e| e.to_string())?;
+        server.serve(answer).map_err(|e| e.to_string())
+    });
+    // A client of the first server: its calls work.
+    let mut c1 = rpc::connect_timeout(name.as_str(), &builder(), LONG).unwrap();
+    assert_eq!(c1.call(b"one", LONG).unwrap(), answer(b"one"));
+    // A live server is never taken over.
+    match rpc::listen(name.as_str(), &builder()) {
+        Err(Error::RoleTaken { role: "consumer" }) => {}
+        other => panic!("listen on a live server's name: {other:?}"),
+    }
+    assert_eq!(c1.call(b"still", LONG).unwrap(), answer(b"still"));
+    server1.kill();
+    assert!(server1.wait(Duration::from_secs(10)).is_err());
+    let req = format!("/dev/shm/{}.req", &name.as_str()[1..]);
+    assert!(
+        std::path::Path::new(&req).exists(),
+        "the dead server left {req}"
+    );
+    // The old client learns of the death.
+    assert!(matches!(c1.call(b"dead", LONG), Err(Error::PeerDied)));
+    drop(c1);
+    // The next server takes the name over; a new client is served.
+    let mut server2 = rpc::listen(name.as_str(), &builder()).unwrap();
+    let n = name.as_str().to_string();
+    let (client2, _) = fork_with((), move |()| {
+        let mut c = rpc::connect_timeout(&n, &builder(), LONG).map_err(|e| e.to_string())?;
+        let r = c.call(b"two", LONG).map_err(|e| e.to_string())?;
+        if r != answer(b"two") {
+            return Err("wrong answer".into());
+        }
+        c.close().map_err(|e| e.to_string())
+    });
+    server2.serve(answer).unwrap();
+    client2.wait(Duration::from_secs(30)).unwrap();
+    assert_eq!(server2.served(), 1);
+    drop(server2);
+    assert!(
+        !std::path::Path::new(&req).exists(),
+        "the new server removed its names"
+    );
+}

@@ -162,7 +162,7 @@ fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
             ));
         }
         if let Some(l) = ledger.as_mut() {
-            l.before_commit(h.stream, h.pos.wrapping_sub(h.seq), h.seq, count)?;
+            l.before_commit(h.stream, h.seq, count)?;
         }
         loop {
             match prod.send_timeout(&payload, TICK) {
@@ -198,14 +198,14 @@ fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
     let _ = session.close().wait();
     c.report("exit");
     let status = match end {
-        End::Complete if c.missing == 0 => {
+        End::Complete if c.gaps == 0 => {
             eprintln!("shmpipe-bridge in: stream complete");
             0
         }
         End::Complete => {
             eprintln!(
-                "shmpipe-bridge in: stream ended, but {} messages were lost in {} gaps (reported above)",
-                c.missing, c.gaps
+                "shmpipe-bridge in: stream ended, but messages were lost in {} gaps (reported above; {} of them counted within streams)",
+                c.gaps, c.missing
             );
             1
         }

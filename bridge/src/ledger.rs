@@ -4,7 +4,7 @@
 //! The ring itself counts the messages committed into it (the producer's
 //! `messages_sent`, which a new producer continues). Within one run of
 //! contiguous sequence numbers, `seq = count + base`. The file holds the
-//! current `(stream, pos0, base, from_count)` and the previous one; it is
+//! current `(stream, base, from_count)` and the previous one; it is
 //! rewritten (write + rename) only when `base` changes, i.e. on a new stream
 //! or after a gap, and *before* the first message with the new base is
 //! committed. On restart, with `M` messages in the ring's count: if the
@@ -23,8 +23,6 @@ use crate::track::Position;
 pub struct Entry {
     /// Stream id.
     pub stream: u64,
-    /// Source-ring position of seq 0 in that stream.
-    pub pos0: u64,
     /// `seq - count` (wrapping).
     pub base: u64,
     /// The ring's message count when the first message of this entry was
@@ -40,14 +38,13 @@ pub struct Ledger {
     cur: Option<Entry>,
 }
 
-const TAG: &str = "shmpipe-bridge-in-state 1";
+const TAG: &str = "shmpipe-bridge-in-state 2";
 
 fn parse_entry(line: &str) -> Option<Entry> {
     let mut it = line.split_whitespace();
     let mut next = || -> Option<u64> { it.next()?.parse().ok() };
     Some(Entry {
         stream: next()?,
-        pos0: next()?,
         base: next()?,
         from_count: next()?,
     })
@@ -97,20 +94,13 @@ impl Ledger {
         Some(Position {
             stream: e.stream,
             next_seq: count.wrapping_add(e.base),
-            pos0: e.pos0,
         })
     }
 
     /// Before committing message `seq` of `stream` as the ring's message
     /// number `count`: record a new entry if it does not continue the
     /// current one.
-    pub fn before_commit(
-        &mut self,
-        stream: u64,
-        pos0: u64,
-        seq: u64,
-        count: u64,
-    ) -> Result<(), String> {
+    pub fn before_commit(&mut self, stream: u64, seq: u64, count: u64) -> Result<(), String> {
         let base = seq.wrapping_sub(count);
         if let Some(c) = self.cur {
             if c.stream == stream && c.base == base {
@@ -120,7 +110,6 @@ impl Ledger {
         self.prev = self.cur;
         self.cur = Some(Entry {
             stream,
-            pos0,
             base,
             from_count: count,
         });
@@ -131,10 +120,7 @@ impl Ledger {
         let mut text = format!("{TAG}\n");
         for (name, e) in [("prev", self.prev), ("cur", self.cur)] {
             if let Some(e) = e {
-                text += &format!(
-                    "{name} {} {} {} {}\n",
-                    e.stream, e.pos0, e.base, e.from_count
-                );
+                text += &format!("{name} {} {} {}\n", e.stream, e.base, e.from_count);
             }
         }
         let tmp = self.path.with_extension("tmp");
@@ -161,12 +147,12 @@ mod tests {
         let mut l = Ledger::load(&path).unwrap();
         assert_eq!(l.resume(0), None);
         // Stream 9 from seq 0 into an empty ring, messages 0..10 delivered.
-        l.before_commit(9, 0, 0, 0).unwrap();
+        l.before_commit(9, 0, 0).unwrap();
         for s in 1..10 {
-            l.before_commit(9, 0, s, s).unwrap();
+            l.before_commit(9, s, s).unwrap();
         }
         // Then a gap: seq 15 becomes ring message 10.
-        l.before_commit(9, 0, 15, 10).unwrap();
+        l.before_commit(9, 15, 10).unwrap();
         let l = Ledger::load(&path).unwrap();
         // Killed before seq 15 was committed: next expected is 10.
         assert_eq!(l.resume(10).map(|p| p.next_seq), Some(10));

@@ -86,6 +86,11 @@ struct OutArgs {
     /// After the stream ended, wait at most this long for `in` to take the end marker
     #[arg(long, value_parser = parse_seconds, default_value = "10", value_name = "SECONDS")]
     linger: Duration,
+    /// Keep RING in /dev/shm when its producer closed it and everything was
+    /// published (by default `out` then removes it, unless a new producer
+    /// has attached meanwhile)
+    #[arg(long)]
+    keep_ring: bool,
 }
 
 #[derive(Args, Debug)]
@@ -217,6 +222,7 @@ fn main() -> ExitCode {
                     create: a.net.create(),
                     stats_interval: a.net.stats_interval,
                     linger: a.linger,
+                    keep_ring: a.keep_ring,
                 },
                 &sig,
             ),

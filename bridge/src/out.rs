@@ -41,6 +41,9 @@ pub struct Opts {
     /// After the stream ended: how long to wait for `in` to confirm (by
     /// leaving) before exiting anyway.
     pub linger: Duration,
+    /// Keep the ring's name when its producer closed and it was drained
+    /// (by default it is removed then).
+    pub keep_ring: bool,
 }
 
 /// A random id for this run.
@@ -169,6 +172,26 @@ impl Watchdog {
     }
 }
 
+/// The ring's producer closed it and every message was published: remove
+/// its name (a `shmpipe write` leaves it for a later reader, and nobody else
+/// would), unless a new producer attached meanwhile. A producer that
+/// attaches between the check and the removal keeps its ring, unnamed.
+fn remove_drained(ring: &str) {
+    match shmpipe::inspect(ring) {
+        Ok(info) if info.producer_alive => {
+            eprintln!("shmpipe-bridge out: a new producer attached to {ring}; leaving it in place")
+        }
+        Ok(_) => match shmpipe::remove(ring) {
+            Ok(()) | Err(Error::NotFound { .. }) => {
+                eprintln!("shmpipe-bridge out: removed {ring} (drained; --keep-ring keeps it)")
+            }
+            Err(e) => eprintln!("shmpipe-bridge out: {}", rings::describe(ring, &e)),
+        },
+        Err(Error::NotFound { .. }) => {}
+        Err(e) => eprintln!("shmpipe-bridge out: {}", rings::describe(ring, &e)),
+    }
+}
+
 /// How the main loop ended.
 enum End {
     /// The producer closed: send End, exit 0.
@@ -183,9 +206,11 @@ fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
     let cons: GenericConsumer<V> = rings::builder::<V>(&o.create)
         .open_or_create_consumer(&o.ring)
         .map_err(|e| rings::describe(&o.ring, &e))?;
-    // The consumer counter continues across consumers, so this is the index
-    // of the next message in the ring's whole history.
-    let pos0 = cons.stats().messages_received;
+    // The ring's consumer position (`head`, one store per release, read
+    // once here): where the previous consumer stopped, exactly. From here on
+    // each message's position follows from its length.
+    let pos0 = cons.stats().head;
+    let capacity = cons.capacity();
     let cons: SharedCons<V> = Arc::new(Mutex::new(Some(cons)));
     let session = session::open(&o.net)?;
     let publisher = session
@@ -197,19 +222,22 @@ fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
     let watchdog = Watchdog::start(&cons, sig, &o.ring);
     let stream = stream_id();
     eprintln!(
-        "shmpipe-bridge out: {} -> {:?}: stream {stream:016x}, starting at ring message {pos0}",
+        "shmpipe-bridge out: {} -> {:?}: stream {stream:016x}, resuming at ring position {pos0}",
         o.ring, o.key
     );
     let mut c = Counters::new("out");
     c.streams = 1;
     let mut sched = Schedule::new(o.stats_interval);
     let mut seq: u64 = 0;
+    // Where the next message's record starts in the source ring.
+    let mut pos = pos0;
     let mut waiting_since: Option<Instant> = None;
-    let header = |kind, seq: u64| Header {
+    let header = |kind, seq: u64, pos: u64, end: u64| Header {
         kind,
         stream,
         seq,
-        pos: pos0.wrapping_add(seq),
+        pos,
+        end,
     };
     let end = loop {
         if sig.stop_requested() {
@@ -250,10 +278,11 @@ fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
             }
         };
         let len = data.len();
+        let end = shmpipe::position_after(capacity, pos, len);
         watchdog.enter();
         let r = publisher
             .put(data)
-            .attachment(header(Kind::Data, seq).encode().to_vec())
+            .attachment(header(Kind::Data, seq, pos, end).encode().to_vec())
             .wait();
         watchdog.leave(seq + u64::from(r.is_ok()));
         if let Err(e) = r {
@@ -284,6 +313,7 @@ fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
             }
         }
         seq += 1;
+        pos = end;
         c.messages += 1;
         c.bytes += len as u64;
     };
@@ -294,6 +324,9 @@ fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
         Some(c) => c.close().map_err(|e| rings::describe(&o.ring, &e)),
         None => Ok(()),
     };
+    if matches!(end, End::Closed) && close.is_ok() && !o.keep_ring {
+        remove_drained(&o.ring);
+    }
     let (kind, status, what) = match end {
         End::Closed => (Kind::End, 0, "the ring's producer closed it"),
         End::Died => (Kind::Died, 1, "the ring's producer died without closing"),
@@ -312,7 +345,7 @@ fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
         watchdog.enter();
         let r = publisher
             .put(Vec::new())
-            .attachment(header(kind, seq).encode().to_vec())
+            .attachment(header(kind, seq, pos, pos).encode().to_vec())
             .wait();
         watchdog.leave(seq);
         if let Err(e) = r {

@@ -1,30 +1,27 @@
 //! The `in` side's accounting: which samples to deliver, which are
-//! duplicates, which sequence numbers are missing.
+//! duplicates, which messages are missing.
 //!
-//! Within one stream (one run of `out`) the sequence number is
-//! authoritative: a jump forward is a gap, a step back a duplicate. Between
-//! streams, the position of each message in the source ring (carried in the
-//! header) joins a restarted `out` to its predecessor: the new `out`
-//! re-sends the message the old one had published but not yet released, and
-//! that message has the position we already delivered, so it is dropped.
+//! Every data sample carries where its message starts and ends in the
+//! source ring (byte positions, the ring's own index: see `wire`). Delivery
+//! follows them: a sample that starts where the last delivered one ended is
+//! next; one that starts later follows a gap, exactly the bytes in
+//! between; one that starts earlier was delivered already (a restarted
+//! `out` re-sends the message its predecessor had published but not
+//! released: it starts where that one started). Within one stream (one run
+//! of `out`) the sequence number also counts what a gap lost; between two
+//! streams only the positions are known, so such a gap is reported as the
+//! range of source-ring bytes it covers.
 
 use crate::wire::Header;
 
-/// Where the `in` side stands in a stream.
+/// Where a previous `in` stood, from its state file: the next sequence
+/// number of a stream (the byte position is not recorded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     /// The stream id (the `out` run).
     pub stream: u64,
     /// The next sequence number expected.
     pub next_seq: u64,
-    /// Source-ring position of sequence number 0 (`pos - seq`).
-    pub pos0: u64,
-}
-
-impl Position {
-    fn next_pos(&self) -> u64 {
-        self.pos0.wrapping_add(self.next_seq)
-    }
 }
 
 /// What to do with a data sample.
@@ -39,16 +36,17 @@ pub enum Verdict {
 /// Something worth a line on stderr and a count in the stats.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
-    /// Source-ring messages `first..=last` never arrived (or arrived too
-    /// late to be delivered in order). `stream`/`seq`: when the gap lies
-    /// within one stream, its id and the sequence number of `first`.
+    /// Source-ring messages never arrived (or arrived too late to be
+    /// delivered in order), up to the position `to` (exclusive).
     Gap {
-        /// Stream id and first missing seq, for a gap within one stream.
-        within: Option<(u64, u64)>,
-        /// First missing source-ring position.
-        first: u64,
-        /// Last missing source-ring position.
-        last: u64,
+        /// For a gap within one stream: its id, the first missing sequence
+        /// number, and how many are missing.
+        within: Option<(u64, u64, u64)>,
+        /// First missing source-ring byte (unknown after a restart of `in`
+        /// without a position in its state file).
+        from: Option<u64>,
+        /// Where the first message after the gap starts.
+        to: u64,
     },
     /// A sample for a position that was already delivered: dropped.
     Duplicate {
@@ -78,8 +76,8 @@ pub enum Note {
         /// without a state file).
         first: bool,
     },
-    /// A new stream starts far behind the expected position: the source
-    /// ring was replaced (its counters start again). Delivered from there.
+    /// A new stream starts before the last delivered message: the source
+    /// ring was replaced (its positions start again). Delivered from there.
     Restart {
         /// Stream id.
         stream: u64,
@@ -91,10 +89,14 @@ pub enum Note {
 }
 
 impl Note {
-    /// Messages this note says are lost (0 for non-gaps).
+    /// Messages this note says are lost, where known (a gap within a
+    /// stream); 0 otherwise.
     pub fn missing(&self) -> u64 {
         match *self {
-            Note::Gap { first, last, .. } => last.wrapping_sub(first).wrapping_add(1),
+            Note::Gap {
+                within: Some((_, _, n)),
+                ..
+            } => n,
             _ => 0,
         }
     }
@@ -102,32 +104,41 @@ impl Note {
 
 impl std::fmt::Display for Note {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.missing();
         match *self {
             Note::Gap {
-                within: Some((stream, seq)),
-                first,
-                last,
-            } => write!(
-                f,
-                "gap: stream {stream:016x} seq {seq}..={}, source ring messages {first}..={last} ({n} messages) lost",
-                seq.wrapping_add(n - 1)
-            ),
+                within: Some((stream, seq, n)),
+                from,
+                to,
+            } => {
+                write!(
+                    f,
+                    "gap: stream {stream:016x} seq {seq}..={} ({n} messages) lost, ",
+                    seq.wrapping_add(n.saturating_sub(1))
+                )?;
+                match from {
+                    Some(from) => write!(f, "source ring bytes {from}..{to}"),
+                    None => write!(f, "ending at source ring byte {to}"),
+                }
+            }
             Note::Gap {
                 within: None,
-                first,
-                last,
-            } => write!(
-                f,
-                "gap: source ring messages {first}..={last} ({n} messages) lost between streams"
-            ),
+                from,
+                to,
+            } => {
+                let from = from.unwrap_or(to);
+                write!(
+                    f,
+                    "gap: source ring bytes {from}..{to} ({} bytes of records) lost between streams",
+                    to.wrapping_sub(from)
+                )
+            }
             Note::Duplicate { stream, seq } => write!(
                 f,
                 "duplicate: stream {stream:016x} seq {seq} was already delivered; dropped"
             ),
             Note::Late { stream, seq, pos } => write!(
                 f,
-                "late: stream {stream:016x} seq {seq} (source ring message {pos}) arrived after \
+                "late: stream {stream:016x} seq {seq} (source ring byte {pos}) arrived after \
                  it was reported lost; dropped to keep the order"
             ),
             Note::NewStream {
@@ -148,7 +159,7 @@ impl std::fmt::Display for Note {
                 expected,
             } => write!(
                 f,
-                "stream {stream:016x} starts at source ring message {pos}, far behind the \
+                "stream {stream:016x} starts at source ring byte {pos}, behind the \
                  expected {expected}: a new source ring? delivering from there"
             ),
         }
@@ -158,18 +169,19 @@ impl std::fmt::Display for Note {
 /// Recent stream ids and lost ranges remembered.
 const MEMORY: usize = 64;
 
-/// The accounting state. Delivery follows the source-ring position: a
-/// message is delivered if its position is the next one or later (later: a
-/// gap), and dropped if it is behind (a duplicate, or late).
+/// The accounting state.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    /// The next source-ring position expected.
+    /// Where the next message is expected to start (the end of the last
+    /// delivered one).
     next_pos: Option<u64>,
-    /// Stream of the last delivered sample, and its `pos - seq`.
+    /// Where the last delivered message started.
+    last_start: Option<u64>,
+    /// Stream of the last delivered sample, and its next sequence number.
     last: Option<(u64, u64)>,
     /// Streams seen (most recent last).
     known: std::collections::VecDeque<u64>,
-    /// Position ranges reported lost (most recent last).
+    /// Byte ranges reported lost (most recent last).
     lost: std::collections::VecDeque<(u64, u64)>,
 }
 
@@ -178,23 +190,17 @@ impl Tracker {
     pub fn new(resume: Option<Position>) -> Self {
         let mut t = Tracker::default();
         if let Some(p) = resume {
-            t.next_pos = Some(p.next_pos());
-            t.last = Some((p.stream, p.pos0));
+            t.last = Some((p.stream, p.next_seq));
             t.known.push_back(p.stream);
         }
         t
     }
 
-    /// Where delivery stands: the stream last delivered from and the next
-    /// position, as a [`Position`] of that stream.
+    /// The stream last delivered from and its next sequence number.
     #[cfg(test)]
     pub fn position(&self) -> Option<Position> {
-        let (stream, pos0) = self.last?;
-        Some(Position {
-            stream,
-            next_seq: self.next_pos?.wrapping_sub(pos0),
-            pos0,
-        })
+        let (stream, next_seq) = self.last?;
+        Some(Position { stream, next_seq })
     }
 
     fn remember<T: PartialEq>(q: &mut std::collections::VecDeque<T>, v: T) {
@@ -213,36 +219,50 @@ impl Tracker {
             notes.push(Note::NewStream {
                 stream: h.stream,
                 seq: h.seq,
-                first: self.next_pos.is_none(),
+                first: self.next_pos.is_none() && self.last.is_none(),
             });
             Self::remember(&mut self.known, h.stream);
         }
-        let pos0 = h.pos.wrapping_sub(h.seq);
         let is_data = h.kind == crate::wire::Kind::Data;
+        let current = self.last.map(|l| l.0) == Some(h.stream);
         let Some(next) = self.next_pos else {
-            self.last = Some((h.stream, pos0));
-            self.next_pos = Some(if is_data {
-                h.pos.wrapping_add(1)
-            } else {
-                h.pos
-            });
+            // Nothing delivered yet by this `in`: only a resumed stream's
+            // sequence numbers say where we are.
+            if let Some((stream, next_seq)) = self.last.filter(|_| current) {
+                if h.seq < next_seq {
+                    if !is_data {
+                        return Verdict::Duplicate;
+                    }
+                    notes.push(Note::Duplicate { stream, seq: h.seq });
+                    return Verdict::Duplicate;
+                }
+                if h.seq > next_seq {
+                    notes.push(Note::Gap {
+                        within: Some((stream, next_seq, h.seq - next_seq)),
+                        from: None,
+                        to: h.pos,
+                    });
+                }
+            } else if !is_new && !current && self.last.is_some() {
+                return Verdict::Duplicate; // about a stream we moved past
+            }
+            self.advance(h, is_data);
             return Verdict::Deliver;
         };
         if !is_data {
-            // A marker carries the next unused position of its stream.
-            let current = self.last.map(|l| l.0) == Some(h.stream) || is_new;
-            if !current {
+            // A marker carries the position after its stream's last message.
+            if !current && !is_new {
                 return Verdict::Duplicate; // about a stream we moved past
             }
             if h.pos > next {
-                self.gap(h, pos0, next, notes);
+                self.gap(h, next, notes);
             }
-            self.last = Some((h.stream, pos0));
+            self.last = Some((h.stream, h.seq));
             self.next_pos = Some(h.pos.max(next));
             return Verdict::Deliver;
         }
         if h.pos < next {
-            if is_new && h.pos.wrapping_add(1) < next {
+            if is_new && self.last_start.is_some_and(|s| h.pos < s) {
                 notes.push(Note::Restart {
                     stream: h.stream,
                     pos: h.pos,
@@ -253,9 +273,9 @@ impl Tracker {
                 if is_new {
                     // The newest stream re-sends what its predecessor
                     // published last: follow it from here.
-                    self.last = Some((h.stream, pos0));
+                    self.last = Some((h.stream, h.seq.wrapping_add(1)));
                 }
-                let late = self.lost.iter().any(|&(a, b)| (a..=b).contains(&h.pos));
+                let late = self.lost.iter().any(|&(a, b)| (a..b).contains(&h.pos));
                 notes.push(if late {
                     Note::Late {
                         stream: h.stream,
@@ -271,22 +291,36 @@ impl Tracker {
                 return Verdict::Duplicate;
             }
         } else if h.pos > next {
-            self.gap(h, pos0, next, notes);
+            self.gap(h, next, notes);
         }
-        self.last = Some((h.stream, pos0));
-        self.next_pos = Some(h.pos.wrapping_add(1));
+        self.advance(h, true);
         Verdict::Deliver
     }
 
-    fn gap(&mut self, h: &Header, pos0: u64, next: u64, notes: &mut Vec<Note>) {
-        let same = self.last == Some((h.stream, pos0));
-        let within = same.then(|| (h.stream, next.wrapping_sub(pos0)));
+    /// Delivered: the next message starts where this one ends.
+    fn advance(&mut self, h: &Header, is_data: bool) {
+        if is_data {
+            self.last = Some((h.stream, h.seq.wrapping_add(1)));
+            self.last_start = Some(h.pos);
+        } else {
+            self.last = Some((h.stream, h.seq));
+        }
+        self.next_pos = Some(h.end);
+    }
+
+    fn gap(&mut self, h: &Header, next: u64, notes: &mut Vec<Note>) {
+        let within = match self.last {
+            Some((stream, next_seq)) if stream == h.stream && h.seq > next_seq => {
+                Some((stream, next_seq, h.seq - next_seq))
+            }
+            _ => None,
+        };
         notes.push(Note::Gap {
             within,
-            first: next,
-            last: h.pos - 1,
+            from: Some(next),
+            to: h.pos,
         });
-        Self::remember(&mut self.lost, (next, h.pos - 1));
+        Self::remember(&mut self.lost, (next, h.pos));
     }
 }
 
@@ -295,12 +329,15 @@ mod tests {
     use super::*;
     use crate::wire::Kind;
 
+    /// A data sample of stream `stream`, seq `seq`, whose record spans
+    /// `pos..pos + 16` (8-byte messages).
     fn data(stream: u64, seq: u64, pos: u64) -> Header {
         Header {
             kind: Kind::Data,
             stream,
             seq,
             pos,
+            end: pos + 16,
         }
     }
 
@@ -308,25 +345,25 @@ mod tests {
     fn in_order_gap_duplicate() {
         let mut t = Tracker::new(None);
         let mut n = Vec::new();
-        assert_eq!(t.on_sample(&data(1, 0, 10), &mut n), Verdict::Deliver);
-        assert_eq!(t.on_sample(&data(1, 1, 11), &mut n), Verdict::Deliver);
+        assert_eq!(t.on_sample(&data(1, 0, 160), &mut n), Verdict::Deliver);
+        assert_eq!(t.on_sample(&data(1, 1, 176), &mut n), Verdict::Deliver);
         n.clear();
-        assert_eq!(t.on_sample(&data(1, 5, 15), &mut n), Verdict::Deliver);
+        assert_eq!(t.on_sample(&data(1, 5, 240), &mut n), Verdict::Deliver);
         assert_eq!(
             n,
             vec![Note::Gap {
-                within: Some((1, 2)),
-                first: 12,
-                last: 14
+                within: Some((1, 2, 3)),
+                from: Some(192),
+                to: 240
             }]
         );
         assert_eq!(n[0].missing(), 3);
         assert!(n[0]
             .to_string()
-            .contains("seq 2..=4, source ring messages 12..=14"));
+            .contains("seq 2..=4 (3 messages) lost, source ring bytes 192..240"));
         n.clear();
-        assert_eq!(t.on_sample(&data(1, 3, 13), &mut n), Verdict::Duplicate);
-        assert_eq!(t.on_sample(&data(1, 6, 16), &mut n), Verdict::Deliver);
+        assert_eq!(t.on_sample(&data(1, 3, 208), &mut n), Verdict::Duplicate);
+        assert_eq!(t.on_sample(&data(1, 6, 256), &mut n), Verdict::Deliver);
     }
 
     #[test]
@@ -334,36 +371,46 @@ mod tests {
         let mut t = Tracker::new(None);
         let mut n = Vec::new();
         for s in 0..5 {
-            t.on_sample(&data(1, s, 100 + s), &mut n);
+            t.on_sample(&data(1, s, 100 + 16 * s), &mut n);
         }
-        // The old `out` published pos 104 but died before releasing it: the
-        // new one starts at pos 104 again.
+        // The old `out` published the message at 164 but died before
+        // releasing it: the new one resumes at 164 and sends it again.
         n.clear();
-        assert_eq!(t.on_sample(&data(2, 0, 104), &mut n), Verdict::Duplicate);
+        assert_eq!(t.on_sample(&data(2, 0, 164), &mut n), Verdict::Duplicate);
         assert!(n.contains(&Note::Duplicate { stream: 2, seq: 0 }));
-        assert_eq!(t.on_sample(&data(2, 1, 105), &mut n), Verdict::Deliver);
+        assert_eq!(t.on_sample(&data(2, 1, 180), &mut n), Verdict::Deliver);
+        assert!(!n.iter().any(|x| matches!(x, Note::Gap { .. })), "{n:?}");
         assert_eq!(
             t.position(),
             Some(Position {
                 stream: 2,
-                next_seq: 2,
-                pos0: 104
+                next_seq: 2
             })
         );
     }
 
     #[test]
-    fn restarted_out_with_lost_tail_is_a_gap() {
+    fn restarted_out_joins_exactly_or_reports_the_bytes_between() {
+        // It released the last delivered message: contiguous, nothing lost.
         let mut t = Tracker::new(None);
         let mut n = Vec::new();
         t.on_sample(&data(1, 0, 0), &mut n);
         n.clear();
-        assert_eq!(t.on_sample(&data(2, 0, 3), &mut n), Verdict::Deliver);
+        assert_eq!(t.on_sample(&data(2, 0, 16), &mut n), Verdict::Deliver);
+        assert!(!n.iter().any(|x| matches!(x, Note::Gap { .. })), "{n:?}");
+        // It released more that never arrived: exactly those bytes.
+        let mut t = Tracker::new(None);
+        t.on_sample(&data(1, 0, 0), &mut n);
+        n.clear();
+        assert_eq!(t.on_sample(&data(2, 0, 48), &mut n), Verdict::Deliver);
         assert!(n.contains(&Note::Gap {
             within: None,
-            first: 1,
-            last: 2
+            from: Some(16),
+            to: 48
         }));
+        assert!(n.iter().any(|x| x
+            .to_string()
+            .contains("bytes 16..48 (32 bytes of records) lost")));
     }
 
     #[test]
@@ -371,28 +418,28 @@ mod tests {
         let mut t = Tracker::new(None);
         let mut n = Vec::new();
         for s in 0..10 {
-            t.on_sample(&data(1, s, s), &mut n);
+            t.on_sample(&data(1, s, 16 * s), &mut n);
         }
-        // out 1 released up to 19 but 10..=19 are still in flight when out
-        // 2 starts at 20: a gap; then the old samples arrive: late.
+        // out 1 released up to 320 but 160..320 were still in flight when
+        // out 2 started at 320: a gap; then the old samples arrive: late.
         n.clear();
-        assert_eq!(t.on_sample(&data(2, 0, 20), &mut n), Verdict::Deliver);
+        assert_eq!(t.on_sample(&data(2, 0, 320), &mut n), Verdict::Deliver);
         assert!(n.contains(&Note::Gap {
             within: None,
-            first: 10,
-            last: 19
+            from: Some(160),
+            to: 320
         }));
         n.clear();
-        assert_eq!(t.on_sample(&data(1, 10, 10), &mut n), Verdict::Duplicate);
+        assert_eq!(t.on_sample(&data(1, 10, 160), &mut n), Verdict::Duplicate);
         assert_eq!(
             n,
             vec![Note::Late {
                 stream: 1,
                 seq: 10,
-                pos: 10
+                pos: 160
             }]
         );
-        assert_eq!(t.on_sample(&data(2, 1, 21), &mut n), Verdict::Deliver);
+        assert_eq!(t.on_sample(&data(2, 1, 336), &mut n), Verdict::Deliver);
         // A new source ring (positions from 0 again) is followed.
         n.clear();
         assert_eq!(t.on_sample(&data(3, 0, 0), &mut n), Verdict::Deliver);
@@ -404,27 +451,30 @@ mod tests {
         let mut t = Tracker::new(Some(Position {
             stream: 7,
             next_seq: 40,
-            pos0: 0,
         }));
         let mut n = Vec::new();
-        assert_eq!(t.on_sample(&data(7, 45, 45), &mut n), Verdict::Deliver);
+        assert_eq!(t.on_sample(&data(7, 39, 624), &mut n), Verdict::Duplicate);
+        n.clear();
+        assert_eq!(t.on_sample(&data(7, 45, 720), &mut n), Verdict::Deliver);
         assert_eq!(
             n,
             vec![Note::Gap {
-                within: Some((7, 40)),
-                first: 40,
-                last: 44
+                within: Some((7, 40, 5)),
+                from: None,
+                to: 720
             }]
         );
+        assert!(n[0].to_string().contains("ending at source ring byte 720"));
         n.clear();
         let end = Header {
             kind: Kind::End,
             stream: 7,
             seq: 46,
-            pos: 46,
+            pos: 736,
+            end: 736,
         };
         assert_eq!(t.on_sample(&end, &mut n), Verdict::Deliver);
-        assert!(n.is_empty());
+        assert!(n.is_empty(), "{n:?}");
         assert_eq!(t.position().map(|p| p.next_seq), Some(46));
     }
 }

@@ -1,21 +1,31 @@
-//! What travels with each zenoh sample: a fixed 32-byte attachment.
+//! What travels with each zenoh sample: a fixed 40-byte attachment.
 //!
 //! ```text
 //! offset  field       meaning
-//!      0  magic u32   "SPB1" (shmpipe bridge, format 1)
+//!      0  magic u32   "SPB2" (shmpipe bridge, format 2)
 //!      4  kind u32    1 data, 2 end (the ring's producer closed), 3 died (it
 //!                     died), 4 stop (the `out` bridge was interrupted)
 //!      8  stream u64  random id of this run of `out`: a restarted `out` is a new stream
 //!     16  seq u64     0, 1, 2, ... per stream; a marker carries the next unused seq
-//!     24  pos u64     the message's index in the source ring (all consumers
-//!                     ever); joins a restarted `out`'s stream to the previous one
+//!     24  pos u64     where the message's record starts in the source ring
+//!                     (the consumer position `head` before it, in bytes;
+//!                     a stream's first sample states where `out` resumed);
+//!                     a marker: the position after the stream's last message
+//!     32  end u64     the source-ring position after the message (`pos` for
+//!                     a marker): the next message's `pos`
 //! ```
+//!
+//! Positions are the ring's own byte index, read once when `out` attaches
+//! and followed with `shmpipe::position_after`, never a counter: two runs
+//! of `out` join exactly (format 1 carried a message index taken from the
+//! ring's consumer counter, which a kill between the counter's and the
+//! index's store left off by one).
 //!
 //! All little-endian. The payload of a data sample is the message, unchanged.
 
 /// Size of the attachment in bytes.
-pub const LEN: usize = 32;
-const MAGIC: u32 = u32::from_le_bytes(*b"SPB1");
+pub const LEN: usize = 40;
+const MAGIC: u32 = u32::from_le_bytes(*b"SPB2");
 
 /// What a sample means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +69,10 @@ pub struct Header {
     pub stream: u64,
     /// Sequence number within the stream.
     pub seq: u64,
-    /// Index of the message in the source ring.
+    /// Source-ring position where the message's record starts.
     pub pos: u64,
+    /// Source-ring position after the message.
+    pub end: u64,
 }
 
 impl Header {
@@ -72,6 +84,7 @@ impl Header {
         b[8..16].copy_from_slice(&self.stream.to_le_bytes());
         b[16..24].copy_from_slice(&self.seq.to_le_bytes());
         b[24..32].copy_from_slice(&self.pos.to_le_bytes());
+        b[32..40].copy_from_slice(&self.end.to_le_bytes());
         b
     }
 
@@ -103,6 +116,7 @@ impl Header {
             stream: u64_at(8),
             seq: u64_at(16),
             pos: u64_at(24),
+            end: u64_at(32),
         })
     }
 }
@@ -119,6 +133,7 @@ mod tests {
                 stream: 0x0123_4567_89ab_cdef,
                 seq: u64::MAX,
                 pos: 7,
+                end: 9,
             };
             assert_eq!(Header::decode(&h.encode()), Ok(h));
         }
@@ -127,9 +142,10 @@ mod tests {
             stream: 1,
             seq: 2,
             pos: 3,
+            end: 4,
         }
         .encode();
-        assert!(Header::decode(&good[..31]).is_err());
+        assert!(Header::decode(&good[..39]).is_err());
         let mut bad = good;
         bad[0] ^= 1;
         assert!(Header::decode(&bad).unwrap_err().contains("magic"));

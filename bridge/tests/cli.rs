@@ -69,7 +69,12 @@ fn shmpipe_write_to_shmpipe_read_across_the_bridge() {
     let got = fs::read(&output).expect("read output");
     let _ = fs::remove_file(&input);
     let _ = fs::remove_file(&output);
+    // `shmpipe write` leaves its segment for a later reader; `out` removed
+    // it once the writer had closed and everything was published.
+    let left = std::path::Path::new("/dev/shm").join(&tx[1..]).exists();
     let _ = shmpipe_rm(&shmpipe, &tx);
+    assert!(!left, "out left the drained source ring {tx}\n{eo}");
+    assert!(eo.contains(&format!("removed {tx}")), "{eo}");
     assert_eq!(
         got.len(),
         data.len(),
@@ -79,7 +84,7 @@ fn shmpipe_write_to_shmpipe_read_across_the_bridge() {
     assert_eq!(stat(&ei, "missing"), Some(0), "{ei}");
 }
 
-/// `shmpipe write` leaves its segment for a later reader; remove it.
+/// Remove a segment (if a failed run left one).
 fn shmpipe_rm(shmpipe: &PathBuf, name: &str) -> std::io::Result<()> {
     Command::new(shmpipe)
         .args(["rm", name])

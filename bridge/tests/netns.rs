@@ -168,7 +168,7 @@ fn cut_mid_stream(h: &Hosts, cut: Duration, extra: &[&str], seed: u64) -> Outcom
     assert!(so.success(), "out: {so:?}\n{eo}");
     assert_eq!(seen.end, "disconnected");
     let lost = missing_ranges(&seen.indices, N);
-    let reported = gaps(&ei);
+    let reported = gaps(&ei, &positions(N, CAP, seed, MAX));
     let total: u64 = lost.iter().map(|(a, b)| b - a + 1).sum();
     assert_eq!(stat(&ei, "missing"), Some(total), "{ei}");
     assert_eq!(stat(&ei, "duplicates"), Some(0), "{ei}");

@@ -13,11 +13,14 @@ SIZES=${SIZES:-"8 64"}
 COUNT=${COUNT:-10000000}
 RUNS=${RUNS:-5}
 MODE=${MODE:-}
-cargo build --release -p shmpipe-capi >/dev/null 2>&1   # uplifts target/release/libshmpipe.a
+cargo build --release -p shmpipe-capi >/dev/null 2>&1   # target/release/libshmpipe_capi.{a,so}
 cargo build --release -p shmpipe-capi --example rust_stream >/dev/null 2>&1
 mkdir -p target/capi-bench
-cc -std=c99 -O2 -Icapi/include capi/bench/abi_stream.c target/release/libshmpipe.a \
-    -lpthread -ldl -lm -lrt -lutil -o target/capi-bench/abi_stream
+capi/install.sh target/capi-bench/prefix target/release >/dev/null
+export PKG_CONFIG_PATH=target/capi-bench/prefix/lib/pkgconfig
+# shellcheck disable=SC2046 # word splitting of the flags is intended
+cc -std=c99 -O2 capi/bench/abi_stream.c $(pkg-config --cflags --libs shmpipe-static) \
+    -o target/capi-bench/abi_stream
 rust=target/release/examples/rust_stream
 c=target/capi-bench/abi_stream
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -9,9 +9,9 @@
  * arrived (sleeping on a futex, no polling), and it learns when the parent is
  * done (SHMPIPE_DISCONNECTED) or died (SHMPIPE_PEER_DIED).
  *
- * Build and run (after `cargo build --release -p shmpipe-capi`):
- *   cc -std=c99 -Wall capi/examples/parent_child.c -Icapi/include \
- *      target/release/libshmpipe.a -lpthread -ldl -lm -lrt -o parent_child && ./parent_child
+ * Build and run (after `capi/install.sh`, see capi/README.md):
+ *   cc -std=c99 -Wall capi/examples/parent_child.c \
+ *      $(pkg-config --cflags --libs shmpipe-static) -o parent_child && ./parent_child
  */
 #define _GNU_SOURCE
 #include <stdio.h>

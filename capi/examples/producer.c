@@ -6,7 +6,7 @@
  * 5 s for it to appear):
  *   ./consumer /demo &
  *   ./producer /demo 1000000
- * Build: see capi/README.md (cc ... -Icapi/include target/release/libshmpipe.a ...).
+ * Build: cc producer.c $(pkg-config --cflags --libs shmpipe-static) (see capi/README.md).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>

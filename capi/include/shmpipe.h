@@ -2,9 +2,11 @@
  * shmpipe: a lock-free single-producer/single-consumer ring of
  * variable-length messages in POSIX shared memory, for C and C++.
  *
- * Link with libshmpipe.a (or libshmpipe.so), built by
- *   cargo build --release -p shmpipe-capi
- * e.g. cc -std=c99 app.c -Icapi/include target/release/libshmpipe.a -lpthread -ldl -lm -lrt
+ * Build and install (header, libshmpipe.a/.so, pkg-config files):
+ *   cargo build --release -p shmpipe-capi && capi/install.sh PREFIX
+ * then link with pkg-config (PKG_CONFIG_PATH=PREFIX/lib/pkgconfig):
+ *   cc app.c $(pkg-config --cflags --libs shmpipe-static)   (libshmpipe.a)
+ *   cc app.c $(pkg-config --cflags --libs shmpipe)          (libshmpipe.so)
  * See capi/README.md.
  *
  * Conventions: every fallible function returns a shmpipe_status (SHMPIPE_OK
@@ -154,6 +156,11 @@ typedef enum {
    * An operating-system call failed (`shmpipe_last_os_error` gives errno).
    */
   SHMPIPE_IO = 23,
+  /**
+   * A segment of that name already exists (`*_create` never opens one;
+   * `shmpipe_last_os_error` gives `EEXIST`).
+   */
+  SHMPIPE_ALREADY_EXISTS = 24,
   /**
    * A required pointer argument was NULL.
    */
@@ -724,7 +731,7 @@ shmpipe_status shmpipe_pair_free(shmpipe_pair *pair);
  * producer. On success `*out` is the new handle; on failure it is NULL.
  *
  * Errors: `SHMPIPE_INVALID_NAME`, `SHMPIPE_INVALID_CAPACITY`,
- * `SHMPIPE_INVALID_OPTION`, `SHMPIPE_IO` (e.g. the name exists: errno EEXIST).
+ * `SHMPIPE_INVALID_OPTION`, `SHMPIPE_ALREADY_EXISTS` (errno `EEXIST`), `SHMPIPE_IO`.
  *
  * # Safety
  * `name` is NULL or a NUL-terminated string; `opts` is NULL or points to a
@@ -914,8 +921,11 @@ const char *shmpipe_status_str(int status);
 const char *shmpipe_last_error_message(void);
 
 /**
- * The `errno` of the most recent `SHMPIPE_IO` failure on the calling
- * thread, or 0 if the most recent failure was not an operating-system error.
+ * The `errno` of the most recent failure on the calling thread: the OS's
+ * code for `SHMPIPE_IO` (never 0: an error the library detected itself
+ * gets the nearest code, e.g. `EINVAL`), `EEXIST` for
+ * `SHMPIPE_ALREADY_EXISTS`, `ENOENT` for `SHMPIPE_NOT_FOUND`; 0 if the most
+ * recent failure was not an operating-system error.
  */
 int shmpipe_last_os_error(void);
 

@@ -1,7 +1,7 @@
 //! # The C ABI of shmpipe
 //!
-//! This crate builds `libshmpipe.a` and `libshmpipe.so` for C and C++
-//! programs; `include/shmpipe.h` (generated from this source by cbindgen,
+//! This crate builds `libshmpipe_capi.a` and `libshmpipe_capi.so` for C
+//! and C++ programs (installed as `libshmpipe.{a,so}` by `install.sh`); `include/shmpipe.h` (generated from this source by cbindgen,
 //! and committed) declares every function, type and constant, with the docs
 //! written here. See `README.md` beside this crate for how to build and link.
 //!

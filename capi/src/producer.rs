@@ -261,7 +261,7 @@ unsafe fn make_producer(
 /// producer. On success `*out` is the new handle; on failure it is NULL.
 ///
 /// Errors: `SHMPIPE_INVALID_NAME`, `SHMPIPE_INVALID_CAPACITY`,
-/// `SHMPIPE_INVALID_OPTION`, `SHMPIPE_IO` (e.g. the name exists: errno EEXIST).
+/// `SHMPIPE_INVALID_OPTION`, `SHMPIPE_ALREADY_EXISTS` (errno `EEXIST`), `SHMPIPE_IO`.
 ///
 /// # Safety
 /// `name` is NULL or a NUL-terminated string; `opts` is NULL or points to a

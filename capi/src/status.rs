@@ -69,6 +69,9 @@ pub enum shmpipe_status {
     SHMPIPE_LOCK_NOT_RECOVERABLE = 22,
     /// An operating-system call failed (`shmpipe_last_os_error` gives errno).
     SHMPIPE_IO = 23,
+    /// A segment of that name already exists (`*_create` never opens one;
+    /// `shmpipe_last_os_error` gives `EEXIST`).
+    SHMPIPE_ALREADY_EXISTS = 24,
     /// A required pointer argument was NULL.
     SHMPIPE_NULL_POINTER = 100,
     /// An argument is out of range (e.g. `shmpipe_commit` longer than the claim).
@@ -124,6 +127,7 @@ fn lib_status(e: &Error) -> shmpipe_status {
         Error::InvalidCapacity { .. } => SHMPIPE_INVALID_CAPACITY,
         Error::InvalidOption { .. } => SHMPIPE_INVALID_OPTION,
         Error::NotFound { .. } => SHMPIPE_NOT_FOUND,
+        Error::AlreadyExists { .. } => SHMPIPE_ALREADY_EXISTS,
         Error::VersionMismatch { .. } => SHMPIPE_VERSION_MISMATCH,
         Error::NotShmpipe { .. } => SHMPIPE_NOT_SHMPIPE,
         Error::WrongVariant { .. } => SHMPIPE_WRONG_VARIANT,
@@ -153,7 +157,9 @@ impl Fail {
             }
             Fail::Lib(e) => {
                 let errno = match &e {
-                    Error::Io { source, .. } => source.raw_os_error().unwrap_or(0),
+                    Error::Io { source, .. } => errno_of(source),
+                    Error::NotFound { .. } => E_NOENT,
+                    Error::AlreadyExists { .. } => E_EXIST,
                     _ => 0,
                 };
                 (lib_status(&e), Msg::owned(e.to_string()), errno)
@@ -175,6 +181,37 @@ impl Fail {
         };
         set_last(msg, errno);
         status
+    }
+}
+
+// The errno values this file reports (Linux; the C ABI is Linux-only).
+// Private: cbindgen must not export them as macros that shadow <errno.h>.
+const E_NOENT: c_int = 2;
+const E_IO: c_int = 5;
+const E_NOMEM: c_int = 12;
+const E_ACCES: c_int = 13;
+const E_EXIST: c_int = 17;
+const E_INVAL: c_int = 22;
+const E_OPNOTSUPP: c_int = 95;
+const E_TIMEDOUT: c_int = 110;
+
+/// The errno of an `Io` error: the OS's own code, or for an error the
+/// library made up (e.g. "the descriptor is not a sealed memfd"), the
+/// nearest code for its kind, so an `SHMPIPE_IO` never reports 0.
+fn errno_of(e: &std::io::Error) -> c_int {
+    use std::io::ErrorKind as K;
+    if let Some(code) = e.raw_os_error() {
+        return code;
+    }
+    match e.kind() {
+        K::NotFound => E_NOENT,
+        K::AlreadyExists => E_EXIST,
+        K::PermissionDenied => E_ACCES,
+        K::OutOfMemory => E_NOMEM,
+        K::InvalidInput | K::InvalidData => E_INVAL,
+        K::TimedOut => E_TIMEDOUT,
+        K::Unsupported => E_OPNOTSUPP,
+        _ => E_IO,
     }
 }
 
@@ -278,6 +315,9 @@ const fn status_cstr(s: shmpipe_status) -> &'static CStr {
         SHMPIPE_ROLE_TAKEN => c"another live process already holds this role",
         SHMPIPE_LOCK_NOT_RECOVERABLE => c"the ring's lock is not recoverable",
         SHMPIPE_IO => c"an operating-system call failed",
+        SHMPIPE_ALREADY_EXISTS => {
+            c"a segment of that name already exists; open it, or remove it first if it is stale"
+        }
         SHMPIPE_NULL_POINTER => c"a required pointer argument is NULL",
         SHMPIPE_INVALID_ARGUMENT => c"an argument is out of range",
         SHMPIPE_MISUSE => c"call out of sequence (claim/commit, peek/release, drain callback)",
@@ -292,7 +332,7 @@ const fn status_cstr(s: shmpipe_status) -> &'static CStr {
 pub extern "C" fn shmpipe_status_str(status: c_int) -> *const c_char {
     // Compare integers: a C caller may pass any value, which must never
     // become an invalid `shmpipe_status` in Rust.
-    const ALL: [shmpipe_status; 29] = [
+    const ALL: [shmpipe_status; 30] = [
         SHMPIPE_OK,
         SHMPIPE_FULL,
         SHMPIPE_EMPTY,
@@ -317,6 +357,7 @@ pub extern "C" fn shmpipe_status_str(status: c_int) -> *const c_char {
         SHMPIPE_ROLE_TAKEN,
         SHMPIPE_LOCK_NOT_RECOVERABLE,
         SHMPIPE_IO,
+        SHMPIPE_ALREADY_EXISTS,
         SHMPIPE_NULL_POINTER,
         SHMPIPE_INVALID_ARGUMENT,
         SHMPIPE_MISUSE,
@@ -340,8 +381,11 @@ pub extern "C" fn shmpipe_last_error_message() -> *const c_char {
         .unwrap_or(c"".as_ptr())
 }
 
-/// The `errno` of the most recent `SHMPIPE_IO` failure on the calling
-/// thread, or 0 if the most recent failure was not an operating-system error.
+/// The `errno` of the most recent failure on the calling thread: the OS's
+/// code for `SHMPIPE_IO` (never 0: an error the library detected itself
+/// gets the nearest code, e.g. `EINVAL`), `EEXIST` for
+/// `SHMPIPE_ALREADY_EXISTS`, `ENOENT` for `SHMPIPE_NOT_FOUND`; 0 if the most
+/// recent failure was not an operating-system error.
 #[no_mangle]
 pub extern "C" fn shmpipe_last_os_error() -> c_int {
     LAST.try_with(|l| l.try_borrow().map_or(0, |l| l.errno))

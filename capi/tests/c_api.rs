@@ -1,6 +1,8 @@
-//! The C API, tested from C: builds `tests/c/capi_test.c` and the examples
-//! with the system `cc` against the `libshmpipe.a` that cargo built for this
-//! test run, and runs them (forked producer/consumer streams, claims, peeks,
+//! The C API, tested from C: installs what cargo built for this test run
+//! with `capi/install.sh` into a temporary prefix, builds
+//! `tests/c/capi_test.c` and the examples with the system `cc` and the
+//! installed pkg-config files (`shmpipe-static`: `libshmpipe.a`), and runs
+//! them (forked producer/consumer streams, claims, peeks,
 //! drains, every error status, a producer killed with SIGKILL), plus
 //! interoperation with Rust processes: a C producer read by the `shmpipe read`
 //! command, and a Rust producer read by a C consumer. The header is also
@@ -28,53 +30,69 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The newest `libshmpipe*.a` cargo built (the lib target is built with all
-/// its crate types, the staticlib included, before the tests run).
-fn staticlib() -> PathBuf {
-    let dir = profile_dir();
-    let mut found: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
-    for d in [dir.clone(), dir.join("deps")] {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("libshmpipe") && name.ends_with(".a") {
-                if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
-                    found.push((m, e.path()));
-                }
-            }
-        }
-    }
-    found.sort();
-    found
-        .pop()
-        .map(|(_, p)| p)
-        .unwrap_or_else(|| panic!("no libshmpipe*.a under {}", dir.display()))
-}
-
 fn capi_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The libraries a program linking the Rust staticlib needs
-/// (`cargo rustc -- --print native-static-libs`).
-const NATIVE_LIBS: &[&str] = &["-lpthread", "-ldl", "-lm", "-lrt", "-lutil"];
+/// The C API installed by `capi/install.sh` into a fresh prefix from what
+/// cargo built for this test run (`libshmpipe_capi.{a,so}` in the profile
+/// directory), once per run: every C program here is built through its
+/// pkg-config files, so the flags the README gives are the ones tested.
+fn prefix() -> &'static Path {
+    static PREFIX: OnceLock<PathBuf> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let prefix = tmp("prefix");
+        let _ = std::fs::remove_dir_all(&prefix);
+        let out = Command::new("bash")
+            .arg(capi_dir().join("install.sh"))
+            .arg(&prefix)
+            .arg(profile_dir())
+            .output()
+            .expect("running capi/install.sh");
+        assert!(
+            out.status.success(),
+            "capi/install.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        prefix
+    })
+}
 
-/// Compile C sources into `out` against the header and the staticlib.
-fn cc(sources: &[PathBuf], out: &Path) {
+/// `pkg-config ARGS` against the installed `.pc` files, split into words.
+fn pkg_config(args: &[&str]) -> Vec<String> {
+    let out = Command::new("pkg-config")
+        .env("PKG_CONFIG_PATH", prefix().join("lib/pkgconfig"))
+        .args(args)
+        .output()
+        .expect("running pkg-config (.ci/setup-capi.sh installs it)");
+    assert!(
+        out.status.success(),
+        "pkg-config {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Compile C sources into `out`, linked as `pkg-config --cflags --libs
+/// <package>` says (`shmpipe-static`: libshmpipe.a; `shmpipe`: libshmpipe.so).
+fn cc_with(package: &str, sources: &[PathBuf], out: &Path) {
     let status = Command::new("cc")
         .args(["-std=c99", "-O2", "-g", "-Wall", "-Wextra", "-Werror"])
-        .arg("-I")
-        .arg(capi_dir().join("include"))
         .args(sources)
-        .arg(staticlib())
-        .args(NATIVE_LIBS)
+        .args(pkg_config(&["--cflags", "--libs", package]))
         .arg("-o")
         .arg(out)
         .status()
         .expect("running cc (a C compiler is needed for these tests)");
     assert!(status.success(), "cc failed for {sources:?}");
+}
+
+/// Compile C sources into `out` against the static library.
+fn cc(sources: &[PathBuf], out: &Path) {
+    cc_with("shmpipe-static", sources, out)
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -108,6 +126,65 @@ fn run(args: &[&str]) -> String {
 }
 
 const VARIANTS: [&str; 2] = ["lockfree", "locked"];
+
+/// `capi/install.sh` installs the header, `libshmpipe.{a,so}` (named so,
+/// although cargo calls them `libshmpipe_capi`) and two pkg-config files;
+/// a program linked with `pkg-config --cflags --libs shmpipe` uses the
+/// shared library and runs.
+#[test]
+fn install_and_pkg_config_shared_library() {
+    let p = prefix();
+    for f in [
+        "include/shmpipe.h",
+        "lib/libshmpipe.a",
+        "lib/libshmpipe.so",
+        "lib/pkgconfig/shmpipe.pc",
+        "lib/pkgconfig/shmpipe-static.pc",
+    ] {
+        assert!(
+            p.join(f).is_file(),
+            "{f} not installed under {}",
+            p.display()
+        );
+    }
+    assert_eq!(
+        pkg_config(&["--modversion", "shmpipe"]),
+        [env!("CARGO_PKG_VERSION")]
+    );
+    let libdir = pkg_config(&["--variable=libdir", "shmpipe"]).concat();
+    let exe = tmp("parent_child_shared");
+    let status = Command::new("cc")
+        .args(["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"])
+        .arg(capi_dir().join("examples/parent_child.c"))
+        .args(pkg_config(&["--cflags", "--libs", "shmpipe"]))
+        .arg(format!("-Wl,-rpath,{libdir}"))
+        .arg("-o")
+        .arg(&exe)
+        .status()
+        .expect("running cc");
+    assert!(status.success());
+    // It needs the shared library, found by its installed name through
+    // the rpath (cargo test sets LD_LIBRARY_PATH to target/: not that).
+    let out = Command::new("ldd")
+        .arg(&exe)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("ldd");
+    let ldd = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        ldd.contains(&format!("{libdir}/libshmpipe.so")),
+        "not linked to the installed libshmpipe.so:\n{ldd}"
+    );
+    let out = Command::new(&exe)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("running parent_child");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 #[test]
 fn header_compiles_as_c99_and_cpp17_without_warnings() {

@@ -370,8 +370,7 @@ fn open_end<T>(
                     id: file_id(name),
                 })
             }
-            Err(Error::Io { source, .. })
-                if create && source.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(Error::AlreadyExists { .. }) if create => {}
             Err(Error::NotFound { .. }) if !create => {}
             Err(Error::WrongVariant { .. }) => {}
             Err(e) => return Err(Fail::Runtime(describe(name, &e))),

@@ -215,6 +215,7 @@ impl Reactor {
             .spawn(move || r.run(fd))
             .map_err(|e| Error::Io {
                 op: "starting the shmpipe-tokio reactor thread",
+                name: None,
                 source: e,
             })?;
         Ok(r)

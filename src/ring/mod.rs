@@ -129,6 +129,15 @@ pub enum PeerStatus {
 pub struct Stats {
     /// Size of the data area in bytes.
     pub capacity: u64,
+    /// The consumer's position (`head`): bytes of records, padding included,
+    /// consumed since the ring was created. Unlike `messages_received`, it
+    /// is the index itself (one store per release), so a consumer that
+    /// takes over starts exactly here; with [`crate::position_after`] it
+    /// gives every later message's position.
+    pub head: u64,
+    /// The producer's published position (`tail`), in the same unit; it may
+    /// lag the last committed record by one (DESIGN.md §2).
+    pub tail: u64,
     /// Bytes of committed, unread records (framing included), from the
     /// published indices (the consumer may be a record ahead of `tail`).
     pub used_bytes: u64,
@@ -174,6 +183,7 @@ pub(crate) fn stats_of(seg: &Segment) -> Stats {
     let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
     // Acquire: pairs with the consumer's Release store of `head`.
     let head = h.cons.head.load(Ordering::Acquire);
+    let tail = h.prod.tail.load(Ordering::Relaxed);
     let (_, c) = counts::load(h);
     let stop = if seg.geometry.variant == layout::VARIANT_LOCKED {
         h.prod.tail.load(Ordering::Acquire)
@@ -185,6 +195,8 @@ pub(crate) fn stats_of(seg: &Segment) -> Stats {
     let bytes_sent = c.bytes.wrapping_add(walk.bytes);
     Stats {
         capacity,
+        head,
+        tail,
         used_bytes: used_bytes(h, capacity),
         messages_sent,
         bytes_sent,

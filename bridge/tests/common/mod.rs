@@ -153,18 +153,63 @@ pub fn stat(stderr: &str, key: &str) -> Option<u64> {
     line[at..].split(' ').next()?.parse().ok()
 }
 
-/// Every reported gap `(first, last)` in source-ring positions (the
-/// tests' rings start empty and are fed from message 0, so a position is
-/// the message index).
-pub fn gaps(stderr: &str) -> Vec<(u64, u64)> {
+/// Where messages `0..n` of [`feed`] lie in its (new, empty) source ring:
+/// `(start, end)` byte positions, as the ring's framing places them.
+pub fn positions(n: u64, capacity: u64, seed: u64, max: usize) -> Vec<(u64, u64)> {
+    let mut pos = 0;
+    (0..n)
+        .map(|i| {
+            let end = shmpipe::position_after(capacity, pos, len_of(i, seed, max));
+            let span = (pos, end);
+            pos = end;
+            span
+        })
+        .collect()
+}
+
+/// Every reported gap, as the message indices `(first, last)` it covers in
+/// a stream whose messages lie at `pos` ([`positions`]): a byte range
+/// `F..T` covers the messages that lie wholly inside it; "N messages ...
+/// ending at source ring byte T" the N messages before the one at `T`. A
+/// report that matches no message boundary gives `(u64::MAX, u64::MAX)`,
+/// so that the comparison with what was lost fails visibly.
+pub fn gaps(stderr: &str, pos: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let bad = (u64::MAX, u64::MAX);
+    let index_at = |t: u64| -> Option<u64> {
+        if pos.last().is_some_and(|l| l.1 == t) {
+            return Some(pos.len() as u64);
+        }
+        pos.iter().position(|p| p.0 == t).map(|i| i as u64)
+    };
     stderr
         .lines()
         .filter(|l| l.contains(" gap: "))
-        .filter_map(|l| {
-            let rest = l.split_once("source ring messages ")?.1;
-            let range = rest.split(' ').next()?;
-            let (a, b) = range.split_once("..=")?;
-            Some((a.parse().ok()?, b.parse().ok()?))
+        .map(|l| {
+            if let Some(rest) = l.split_once("source ring bytes ") {
+                let range = rest.1.split(' ').next().unwrap_or("");
+                let Some((f, t)) = range.split_once("..") else {
+                    return bad;
+                };
+                let (Ok(f), Ok(t)) = (f.parse::<u64>(), t.parse::<u64>()) else {
+                    return bad;
+                };
+                match (index_at(f), index_at(t)) {
+                    (Some(a), Some(b)) if b > a => (a, b - 1),
+                    _ => bad,
+                }
+            } else if let Some(rest) = l.split_once("ending at source ring byte ") {
+                let t = rest.1.split(' ').next().and_then(|t| t.parse::<u64>().ok());
+                let n = l
+                    .split_once(" messages) lost")
+                    .and_then(|(a, _)| a.rsplit('(').next())
+                    .and_then(|n| n.parse::<u64>().ok());
+                match (t.and_then(index_at), n) {
+                    (Some(k), Some(n)) if n >= 1 && k >= n => (k - n, k - 1),
+                    _ => bad,
+                }
+            } else {
+                bad
+            }
         })
         .collect()
 }

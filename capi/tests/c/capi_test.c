@@ -632,10 +632,13 @@ static int cmd_errors(void) {
        permissions, foreign objects. */
     unique_name(name, sizeof name, "named");
     EXPECT(shmpipe_producer_open(name, &o, &p), SHMPIPE_NOT_FOUND);
+    CHECK(shmpipe_last_os_error() == ENOENT);
     EXPECT(shmpipe_remove(name), SHMPIPE_NOT_FOUND);
     OK(shmpipe_producer_create(name, &o, &p));
-    EXPECT(shmpipe_consumer_create(name, &o, &c), SHMPIPE_IO);
+    EXPECT(shmpipe_consumer_create(name, &o, &c), SHMPIPE_ALREADY_EXISTS);
+    CHECK(shmpipe_last_os_error() == EEXIST);
     CHECK(strstr(shmpipe_last_error_message(), "already exists") != NULL);
+    CHECK(strstr(shmpipe_last_error_message(), name) != NULL);
     shmpipe_producer *p2 = NULL;
     EXPECT(shmpipe_producer_open(name, &o, &p2), SHMPIPE_ROLE_TAKEN);
     o.variant = SHMPIPE_LOCKED;
@@ -659,6 +662,8 @@ static int cmd_errors(void) {
     poke_header(name, bad_version);
     o.allow_shared_permissions = 1; /* the segment is 0644 */
     EXPECT(shmpipe_consumer_open(name, &o, &c), SHMPIPE_VERSION_MISMATCH);
+    CHECK(strstr(shmpipe_last_error_message(), name) != NULL);
+    CHECK(shmpipe_last_os_error() == 0);
     o.allow_shared_permissions = 0;
     OK(shmpipe_remove(name));
 
@@ -682,8 +687,20 @@ static int cmd_errors(void) {
     memset(buf, 0x5a, sizeof buf);
     CHECK(pwrite(fd, buf, sizeof buf, 0) == (ssize_t)sizeof buf);
     EXPECT(shmpipe_consumer_open(name, &o, &c), SHMPIPE_NOT_SHMPIPE);
+    CHECK(strstr(shmpipe_last_error_message(), name) != NULL);
     close(fd);
     OK(shmpipe_remove(name));
+
+    /* An OS error keeps its errno and names the segment: a symlink in
+       /dev/shm is refused by shm_open(O_NOFOLLOW) with ELOOP. */
+    unique_name(name, sizeof name, "link");
+    char path[300];
+    snprintf(path, sizeof path, "/dev/shm%s", name);
+    CHECK(symlink("/dev/null", path) == 0);
+    EXPECT(shmpipe_consumer_open(name, &o, &c), SHMPIPE_IO);
+    CHECK(shmpipe_last_os_error() == ELOOP);
+    CHECK(strstr(shmpipe_last_error_message(), name) != NULL);
+    CHECK(unlink(path) == 0);
     return 0;
 }
 
