@@ -999,7 +999,7 @@ fn semaphore_words_scribbled_under_traffic<V: Variant>() {
                     Err(Error::Disconnected) => break,
                     Err(e) => return Err(format!("recv after {want} messages: {e:?}")),
                 }
-                if r.chance(1, 64) {
+                if r.chance(1, 32) {
                     std::thread::sleep(Duration::from_micros(r.range(100, 2000)));
                 }
             }
@@ -1017,7 +1017,11 @@ fn semaphore_words_scribbled_under_traffic<V: Variant>() {
             let mut r = Rng::new(seeds.0);
             while w.get(0).load(SeqCst) == 0 {
                 let line = *r.pick(&[OFF_WAIT_C, OFF_WAIT_P]);
-                let off = line + 4 * r.below(WAIT_LINE as u64 / 4) as usize;
+                // Mostly the first 40 bytes, the words with a meaning
+                // (seq, waiting, count; glibc's sem_t up to format v2),
+                // sometimes anywhere in the line.
+                let words = if r.chance(3, 4) { 10 } else { WAIT_LINE / 4 };
+                let off = line + 4 * r.below(words as u64) as usize;
                 let v = match r.below(4) {
                     0 => r.next_u64() as u32,
                     1 => *r.pick(&[0, 1, 2, 128, u32::MAX]),
@@ -1042,7 +1046,7 @@ fn semaphore_words_scribbled_under_traffic<V: Variant>() {
                 ctx(tx.send_timeout(&m, T), "send")?;
                 seq += 1;
                 w.get(1).store(seq, SeqCst);
-                if r.chance(1, 64) {
+                if r.chance(1, 32) {
                     std::thread::sleep(Duration::from_micros(r.range(100, 2000)));
                 }
             }
