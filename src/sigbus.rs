@@ -259,9 +259,8 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     // for null anyway). si_code > 0: a fault the kernel raised (BUS_ADRERR
     // for a page past the end of the file), not a kill(2) or sigqueue(3),
     // so si_addr is the faulting address.
-    let fault_addr = unsafe {
-        (!info.is_null() && (*info).si_code > 0).then(|| (*info).si_addr() as usize)
-    };
+    let fault_addr =
+        unsafe { (!info.is_null() && (*info).si_code > 0).then(|| (*info).si_addr() as usize) };
     if let Some(addr) = fault_addr {
         if repair(addr) {
             // SAFETY: as above.

@@ -283,8 +283,7 @@ fn sem_take(w: &WaitWord) -> bool {
             return false;
         }
         // Acquire: pairs with the Release increment in `sem_post`.
-        if w
-            .count
+        if w.count
             .compare_exchange(c, (c - 1).min(1), Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {

@@ -472,7 +472,20 @@ fn bad_headers<V: Variant>() {
             e,
             Error::VersionMismatch {
                 found: 1,
-                expected: 2
+                expected: 3
+            }
+        )
+    });
+
+    let name = fresh();
+    // So is a format-v2 one (glibc sem_t in the wait lines).
+    patch(&name, OFF_VERSION, &2u32.to_le_bytes());
+    open_fails(&name, &b, "format v2", |e| {
+        matches!(
+            e,
+            Error::VersionMismatch {
+                found: 2,
+                expected: 3
             }
         )
     });
@@ -600,7 +613,7 @@ fn late_initialization<V: Variant>() {
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         let f = OpenOptions::new().write(true).open(path).unwrap();
-        f.write_all_at(&2u32.to_le_bytes(), OFF_VERSION).unwrap();
+        f.write_all_at(&3u32.to_le_bytes(), OFF_VERSION).unwrap();
     });
     let b = builder::<V>().open_timeout(Duration::from_secs(60));
     let rx = b.open_consumer(&name).unwrap();
@@ -626,7 +639,7 @@ fn make_object(name: &ShmName, mode: u32, bytes: &[u8]) {
 fn hand_header(variant: u32, wait: u32, capacity: u64) -> Vec<u8> {
     let mut h = vec![0u8; HEADER_SIZE as usize];
     h[0..8].copy_from_slice(MAGIC);
-    h[8..12].copy_from_slice(&2u32.to_le_bytes());
+    h[8..12].copy_from_slice(&3u32.to_le_bytes());
     h[12..16].copy_from_slice(&variant.to_le_bytes());
     h[16..20].copy_from_slice(&wait.to_le_bytes());
     h[24..32].copy_from_slice(&capacity.to_le_bytes());

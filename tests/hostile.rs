@@ -239,13 +239,17 @@ const FAULTS: &[(&str, Class, FaultFn)] = &[
         }
         h.w64(OFF_REPAIRS, r.next_u64());
     }),
-    ("wait words (seq, waiting, semaphore count)", Class::Clean, |h, r, _| {
-        for w in [OFF_WAIT_C, OFF_WAIT_P] {
-            h.w32(w, r.next_u64() as u32);
-            h.w32(w + 4, *r.pick(&[0, 1, 77, u32::MAX]));
-            h.w32(w + 8, *r.pick(&[0, 1, 2, 1 << 31, u32::MAX]));
-        }
-    }),
+    (
+        "wait words (seq, waiting, semaphore count)",
+        Class::Clean,
+        |h, r, _| {
+            for w in [OFF_WAIT_C, OFF_WAIT_P] {
+                h.w32(w, r.next_u64() as u32);
+                h.w32(w + 4, *r.pick(&[0, 1, 77, u32::MAX]));
+                h.w32(w + 8, *r.pick(&[0, 1, 2, 1 << 31, u32::MAX]));
+            }
+        },
+    ),
     ("endpoint state = 77", Class::Liveness, |h, r, _| {
         match r.below(3) {
             0 => h.w32(OFF_PSTATE, 77),
@@ -727,9 +731,9 @@ fn opening_truncated_segment_fails() {
             ),
             "inspect of a segment truncated to {len}: {r:?}"
         );
-        // The producer mapped the full size; it must not touch it any more
-        // (SIGBUS), so forget it without closing.
-        std::mem::forget(tx);
+        // The producer mapped the full size; closing it touches the lost
+        // pages, which the SIGBUS handler replaces by zero pages.
+        drop(tx);
     }
 }
 
@@ -906,9 +910,8 @@ fn wait_words_with_garbage() {
                 .or_default() += 1;
         }
     }
-    let mut s = String::from(
-        "\nwait words with garbage (forked children, one line per distinct result):",
-    );
+    let mut s =
+        String::from("\nwait words with garbage (forked children, one line per distinct result):");
     for (what, m) in &table {
         for (k, c) in m {
             s += &format!("\n  {what:<22} {c:>4} x {k}");

@@ -206,7 +206,10 @@ fn truncate_sleepers<V: Variant>() {
             break;
         }
     }
-    assert!(matches!(&r, Err(Error::Truncated { .. })), "idle producer: {r:?}");
+    assert!(
+        matches!(&r, Err(Error::Truncated { .. })),
+        "idle producer: {r:?}"
+    );
     drop(tx); // closing writes to zero pages: harmless
 
     // A producer asleep on a full ring.
@@ -295,7 +298,10 @@ fn truncated_before_next_operation() {
             break;
         }
     }
-    assert!(matches!(&r, Err(Error::Truncated { .. })), "producer: {r:?}");
+    assert!(
+        matches!(&r, Err(Error::Truncated { .. })),
+        "producer: {r:?}"
+    );
     // Reopening the truncated (now empty) object: not initialised.
     let r = shmpipe::Builder::new()
         .open_timeout(Duration::from_millis(20))
@@ -347,7 +353,9 @@ fn open_races_truncation() {
                     }
                 }
                 Err(Error::Truncated { .. }) => "truncated".to_string(),
-                Err(e) => kind(&e).to_string() + &format!(" ({e})").chars().take(40).collect::<String>(),
+                Err(e) => {
+                    kind(&e).to_string() + &format!(" ({e})").chars().take(40).collect::<String>()
+                }
             };
             *outcomes.entry(key).or_default() += 1;
         }
@@ -357,5 +365,10 @@ fn open_races_truncation() {
         Ok(())
     });
     let st = child.wait(T);
-    assert_eq!(st, Status::Exited(0), "child: {} (7 = SIGBUS)", child.report());
+    assert_eq!(
+        st,
+        Status::Exited(0),
+        "child: {} (7 = SIGBUS)",
+        child.report()
+    );
 }
