@@ -706,7 +706,7 @@ fn hand_built_segments() {
             r,
             Err(Error::VersionMismatch {
                 found: 9,
-                expected: 2
+                expected: 3
             })
         ),
         "{r:?}"
