@@ -489,7 +489,9 @@ mod os {
     /// into zero pages and `Error::Truncated` instead of killing us.
     fn protect(seg: &mut Segment, name: &str, len: u64) {
         let reg = match &seg.backing {
-            Backing::Mapped { _map, .. } => crate::sigbus::register(_map.as_mut_ptr(), _map.len()),
+            Backing::Mapped { _map: map, .. } => {
+                crate::sigbus::register(map.as_mut_ptr(), map.len())
+            }
             Backing::Heap { .. } => return,
         };
         seg.truncation = Some(Truncation {
