@@ -851,7 +851,7 @@ fn open_refuses_foreign_and_odd_objects() {
 #[test]
 fn wait_words_with_garbage() {
     let _s = serial();
-    let tries = iterations("SHMPIPE_GLIBC_TRIES", 20);
+    let tries = iterations("SHMPIPE_GARBAGE_TRIES", 20);
     let mut rng = Rng::new(seed() ^ 0x61bc);
     let mut table: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for (what, locked) in [("semaphore words", false), ("lock word (locked)", true)] {
