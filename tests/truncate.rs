@@ -372,3 +372,131 @@ fn open_races_truncation() {
         child.report()
     );
 }
+
+// ---------------------------------------------------------------------------
+// A program with its own SIGBUS handler.
+
+static USER_HITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static USER_START: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static USER_LEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The program's own handler, in the libwayland style: repairs faults in
+/// its own mapping, counts every SIGBUS it is given.
+extern "C" fn user_handler(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    USER_HITS.fetch_add(1, SeqCst);
+    // SAFETY: the kernel's siginfo (SA_SIGINFO).
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    let (start, len) = (USER_START.load(SeqCst), USER_LEN.load(SeqCst));
+    if code > 0 && addr.wrapping_sub(start) < len {
+        // SAFETY: replaces the program's own mapping by zero pages.
+        unsafe {
+            libc::mmap(
+                start as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+    }
+}
+
+/// Map `path` (4 KiB) shared, truncate it to 0, then read it: SIGBUS, which
+/// the program's handler repairs. Returns the byte read.
+fn fault_on_own_mapping(path: &str) -> u8 {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap();
+    f.set_len(4096).unwrap();
+    let map = memmap2::MmapOptions::new().map_raw(&f).unwrap();
+    USER_START.store(map.as_mut_ptr() as usize, SeqCst);
+    USER_LEN.store(map.len(), SeqCst);
+    f.set_len(0).unwrap();
+    // SAFETY: in bounds of the live mapping; the page behind it is gone,
+    // so this read faults and the handler maps a zero page there.
+    let b = unsafe { std::ptr::read_volatile(map.as_ptr().add(100)) };
+    USER_START.store(0, SeqCst);
+    b
+}
+
+/// A handler the program installed before its first named ring keeps
+/// getting every SIGBUS that is not ours: a fault in its own mapping (which
+/// it repairs) and a SIGBUS sent with raise(3); ours handles only the
+/// truncated ring. Run in a forked child (it changes the process's
+/// SIGBUS disposition).
+#[test]
+fn program_handler_installed_first_is_chained() {
+    let _s = serial();
+    let ring = ShmName::new("trunc-chain");
+    let own = ShmName::new("trunc-chain-own");
+    let (rn, own_path) = (ring.as_str(), own.path());
+    let mut child = fork_child(60, || {
+        // SAFETY: a zeroed sigaction filled in; installs `user_handler`.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = user_handler
+                as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+                as libc::sighandler_t;
+            sa.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut sa.sa_mask);
+            if libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut()) != 0 {
+                return Err("sigaction".into());
+            }
+        }
+        if fault_on_own_mapping(&own_path) != 0 || USER_HITS.load(SeqCst) != 1 {
+            return Err("the program's own handler did not work alone".into());
+        }
+        // The first named ring installs ours, which chains to the program's.
+        let mut tx = shmpipe::Builder::new()
+            .capacity(4096)
+            .create_producer(rn)
+            .map_err(|e| format!("create_producer: {e}"))?;
+        let mut rx = shmpipe::Builder::new()
+            .open_consumer(rn)
+            .map_err(|e| format!("open_consumer: {e}"))?;
+        if fault_on_own_mapping(&own_path) != 0 {
+            return Err("own mapping not repaired".into());
+        }
+        if USER_HITS.load(SeqCst) != 2 {
+            return Err(format!(
+                "the program's handler saw {} SIGBUS, expected 2: ours did not chain",
+                USER_HITS.load(SeqCst)
+            ));
+        }
+        // The ring truncated: ours handles it; the program's sees nothing.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/dev/shm{rn}"))
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let mut buf = Vec::new();
+        match rx.recv_timeout(&mut buf, T) {
+            Err(Error::Truncated { .. }) => {}
+            r => return Err(format!("consumer after truncation: {r:?}")),
+        }
+        let _ = tx.try_send(b"x");
+        if USER_HITS.load(SeqCst) != 2 {
+            return Err("the ring's SIGBUS reached the program's handler".into());
+        }
+        // A SIGBUS sent, not raised by a fault: the program's handler.
+        // SAFETY: raise(3) on ourselves; the handler returns.
+        unsafe { libc::raise(libc::SIGBUS) };
+        if USER_HITS.load(SeqCst) != 3 {
+            return Err("raise(SIGBUS) did not reach the program's handler".into());
+        }
+        Ok(())
+    });
+    let st = child.wait(T);
+    assert_eq!(
+        st,
+        Status::Exited(0),
+        "child: {} (7 = SIGBUS)",
+        child.report()
+    );
+}
