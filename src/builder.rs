@@ -16,6 +16,29 @@ pub const DEFAULT_CAPACITY: u64 = 1 << 20;
 ///
 /// `shmpipe::Builder` builds lock-free rings, `shmpipe::locked::Builder`
 /// builds locked ones; both are this type.
+///
+/// # Named segments, truncation and SIGBUS
+///
+/// A named segment is a file in `/dev/shm` that any process of the same
+/// uid can truncate. Touching a page the truncation removed raises SIGBUS,
+/// which by default kills the process. So the first named ring a process
+/// creates or opens installs a process-wide SIGBUS handler (once, with
+/// `SA_SIGINFO | SA_ONSTACK | SA_RESTART`): for a fault inside a shmpipe
+/// mapping it maps zero pages over that mapping and lets the access finish,
+/// and every later operation on the ring's endpoints returns
+/// [`Error::Truncated`] (found on the slow paths: an empty or full ring, a
+/// blocking call's 20 ms liveness check, attach). Messages sent after the
+/// truncation are lost, and the message being read at that instant may
+/// arrive with zeroed bytes. Any other SIGBUS goes to the handler that was
+/// installed before ours (called with the same arguments), or, if there was
+/// none, to the default action (the process dies of SIGBUS as before).
+///
+/// A program with its own SIGBUS handler: install it before the first named
+/// ring, and ours chains to it; a handler installed later replaces ours,
+/// which then protects nothing unless that handler calls the previous
+/// action for addresses it does not own. Anonymous rings
+/// ([`Self::anonymous`], sealed memfds that cannot shrink) and in-process
+/// rings install nothing.
 #[derive(Debug)]
 pub struct Builder<V: Variant> {
     opts: Options,

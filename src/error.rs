@@ -135,6 +135,16 @@ pub enum Error {
         /// Length of the buffer that was given.
         capacity: usize,
     },
+    /// A named segment was truncated (shrunk) by another process while this
+    /// one had it mapped. Its contents are lost: the pages this process
+    /// touched past the new end were replaced by zero pages (instead of the
+    /// process being killed by SIGBUS; see the segment docs of
+    /// [`crate::GenericBuilder`]). The handle stays in this state; remove
+    /// the name and create the ring again.
+    Truncated {
+        /// The segment's name.
+        name: String,
+    },
     /// An operating-system call failed.
     Io {
         /// What we were doing.
@@ -287,6 +297,10 @@ impl fmt::Display for Error {
             Error::BufferTooSmall { len, capacity } => write!(
                 f,
                 "the next message is {len} bytes but the buffer holds only {capacity}; it stays in the ring: retry with a buffer of at least {len} bytes"
+            ),
+            Error::Truncated { name } => write!(
+                f,
+                "the shared-memory segment {name:?} was truncated by another process while mapped here; its contents are lost and the handle can no longer be used: remove the name and create the ring again"
             ),
             Error::Io {
                 op,

@@ -10,8 +10,8 @@
 //!                                                   producer/consumer "light barrier" flags,
 //!                                                   producer/consumer attach epochs,
 //!                                                   producer/consumer pids (hints for pidfds)
-//!    512  wait_consumer          both               seq (futex word), waiting flag, sem_t "items"
-//!    640  wait_producer          both               seq (futex word), waiting flag, sem_t "space"
+//!    512  wait_consumer          both               seq (futex word), waiting flag, semaphore count "items"
+//!    640  wait_producer          both               seq (futex word), waiting flag, semaphore count "space"
 //!    768  lock                   locked variant     lock word (u32: free / held by a role, waiters)
 //!    896  data area              producer writes,   `capacity` bytes, power of two
 //!                                consumer reads
@@ -23,7 +23,12 @@ use crate::sync::{AtomicU32, AtomicU64};
 
 /// Magic word at offset 0: `"SHMPIPE\0"` little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMPIPE\0");
-/// On-memory format version this library reads and writes.
+/// On-memory format version this library reads and writes. 3: the
+/// `Semaphore` strategy's count words replace glibc `sem_t`s in the wait
+/// lines, the producer's counters are checkpoints instead of per-message
+/// stores and the consumer keeps none, and the endpoints record their pids
+/// (2: the record header is the consumer's signal; 1: the consumer read
+/// `tail` per message).
 pub const VERSION: u32 = 3;
 /// Smallest data-area capacity in bytes.
 pub const MIN_CAPACITY: u64 = 64;
@@ -117,16 +122,17 @@ pub(crate) struct Endpoints {
     pub consumer_pid: AtomicU32,
 }
 
-/// Where one side sleeps: a futex word, a waiter flag and a semaphore.
+/// Where one side sleeps: a futex word, a waiter flag and a semaphore count.
 #[repr(C)]
 pub(crate) struct WaitWord {
     /// Futex word: bumped by the waker before each wake syscall.
     pub seq: AtomicU32,
     /// 1 while the sleeper is registered; the waker swaps it to 0.
     pub waiting: AtomicU32,
-    /// Unnamed process-shared semaphore (`Semaphore` strategy only).
-    #[cfg(not(loom))]
-    pub sem: std::cell::UnsafeCell<libc::sem_t>,
+    /// The `Semaphore` strategy's count (`crate::wait::sem_post` /
+    /// `sem_wait`): posts not yet taken. Its own futex word; any value is a
+    /// count, so a peer cannot make it invalid.
+    pub count: AtomicU32,
 }
 
 /// The locked variant's lock: one futex word owned by a role (see
@@ -136,8 +142,9 @@ pub(crate) struct LockLine {
     pub word: AtomicU32,
 }
 
-/// The segment header. All fields are atomics or `UnsafeCell`s, so a shared
-/// reference to it is sound while another process writes the same memory.
+/// The segment header. All fields are atomics (no libc object lives in it),
+/// so a shared reference to it is sound while another process writes the
+/// same memory.
 #[repr(C)]
 pub(crate) struct Header {
     pub config: CachePadded<Config>,
@@ -178,15 +185,11 @@ const _: () = {
     assert!(offset_of!(ProducerLine, counts_seq) == 24);
     assert!(offset_of!(ProducerLine, counts) == 32);
     assert!(size_of::<[Counts; 2]>() == 48);
+    assert!(offset_of!(WaitWord, seq) == 0);
+    assert!(offset_of!(WaitWord, waiting) == 4);
+    assert!(offset_of!(WaitWord, count) == 8);
     assert!(HEADER_SIZE % 128 == 0);
 };
-
-// SAFETY: every field is an atomic or an `UnsafeCell` only touched through
-// the process-shared libc primitives (sem_*, pthread_mutex_*), which are
-// designed for concurrent use from many threads and processes.
-unsafe impl Sync for Header {}
-// SAFETY: as above; the header has no thread affinity.
-unsafe impl Send for Header {}
 
 /// Total segment size for a data area of `capacity` bytes.
 pub const fn segment_size(capacity: u64) -> u64 {

@@ -3,8 +3,8 @@
 //! A lock-free single-producer/single-consumer ring of variable-length
 //! messages in POSIX shared memory, for moving messages between processes
 //! faster than pipes, sockets or message queues. Idle peers sleep on a
-//! futex or a POSIX semaphore in the segment; the streaming hot path makes
-//! no syscall.
+//! futex or a counting semaphore (of our own, over a futex word) in the
+//! segment; the streaming hot path makes no syscall.
 //!
 //! ```
 //! use shmpipe::{Builder, WaitStrategy};
@@ -60,6 +60,8 @@ mod layout;
 pub mod locked;
 mod ring;
 mod segment;
+#[cfg(not(any(loom, miri)))]
+mod sigbus;
 mod sync;
 mod wait;
 #[cfg(all(target_os = "linux", not(any(loom, miri))))]

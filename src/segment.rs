@@ -75,6 +75,10 @@ pub(crate) struct Segment {
     /// behalf (`shmpipe::process::spawn`); the first attach adopts it if it
     /// holds that role's lock (see `RoleLock::acquire`), or closes it.
     inherited: std::sync::Mutex<Option<OwnedFd>>,
+    /// Named segments: the mapping's SIGBUS registration (`crate::sigbus`),
+    /// so a truncation by another process is survived and reported.
+    #[cfg(not(any(loom, miri)))]
+    truncation: Option<Truncation>,
     /// Under loom, the data area's record header words, one per 8 bytes:
     /// loom must see every access to them (the header is the consumer's
     /// signal), and it cannot track atomics placed in raw memory. Payload
@@ -92,6 +96,10 @@ unsafe impl Sync for Segment {}
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        // Unregister from the SIGBUS handler before the mapping goes (the
+        // fields, the mapping among them, are dropped after this function).
+        #[cfg(not(any(loom, miri)))]
+        drop(self.truncation.take());
         if let Some((name, creator)) = &self.unlink {
             // Only in the creating process: a forked child that inherited
             // the handle leaves the name to its parent.
@@ -140,6 +148,56 @@ impl Segment {
         #[cfg(any(loom, miri))]
         let _ = name;
         Ok(())
+    }
+}
+
+/// A named segment's protection against truncation by another process.
+#[cfg(not(any(loom, miri)))]
+struct Truncation {
+    reg: crate::sigbus::Registration,
+    name: Box<str>,
+    /// Length of our mapping: the object's size when we mapped it.
+    len: u64,
+}
+
+impl Segment {
+    /// Whether this named segment was truncated under us: the SIGBUS handler
+    /// replaced our mapping by zero pages (one atomic load), or, with
+    /// `check_size` (one `fstat`, for the slow paths), the object is now
+    /// smaller than our mapping. Always false for memfd and heap segments
+    /// (sealed, or private to this process).
+    #[inline]
+    pub(crate) fn truncated(&self, check_size: bool) -> bool {
+        #[cfg(not(any(loom, miri)))]
+        if let Some(t) = &self.truncation {
+            if t.reg.truncated() {
+                return true;
+            }
+            if check_size {
+                let shrunk = self
+                    .file()
+                    .and_then(|f| f.metadata().ok())
+                    .is_some_and(|m| m.len() < t.len);
+                if shrunk {
+                    t.reg.mark_truncated();
+                }
+                return shrunk;
+            }
+        }
+        let _ = check_size;
+        false
+    }
+
+    /// The error for a truncated segment, naming it.
+    #[cold]
+    pub(crate) fn truncated_error(&self) -> Error {
+        #[cfg(not(any(loom, miri)))]
+        let name = self.truncation.as_ref().map(|t| t.name.to_string());
+        #[cfg(any(loom, miri))]
+        let name: Option<String> = None;
+        Error::Truncated {
+            name: name.unwrap_or_default(),
+        }
     }
 }
 
@@ -244,13 +302,8 @@ impl Segment {
         c.flags.store(0, Ordering::Relaxed);
         c.capacity.store(capacity, Ordering::Relaxed);
         c.header_size.store(HEADER_SIZE as u64, Ordering::Relaxed);
-        #[cfg(not(any(loom, miri)))]
-        {
-            if wait == WaitStrategy::Semaphore {
-                crate::wait::sem_init(&h.wait_consumer).map_err(|e| Error::io("sem_init", e))?;
-                crate::wait::sem_init(&h.wait_producer).map_err(|e| Error::io("sem_init", e))?;
-            }
-        }
+        // The wait lines need no initialisation: all their words (the
+        // semaphore counts included) start at zero.
         // Release: pairs with the Acquire load of `version` in `validate`, so
         // an opener that sees VERSION also sees every field written above.
         c.version.store(VERSION, Ordering::Release);
@@ -358,6 +411,8 @@ impl Segment {
             },
             unlink: None,
             inherited: std::sync::Mutex::new(None),
+            #[cfg(not(any(loom, miri)))]
+            truncation: None,
             #[cfg(loom)]
             loom_words: (0..opts.capacity / 8)
                 .map(|_| crate::sync::AtomicU64::new(0))
@@ -370,9 +425,8 @@ impl Segment {
 
 #[cfg(not(loom))]
 fn zeroed_header() -> Header {
-    // SAFETY: every field of `Header` is an atomic integer, a libc
-    // sem_t/pthread_mutex_t in an UnsafeCell, or padding; all-zero is a valid
-    // value for each (the libc objects are initialised before use).
+    // SAFETY: every field of `Header` is an atomic integer or padding;
+    // all-zero is a valid value for each.
     unsafe { std::mem::zeroed() }
 }
 
@@ -390,6 +444,7 @@ fn zeroed_header() -> Header {
         CachePadded::new(WaitWord {
             seq: AtomicU32::new(0),
             waiting: AtomicU32::new(0),
+            count: AtomicU32::new(0),
         })
     };
     Header {
@@ -472,7 +527,25 @@ mod os {
             backing: Backing::Mapped { _map: map, fd },
             unlink: None,
             inherited: std::sync::Mutex::new(None),
+            truncation: None,
         }
+    }
+
+    /// Register a named segment's mapping with the SIGBUS handler (before
+    /// anything reads it), so that a truncation by another process turns
+    /// into zero pages and `Error::Truncated` instead of killing us.
+    fn protect(seg: &mut Segment, name: &str, len: u64) {
+        let reg = match &seg.backing {
+            Backing::Mapped { _map: map, .. } => {
+                crate::sigbus::register(map.as_mut_ptr(), map.len())
+            }
+            Backing::Heap { .. } => return,
+        };
+        seg.truncation = Some(Truncation {
+            reg,
+            name: name.into(),
+            len,
+        });
     }
 
     fn shm_open(name: &CString, flags: libc::c_int, mode: u32) -> Result<File> {
@@ -533,7 +606,11 @@ mod os {
                 variant,
             };
             let mut seg = from_map(map, fd, geometry);
+            protect(&mut seg, name, size);
             seg.init_header(variant, opts.wait, opts.capacity)?;
+            if seg.truncated(true) {
+                return Err(seg.truncated_error());
+            }
             if opts.unlink_on_drop {
                 seg.unlink = Some((cname.clone(), std::process::id()));
             }
@@ -589,7 +666,14 @@ mod os {
                     variant,
                 };
                 let mut seg = from_map(map, fd, placeholder);
-                if let Some(g) = seg.validate(size, variant)? {
+                protect(&mut seg, name, size);
+                let valid = seg.validate(size, variant);
+                // Truncated between our fstat and our reads: the header we
+                // read may be zero pages; say what happened.
+                if seg.truncated(true) {
+                    return Err(seg.truncated_error());
+                }
+                if let Some(g) = valid? {
                     seg.geometry = g;
                     return Ok(seg);
                 }

@@ -1,5 +1,6 @@
-//! How an idle side waits: spinning, or sleeping in the kernel on a futex or
-//! a POSIX semaphore that lives in the segment.
+//! How an idle side waits: spinning, or sleeping in the kernel on a futex
+//! word or on a counting semaphore of our own (a count word in the segment
+//! with futex sleeps; no glibc object lives in the segment).
 //!
 //! Thin safe wrappers over the syscalls take references to the words in the
 //! header; the sleep/wake protocol that uses them is in `ring.rs`.
@@ -7,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use crate::layout::WaitWord;
-use crate::sync::AtomicU32;
+use crate::sync::{AtomicU32, Ordering};
 
 /// How an endpoint waits when the ring is full (producer) or empty (consumer).
 /// Chosen at creation and recorded in the segment header.
@@ -22,8 +23,12 @@ pub enum WaitStrategy {
     /// hot path makes no syscall; a wake syscall is made only for a registered
     /// sleeper.
     Futex,
-    /// Spin briefly, then sleep on an unnamed process-shared POSIX semaphore
-    /// in the segment.
+    /// Spin briefly, then sleep on a counting semaphore in the segment: the
+    /// waker posts (adds one to a count word and wakes the sleeper), the
+    /// sleeper takes one post or sleeps on the word while it is zero. The
+    /// semaphore is shmpipe's own, built on a futex word, not a glibc
+    /// `sem_t`: a peer that writes it can cause spurious or late (by one
+    /// 20 ms slice) wake-ups, never a crash or an endless sleep.
     Semaphore,
 }
 
@@ -246,129 +251,62 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: i32) -> usize {
     1
 }
 
-/// Initialise the semaphore of `w` (creator only, before publishing).
-#[cfg(not(any(loom, miri)))]
-pub(crate) fn sem_init(w: &WaitWord) -> std::io::Result<()> {
-    // SAFETY: the semaphore memory lies in a mapping shared between
-    // processes; pshared = 1 makes it usable from all of them. Only the
-    // creator calls this, before the version word is published.
-    let r = unsafe { libc::sem_init(w.sem.get(), 1, 0) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
+/// Most compare-and-swap attempts one take of the semaphore makes: a peer
+/// that rewrites the count in a loop can fail our CAS forever, so a take
+/// gives up after this many and the wait returns (the caller re-checks).
+const SEM_CAS_TRIES: u32 = 16;
 
-/// Whether the semaphore still looks like the one `sem_init` made, as far as
-/// glibc's futex calls depend on it. glibc's 64-bit `sem_t` is
-/// `{ u64 value|nwaiters, i32 private, i32 pad }`, and `private` selects the
-/// futex flags: garbage there makes glibc abort the process ("The futex
-/// facility returned an unexpected error code"). The expected value is
-/// whatever this glibc's `sem_init(pshared = 1)` writes, learned once from a
-/// local semaphore. A peer that scribbles over it gets polling instead of a
-/// crash (a narrowing, not a proof: a peer racing this check can still win;
-/// see DESIGN.md, trust model).
-#[cfg(not(any(loom, miri)))]
-fn sem_sane(w: &WaitWord) -> bool {
-    #[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
-    {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        /// # Safety
-        /// `sem` must point to a valid `sem_t` (32 bytes, 8-aligned on 64-bit glibc).
-        unsafe fn private_word(sem: *const libc::sem_t) -> u32 {
-            // SAFETY: bytes 8..12 are in bounds and 4-aligned per the caller.
-            unsafe { load_u32_at(sem.cast(), 8) }
-        }
-        /// `1 << 32 | word` once learned, `2 << 32` if `sem_init` failed, 0
-        /// before. An atomic, not a `OnceLock`: a child forked while another
-        /// thread ran a `OnceLock`'s initialiser would block on it forever
-        /// (see `light_barrier_available`); racing threads compute the same
-        /// value.
-        static EXPECTED: AtomicU64 = AtomicU64::new(0);
-        // Relaxed: the word is the whole state.
-        let mut cached = EXPECTED.load(Ordering::Relaxed);
-        if cached == 0 {
-            // SAFETY: a zeroed local sem_t initialised, read and destroyed here.
-            cached = unsafe {
-                let mut sem: libc::sem_t = std::mem::zeroed();
-                if libc::sem_init(&mut sem, 1, 0) != 0 {
-                    2 << 32
-                } else {
-                    let v = private_word(&sem);
-                    libc::sem_destroy(&mut sem);
-                    1 << 32 | u64::from(v)
-                }
-            };
-            EXPECTED.store(cached, Ordering::Relaxed);
-        }
-        let expected = (cached >> 32 == 1).then_some(cached as u32);
-        // SAFETY: `w.sem` is a sem_t inside the mapped header.
-        expected.is_none_or(|e| unsafe { private_word(w.sem.get()) } == e)
-    }
-    #[cfg(not(all(target_env = "gnu", target_pointer_width = "64")))]
-    {
-        let _ = w;
-        true
-    }
-}
-
-/// Read the 4 bytes at `base + off` once, atomically (another process may
-/// write them at any time): for the words of glibc objects in the segment.
+/// Post the semaphore of `w` once: add one to its count, then wake one
+/// sleeper on the count word (a shared futex: the sleeper is the peer).
 ///
-/// # Safety
-/// `base + off .. base + off + 4` must be in bounds of one live object and
-/// 4-aligned.
-#[cfg(not(any(loom, miri)))]
-pub(crate) unsafe fn load_u32_at(base: *const u8, off: usize) -> u32 {
-    // SAFETY: in bounds and aligned per the caller; an atomic read tolerates
-    // concurrent writers.
-    unsafe {
-        (*(base.add(off) as *const std::sync::atomic::AtomicU32))
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// Post the semaphore of `w` once.
-#[cfg(not(any(loom, miri)))]
+/// The count is ours, not glibc's: any value a peer stores in it is a
+/// count (DESIGN.md §4). An increment that wraps a forged `u32::MAX` to 0
+/// loses this post; the sleeper then wakes at the end of its slice.
 pub(crate) fn sem_post(w: &WaitWord) {
-    if !sem_sane(w) {
-        return; // the sleeper wakes within SLICE anyway
-    }
-    // SAFETY: the semaphore was initialised by the creator before the
-    // segment was published. A peer that scribbled over it can make
-    // sem_post fail (EINVAL/EOVERFLOW), which we ignore: the sleeper wakes
-    // within SLICE anyway.
-    unsafe { libc::sem_post(w.sem.get()) };
+    // Release: pairs with the Acquire CAS in `sem_take`. (The data itself
+    // is published by the SeqCst signal store before the waker's swap of
+    // `waiting`; the semaphore is only the doorbell.)
+    w.count.fetch_add(1, Ordering::Release);
+    futex_wake(&w.count, 1);
 }
 
-/// Wait on the semaphore of `w` until `until` at the latest.
-#[cfg(not(any(loom, miri)))]
+/// Take one post if the count is positive. What remains is clamped to 1:
+/// each side has one sleeper, so a count above one only stands for stale
+/// posts (a sleeper that found data on its re-check after the waker had
+/// already swapped `waiting`), each of which would cost a spurious return.
+/// A forged count therefore costs at most two spurious returns.
+fn sem_take(w: &WaitWord) -> bool {
+    for _ in 0..SEM_CAS_TRIES {
+        // Relaxed: the value only picks the CAS's expected value.
+        let c = w.count.load(Ordering::Relaxed);
+        if c == 0 {
+            return false;
+        }
+        // Acquire: pairs with the Release increment in `sem_post`.
+        if w.count
+            .compare_exchange(c, (c - 1).min(1), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Wait on the semaphore of `w` until `until` at the latest: take a post if
+/// there is one; otherwise sleep on the count word while it is 0, then take
+/// the post that woke us. Bounded: at most `2 * SEM_CAS_TRIES` CAS attempts
+/// and one futex sleep that ends at `until` (a slice end). A peer writing
+/// the word can only make it return early (a spurious wake-up) or sleep to
+/// `until` (a wake-up missed until the next slice); the caller re-checks.
 pub(crate) fn sem_wait(w: &WaitWord, until: Instant) {
-    let remaining = until.saturating_duration_since(Instant::now());
-    if remaining.is_zero() {
+    if sem_take(w) {
         return;
     }
-    if !sem_sane(w) {
-        // Damaged semaphore: poll instead of sleeping in glibc.
-        std::thread::sleep(remaining.min(Duration::from_millis(1)));
-        return;
-    }
-    let ts = timespec_after(libc::CLOCK_MONOTONIC, remaining);
-    // SAFETY: the semaphore was initialised by the creator before
-    // publication (and `sem_sane` checked the word glibc's futex call
-    // depends on); the timespec is a valid absolute CLOCK_MONOTONIC time.
-    // EINTR/ETIMEDOUT/EINVAL just return: the caller re-checks.
-    unsafe { sem_clockwait(w.sem.get(), libc::CLOCK_MONOTONIC, &ts) };
-}
-
-#[cfg(not(any(loom, miri)))]
-extern "C" {
-    /// glibc >= 2.30: `sem_timedwait` with a chosen clock (not in the libc crate).
-    fn sem_clockwait(
-        sem: *mut libc::sem_t,
-        clock: libc::clockid_t,
-        abstime: *const libc::timespec,
-    ) -> libc::c_int;
+    // Sleeps only while the count is 0: a post between our look and the
+    // sleep changed the word, and the kernel returns at once (EAGAIN).
+    futex_wait(&w.count, 0, until);
+    sem_take(w);
 }
 
 /// `membarrier(2)` commands (linux/membarrier.h).

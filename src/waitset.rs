@@ -52,8 +52,8 @@
 //! - `Futex` rings are slept on; `Spin` / `SpinYield` rings are polled with a
 //!   backoff bounded by 1 ms (their peers never make wake-up syscalls), so a
 //!   set with such a ring wakes up to 1,000 times a second while idle;
-//!   `Semaphore` rings are refused (their wake-up is a `sem_post`, which
-//!   `futex_waitv` cannot wait on).
+//!   `Semaphore` rings are refused (their wake-up is a post to the ring's
+//!   counting semaphore, not a wake of the `seq` word the set sleeps on).
 //! - A closed peer is reported (as [`Event::peer_gone`]) at once (its close
 //!   wakes the set); a killed one when its process's pidfd fires (see
 //!   above), or, for a ring whose peer's pid cannot be followed, within one
@@ -745,7 +745,8 @@ fn check_strategy(w: WaitStrategy) -> Result<()> {
     if w == WaitStrategy::Semaphore {
         return Err(Error::InvalidOption {
             reason: "a WaitSet cannot wait on a ring with the Semaphore wait strategy (its \
-                     wake-up is a sem_post, not a futex wake); create the ring with \
+                     wake-up is a semaphore post, not a wake of the futex word a set sleeps \
+                     on); create the ring with \
                      WaitStrategy::Futex (or Spin/SpinYield, which the set polls), or wait on \
                      it with a blocking call in its own thread"
                 .into(),

@@ -491,9 +491,23 @@ fn bad_headers<V: Variant>() {
     ));
 
     let name = fresh();
-    // A format-v2 segment (before the counter checkpoints) is refused.
-    patch(&name, OFF_VERSION, &2u32.to_le_bytes());
+    // A format-v1 segment (the consumer read `tail` per message) is refused.
+    patch(&name, OFF_VERSION, &1u32.to_le_bytes());
     open_fails(&name, &b, "wrong version", |e| {
+        matches!(
+            e,
+            Error::VersionMismatch {
+                found: 1,
+                expected: 3,
+                ..
+            }
+        )
+    });
+
+    let name = fresh();
+    // So is a format-v2 one (glibc sem_t in the wait lines, counters per message).
+    patch(&name, OFF_VERSION, &2u32.to_le_bytes());
+    open_fails(&name, &b, "format v2", |e| {
         matches!(
             e,
             Error::VersionMismatch {

@@ -94,6 +94,14 @@ fn futex_full_and_wrap() {
     send_recv(WaitStrategy::Futex, WRAP);
 }
 
+/// The `Semaphore` strategy's own counting semaphore (a count word with
+/// futex sleeps, format v3): the same model, sleeping and waking through
+/// `sem_wait` / `sem_post`.
+#[test]
+fn semaphore_full_and_wrap() {
+    send_recv(WaitStrategy::Semaphore, WRAP);
+}
+
 /// Two records of 32 bytes fill the ring exactly (tail - head == capacity).
 #[test]
 fn futex_exactly_full() {

@@ -134,7 +134,7 @@ fuzz_target!(|input: Input| {
         put(&mut seg, 0, &MAGIC.to_le_bytes());
     }
     if f & 2 != 0 {
-        put(&mut seg, 8, &2u32.to_le_bytes());
+        put(&mut seg, 8, &3u32.to_le_bytes());
     }
     if f & 4 != 0 {
         put(

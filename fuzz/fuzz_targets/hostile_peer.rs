@@ -23,8 +23,10 @@ const TARGETS: &[(usize, usize)] = &[
     (388, 4), // consumer state
     (512, 4), // consumer wait seq
     (516, 4), // consumer waiting flag
+    (520, 4), // consumer semaphore count
     (640, 4), // producer wait seq
     (644, 4), // producer waiting flag
+    (648, 4), // producer semaphore count
     (24, 8),  // capacity (read once at attach; later changes must not matter)
     (12, 4),  // variant
     (16, 4),  // wait strategy

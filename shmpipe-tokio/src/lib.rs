@@ -576,6 +576,7 @@ impl std::fmt::Debug for AsyncProducer {
 fn closed() -> Error {
     Error::Io {
         op: "sending through an AsyncProducer",
+        name: None,
         source: std::io::Error::new(
             std::io::ErrorKind::BrokenPipe,
             "its producer side was closed (Sink::close or AsyncWrite::shutdown); \

@@ -69,7 +69,7 @@ pub(super) fn block<T, S>(
         let _ = &ready;
         #[cfg(loom)]
         match wait {
-            WaitStrategy::Futex => sleep(this, wait::slice_end(deadline)),
+            WaitStrategy::Futex | WaitStrategy::Semaphore => sleep(this, wait::slice_end(deadline)),
             _ => {
                 let _ = &backoff;
                 crate::sync::yield_now();

@@ -43,6 +43,8 @@ impl Check {
 enum Broken {
     Corrupted(&'static str, u64),
     LockLost,
+    /// The named segment was truncated under us (see `crate::sigbus`).
+    Truncated,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +90,11 @@ pub(super) struct Endpoint {
 impl Endpoint {
     pub(super) fn attach(seg: Arc<Segment>, role: Role) -> Result<Endpoint> {
         let (lock, epoch) = segment::attach(&seg, role)?;
+        // Truncated since it was opened (our stores above may have landed
+        // on zero pages): refuse now rather than at the first operation.
+        if seg.truncated(true) {
+            return Err(seg.truncated_error());
+        }
         // Our pid, for a `WaitSet` on the peer's side to watch with a pidfd
         // (DESIGN.md section 8). A hint, not a claim: the peer's set only
         // re-checks our role lock when that process exits. Release: pairs
@@ -187,12 +194,29 @@ impl Endpoint {
             None => Ok(()),
             Some(Broken::Corrupted(what, value)) => Err(Error::Corrupted { what, value }),
             Some(Broken::LockLost) => Err(Error::LockNotRecoverable),
+            Some(Broken::Truncated) => Err(self.seg.truncated_error()),
         }
     }
 
+    /// The segment was truncated under us: the handle fails for good.
+    #[cold]
+    fn truncated<T>(&mut self) -> Result<T> {
+        self.broken = Some(Broken::Truncated);
+        Err(self.seg.truncated_error())
+    }
+
     /// Remember a corruption (or a poisoned lock) so the handle stays failed.
+    /// A truncated segment reads as zeros (its pages were replaced), which
+    /// the index and lock checks report as corruption: such an error is
+    /// reported as `Truncated` instead.
     #[inline]
     pub(super) fn note<T>(&mut self, r: Result<T>) -> Result<T> {
+        if matches!(r, Err(Error::Corrupted { .. } | Error::LockNotRecoverable))
+            && self.broken.is_none()
+            && self.seg.truncated(false)
+        {
+            return self.truncated();
+        }
         match &r {
             Err(Error::Corrupted { what, value }) if self.broken.is_none() => {
                 self.broken = Some(Broken::Corrupted(what, *value));
@@ -275,6 +299,12 @@ impl Endpoint {
         // Acquire: pairs with the peer's Release/SeqCst store of its state,
         // so a consumer that sees CLOSED also sees the last records.
         let st = self.peer_word().load(Ordering::Acquire);
+        // Truncated (the SIGBUS handler put zero pages in place of the
+        // segment, so the peer's word reads NEVER): looked at only off the
+        // hot path (a peer not attached, or a slow check), one load.
+        if (st != STATE_ATTACHED || how != Check::Word) && self.seg.truncated(false) {
+            return self.truncated();
+        }
         if !matches!(st, STATE_NEVER | STATE_ATTACHED | STATE_CLOSED) {
             return self.note(Err(Error::corrupted("peer state word", st as u64)));
         }
@@ -301,6 +331,13 @@ impl Endpoint {
             }
         }
         let checked_at = wait::coarse_nanos();
+        // With the kernel query, once per slice: has the object shrunk
+        // (truncated where we have not touched it yet)? One fstat.
+        if self.seg.truncated(true) {
+            // (Not `self.truncated()`: `lock` borrows `self.lock`.)
+            self.broken = Some(Broken::Truncated);
+            return Err(self.seg.truncated_error());
+        }
         let held = lock.is_held(self.role.peer())?;
         let verdict = if held {
             // Alive (or a replacement attaching: it locks, then stores
@@ -341,6 +378,9 @@ impl Endpoint {
     /// which decides over the peer's state word.
     /// `work_seen`: the caller saw the peer's work (a message received).
     pub(super) fn peer_status(&self, work_seen: bool) -> Result<PeerStatus> {
+        if self.seg.truncated(false) {
+            return Err(self.seg.truncated_error());
+        }
         // Acquire: as in `peer_gone`.
         let st = self.peer_word().load(Ordering::Acquire);
         if !matches!(st, STATE_NEVER | STATE_ATTACHED | STATE_CLOSED) {
@@ -438,7 +478,6 @@ impl Endpoint {
                 w.seq.fetch_add(1, Ordering::Release);
                 wait::futex_wake(&w.seq, i32::MAX);
             }
-            #[cfg(not(any(loom, miri)))]
             WaitStrategy::Semaphore => wait::sem_post(w),
             _ => {}
         }
@@ -483,7 +522,6 @@ impl Endpoint {
         }
         match self.wait {
             WaitStrategy::Futex => wait::futex_wait(&w.seq, seq, until),
-            #[cfg(not(any(loom, miri)))]
             WaitStrategy::Semaphore => wait::sem_wait(w, until),
             _ => {
                 let _ = (seq, until);

@@ -178,10 +178,12 @@ fn voluntary_switches() -> u64 {
 }
 
 /// src bug (found by `bench`: shmpipe-sem blocking round trips of ~1.1 ms):
-/// `wait::sem_sane` expects the `private` word of a glibc `sem_t` to be 0,
-/// but `sem_init(.., pshared = 1, ..)` stores 128 there (FUTEX_SHARED in
-/// glibc 2.36), so every healthy process-shared semaphore is taken for
-/// damaged: `sem_post` is skipped and waiters poll with 1 ms sleeps.
+/// in format v2, `wait::sem_sane` expected the `private` word of a glibc
+/// `sem_t` to be 0, but `sem_init(.., pshared = 1, ..)` stores 128 there
+/// (FUTEX_SHARED in glibc 2.36), so every healthy process-shared semaphore
+/// was taken for damaged: posts were skipped and waiters polled with 1 ms
+/// sleeps. (Format v3's semaphore is a count word of our own; the check
+/// stays: a blocked `Semaphore` waiter must sleep.)
 /// Not a timing check: an idle consumer blocked for 300 ms must not wake up
 /// hundreds of times (sleeping in 20 ms slices, it wakes about 15 times).
 #[test]
