@@ -162,6 +162,12 @@ typedef enum {
    */
   SHMPIPE_ALREADY_EXISTS = 24,
   /**
+   * The named segment was truncated by another process while mapped
+   * (the library's SIGBUS handler caught it); the handle is unusable:
+   * free it, remove the name and create the ring again.
+   */
+  SHMPIPE_TRUNCATED = 25,
+  /**
    * A required pointer argument was NULL.
    */
   SHMPIPE_NULL_POINTER = 100,

@@ -72,6 +72,10 @@ pub enum shmpipe_status {
     /// A segment of that name already exists (`*_create` never opens one;
     /// `shmpipe_last_os_error` gives `EEXIST`).
     SHMPIPE_ALREADY_EXISTS = 24,
+    /// The named segment was truncated by another process while mapped
+    /// (the library's SIGBUS handler caught it); the handle is unusable:
+    /// free it, remove the name and create the ring again.
+    SHMPIPE_TRUNCATED = 25,
     /// A required pointer argument was NULL.
     SHMPIPE_NULL_POINTER = 100,
     /// An argument is out of range (e.g. `shmpipe_commit` longer than the claim).
@@ -128,6 +132,7 @@ fn lib_status(e: &Error) -> shmpipe_status {
         Error::InvalidOption { .. } => SHMPIPE_INVALID_OPTION,
         Error::NotFound { .. } => SHMPIPE_NOT_FOUND,
         Error::AlreadyExists { .. } => SHMPIPE_ALREADY_EXISTS,
+        Error::Truncated { .. } => SHMPIPE_TRUNCATED,
         Error::VersionMismatch { .. } => SHMPIPE_VERSION_MISMATCH,
         Error::NotShmpipe { .. } => SHMPIPE_NOT_SHMPIPE,
         Error::WrongVariant { .. } => SHMPIPE_WRONG_VARIANT,
@@ -318,6 +323,9 @@ const fn status_cstr(s: shmpipe_status) -> &'static CStr {
         SHMPIPE_ALREADY_EXISTS => {
             c"a segment of that name already exists; open it, or remove it first if it is stale"
         }
+        SHMPIPE_TRUNCATED => {
+            c"the segment was truncated by another process; free the handle and create the ring again"
+        }
         SHMPIPE_NULL_POINTER => c"a required pointer argument is NULL",
         SHMPIPE_INVALID_ARGUMENT => c"an argument is out of range",
         SHMPIPE_MISUSE => c"call out of sequence (claim/commit, peek/release, drain callback)",
@@ -358,6 +366,7 @@ pub extern "C" fn shmpipe_status_str(status: c_int) -> *const c_char {
         SHMPIPE_LOCK_NOT_RECOVERABLE,
         SHMPIPE_IO,
         SHMPIPE_ALREADY_EXISTS,
+        SHMPIPE_TRUNCATED,
         SHMPIPE_NULL_POINTER,
         SHMPIPE_INVALID_ARGUMENT,
         SHMPIPE_MISUSE,
