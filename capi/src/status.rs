@@ -340,7 +340,7 @@ const fn status_cstr(s: shmpipe_status) -> &'static CStr {
 pub extern "C" fn shmpipe_status_str(status: c_int) -> *const c_char {
     // Compare integers: a C caller may pass any value, which must never
     // become an invalid `shmpipe_status` in Rust.
-    const ALL: [shmpipe_status; 30] = [
+    const ALL: [shmpipe_status; 31] = [
         SHMPIPE_OK,
         SHMPIPE_FULL,
         SHMPIPE_EMPTY,
