@@ -118,17 +118,22 @@ fn quick_bench_runs_and_verifies_every_transport() {
     }
     // And against ringfire (built by default, a slot type at every default
     // size): every shmpipe row has its `x ringfire`, in the JSON and the table.
-    assert!(stdout.contains("x ringfire"), "no x ringfire column:\n{stdout}");
-    let rf = rows.iter().find(|r| r["name"] == "ringfire").expect("ringfire row");
+    assert!(
+        stdout.contains("x ringfire"),
+        "no x ringfire column:\n{stdout}"
+    );
+    let rf = rows
+        .iter()
+        .find(|r| r["name"] == "ringfire")
+        .expect("ringfire row");
     for c in rf["results"].as_array().expect("ringfire results") {
         assert_eq!(c["verified"], true, "ringfire {}: {c}", c["size"]);
         assert_eq!(c["ratio_to_ringfire"].as_f64(), Some(1.0), "ringfire ratio");
     }
-    for row in rows.iter().filter(|r| {
-        r["name"]
-            .as_str()
-            .is_some_and(|n| n.starts_with("shmpipe"))
-    }) {
+    for row in rows
+        .iter()
+        .filter(|r| r["name"].as_str().is_some_and(|n| n.starts_with("shmpipe")))
+    {
         for c in row["results"].as_array().expect("results") {
             assert!(
                 c["ratio_to_ringfire"].as_f64().unwrap_or(0.0) > 0.0,

@@ -216,7 +216,9 @@ fn records<const N: usize>(cpus: Option<Cpus>, size: usize, n: u64) -> Result<f6
     const KIND_PAD: u64 = 2 << 32;
     let len = if N == 0 { size } else { N };
     if len < 8 || len as u64 > RECORDS_CAP / 4 {
-        return Err(format!("limit-records: {len}-byte messages do not fit its ring"));
+        return Err(format!(
+            "limit-records: {len}-byte messages do not fit its ring"
+        ));
     }
     let cap = RECORDS_CAP;
     let mask = cap - 1;
@@ -502,9 +504,9 @@ pub fn table(per_size: &[(usize, &Limits)], xs: &[XLimit]) -> String {
         "\nhardware limit, same run and CPUs, measured next to each size's rows: limit-slots = bare 64-byte slot ring (index every 16 slots), limit-records = the bare format-v2 protocol at that size done as well as it can be (no checks: no row can beat it), limit-memcpy = one core copying such messages (bytes/s, above 64 B), limit-atomic = bare atomic ping-pong (p50)"
     );
     for (size, l) in per_size {
-        let memcpy = l
-            .memcpy_bytes_per_sec
-            .map_or(String::new(), |b| format!(", limit-memcpy {:.1} GB/s", b / 1e9));
+        let memcpy = l.memcpy_bytes_per_sec.map_or(String::new(), |b| {
+            format!(", limit-memcpy {:.1} GB/s", b / 1e9)
+        });
         let _ = writeln!(
             s,
             "  next to {:>6}: limit-slots {:.1}M msgs/s, limit-records {:.1}M msgs/s ({:.0} MB/s){memcpy}, limit-atomic {:.0} ns",

@@ -11,9 +11,9 @@ mod limit;
 mod mq;
 mod paired;
 mod plot;
+mod report;
 #[cfg(feature = "ringfire")]
 mod ringfire;
-mod report;
 mod rpc;
 mod shm;
 #[cfg(feature = "tachyon")]

@@ -140,7 +140,11 @@ fn ratio_defs(kind: Kind) -> &'static [(&'static str, &'static str, &'static str
             ("futex / ringfire", "shmpipe-futex", "ringfire"),
             ("spin / limit-records", "shmpipe-spin", "limit-records"),
             ("futex / limit-records", "shmpipe-futex", "limit-records"),
-            ("drain / try_recv_into", "shmpipe-spin-drain", "shmpipe-spin"),
+            (
+                "drain / try_recv_into",
+                "shmpipe-spin-drain",
+                "shmpipe-spin",
+            ),
         ],
         Kind::RoundTrip => &[
             ("spin / ringfire", "shmpipe-spin", "ringfire"),
@@ -208,12 +212,7 @@ fn ringfire(_size: usize, _plan: &Plan, _cpus: Option<Cpus>) -> SessionOut {
 }
 
 /// Measure one pair of `sc`.
-fn pair(
-    sc: Scenario,
-    round: u32,
-    cpus: Option<Cpus>,
-    counts: &mut Counts,
-) -> Result<Pair, String> {
+fn pair(sc: Scenario, round: u32, cpus: Option<Cpus>, counts: &mut Counts) -> Result<Pair, String> {
     let plan = trial_plan(sc.kind);
     let slots_before = limit::slots_run(cpus, Counts::n(counts.slots))?;
     counts.slots = slots_before;
@@ -265,10 +264,7 @@ fn pair(
         .iter()
         .filter_map(|&(name, a, b)| {
             let (a, b) = (get(a)?, get(b)?);
-            (b > 0.0).then(|| Figure {
-                name,
-                value: a / b,
-            })
+            (b > 0.0).then(|| Figure { name, value: a / b })
         })
         .collect();
     let agree = slots_before.max(slots_after) / slots_before.min(slots_after).max(1.0);
@@ -374,10 +370,7 @@ fn table(doc: &Document, dropped: usize) -> String {
                     .iter()
                     .find(|x| x.scenario == sc.label() && x.ratio == ratio && x.state == state)
                     .map_or("-".to_string(), |x| {
-                        format!(
-                            "{:.2} ({:.2}-{:.2}) [{}]",
-                            x.median, x.min, x.max, x.pairs
-                        )
+                        format!("{:.2} ({:.2}-{:.2}) [{}]", x.median, x.min, x.max, x.pairs)
                     })
             };
             let _ = writeln!(

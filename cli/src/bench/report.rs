@@ -366,7 +366,8 @@ impl Results {
                     c.msgs_per_sec.map_or("-".into(), count),
                     c.mb_per_sec.map_or("-".into(), |m| format!("{m:.1}")),
                     c.ratio_to_pipe.map_or("-".into(), |r| format!("{r:.2}x")),
-                    c.ratio_to_ringfire.map_or("-".into(), |r| format!("{r:.2}x")),
+                    c.ratio_to_ringfire
+                        .map_or("-".into(), |r| format!("{r:.2}x")),
                     lat(&c.latency.spin),
                     lat(&c.latency.blocking),
                     format!("{}/{}", speed(&c.latency.spin), speed(&c.latency.blocking)),

@@ -25,7 +25,9 @@ use ringfire::{
     WaitStrategy,
 };
 
-use super::harness::{aborted, session, spin_step, Cpus, Endpoint, Mode, Plan, SessionOut, Transport};
+use super::harness::{
+    aborted, session, spin_step, Cpus, Endpoint, Mode, Plan, SessionOut, Transport,
+};
 
 /// The message sizes this bench has a slot type for.
 pub const SIZES: &str = "powers of two from 8 B to 64 KiB";
@@ -183,9 +185,8 @@ impl<const N: usize> Endpoint for RfEnd<N> {
         }
         if !self.spin {
             let (rx, wait) = (&mut self.rx, &mut self.wait);
-            let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                rx.recv_blocking(wait)
-            }));
+            let got =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rx.recv_blocking(wait)));
             return match got {
                 Ok(m) => Ok(f(&m)),
                 Err(p) if p.is::<Aborted>() => Err("aborted by the watchdog".into()),

@@ -173,11 +173,21 @@ impl<V: Variant> Endpoint for ShmEnd<V> {
     fn recv<R>(&mut self, len: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R, String> {
         let wrong = |n: usize| format!("received a {n}-byte message, expected {len}");
         if self.buf.len() != len {
-            return Err(format!("asked for {len} bytes from a {}-byte session", self.buf.len()));
+            return Err(format!(
+                "asked for {len} bytes from a {}-byte session",
+                self.buf.len()
+            ));
         }
         if !self.spin {
-            let n = self.rx.recv_into(&mut self.buf).map_err(|e| format!("recv: {e}"))?;
-            return if n == len { Ok(f(&self.buf)) } else { Err(wrong(n)) };
+            let n = self
+                .rx
+                .recv_into(&mut self.buf)
+                .map_err(|e| format!("recv: {e}"))?;
+            return if n == len {
+                Ok(f(&self.buf))
+            } else {
+                Err(wrong(n))
+            };
         }
         let mut rounds = 0;
         if let Some(b) = &mut self.batch {

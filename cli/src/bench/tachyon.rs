@@ -207,7 +207,9 @@ impl Endpoint for TyEnd {
                 if fits {
                     // SAFETY: tachyon lends `size` readable bytes at `p`
                     // until the commit; `buf` holds `size` bytes.
-                    unsafe { std::ptr::copy_nonoverlapping(p.as_ptr(), self.buf.as_mut_ptr(), size) };
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(p.as_ptr(), self.buf.as_mut_ptr(), size)
+                    };
                 }
                 // SAFETY: releases the message acquired above.
                 let err = unsafe { tachyon_commit_rx(bus) };
