@@ -11,10 +11,10 @@
 //! message, EINTR or a corrupted bus, so a blocking receive whose peer
 //! died waits for ever (the child is bounded by its alarm).
 //!
-//! Both buses are connected before `fork()` (`tachyon_bus_listen` waits for
-//! its peer on a Unix socket, so one thread listens while this one
-//! connects); each process keeps its two ends and releases its copies of
-//! the other's, which only unmaps them in that process.
+//! The buses are made after `fork()` (tachyon maps its memory with
+//! `MADV_DONTFORK`): each process listens, on a thread, for the bus it
+//! receives on (`tachyon_bus_listen` waits for its peer on a Unix socket)
+//! while it connects to the bus it sends on.
 
 use std::ffi::CString;
 use std::ptr::NonNull;
@@ -69,41 +69,56 @@ impl Bus {
     }
 }
 
-/// A connected bus: (receiving end, sending end).
-fn bus_pair(path: &str) -> Result<(Bus, Bus), String> {
-    let c_path = CString::new(path).map_err(|_| "socket path with a NUL byte".to_string())?;
+fn listen(path: &CString) -> Result<Bus, String> {
+    let mut raw = std::ptr::null_mut();
+    // SAFETY: a valid C string and out pointer; blocks until a peer connects.
+    let err = unsafe { tachyon_bus_listen(path.as_ptr(), CAPACITY, &mut raw) };
+    Bus::from_raw(raw, err, "listen")
+}
+
+fn connect(path: &CString) -> Result<Bus, String> {
+    let mut raw = std::ptr::null_mut();
+    // SAFETY: a valid C string and out pointer.
+    let err = unsafe { tachyon_bus_connect(path.as_ptr(), &mut raw) };
+    Bus::from_raw(raw, err, "connect")
+}
+
+/// This process's end: listen for the bus we receive on (the peer
+/// connects to send) while connecting to the bus we send on (retrying
+/// until the peer listens). Returns (receiver, sender).
+fn open_end(rx_path: &str, tx_path: &str) -> Result<(Bus, Bus), String> {
+    let c = |p: &str| CString::new(p).map_err(|_| "socket path with a NUL byte".to_string());
+    let (rx_path, tx_path) = (c(rx_path)?, c(tx_path)?);
     std::thread::scope(|s| {
-        let listener = s.spawn(|| {
-            let mut raw = std::ptr::null_mut();
-            // SAFETY: a valid C string and out pointer; blocks until the
-            // connect below (or fails).
-            let err = unsafe { tachyon_bus_listen(c_path.as_ptr(), CAPACITY, &mut raw) };
-            Bus::from_raw(raw, err, "listen")
-        });
+        let listener = s.spawn(|| listen(&rx_path));
         let t0 = Instant::now();
-        let sender = loop {
-            let mut raw = std::ptr::null_mut();
-            // SAFETY: as above.
-            let err = unsafe { tachyon_bus_connect(c_path.as_ptr(), &mut raw) };
-            match Bus::from_raw(raw, err, "connect") {
+        let tx = loop {
+            match connect(&tx_path) {
                 Ok(b) => break Ok(b),
-                Err(e) if t0.elapsed() > Duration::from_secs(5) || listener.is_finished() => {
-                    break Err(e)
+                Err(e) if t0.elapsed() > Duration::from_secs(10) || aborted() => {
+                    break Err(format!("{e} (the peer never listened)"))
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(1)),
             }
         };
-        let receiver = listener
+        if tx.is_err() && !listener.is_finished() {
+            // Release our own listener, which would wait for ever: connect
+            // to it ourselves and drop that bus.
+            let _ = connect(&rx_path);
+        }
+        let rx = listener
             .join()
             .map_err(|_| "tachyon listen thread panicked".to_string())?;
-        Ok((receiver?, sender?))
+        Ok((rx?, tx?))
     })
 }
 
-/// Both buses: `down` (parent to child) and `up`, each as (receiver, sender).
+/// The socket paths of both buses; the buses themselves are made after
+/// the fork (tachyon maps its memory with MADV_DONTFORK: a child would not
+/// inherit it).
 pub struct TySetup {
-    down: (Bus, Bus),
-    up: (Bus, Bus),
+    down: String,
+    up: String,
 }
 
 pub struct TyEnd {
@@ -123,6 +138,16 @@ impl Transport for Tachyon {
     fn stream_mode(&self) -> Mode {
         Mode::Spin
     }
+    fn supports(&self, size: usize) -> Result<(), String> {
+        // Known gap: a 64 KiB session hangs in this harness (the child
+        // stops receiving; cause not found yet), so larger sizes are not run.
+        if size > 1024 {
+            return Err(format!(
+                "not run above 1 KiB: a 64 KiB tachyon session hangs in this harness (open question), {size} B skipped"
+            ));
+        }
+        Ok(())
+    }
     fn setup(&self, _size: usize) -> Result<TySetup, String> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let base = format!(
@@ -131,22 +156,24 @@ impl Transport for Tachyon {
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
         Ok(TySetup {
-            down: bus_pair(&format!("{base}-down.sock"))?,
-            up: bus_pair(&format!("{base}-up.sock"))?,
+            down: format!("{base}-down.sock"),
+            up: format!("{base}-up.sock"),
         })
     }
     fn parent(&self, s: TySetup, size: usize) -> Result<TyEnd, String> {
+        let (rx, tx) = open_end(&s.up, &s.down)?;
         Ok(TyEnd {
-            tx: s.down.1,
-            rx: s.up.0,
+            tx,
+            rx,
             spin: true,
             buf: vec![0; size],
         })
     }
     fn child(&self, s: TySetup, size: usize) -> Result<TyEnd, String> {
+        let (rx, tx) = open_end(&s.down, &s.up)?;
         Ok(TyEnd {
-            tx: s.up.1,
-            rx: s.down.0,
+            tx,
+            rx,
             spin: true,
             buf: vec![0; size],
         })
@@ -195,13 +222,20 @@ impl Endpoint for TyEnd {
         loop {
             let (mut type_id, mut size) = (0u32, 0usize);
             // SAFETY: a live handle, used by this thread only; valid out pointers.
-            let p = unsafe {
-                if self.spin {
-                    tachyon_acquire_rx(bus, &mut type_id, &mut size)
-                } else {
-                    tachyon_acquire_rx_blocking(bus, &mut type_id, &mut size, SPIN_THRESHOLD)
+            let mut p = unsafe { tachyon_acquire_rx(bus, &mut type_id, &mut size) };
+            if p.is_null() {
+                // Empty: publish what we consumed (tachyon's consumer stores
+                // `tail` only every 32 messages or on a flush; a producer
+                // whose ring holds fewer would wait for ever), then wait.
+                // SAFETY: as above.
+                unsafe { tachyon_flush(bus) };
+                if !self.spin {
+                    // SAFETY: as above.
+                    p = unsafe {
+                        tachyon_acquire_rx_blocking(bus, &mut type_id, &mut size, SPIN_THRESHOLD)
+                    };
                 }
-            };
+            }
             if let Some(p) = NonNull::new(p.cast_mut().cast::<u8>()) {
                 let fits = size == len && len == self.buf.len();
                 if fits {

@@ -245,6 +245,10 @@ fn peers_run_verified_sessions() {
         }
         for size in [8, 64, 1024, 65536] {
             let out = super::measure(name, size, &plan, None, || {});
+            if name == "tachyon" && size > 1024 {
+                assert!(out.unavailable.is_some(), "tachyon {size}: {out:?}");
+                continue;
+            }
             assert!(
                 out.error.is_none() && out.unavailable.is_none(),
                 "{name} {size}: {out:?}"
