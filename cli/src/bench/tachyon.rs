@@ -54,7 +54,7 @@ impl Drop for Bus {
 
 impl Bus {
     fn from_raw(raw: *mut tachyon_bus_t, err: u32, what: &str) -> Result<Bus, String> {
-        if err != tachyon_error_t_TACHYON_SUCCESS as u32 {
+        if err != tachyon_error_t_TACHYON_SUCCESS {
             return Err(format!("tachyon {what}: error {err}"));
         }
         NonNull::new(raw)
@@ -202,7 +202,7 @@ impl Endpoint for TyEnd {
                     std::ptr::copy_nonoverlapping(msg.as_ptr(), p.as_ptr(), msg.len());
                     let err = tachyon_commit_tx(bus, msg.len(), 0);
                     tachyon_flush(bus);
-                    if err != tachyon_error_t_TACHYON_SUCCESS as u32 {
+                    if err != tachyon_error_t_TACHYON_SUCCESS {
                         return Err(format!("tachyon commit_tx: error {err}"));
                     }
                 }
@@ -247,7 +247,7 @@ impl Endpoint for TyEnd {
                 }
                 // SAFETY: releases the message acquired above.
                 let err = unsafe { tachyon_commit_rx(bus) };
-                if err != tachyon_error_t_TACHYON_SUCCESS as u32 {
+                if err != tachyon_error_t_TACHYON_SUCCESS {
                     return Err(format!("tachyon commit_rx: error {err}"));
                 }
                 if !fits {
