@@ -1,60 +1,139 @@
 //! Instructions per message, for `valgrind --tool=callgrind` (which counts
 //! instructions, not seconds, so the figure is repeatable on a loaded
 //! machine). One thread sends BATCH messages of SIZE bytes, then receives
-//! them with the chosen method, ROUNDS times.
+//! them, ROUNDS times; every message carries its sequence number, is
+//! copied out and checked. The same shape for shmpipe and for ringfire
+//! 0.5.2 (a dev-dependency), so their figures compare:
+//!
+//! - `try_recv_into` (shmpipe): `try_send`, then `try_recv_into` a buffer;
+//! - `recv_with` (shmpipe): `try_send`, then `recv_with` reading in place;
+//! - `drain` (shmpipe): `try_send`, then one `drain` copying each message out;
+//! - `ringfire`: a `[u8; SIZE]` ring with `FlowControl::LosslessBackpressure`,
+//!   `try_push`, then `try_recv` (which returns the copy); SIZE 8, 16, 32,
+//!   64, 128, 256, 512 or 1024.
 //!
 //! ```text
+//! bash examples/instr.sh          # all four figures: shmpipe and ringfire at 8 B and 64 B
 //! cargo build --release --example instr_loop
 //! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out \
 //!     target/release/examples/instr_loop 64 try_recv_into 100000
 //! callgrind_annotate /tmp/cg.out | head -30
 //! ```
-//! Divide the instructions of `run` by ROUNDS × 16 for a per-message figure
-//! (or run twice with different ROUNDS and take the difference).
+//! The per-message figure is the difference of two runs with different
+//! ROUNDS, divided by the difference in messages: set-up and tear-down
+//! cancel out (what `examples/instr.sh` does).
 
 use shmpipe::{Builder, Error};
 
 const BATCH: usize = 16;
+
+/// Compare a received message's sequence number with the one expected.
+#[inline(always)]
+fn check(m: &[u8], expect: u64, bad: &mut u64) {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&m[..8]);
+    *bad += u64::from(u64::from_le_bytes(b) != expect);
+}
 
 #[inline(never)]
 fn run(size: usize, method: &str, rounds: u64) -> Result<u64, Error> {
     let (mut tx, mut rx) = Builder::new().in_process()?.split()?;
     let mut msg = vec![0u8; size];
     let mut buf = vec![0u8; size];
-    let mut sum = 0u64;
+    let mut bad = 0u64;
     for r in 0..rounds {
+        let first = r * BATCH as u64;
         for i in 0..BATCH as u64 {
-            msg[..8].copy_from_slice(&(r * BATCH as u64 + i).to_le_bytes());
-            tx.send(&msg)?;
+            msg[..8].copy_from_slice(&(first + i).to_le_bytes());
+            tx.try_send(&msg)?;
         }
         match method {
             "try_recv_into" => {
-                for _ in 0..BATCH {
-                    rx.try_recv_into(&mut buf)?;
-                    sum = sum.wrapping_add(buf[0] as u64);
+                for i in 0..BATCH as u64 {
+                    let n = rx.try_recv_into(&mut buf)?;
+                    check(&buf[..n], first + i, &mut bad);
                 }
             }
             "recv_with" => {
-                for _ in 0..BATCH {
-                    sum = sum.wrapping_add(rx.recv_with(|m| m[0] as u64)?);
+                for i in 0..BATCH as u64 {
+                    rx.recv_with(|m| check(m, first + i, &mut bad))?;
                 }
             }
             "drain" => {
-                let n = rx.drain(usize::MAX, |m| sum = sum.wrapping_add(m[0] as u64))?;
+                let mut i = 0;
+                let n = rx.drain(usize::MAX, |m| {
+                    buf[..m.len()].copy_from_slice(m);
+                    check(&buf[..m.len()], first + i, &mut bad);
+                    i += 1;
+                })?;
                 assert_eq!(n, BATCH);
             }
-            other => panic!("unknown method {other}: try_recv_into, recv_with or drain"),
+            other => panic!("unknown method {other}: try_recv_into, recv_with, drain or ringfire"),
         }
     }
-    Ok(sum)
+    Ok(bad)
 }
 
-fn main() -> Result<(), Error> {
+/// The same loop through ringfire, with `[u8; N]` slots.
+#[inline(never)]
+fn run_ringfire<const N: usize>(rounds: u64) -> Result<u64, ringfire::RingfireError> {
+    use ringfire::{FlowControl, RingConsumer, RingProducerBuilder};
+    let path = format!("/dev/shm/shmpipe-instr-loop-{}", std::process::id());
+    // About 1 MiB of slots, like shmpipe's default ring.
+    let slots = ((1usize << 20) / (8 + N)).next_power_of_two() as u64;
+    let mut tx = RingProducerBuilder::new(slots)
+        .flow_control(FlowControl::LosslessBackpressure)
+        .build::<[u8; N], _>(&path)?;
+    let mut rx = RingConsumer::<[u8; N]>::attach(&path)?;
+    let mut msg = [0u8; N];
+    let mut bad = 0u64;
+    for r in 0..rounds {
+        let first = r * BATCH as u64;
+        for i in 0..BATCH as u64 {
+            msg[..8].copy_from_slice(&(first + i).to_le_bytes());
+            tx.try_push(&msg)?;
+        }
+        for i in 0..BATCH as u64 {
+            match rx.try_recv() {
+                // black_box: the whole copy is kept, as a caller using
+                // every byte would need it (shmpipe's copy is a memcpy
+                // into `buf`, which the optimiser cannot trim either).
+                Some(m) => check(&std::hint::black_box(m), first + i, &mut bad),
+                None => bad += 1,
+            }
+        }
+    }
+    Ok(bad)
+}
+
+fn ringfire_at(size: usize, rounds: u64) -> Result<u64, ringfire::RingfireError> {
+    match size {
+        8 => run_ringfire::<8>(rounds),
+        16 => run_ringfire::<16>(rounds),
+        32 => run_ringfire::<32>(rounds),
+        64 => run_ringfire::<64>(rounds),
+        128 => run_ringfire::<128>(rounds),
+        256 => run_ringfire::<256>(rounds),
+        512 => run_ringfire::<512>(rounds),
+        1024 => run_ringfire::<1024>(rounds),
+        other => panic!("ringfire mode: SIZE {other} has no slot type here (8, 16, ..., 1024)"),
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut a = std::env::args().skip(1);
     let size: usize = a.next().map_or(64, |s| s.parse().expect("SIZE"));
     let method = a.next().unwrap_or_else(|| "try_recv_into".into());
     let rounds: u64 = a.next().map_or(100_000, |s| s.parse().expect("ROUNDS"));
-    let sum = run(size.max(8), &method, rounds)?;
-    println!("{size} B {method}: {rounds} rounds of {BATCH} (checksum {sum})");
+    let size = size.max(8);
+    let bad = if method == "ringfire" {
+        ringfire_at(size, rounds)?
+    } else {
+        run(size, &method, rounds)?
+    };
+    println!("{size} B {method}: {rounds} rounds of {BATCH}, {bad} bad");
+    if bad != 0 {
+        return Err(format!("{bad} messages arrived out of order or damaged").into());
+    }
     Ok(())
 }

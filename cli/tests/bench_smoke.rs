@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const TRANSPORTS: [&str; 12] = [
+const TRANSPORTS: [&str; 14] = [
     "pipe",
     "fifo",
     "unix-stream",
@@ -20,10 +20,13 @@ const TRANSPORTS: [&str; 12] = [
     "shmpipe-locked",
     "shmpipe-locked-spin",
     "iceoryx2",
+    "ringfire",
+    "tachyon",
 ];
 /// Only these may be unavailable (no mq support, message above
-/// msgsize_max, iceoryx2 cannot set up its shared memory).
-const MAY_BE_UNAVAILABLE: [&str; 2] = ["mq", "iceoryx2"];
+/// msgsize_max, iceoryx2 cannot set up its shared memory, tachyon is an
+/// opt-in feature).
+const MAY_BE_UNAVAILABLE: [&str; 3] = ["mq", "iceoryx2", "tachyon"];
 const SIZES: [u64; 4] = [8, 64, 1024, 65536];
 
 #[test]
@@ -49,7 +52,8 @@ fn quick_bench_runs_and_verifies_every_transport() {
         .expect("valid JSON");
 
     // Where and by what it was measured; what the columns mean.
-    assert_eq!(doc["schema_version"], 2);
+    assert_eq!(doc["schema_version"], 3);
+    assert_eq!(doc["peer"], "ringfire");
     for key in ["hostname", "kernel", "cpu_model", "shmpipe_cli_version"] {
         assert!(
             doc["host"].get(key).is_some(),
@@ -112,6 +116,33 @@ fn quick_bench_runs_and_verifies_every_transport() {
     for c in pipe["results"].as_array().expect("pipe results") {
         assert_eq!(c["ratio_to_pipe"].as_f64(), Some(1.0), "pipe ratio");
     }
+    // And against ringfire (built by default, a slot type at every default
+    // size): every shmpipe row has its `x ringfire`, in the JSON and the table.
+    assert!(
+        stdout.contains("x ringfire"),
+        "no x ringfire column:\n{stdout}"
+    );
+    let rf = rows
+        .iter()
+        .find(|r| r["name"] == "ringfire")
+        .expect("ringfire row");
+    for c in rf["results"].as_array().expect("ringfire results") {
+        assert_eq!(c["verified"], true, "ringfire {}: {c}", c["size"]);
+        assert_eq!(c["ratio_to_ringfire"].as_f64(), Some(1.0), "ringfire ratio");
+    }
+    for row in rows
+        .iter()
+        .filter(|r| r["name"].as_str().is_some_and(|n| n.starts_with("shmpipe")))
+    {
+        for c in row["results"].as_array().expect("results") {
+            assert!(
+                c["ratio_to_ringfire"].as_f64().unwrap_or(0.0) > 0.0,
+                "{} {}: no x ringfire",
+                row["name"],
+                c["size"]
+            );
+        }
+    }
     let plot = std::fs::read_to_string(&svg).expect("SVG written");
     assert!(
         plot.starts_with("<svg") && plot.contains("shmpipe-futex"),
@@ -122,6 +153,7 @@ fn quick_bench_runs_and_verifies_every_transport() {
         plot.contains("Message rate relative to a pipe"),
         "no headline chart"
     );
+    assert!(plot.contains("x ringfire)"), "no x ringfire in the plot");
     assert!(plot.contains("µs"), "latency axis unit");
     assert!(!plot.contains(">ns (log)<"), "the old, wrong latency unit");
 }

@@ -249,6 +249,9 @@ pub struct Plan {
     pub max_stream_msgs: u64,
     pub latency_reps: usize,
     pub latency_time: Duration,
+    /// Whether the ping-pong runs also take the blocking mode (else only
+    /// busy-polling).
+    pub block_latency: bool,
     pub max_round_trips: u64,
     /// Added to ten times the session's busy time to bound a session.
     pub watchdog_slack: Duration,
@@ -264,7 +267,12 @@ impl Plan {
     fn phases(&self) -> Vec<Phase> {
         let mut v = vec![Phase::Stream { measured: false }];
         v.extend((0..self.stream_reps).map(|_| Phase::Stream { measured: true }));
-        for m in [Mode::Spin, Mode::Block] {
+        let modes: &[Mode] = if self.block_latency {
+            &[Mode::Spin, Mode::Block]
+        } else {
+            &[Mode::Spin]
+        };
+        for &m in modes {
             v.extend((0..self.latency_reps).map(|_| Phase::PingPong(m)));
         }
         v

@@ -1,25 +1,35 @@
 //! What the machine itself moves between the two pinned CPUs, measured in
-//! the same run as the transports, so every shmpipe row can show how close
-//! it gets (`x limit`):
+//! the same run as the transports and next to each size's rows, so every
+//! shmpipe row can show how close it gets:
 //!
 //! - `limit-slots`: a bare single-producer/single-consumer ring of 1024
 //!   64-byte slots in shared memory, the index published every 16 slots, no
 //!   framing, no checks beyond one load per slot: what the cache-coherence
-//!   fabric moves, in 64-byte messages per second.
+//!   fabric moves, in 64-byte messages per second. Rows of up to 64 B are
+//!   compared with it in msgs/s.
+//! - `limit-records`: the format-v2 protocol done as well as it can be, with
+//!   nothing else, at the row's own message size: records of an 8-byte
+//!   header and the payload (rounded up to 8) in a 1 MiB ring, the header
+//!   word as the consumer's signal, the next header zeroed ahead, the
+//!   producer caching `head` and reading it only when the ring looks full
+//!   (then waiting for a quarter of the ring, polling sparingly), the
+//!   consumer copying each payload out and publishing `head` lazily (each
+//!   sixteenth of the ring, and whenever it finds the ring empty). No
+//!   validation, no `tail` store, no counters, no API; the payload copies
+//!   have a constant length at 8-64 B. No library row of the same protocol
+//!   can beat it: the gap between it and a row is the library's.
+//! - `limit-memcpy`: one core copying messages of the row's size into a
+//!   1 MiB buffer, in bytes/s. Every transport copies each message at
+//!   least once on each side, so rows above 64 B are compared with it in
+//!   bytes/s (the 64-byte slot ring says nothing about them).
 //! - `limit-atomic`: a bare ping-pong of two atomic words on their own cache
 //!   lines: the cheapest possible round trip (its p50, each round trip timed
-//!   with two clock reads, as the transports' rows are).
-//! - `limit-records`: the format-v2 protocol itself, with nothing else: 8-byte
-//!   header + 64-byte payload records in a 1 MiB ring, the header word as
-//!   the consumer's signal, the next header zeroed ahead, `head` stored per
-//!   message and read by the producer only when full (waiting for a quarter
-//!   of the ring). No validation, no counters, no API. What a shmpipe row
-//!   could reach with this protocol: its gap to `limit-slots` is the
-//!   protocol's (a per-record signal on a line the producer is still
-//!   writing), the gap between it and the row is the library's.
+//!   with two clock reads, as the transports' rows are). Compared with
+//!   round trips of up to 64 B only: a larger message's round trip is
+//!   dominated by moving its bytes, which the ping-pong does not do.
 //!
-//! Both run across `fork()` on the CPUs the transports use; medians of the
-//! runs are reported.
+//! All run across `fork()` on the CPUs the transports use (memcpy on the
+//! parent's); medians of the runs are reported.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,7 +43,7 @@ const SLOTS: u64 = 1024;
 /// The index is published every this many slots.
 const BATCH: u64 = 16;
 
-/// The two reference figures, medians over the runs.
+/// The reference figures next to one size, medians over the runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Limits {
     /// 64-byte messages per second through the bare slot ring.
@@ -42,16 +52,23 @@ pub struct Limits {
     /// Round trip of the bare atomic ping-pong, in ns (p50, timed one by one).
     pub atomic_round_trip_ns: f64,
     pub atomic_runs_ns: Vec<f64>,
-    /// 64-byte messages per second through the bare format-v2 protocol.
+    /// Payload bytes of the `limit-records` messages (the rows' size).
+    pub records_size: usize,
+    /// Messages per second through the bare format-v2 protocol at `records_size`.
     pub records_msgs_per_sec: f64,
     pub records_runs: Vec<f64>,
+    /// Bytes per second one core copies in messages of the rows' size
+    /// (measured for sizes above 64 B, the only ones compared with it).
+    pub memcpy_bytes_per_sec: Option<f64>,
+    pub memcpy_runs: Vec<f64>,
     pub method: &'static str,
 }
 
 /// Data-area bytes of the `limit-records` ring (the library's default).
 const RECORDS_CAP: u64 = 1 << 20;
-/// Payload bytes of a `limit-records` message.
-const RECORD_PAYLOAD: u64 = 64;
+/// Rows up to this size are compared in msgs/s with `limit-slots` and in
+/// round trips with `limit-atomic`; larger ones in bytes/s with `limit-memcpy`.
+pub const SMALL: usize = 64;
 
 /// Shared memory both processes see after `fork()`.
 struct Shared {
@@ -136,7 +153,7 @@ fn reap(pid: libc::pid_t, deadline: Instant) -> Result<(), String> {
 }
 
 /// One run of the bare slot ring: the child produces `n` slots, we consume.
-fn slots_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
+pub fn slots_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
     // Line 0: tail, line 2: head, line 4: start flag, slots from 1024.
     let shm = Shared::new(1024 + (SLOTS * 64) as usize)?;
     let (tail, head, start) = (shm.word(0), shm.word(256), shm.word(512));
@@ -178,29 +195,54 @@ fn slots_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
     Ok(n as f64 / secs)
 }
 
-/// One run of the bare format-v2 protocol: the child produces `n` records of
-/// 64 bytes, we consume them (copying each payload out, as `recv_into` does).
-fn records_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
+/// One run of the bare format-v2 protocol with `size`-byte messages: the
+/// child produces `n`, we consume them (copying each payload out, as
+/// `try_recv_into` does); messages per second.
+pub fn records_run(cpus: Option<Cpus>, size: usize, n: u64) -> Result<f64, String> {
+    // Constant-length copies where the library's sizes are small (what a
+    // library specialised for them could do); a plain memcpy otherwise.
+    match size {
+        8 => records::<8>(cpus, size, n),
+        16 => records::<16>(cpus, size, n),
+        32 => records::<32>(cpus, size, n),
+        64 => records::<64>(cpus, size, n),
+        _ => records::<0>(cpus, size, n),
+    }
+}
+
+/// [`records_run`] with payload copies of `N` bytes (`N == 0`: `size`).
+fn records<const N: usize>(cpus: Option<Cpus>, size: usize, n: u64) -> Result<f64, String> {
     const KIND_MSG: u64 = 1 << 32;
     const KIND_PAD: u64 = 2 << 32;
+    let len = if N == 0 { size } else { N };
+    if len < 8 || len as u64 > RECORDS_CAP / 4 {
+        return Err(format!(
+            "limit-records: {len}-byte messages do not fit its ring"
+        ));
+    }
     let cap = RECORDS_CAP;
-    let rec = 8 + RECORD_PAYLOAD;
+    let mask = cap - 1;
+    let rec = (8 + len as u64).next_multiple_of(8);
     // Line 0: unused, line 2: head, line 4: start flag, data from 1024.
     let shm = Shared::new(1024 + cap as usize)?;
     let (head, start) = (shm.word(256), shm.word(512));
-    let word = |off: u64| shm.word(1024 + (off & (cap - 1)) as usize);
     let data = shm.ptr.wrapping_add(1024);
+    // SAFETY (both closures): `off & mask` is 8-aligned and below `cap`,
+    // and the data area is `cap` bytes from `data`, 1024 bytes into the
+    // page-aligned mapping: an aligned word inside the mapping, which lives
+    // until `shm` drops after the child was reaped.
+    let word = |off: u64| unsafe { &*(data.add((off & mask) as usize) as *const AtomicU64) };
     let pid = fork_run(cpus, || {
         while start.load(Ordering::Acquire) == 0 {
             std::hint::spin_loop();
         }
-        let msg = [7u8; RECORD_PAYLOAD as usize];
+        let mut msg = vec![7u8; len];
         let (mut tail, mut head_cache) = (0u64, 0u64);
         // Orderings as in the library (DESIGN.md section 2): the header's
         // Release store pairs with the consumer's Acquire load of it, and
         // the consumer's Release store of `head` with the Acquire load here.
         for i in 0..n {
-            let off = tail & (cap - 1);
+            let off = tail & mask;
             let pad = if cap - off >= rec { 0 } else { cap - off };
             let need = pad + rec + 8;
             if tail + need - head_cache > cap {
@@ -216,22 +258,19 @@ fn records_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
                 }
             }
             let at = if pad == 0 { off } else { 0 };
-            // SAFETY: `at + 8 + 64 <= cap` (the record fits before the end);
-            // the bytes are the producer's until the header is published.
+            msg[..8].copy_from_slice(&i.to_le_bytes());
+            // SAFETY: `at + 8 + len <= cap` (the record fits before the end);
+            // these bytes are the producer's until the header is published.
             unsafe {
-                std::ptr::copy_nonoverlapping(msg.as_ptr(), data.add(at as usize + 8), msg.len());
-                std::ptr::copy_nonoverlapping(
-                    i.to_le_bytes().as_ptr(),
-                    data.add(at as usize + 8),
-                    8,
-                );
+                std::ptr::copy_nonoverlapping(msg.as_ptr(), data.add(at as usize + 8), len);
             }
             // Zero ahead; Relaxed: published by the header's Release store.
             word(at + rec).store(0, Ordering::Relaxed);
+            let header = KIND_MSG | len as u64;
             if pad == 0 {
-                word(at).store(KIND_MSG | RECORD_PAYLOAD, Ordering::Release);
+                word(at).store(header, Ordering::Release);
             } else {
-                word(0).store(KIND_MSG | RECORD_PAYLOAD, Ordering::Relaxed);
+                word(0).store(header, Ordering::Relaxed);
                 word(off).store(KIND_PAD | (pad - 8), Ordering::Release);
             }
             tail += pad + rec;
@@ -239,15 +278,25 @@ fn records_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
     })?;
     let t0 = Instant::now();
     start.store(1, Ordering::Release);
-    let mut h = 0u64;
+    let (mut h, mut published) = (0u64, 0u64);
     let mut sum = 0u64;
-    let mut buf = [0u8; RECORD_PAYLOAD as usize];
+    let mut buf = vec![0u8; len];
     let mut i = 0;
+    let mut rounds = 0u32;
     while i < n {
-        let mut off = h & (cap - 1);
+        let mut off = h & mask;
         // Acquire: pairs with the producer's Release header store.
         let mut hw = word(off).load(Ordering::Acquire);
         if hw == 0 {
+            if h != published {
+                // Release: pairs with the producer's Acquire load of `head`.
+                head.store(h, Ordering::Release);
+                published = h;
+            }
+            rounds = rounds.wrapping_add(1);
+            if rounds & 0xffff == 0 && t0.elapsed() > Duration::from_secs(60) {
+                break; // the child died: reported below
+            }
             std::hint::spin_loop();
             continue;
         }
@@ -256,30 +305,58 @@ fn records_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
             off = 0;
             hw = word(0).load(Ordering::Acquire);
         }
-        let len = (hw & 0xffff_ffff).min(RECORD_PAYLOAD) as usize;
-        // SAFETY: `off + 8 + len <= cap`: records are written whole.
-        unsafe { std::ptr::copy_nonoverlapping(data.add(off as usize + 8), buf.as_mut_ptr(), len) };
+        let got = ((hw & 0xffff_ffff) as usize).min(len);
+        // SAFETY: `off + 8 + got <= cap`: records are written whole, and
+        // `got <= len == buf.len()`.
+        unsafe { std::ptr::copy_nonoverlapping(data.add(off as usize + 8), buf.as_mut_ptr(), got) };
         let mut seq = [0u8; 8];
         seq.copy_from_slice(&buf[..8]);
         sum = sum.wrapping_add(u64::from_le_bytes(seq));
         h += rec;
         i += 1;
-        // Release: pairs with the producer's Acquire load of `head`.
-        head.store(h, Ordering::Release);
+        if h - published >= cap / 16 {
+            // Release: as above.
+            head.store(h, Ordering::Release);
+            published = h;
+        }
     }
     let secs = t0.elapsed().as_secs_f64();
     reap(pid, Instant::now() + Duration::from_secs(10))?;
-    if sum != n.wrapping_mul(n.wrapping_sub(1)) / 2 {
+    if i < n || sum != n.wrapping_mul(n.wrapping_sub(1)) / 2 {
         return Err("bare record ring lost a record".into());
     }
     Ok(n as f64 / secs)
+}
+
+/// One run of `limit-memcpy`: copy `total` bytes in `size`-byte messages
+/// into a 1 MiB buffer (wrapping), on this core; bytes per second.
+pub fn memcpy_run(size: usize, total: u64) -> f64 {
+    let ring = 1usize << 20;
+    let size = size.clamp(8, ring);
+    let src = vec![7u8; size];
+    let mut dst = vec![0u8; ring];
+    let n = (total / size as u64).max(1);
+    let mut at = 0;
+    let t0 = Instant::now();
+    for i in 0..n {
+        if at + size > ring {
+            at = 0;
+        }
+        dst[at..at + size].copy_from_slice(&src);
+        // Keep the copies: they feed a value the optimiser cannot predict.
+        dst[at] = i as u8;
+        at += size;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    std::hint::black_box(&dst);
+    (n * size as u64) as f64 / secs
 }
 
 /// One run of the bare atomic ping-pong: `n` round trips; the median round
 /// trip, each timed on its own exactly as the transports' ping-pong rows
 /// time theirs (a clock read before and after), so `x limit` compares like
 /// with like.
-fn atomic_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
+pub fn atomic_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
     let shm = Shared::new(4096)?;
     let (ping, pong) = (shm.word(0), shm.word(256));
     let pid = fork_run(cpus, || {
@@ -305,53 +382,96 @@ fn atomic_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
     Ok(*p50 as f64)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
-/// Measure both references (`runs` each, at least 3).
-pub fn measure(cpus: Option<Cpus>, quick: bool) -> Result<Limits, String> {
+/// Measure every reference next to the rows of `size` (3 runs each).
+pub fn measure(cpus: Option<Cpus>, quick: bool, size: usize) -> Result<Limits, String> {
     let runs = 3;
-    let (slots_n, rt_n) = if quick {
-        (4_000_000, 100_000)
+    let (slots_n, rt_n, bytes) = if quick {
+        (4_000_000u64, 100_000, 256u64 << 20)
     } else {
-        (30_000_000, 1_000_000)
+        (30_000_000, 1_000_000, 2u64 << 30)
     };
+    let rec = (8 + size as u64).next_multiple_of(8);
+    let records_n = (slots_n / 2).min(bytes / rec).max(64);
     let mut slots = Vec::new();
     let mut atomic = Vec::new();
     let mut records = Vec::new();
+    let mut memcpy = Vec::new();
     for _ in 0..runs {
         slots.push(slots_run(cpus, slots_n)?);
-        records.push(records_run(cpus, slots_n / 2)?);
+        records.push(records_run(cpus, size, records_n)?);
         atomic.push(atomic_run(cpus, rt_n)?);
+        if size > SMALL {
+            memcpy.push(memcpy_run(size, bytes / 2));
+        }
     }
     Ok(Limits {
         slots_msgs_per_sec: median(slots.clone()),
         slots_runs: slots,
         atomic_round_trip_ns: median(atomic.clone()),
         atomic_runs_ns: atomic,
+        records_size: size,
         records_msgs_per_sec: median(records.clone()),
         records_runs: records,
-        method: "limit-slots: bare SPSC ring of 1024 64-byte slots, index published every 16 slots, across fork() on the same CPUs; limit-atomic: bare ping-pong of two atomic words on separate lines, p50 of round trips timed one by one as the transports' are; limit-records: the bare format-v2 protocol (72-byte records, header as signal, zero ahead, head per message) in a 1 MiB ring; medians of 3 runs",
+        memcpy_bytes_per_sec: (!memcpy.is_empty()).then(|| median(memcpy.clone())),
+        memcpy_runs: memcpy,
+        method: "limit-slots: bare SPSC ring of 1024 64-byte slots, index published every 16 slots, across fork() on the same CPUs; limit-records: the bare format-v2 protocol at the rows' size (header as signal, zero ahead, cached head, head published lazily, payload copied in and out, no validation, no tail store) in a 1 MiB ring; limit-memcpy: one core copying messages of the rows' size into a 1 MiB buffer, bytes/s (sizes above 64 B); limit-atomic: bare ping-pong of two atomic words on separate lines, p50 of round trips timed one by one as the transports' are; medians of 3 runs",
     })
 }
 
-/// One shmpipe row at one size against the limits.
+/// One shmpipe row at one size against the limits. Only ratios that mean
+/// something are given: msgs/s against 64-byte slots and round trips
+/// against the atomic ping-pong for messages of up to 64 B, bytes/s against
+/// memcpy above that, and the bare protocol at every size.
 #[derive(Debug, Clone, Serialize)]
 pub struct XLimit {
     pub transport: &'static str,
     pub size: usize,
-    /// msgs/s / limit-slots msgs/s.
+    /// msgs/s / limit-slots msgs/s (sizes up to 64 B).
     pub stream_x_limit: Option<f64>,
-    /// msgs/s / limit-records msgs/s (64-byte rows only: the bare protocol's rate).
+    /// msgs/s / limit-records msgs/s at the same size (1.0 is the ceiling).
     pub stream_x_records: Option<f64>,
-    /// Busy-poll round-trip p50 / limit-atomic round trip (1.0 is the floor).
+    /// bytes/s / limit-memcpy bytes/s (sizes above 64 B).
+    pub stream_x_memcpy: Option<f64>,
+    /// Busy-poll round-trip p50 / limit-atomic round trip (sizes up to 64 B;
+    /// 1.0 is the floor).
     pub round_trip_x_limit: Option<f64>,
 }
 
-/// `x limit` for every shmpipe row, against the limits measured next to
-/// its size.
+/// The ratios of one row's figures at `size` against `l`.
+pub fn x_limit(
+    transport: &'static str,
+    size: usize,
+    msgs_per_sec: Option<f64>,
+    spin_p50_ns: Option<u64>,
+    l: &Limits,
+) -> XLimit {
+    let small = size <= SMALL;
+    XLimit {
+        transport,
+        size,
+        stream_x_limit: msgs_per_sec
+            .filter(|_| small)
+            .map(|m| m / l.slots_msgs_per_sec),
+        stream_x_records: msgs_per_sec
+            .filter(|_| l.records_size == size)
+            .map(|m| m / l.records_msgs_per_sec),
+        stream_x_memcpy: msgs_per_sec
+            .filter(|_| !small)
+            .zip(l.memcpy_bytes_per_sec)
+            .map(|(m, b)| m * size as f64 / b),
+        round_trip_x_limit: spin_p50_ns
+            .filter(|_| small)
+            .map(|p| p as f64 / l.atomic_round_trip_ns),
+    }
+}
+
+/// The limit ratios of every shmpipe row, against the limits measured next
+/// to its size.
 pub fn ratios(res: &super::report::Results, per_size: &[(usize, &Limits)]) -> Vec<XLimit> {
     let mut out = Vec::new();
     for row in res
@@ -363,20 +483,13 @@ pub fn ratios(res: &super::report::Results, per_size: &[(usize, &Limits)]) -> Ve
             let Some((_, l)) = per_size.iter().find(|(size, _)| *size == cell.size) else {
                 continue;
             };
-            out.push(XLimit {
-                transport: row.name,
-                size: cell.size,
-                stream_x_limit: cell.msgs_per_sec.map(|m| m / l.slots_msgs_per_sec),
-                stream_x_records: cell
-                    .msgs_per_sec
-                    .filter(|_| cell.size as u64 == RECORD_PAYLOAD)
-                    .map(|m| m / l.records_msgs_per_sec),
-                round_trip_x_limit: cell
-                    .latency
-                    .spin
-                    .as_ref()
-                    .map(|s| s.p50_ns as f64 / l.atomic_round_trip_ns),
-            });
+            out.push(x_limit(
+                row.name,
+                cell.size,
+                cell.msgs_per_sec,
+                cell.latency.spin.as_ref().map(|s| s.p50_ns),
+                l,
+            ));
         }
     }
     out
@@ -388,16 +501,19 @@ pub fn table(per_size: &[(usize, &Limits)], xs: &[XLimit]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\nhardware limit, same run and CPUs, measured next to each size's rows: limit-slots = bare 64-byte slot ring (index every 16 slots), limit-records = the bare format-v2 protocol (64-byte messages, no checks), limit-atomic = bare atomic ping-pong (p50)"
+        "\nhardware limit, same run and CPUs, measured next to each size's rows: limit-slots = bare 64-byte slot ring (index every 16 slots), limit-records = the bare format-v2 protocol at that size done as well as it can be (no checks: no row can beat it), limit-memcpy = one core copying such messages (bytes/s, above 64 B), limit-atomic = bare atomic ping-pong (p50)"
     );
     for (size, l) in per_size {
+        let memcpy = l.memcpy_bytes_per_sec.map_or(String::new(), |b| {
+            format!(", limit-memcpy {:.1} GB/s", b / 1e9)
+        });
         let _ = writeln!(
             s,
-            "  next to {:>6}: limit-slots {:.1}M msgs/s, limit-records {:.1}M msgs/s ({:.2}x limit-slots), limit-atomic {:.0} ns",
+            "  next to {:>6}: limit-slots {:.1}M msgs/s, limit-records {:.1}M msgs/s ({:.0} MB/s){memcpy}, limit-atomic {:.0} ns",
             super::report::size_label(*size),
             l.slots_msgs_per_sec / 1e6,
             l.records_msgs_per_sec / 1e6,
-            l.records_msgs_per_sec / l.slots_msgs_per_sec,
+            l.records_msgs_per_sec * *size as f64 / 1e6,
             l.atomic_round_trip_ns
         );
     }
@@ -417,20 +533,30 @@ pub fn table(per_size: &[(usize, &Limits)], xs: &[XLimit]) -> String {
     }
     let _ = writeln!(
         s,
-        "{:<22} {:>8} {:>16} {:>18} {:>22}",
-        "transport", "size", "msgs/s x limit", "x limit-records", "spin p50 rtt x limit"
+        "{:<22} {:>8} {:>16} {:>16} {:>16} {:>24}",
+        "transport",
+        "size",
+        "x limit-slots",
+        "x limit-records",
+        "B/s x memcpy",
+        "spin p50 x limit-atomic"
     );
     for x in xs {
         let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}x"));
         let _ = writeln!(
             s,
-            "{:<22} {:>8} {:>16} {:>18} {:>22}",
+            "{:<22} {:>8} {:>16} {:>16} {:>16} {:>24}",
             x.transport,
             super::report::size_label(x.size),
             f(x.stream_x_limit),
             f(x.stream_x_records),
+            f(x.stream_x_memcpy),
             f(x.round_trip_x_limit)
         );
     }
+    let _ = writeln!(
+        s,
+        "  -: not a meaningful ratio (64-byte slots and the atomic ping-pong only bound messages of up to 64 B; memcpy only bounds larger ones)"
+    );
     s
 }

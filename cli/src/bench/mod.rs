@@ -9,10 +9,15 @@ mod harness;
 mod iox;
 mod limit;
 mod mq;
+mod paired;
 mod plot;
 mod report;
+#[cfg(feature = "ringfire")]
+mod ringfire;
 mod rpc;
 mod shm;
+#[cfg(feature = "tachyon")]
+mod tachyon;
 #[cfg(test)]
 mod tests;
 
@@ -24,8 +29,9 @@ use shmpipe::{LockFree, Locked, WaitStrategy};
 
 use harness::{session, Plan, SessionOut};
 
-/// Every transport, in report order; "pipe" is the baseline.
-pub const TRANSPORTS: [&str; 12] = [
+/// Every transport, in report order; "pipe" is the baseline, and every row
+/// is also shown relative to "ringfire".
+pub const TRANSPORTS: [&str; 14] = [
     "pipe",
     "fifo",
     "unix-stream",
@@ -38,10 +44,12 @@ pub const TRANSPORTS: [&str; 12] = [
     "shmpipe-locked",
     "shmpipe-locked-spin",
     "iceoryx2",
+    "ringfire",
+    "tachyon",
 ];
 
-/// Compare shmpipe with pipes, FIFOs, sockets, message queues, TCP and
-/// iceoryx2 across two processes.
+/// Compare shmpipe with pipes, FIFOs, sockets, message queues, TCP,
+/// iceoryx2, ringfire and tachyon across two processes.
 #[derive(clap::Args, Debug, Clone)]
 #[command(allow_negative_numbers = true)]
 pub struct BenchArgs {
@@ -70,6 +78,13 @@ pub struct BenchArgs {
     /// over its stdin/stdout pipes vs. a shmpipe ring pair, 1 and 32 in flight.
     #[arg(long)]
     pub rpc: bool,
+    /// Run only the paired protocol for a VM whose cross-core cost moves:
+    /// N rounds of short interleaved trials (shmpipe spin/futex/drain,
+    /// ringfire, limit-records, limit-slots, limit-atomic) at 8 B and 64 B,
+    /// streaming and round trip; prints fast- and slow-state medians of
+    /// each ratio (with --json, writes them too).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub paired: Option<u32>,
 }
 
 /// Smallest size: each message carries a 64-bit sequence number.
@@ -110,6 +125,7 @@ fn plan(quick: bool) -> Plan {
             max_stream_msgs: 50_000_000,
             latency_reps: 1,
             latency_time: Duration::from_millis(40),
+            block_latency: true,
             max_round_trips: 5_000_000,
             watchdog_slack: Duration::from_secs(30),
         }
@@ -121,6 +137,7 @@ fn plan(quick: bool) -> Plan {
             max_stream_msgs: 500_000_000,
             latency_reps: 3,
             latency_time: Duration::from_millis(150),
+            block_latency: true,
             max_round_trips: 50_000_000,
             watchdog_slack: Duration::from_secs(30),
         }
@@ -192,6 +209,26 @@ fn measure(
         ),
         #[cfg(feature = "iceoryx2")]
         "iceoryx2" => session(&iox::Iceoryx2, size, plan, cpus, tick),
+        #[cfg(feature = "ringfire")]
+        "ringfire" => ringfire::measure(size, plan, cpus, tick),
+        #[cfg(not(feature = "ringfire"))]
+        "ringfire" => SessionOut {
+            unavailable: Some(
+                "this shmpipe was built without the `ringfire` cargo feature (on by default)"
+                    .into(),
+            ),
+            ..SessionOut::default()
+        },
+        #[cfg(feature = "tachyon")]
+        "tachyon" => session(&tachyon::Tachyon, size, plan, cpus, tick),
+        #[cfg(not(feature = "tachyon"))]
+        "tachyon" => SessionOut {
+            unavailable: Some(
+                "opt-in: build with `--features tachyon` (needs Clang >= 17 and libclang: bash .ci/setup-tachyon.sh, then CXX=clang++-19)"
+                    .into(),
+            ),
+            ..SessionOut::default()
+        },
         #[cfg(not(feature = "iceoryx2"))]
         "iceoryx2" => SessionOut {
             unavailable: Some(
@@ -216,6 +253,9 @@ fn measure(
 pub fn run(args: &BenchArgs) -> Result<(), String> {
     if args.rpc {
         return rpc::run(args.quick);
+    }
+    if let Some(rounds) = args.paired {
+        return paired::run(rounds, args.json.as_deref());
     }
     let mut names: Vec<&'static str> = match &args.transports {
         None => TRANSPORTS.to_vec(),
@@ -275,10 +315,10 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         }
         if names.iter().any(|n| n.starts_with("shmpipe")) {
             pb.set_message(format!(
-                "hardware limit (limit-slots, limit-records, limit-atomic), {}",
+                "hardware limit (limit-slots, limit-records, limit-memcpy, limit-atomic), {}",
                 report::size_label(size)
             ));
-            limits.push((size, limit::measure(cpus, args.quick)));
+            limits.push((size, limit::measure(cpus, args.quick, size)));
         }
     }
     pb.finish_and_clear();

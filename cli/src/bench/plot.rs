@@ -74,16 +74,17 @@ fn last_index(n: usize) -> usize {
 /// headline size, with the figure printed at the end of each bar.
 fn headline(area: &Area, res: &Results) -> DrawResult {
     let size = headline_size(res);
-    let rows: Vec<(&str, Option<f64>)> = res
+    // (name, x pipe, x ringfire) at the headline size.
+    let rows: Vec<(&str, Option<f64>, Option<f64>)> = res
         .transports
         .iter()
         .map(|t| {
-            let r = t
-                .results
-                .iter()
-                .find(|c| c.size == size)
-                .and_then(|c| c.ratio_to_pipe);
-            (t.name, r)
+            let c = t.results.iter().find(|c| c.size == size);
+            (
+                t.name,
+                c.and_then(|c| c.ratio_to_pipe),
+                c.and_then(|c| c.ratio_to_ringfire),
+            )
         })
         .collect();
     let n = rows.len().max(1);
@@ -91,7 +92,7 @@ fn headline(area: &Area, res: &Results) -> DrawResult {
     let mut chart = ChartBuilder::on(area)
         .caption(
             format!(
-                "Message rate relative to a pipe, {} messages (x pipe; higher is faster)",
+                "Message rate relative to a pipe, {} messages (x pipe, and x ringfire in brackets; higher is faster)",
                 size_label(size)
             ),
             (FONT, 20),
@@ -99,7 +100,7 @@ fn headline(area: &Area, res: &Results) -> DrawResult {
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(170)
-        .build_cartesian_2d(0f64..max * 1.15, (0..last_index(n)).into_segmented())?;
+        .build_cartesian_2d(0f64..max * 1.4, (0..last_index(n)).into_segmented())?;
     let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
     chart
         .configure_mesh()
@@ -118,7 +119,7 @@ fn headline(area: &Area, res: &Results) -> DrawResult {
             }
         })
         .draw()?;
-    for (i, (name, r)) in rows.iter().enumerate() {
+    for (i, (name, r, rf)) in rows.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let y0 = SegmentValue::Exact(i);
         let y1 = SegmentValue::Exact(i + 1);
@@ -127,8 +128,12 @@ fn headline(area: &Area, res: &Results) -> DrawResult {
                 let mut bar = Rectangle::new([(0.0, y0), (*r, y1)], color.mix(0.8).filled());
                 bar.set_margin(3, 3, 0, 0);
                 chart.draw_series(std::iter::once(bar))?;
+                let label = match rf {
+                    Some(rf) => format!("{r:.2}x  ({rf:.2}x ringfire)"),
+                    None => format!("{r:.2}x"),
+                };
                 chart.draw_series(std::iter::once(Text::new(
-                    format!("{r:.2}x"),
+                    label,
                     (*r + max * 0.01, SegmentValue::CenterOf(i)),
                     (FONT, 13),
                 )))?;

@@ -8,8 +8,9 @@ use serde::Serialize;
 use super::harness::{Cpus, Latency, Plan, SessionOut};
 
 /// Version of the `--json` document's layout: 2 added `schema_version`,
-/// `host` and `noisy`.
-pub const SCHEMA_VERSION: u32 = 2;
+/// `host` and `noisy`; 3 added `ratio_to_ringfire`, `peer` and the
+/// per-size limits (`limit-records` at every size, `limit-memcpy`).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The whole run, as written by `--json`.
 #[derive(Debug, Serialize)]
@@ -19,6 +20,8 @@ pub struct Results {
     pub quick: bool,
     pub sizes: Vec<usize>,
     pub baseline: &'static str,
+    /// The peer every row is also compared with (`ratio_to_ringfire`).
+    pub peer: &'static str,
     pub cpus: Option<CpuInfo>,
     pub stream_runs: usize,
     pub stream_run_ms: u64,
@@ -88,6 +91,8 @@ pub struct Cell {
     pub mb_per_sec: Option<f64>,
     /// `msgs_per_sec` / the pipe's at the same size.
     pub ratio_to_pipe: Option<f64>,
+    /// `msgs_per_sec` / ringfire's at the same size (when ringfire ran).
+    pub ratio_to_ringfire: Option<f64>,
     pub runs_msgs_per_sec: Vec<f64>,
     /// The streaming runs spread by more than [`NOISY_SPREAD`] (fastest /
     /// slowest): the median is not to be trusted.
@@ -186,6 +191,23 @@ impl Results {
                     .collect(),
             })
             .collect();
+        // Ratios against ringfire of the same run, size by size.
+        let peer: Vec<(usize, f64)> = transports
+            .iter()
+            .find(|t| t.name == "ringfire")
+            .map(|t| {
+                t.results
+                    .iter()
+                    .filter_map(|c| c.msgs_per_sec.filter(|m| *m > 0.0).map(|m| (c.size, m)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for c in transports.iter_mut().flat_map(|t| t.results.iter_mut()) {
+            c.ratio_to_ringfire = peer
+                .iter()
+                .find(|(size, _)| *size == c.size)
+                .and_then(|(_, p)| c.msgs_per_sec.map(|m| m / p));
+        }
         // Ratios against the pipe of the same run, size by size.
         let pipe: Vec<(Option<f64>, Option<u64>, Option<u64>)> = transports
             .iter()
@@ -227,6 +249,7 @@ impl Results {
             quick,
             sizes: sizes.to_vec(),
             baseline: "pipe",
+            peer: "ringfire",
             cpus: cpus.map(|c| CpuInfo {
                 parent: c.parent,
                 child: c.child,
@@ -279,8 +302,8 @@ impl Results {
         let _ = writeln!(s, "{}", LEGEND);
         let _ = writeln!(
             s,
-            "{:<20} {:>7} {:>9} {:>9} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>13} | check",
-            "transport", "size", "msgs/s", "MB/s", "x pipe",
+            "{:<20} {:>7} {:>9} {:>9} {:>8} {:>10} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>13} | check",
+            "transport", "size", "msgs/s", "MB/s", "x pipe", "x ringfire",
             "spin p50", "p99", "p99.9", "max",
             "blk p50", "p99", "p99.9", "max", "lat x spin/blk"
         );
@@ -337,12 +360,14 @@ impl Results {
                 };
                 let _ = writeln!(
                     s,
-                    "{:<20} {:>7} {:>9} {:>9} {:>8} | {} | {} | {:>13} | {check}",
+                    "{:<20} {:>7} {:>9} {:>9} {:>8} {:>10} | {} | {} | {:>13} | {check}",
                     t.name,
                     size_label(c.size),
                     c.msgs_per_sec.map_or("-".into(), count),
                     c.mb_per_sec.map_or("-".into(), |m| format!("{m:.1}")),
                     c.ratio_to_pipe.map_or("-".into(), |r| format!("{r:.2}x")),
+                    c.ratio_to_ringfire
+                        .map_or("-".into(), |r| format!("{r:.2}x")),
                     lat(&c.latency.spin),
                     lat(&c.latency.blocking),
                     format!("{}/{}", speed(&c.latency.spin), speed(&c.latency.blocking)),
@@ -361,7 +386,7 @@ impl Results {
 
 /// What the table's columns mean, printed above it.
 pub const LEGEND: &str = "\
-msgs/s, MB/s: streaming rate, median of the runs; x pipe: that rate / the pipe's at the same size
+msgs/s, MB/s: streaming rate, median of the runs; x pipe, x ringfire: that rate / the pipe's, ringfire's at the same size
 spin p50..max: ping-pong round trip with a busy-polling receiver (it never sleeps)
 blk p50..max: ping-pong round trip with a blocking receiver (it sleeps in the kernel or on a futex)
 lat x spin/blk: the pipe's p50 / this p50, per mode (above 1: faster than the pipe)
@@ -377,6 +402,7 @@ fn cell(size: usize, o: SessionOut) -> Cell {
         msgs_per_sec: msgs,
         mb_per_sec: msgs.map(|m| m * size as f64 / 1e6),
         ratio_to_pipe: None,
+        ratio_to_ringfire: None,
         noisy: is_noisy(&o.stream),
         runs_msgs_per_sec: o.stream,
         latency: LatencyPair {

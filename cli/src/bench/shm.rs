@@ -1,5 +1,7 @@
 //! shmpipe itself, through its public API: two anonymous rings (one per
-//! direction) made before the fork, each end attached after it.
+//! direction) made before the fork, each end attached after it. Every
+//! message is copied out (`try_recv_into` / `recv_into`, or `drain` into a
+//! batch buffer) before the harness checks it, as the peers' rows do.
 
 use std::marker::PhantomData;
 
@@ -13,6 +15,12 @@ use super::harness::{spin_step, Endpoint, Mode, Transport};
 pub struct Shm<V: Variant> {
     pub name: &'static str,
     pub wait: WaitStrategy,
+    /// Busy-polling receives take batches with `drain` instead of one
+    /// message per `try_recv_into`.
+    pub drain: bool,
+    /// Stream busy-polling (`try_send` / `try_recv_into` or `drain`)
+    /// instead of through the blocking calls.
+    pub poll: bool,
     pub _v: PhantomData<V>,
 }
 
@@ -21,7 +29,19 @@ impl<V: Variant> Shm<V> {
         Shm {
             name,
             wait,
+            drain: false,
+            poll: false,
             _v: PhantomData,
+        }
+    }
+
+    /// Like [`Shm::new`], streaming by busy-polling, and receiving through
+    /// `drain` if `drain`.
+    pub fn polled(name: &'static str, wait: WaitStrategy, drain: bool) -> Self {
+        Shm {
+            drain,
+            poll: true,
+            ..Shm::new(name, wait)
         }
     }
 
@@ -39,6 +59,45 @@ pub struct ShmEnd<V: Variant> {
     tx: GenericProducer<V>,
     rx: GenericConsumer<V>,
     spin: bool,
+    /// Where `try_recv_into` / `recv_into` copy a message.
+    buf: Vec<u8>,
+    /// `Some` when receiving through `drain`: the messages of the last batch.
+    batch: Option<Batch>,
+}
+
+/// The copies of the messages one `drain` call handed over, taken one by one.
+struct Batch {
+    bytes: Vec<u8>,
+    /// Messages per `drain` call.
+    max: usize,
+    /// Byte offset of the next message to hand out.
+    next: usize,
+    /// A message of the wrong length was handed over.
+    bad_len: Option<usize>,
+}
+
+impl Batch {
+    fn new(size: usize) -> Batch {
+        let max = ((256 << 10) / size.max(1)).clamp(1, 4096);
+        Batch {
+            bytes: Vec::with_capacity(max * size),
+            max,
+            next: 0,
+            bad_len: None,
+        }
+    }
+}
+
+impl<V: Variant> ShmEnd<V> {
+    fn new(tx: GenericProducer<V>, rx: GenericConsumer<V>, size: usize, drain: bool) -> Self {
+        ShmEnd {
+            tx,
+            rx,
+            spin: false,
+            buf: vec![0; size],
+            batch: drain.then(|| Batch::new(size)),
+        }
+    }
 }
 
 impl<V: Variant> Transport for Shm<V> {
@@ -46,6 +105,13 @@ impl<V: Variant> Transport for Shm<V> {
     type End = ShmEnd<V>;
     fn name(&self) -> &'static str {
         self.name
+    }
+    fn stream_mode(&self) -> Mode {
+        if self.poll {
+            Mode::Spin
+        } else {
+            Mode::Block
+        }
     }
     fn supports(&self, size: usize) -> Result<(), String> {
         let max = shmpipe::max_message_for(Self::capacity(size));
@@ -64,19 +130,21 @@ impl<V: Variant> Transport for Shm<V> {
         let up = b.anonymous().map_err(|e| e.to_string())?;
         Ok((down, up))
     }
-    fn parent(&self, (down, up): Self::Setup, _size: usize) -> Result<ShmEnd<V>, String> {
-        Ok(ShmEnd {
-            tx: down.into_producer().map_err(|e| e.to_string())?,
-            rx: up.into_consumer().map_err(|e| e.to_string())?,
-            spin: false,
-        })
+    fn parent(&self, (down, up): Self::Setup, size: usize) -> Result<ShmEnd<V>, String> {
+        Ok(ShmEnd::new(
+            down.into_producer().map_err(|e| e.to_string())?,
+            up.into_consumer().map_err(|e| e.to_string())?,
+            size,
+            self.drain,
+        ))
     }
-    fn child(&self, (down, up): Self::Setup, _size: usize) -> Result<ShmEnd<V>, String> {
-        Ok(ShmEnd {
-            tx: up.into_producer().map_err(|e| e.to_string())?,
-            rx: down.into_consumer().map_err(|e| e.to_string())?,
-            spin: false,
-        })
+    fn child(&self, (down, up): Self::Setup, size: usize) -> Result<ShmEnd<V>, String> {
+        Ok(ShmEnd::new(
+            up.into_producer().map_err(|e| e.to_string())?,
+            down.into_consumer().map_err(|e| e.to_string())?,
+            size,
+            self.drain,
+        ))
     }
 }
 
@@ -103,28 +171,55 @@ impl<V: Variant> Endpoint for ShmEnd<V> {
 
     #[inline]
     fn recv<R>(&mut self, len: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R, String> {
-        let mut f = Some(f);
-        let mut take = |m: &[u8]| {
-            if m.len() != len {
-                return Err(format!(
-                    "received a {}-byte message, expected {len}",
-                    m.len()
-                ));
-            }
-            match f.take() {
-                Some(f) => Ok(f(m)),
-                None => Err("message handler called twice".to_string()),
-            }
-        };
+        let wrong = |n: usize| format!("received a {n}-byte message, expected {len}");
+        if self.buf.len() != len {
+            return Err(format!(
+                "asked for {len} bytes from a {}-byte session",
+                self.buf.len()
+            ));
+        }
         if !self.spin {
-            return self.rx.recv_with(take).map_err(|e| format!("recv: {e}"))?;
+            let n = self
+                .rx
+                .recv_into(&mut self.buf)
+                .map_err(|e| format!("recv: {e}"))?;
+            return if n == len {
+                Ok(f(&self.buf))
+            } else {
+                Err(wrong(n))
+            };
         }
         let mut rounds = 0;
+        if let Some(b) = &mut self.batch {
+            while b.next >= b.bytes.len() {
+                b.bytes.clear();
+                b.next = 0;
+                let got = self.rx.drain(b.max, |m| {
+                    if m.len() == len {
+                        b.bytes.extend_from_slice(m);
+                    } else {
+                        b.bad_len.get_or_insert(m.len());
+                    }
+                });
+                match got {
+                    Ok(0) => spin_step(&mut rounds)?,
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("drain: {e}")),
+                }
+                if let Some(n) = b.bad_len {
+                    return Err(wrong(n));
+                }
+            }
+            let m = &b.bytes[b.next..b.next + len];
+            b.next += len;
+            return Ok(f(m));
+        }
         loop {
-            match self.rx.try_recv_with(&mut take) {
-                Ok(r) => return r,
+            match self.rx.try_recv_into(&mut self.buf) {
+                Ok(n) if n == len => return Ok(f(&self.buf)),
+                Ok(n) => return Err(wrong(n)),
                 Err(Error::Empty) => spin_step(&mut rounds)?,
-                Err(e) => return Err(format!("try_recv: {e}")),
+                Err(e) => return Err(format!("try_recv_into: {e}")),
             }
         }
     }
