@@ -18,6 +18,13 @@ prefix=${1:?usage: capi/install.sh PREFIX [BUILD_DIR]}
 build=${2:-$here/../target/release}
 prefix=$(mkdir -p "$prefix" && cd "$prefix" && pwd)
 
+# `cargo build` copies the libraries up into BUILD_DIR; `cargo test` (which
+# builds them as a dependency of the C tests) leaves them in BUILD_DIR/deps.
+# Take the newer of the two.
+if [ -f "$build/deps/libshmpipe_capi.a" ] &&
+    { [ ! -f "$build/libshmpipe_capi.a" ] || [ "$build/deps/libshmpipe_capi.a" -nt "$build/libshmpipe_capi.a" ]; }; then
+    build="$build/deps"
+fi
 for f in libshmpipe_capi.a libshmpipe_capi.so; do
     if [ ! -f "$build/$f" ]; then
         echo "capi/install.sh: $build/$f is missing; run cargo build --release -p shmpipe-capi first" >&2
