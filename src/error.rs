@@ -263,7 +263,7 @@ impl fmt::Display for Error {
                 found,
             } => write!(
                 f,
-                "{} is {found} bytes but its header declares {expected} bytes (truncated or damaged); remove it and create it again",
+                "{} has the wrong size: {found} bytes, but its header declares {expected} (truncated or damaged); remove it and create it again",
                 Seg(name)
             ),
             Error::NotInitialized { waited } => write!(
