@@ -23,7 +23,7 @@
 //!     let rt = tokio::runtime::Builder::new_multi_thread()
 //!         .enable_all()
 //!         .build()
-//!         .map_err(|e| Error::Io { op: "starting tokio", source: e })?;
+//!         .map_err(|e| Error::Io { op: "starting tokio", name: None, source: e })?;
 //!     rt.block_on(async {
 //!         // Futex (the default) or Spin/SpinYield; not Semaphore.
 //!         let (tx, rx) = Builder::new()
