@@ -259,10 +259,11 @@ impl<V: Variant> Producer<V> {
             check_span(head, tail, self.ep.cap)?;
             if head != self.head_cache {
                 self.ep.peer_seen = true; // a consumer made room
+                self.head_cache = head;
+                // Before any write that the new `head` allows (see
+                // `ring::counts`); an unchanged `head` allows nothing new.
+                self.checkpoint();
             }
-            self.head_cache = head;
-            // Before any write that the new `head` allows (see `ring::counts`).
-            self.checkpoint();
             if tail + need - head > self.ep.cap {
                 return Ok(None);
             }
