@@ -257,24 +257,29 @@ impl<V: Variant> Consumer<V> {
     /// the full path, which reads the word again and decides.
     #[inline(always)]
     fn fast_look(&self) -> Option<Found> {
-        if V::LOCKED || !self.ep.healthy() {
+        if V::LOCKED {
             return None;
         }
         let head = self.head;
-        let off = head & self.ep.mask;
-        let word = self.ep.word(off).load(Ordering::Acquire);
+        let off = head & self.ep.word_mask;
+        // SAFETY: `off` is masked with `word_mask`.
+        let word = unsafe { self.ep.word_masked(off) }.load(Ordering::Acquire);
         let len = word.wrapping_sub(KIND_MSG << 32);
-        if len > self.ep.max as u64 {
+        // Also 0 once the handle is broken, or if it must publish with a
+        // SeqCst store (see `Endpoint::fast_lim`).
+        if len >= self.ep.fast_lim {
             return None;
         }
-        let rec = frame::record_len(len);
-        if off + rec > self.ep.cap {
+        // The record ends inside the data area: `off + HDR + round8(len) <=
+        // cap`, which (`cap - HDR - off` being a multiple of 8) is
+        // `off + len <= cap - HDR`; `len` is below 2^32 here.
+        if off + len > self.ep.last_word {
             return None;
         }
         Some(Found {
             off: off + HDR,
             len: len as usize,
-            next: head + rec,
+            next: head + frame::record_len(len),
         })
     }
 
@@ -320,8 +325,18 @@ impl<V: Variant> Consumer<V> {
         self.head = new_head;
         // Pairs with the producer's Acquire load of `head` in `reserve` (and,
         // for the wake-up, its registration in `Endpoint::sleep`).
+        self.ep.publish(&self.ep.h().cons.head, new_head, None);
+    }
+
+    /// `publish_head` for the fast paths, after `fast_look` found a record
+    /// (so `fast_lim` is not 0: this handle publishes light, or never
+    /// sleeps).
+    #[inline(always)]
+    fn publish_head_light(&mut self, new_head: u64) {
+        self.head = new_head;
+        // As in `publish_head`.
         self.ep
-            .publish(&self.ep.seg.header().cons.head, new_head, None);
+            .publish_light(&self.ep.h().cons.head, new_head, None);
     }
 
     /// A message received means a producer was attached: a free producer
@@ -452,6 +467,14 @@ impl<V: Variant> Consumer<V> {
         out
     }
 
+    /// `deliver` for a record found by `fast_look`.
+    #[inline(always)]
+    fn deliver_fast<R>(&mut self, found: Found, f: impl FnOnce(&[u8]) -> R) -> R {
+        let out = f(self.payload(found));
+        self.publish_head_light(found.next);
+        out
+    }
+
     /// One non-blocking receive: hand the next message's position to `f`.
     fn try_found<R>(&mut self, f: impl FnOnce(&mut Self, Found) -> R) -> Result<R> {
         self.ep.check_broken()?;
@@ -518,7 +541,7 @@ impl<V: Variant> Consumer<V> {
     #[inline]
     pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         if let Some(found) = self.fast_look() {
-            return Ok(self.deliver(found, f));
+            return Ok(self.deliver_fast(found, f));
         }
         self.try_found(move |c, found| c.deliver(found, f))
     }
@@ -540,7 +563,7 @@ impl<V: Variant> Consumer<V> {
     #[inline]
     pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         if let Some(found) = self.fast_look() {
-            return Ok(self.deliver(found, f));
+            return Ok(self.deliver_fast(found, f));
         }
         self.found_deadline(None, move |c, found| c.deliver(found, f))
     }
@@ -618,7 +641,7 @@ impl<V: Variant> Consumer<V> {
     pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         if let Some(found) = self.fast_look() {
             if found.len <= buf.len() {
-                return Ok(self.deliver_copy(found, buf));
+                return Ok(self.deliver_copy::<true>(found, buf));
             }
         }
         self.try_recv_into_slow(buf)
@@ -638,7 +661,7 @@ impl<V: Variant> Consumer<V> {
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         if let Some(found) = self.fast_look() {
             if found.len <= buf.len() {
-                return Ok(self.deliver_copy(found, buf));
+                return Ok(self.deliver_copy::<true>(found, buf));
             }
         }
         self.recv_into_slow(buf)
@@ -668,13 +691,14 @@ impl<V: Variant> Consumer<V> {
                 capacity: buf.len(),
             });
         }
-        Ok(self.deliver_copy(found, buf))
+        Ok(self.deliver_copy::<false>(found, buf))
     }
 
     /// Copy `found` into the start of `buf` (at least as long; checked by
-    /// the caller) and release it.
+    /// the caller) and release it (`FAST`: found by `fast_look`, so the
+    /// light publication applies).
     #[inline(always)]
-    fn deliver_copy(&mut self, found: Found, buf: &mut [u8]) -> usize {
+    fn deliver_copy<const FAST: bool>(&mut self, found: Found, buf: &mut [u8]) -> usize {
         debug_assert!(found.len <= buf.len());
         let len = found.len.min(buf.len());
         // SAFETY: `parse`/`fast_look` checked that the payload lies inside
@@ -682,7 +706,11 @@ impl<V: Variant> Consumer<V> {
         // the caller's exclusive buffer of at least `len` bytes and cannot
         // overlap the ring's occupied region.
         unsafe { super::copy::copy(self.ep.data.add(found.off as usize), buf.as_mut_ptr(), len) };
-        self.publish_head(found.next);
+        if FAST {
+            self.publish_head_light(found.next);
+        } else {
+            self.publish_head(found.next);
+        }
         len
     }
 

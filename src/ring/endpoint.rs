@@ -57,13 +57,24 @@ pub(super) struct Endpoint {
     pub(super) seg: Arc<Segment>,
     pub(super) data: *mut u8,
     pub(super) cap: u64,
+    /// `cap - HDR`: the offset of the last header slot.
+    pub(super) last_word: u64,
     pub(super) mask: u64,
     /// `mask & !7`: masks a position to an 8-aligned offset in the data area.
-    word_mask: u64,
+    pub(super) word_mask: u64,
     /// The peer's `waiting` flag, which a publication checks (the peer's
     /// wait word; resolved at attach instead of per message).
     peer_waiting: std::ptr::NonNull<AtomicU32>,
     pub(super) max: usize,
+    /// The fast paths' one test of the handle and the length: `max + 1`
+    /// while the handle is healthy and publishes with one release store
+    /// (the light barrier, or a strategy that never sleeps), else 0, so
+    /// `len >= fast_lim` sends every length, and every header, to the
+    /// full path. Set to 0 when the handle breaks.
+    pub(super) fast_lim: u64,
+    /// The segment's header (the mapping lives as long as `seg`): the
+    /// fast paths reach it without going through the `Arc`.
+    hdr: std::ptr::NonNull<Header>,
     pub(super) wait: WaitStrategy,
     role: Role,
     lock: Option<RoleLock>,
@@ -123,14 +134,22 @@ impl Endpoint {
             Role::Producer => &seg.header().wait_consumer.waiting,
             Role::Consumer => &seg.header().wait_producer.waiting,
         });
+        let max = layout::max_message(g.capacity);
         let ep = Endpoint {
             light,
+            fast_lim: if light || !g.wait.sleeps() {
+                max as u64 + 1
+            } else {
+                0
+            },
+            hdr: std::ptr::NonNull::from(seg.header()),
             data: seg.data(),
             cap: g.capacity,
+            last_word: g.capacity - crate::frame::HDR,
             mask: g.capacity - 1,
             word_mask: (g.capacity - 1) & !7,
             peer_waiting,
-            max: layout::max_message(g.capacity),
+            max,
             wait: g.wait,
             role,
             lock,
@@ -155,9 +174,30 @@ impl Endpoint {
         Ok(ep)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn h(&self) -> &Header {
-        self.seg.header()
+        // SAFETY: `hdr` is `self.seg.header()`, which lives (and does not
+        // move) as long as `self.seg`; all its fields are atomics.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    /// `word(off)` for an `off` already masked with `word_mask` (the fast
+    /// paths compute it once for the header and the payload).
+    ///
+    /// # Safety
+    /// `off & self.word_mask == off`.
+    #[inline(always)]
+    pub(super) unsafe fn word_masked(&self, off: u64) -> &AtomicU64 {
+        debug_assert_eq!(off & self.word_mask, off);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: as in `word` (the caller masked `off`).
+            unsafe { &*(self.data.add(off as usize) as *const AtomicU64) }
+        }
+        #[cfg(loom)]
+        {
+            self.seg.loom_word(off)
+        }
     }
 
     /// The record header word at data-area offset `off`.
@@ -182,12 +222,6 @@ impl Endpoint {
         }
     }
 
-    /// Not broken: the fast paths' one test of the sticky state.
-    #[inline(always)]
-    pub(super) fn healthy(&self) -> bool {
-        self.broken.is_none()
-    }
-
     #[inline]
     pub(super) fn check_broken(&self) -> Result<()> {
         match self.broken {
@@ -202,6 +236,7 @@ impl Endpoint {
     #[cold]
     fn truncated<T>(&mut self) -> Result<T> {
         self.broken = Some(Broken::Truncated);
+        self.fast_lim = 0;
         Err(self.seg.truncated_error())
     }
 
@@ -220,9 +255,11 @@ impl Endpoint {
         match &r {
             Err(Error::Corrupted { what, value }) if self.broken.is_none() => {
                 self.broken = Some(Broken::Corrupted(what, *value));
+                self.fast_lim = 0;
             }
             Err(Error::LockNotRecoverable) if self.broken.is_none() => {
                 self.broken = Some(Broken::LockLost);
+                self.fast_lim = 0;
             }
             _ => {}
         }
@@ -336,6 +373,7 @@ impl Endpoint {
         if self.seg.truncated(true) {
             // (Not `self.truncated()`: `lock` borrows `self.lock`.)
             self.broken = Some(Broken::Truncated);
+            self.fast_lim = 0;
             return Err(self.seg.truncated_error());
         }
         let held = lock.is_held(self.role.peer())?;
@@ -411,47 +449,58 @@ impl Endpoint {
     /// producer's `tail`, informational), then wake the peer if it sleeps.
     #[inline(always)]
     pub(super) fn publish(&self, signal: &AtomicU64, value: u64, index: Option<(&AtomicU64, u64)>) {
+        if self.light || !self.wait.sleeps() {
+            self.publish_light(signal, value, index);
+            return;
+        }
+        // SAFETY: as in `publish_light`.
+        let peer_waiting = unsafe { self.peer_waiting.as_ref() };
+        // SeqCst store: pairs with the sleeper's SeqCst store of
+        // `waiting` / SeqCst load of this word in `Endpoint::sleep`
+        // (store-buffer pattern: no lost wake-up), and as a Release
+        // store with the peer's Acquire load of it.
+        signal.store(value, Ordering::SeqCst);
+        #[cfg(loom)]
+        crate::sync::loom_sc_fence();
+        if let Some((w, v)) = index {
+            // Release: pairs with Acquire loads of `tail` (takeover, checks).
+            w.store(v, Ordering::Release);
+        }
+        // SeqCst: see above.
+        if peer_waiting.load(Ordering::SeqCst) != 0 {
+            self.wake_peer();
+        }
+    }
+
+    /// `publish` for a handle that publishes light (registered for
+    /// membarrier, strategy sleeps) or whose strategy never sleeps: the
+    /// only publication the fast paths use (`fast_lim` is 0 otherwise).
+    /// Release stores, then the peer's `waiting` flag. The store-load order
+    /// against `waiting` is enforced by a sleeping peer's membarrier(2),
+    /// which runs a full barrier on our CPU; the compiler fence keeps the
+    /// compiler from reordering the two. With a spinning strategy nobody
+    /// registers, and the flag reads 0 (a peer that writes it anyway only
+    /// costs us a wake call).
+    #[inline(always)]
+    pub(super) fn publish_light(
+        &self,
+        signal: &AtomicU64,
+        value: u64,
+        index: Option<(&AtomicU64, u64)>,
+    ) {
+        debug_assert!(self.light || !self.wait.sleeps());
         // SAFETY: points into the header of `self.seg`, which we own (an
         // `Arc`) and which does not move; the field is an atomic.
         let peer_waiting = unsafe { self.peer_waiting.as_ref() };
-        if self.light {
-            // Light side of the asymmetric barrier. Release: pairs with the
-            // peer's Acquire load of the signal word. The store-load order
-            // against `waiting` is enforced by the sleeping peer's
-            // membarrier(2), which runs a full barrier on our CPU; the
-            // compiler fence keeps the compiler from reordering the two.
-            signal.store(value, Ordering::Release);
-            if let Some((w, v)) = index {
-                // Release: pairs with Acquire loads of `tail` (takeover, checks).
-                w.store(v, Ordering::Release);
-            }
-            std::sync::atomic::compiler_fence(Ordering::SeqCst);
-            if peer_waiting.load(Ordering::Relaxed) != 0 {
-                self.wake_peer();
-            }
-        } else if self.wait.sleeps() {
-            // SeqCst store: pairs with the sleeper's SeqCst store of
-            // `waiting` / SeqCst load of this word in `Endpoint::sleep`
-            // (store-buffer pattern: no lost wake-up), and as a Release
-            // store with the peer's Acquire load of it.
-            signal.store(value, Ordering::SeqCst);
-            #[cfg(loom)]
-            crate::sync::loom_sc_fence();
-            if let Some((w, v)) = index {
-                // Release: as above.
-                w.store(v, Ordering::Release);
-            }
-            // SeqCst: see above.
-            if peer_waiting.load(Ordering::SeqCst) != 0 {
-                self.wake_peer();
-            }
-        } else {
-            // Release: pairs with the peer's Acquire load of the signal word.
-            signal.store(value, Ordering::Release);
-            if let Some((w, v)) = index {
-                // Release: as above.
-                w.store(v, Ordering::Release);
-            }
+        // Release: pairs with the peer's Acquire load of the signal word.
+        signal.store(value, Ordering::Release);
+        if let Some((w, v)) = index {
+            // Release: pairs with Acquire loads of `tail` (takeover, checks).
+            w.store(v, Ordering::Release);
+        }
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        if peer_waiting.load(Ordering::Relaxed) != 0 {
+            self.wake_peer();
         }
     }
 

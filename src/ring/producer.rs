@@ -42,6 +42,12 @@ pub struct Producer<V: Variant = LockFree> {
     tail: u64,
     /// Last `head` we loaded.
     head_cache: u64,
+    /// Lock-free: where the fast path's records must end: the end of
+    /// `tail`'s lap (no wrap) or `head_cache + cap - HDR` (room, with the
+    /// header slot zeroed ahead), whichever is lower. Recomputed by the
+    /// full paths when `tail` or `head_cache` moves; it can only be stale
+    /// low (both grow), which sends a send to the full path.
+    fast_end: u64,
     /// Messages and payload bytes committed (counted here, published as
     /// checkpoints: see `ring::counts`).
     msgs: u64,
@@ -67,6 +73,7 @@ impl<V: Variant> Producer<V> {
         let mut p = Producer {
             tail,
             head_cache: head,
+            fast_end: 0,
             msgs: c.messages,
             bytes: c.bytes,
             counts_seq,
@@ -95,7 +102,15 @@ impl<V: Variant> Producer<V> {
             }
         }
         p.checkpoint();
+        p.refresh_fast_end();
         Ok(p)
+    }
+
+    /// Recompute `fast_end` from `tail` and `head_cache`.
+    #[inline]
+    fn refresh_fast_end(&mut self) {
+        let lap_end = (self.tail & !self.ep.mask) + self.ep.cap;
+        self.fast_end = lap_end.min(self.head_cache + self.ep.cap - HDR);
     }
 
     /// Publish our counters as a checkpoint at `tail`. Called whenever we
@@ -263,6 +278,7 @@ impl<V: Variant> Producer<V> {
                 // Before any write that the new `head` allows (see
                 // `ring::counts`); an unchanged `head` allows nothing new.
                 self.checkpoint();
+                self.refresh_fast_end();
             }
             if tail + need - head > self.ep.cap {
                 return Ok(None);
@@ -283,6 +299,9 @@ impl<V: Variant> Producer<V> {
     fn commit_slot(&mut self, slot: Slot, len: usize) {
         let signal = self.write_slot(slot, len);
         self.publish_signal(signal);
+        if !V::LOCKED {
+            self.refresh_fast_end();
+        }
     }
 
     /// Everything of a commit but the signal: zero ahead, the message header
@@ -667,20 +686,17 @@ impl<V: Variant> Producer<V> {
         self.send_deadline(msg, None)
     }
 
-    /// The lock-free fast path's test (one branch each): the handle is not
-    /// broken, the message is allowed, its record fits before the end of the
-    /// data area (no wrap) and in the room our cached `head` promises, and
-    /// the consumer has not closed. Returns the record's offset. Anything
-    /// else takes the full path, which reports or waits.
+    /// The lock-free fast path's test: the handle is healthy and the
+    /// message allowed (`len < fast_lim`), its record ends before
+    /// `fast_end` (no wrap, and within the room our cached `head`
+    /// promises), and the consumer has not closed. Returns the record's
+    /// offset. Anything else takes the full path, which reports or waits.
     #[inline(always)]
     fn fast_slot(&self, len: usize) -> Option<u64> {
-        if V::LOCKED || !self.ep.healthy() || len > self.ep.max {
+        if V::LOCKED || len as u64 >= self.ep.fast_lim {
             return None;
         }
-        let rec = frame::record_len(len as u64);
-        let off = self.tail & self.ep.mask;
-        // `+ HDR`: the header slot zeroed after the record.
-        if off + rec > self.ep.cap || self.tail + rec + HDR - self.head_cache > self.ep.cap {
+        if self.tail + frame::record_len(len as u64) > self.fast_end {
             return None;
         }
         // Acquire: pairs with the consumer's SeqCst store of CLOSED. The
@@ -690,7 +706,7 @@ impl<V: Variant> Producer<V> {
         if self.ep.h().endpoints.consumer.load(Ordering::Acquire) > STATE_ATTACHED {
             return None;
         }
-        Some(off)
+        Some(self.tail & self.ep.word_mask)
     }
 
     /// A claim of the record at `off` (checked by `fast_slot`).
@@ -709,16 +725,30 @@ impl<V: Variant> Producer<V> {
     }
 
     /// Write `msg` as the record at `off` (checked by `fast_slot`) and
-    /// publish it: payload, zero ahead, counters, then the header word.
+    /// publish it: payload, zero ahead, counters, then the header word
+    /// (with the light publication: `fast_lim` is 0 for any other).
     #[inline(always)]
     fn fast_send(&mut self, off: u64, msg: &[u8]) {
-        let slot = Slot {
-            start: self.tail,
-            pad: 0,
-            off,
-        };
-        self.copy_in(slot, msg);
-        self.commit_slot(slot, msg.len());
+        let len = msg.len();
+        // SAFETY: `fast_slot` checked that the record (header and payload)
+        // ends inside the data area, in the room between tail and
+        // head + capacity that is ours; `msg` cannot overlap it.
+        unsafe { super::copy::copy(msg.as_ptr(), self.ep.data.add((off + HDR) as usize), len) };
+        let tail = self.tail + frame::record_len(len as u64);
+        // Zero ahead (see `write_slot`): `fast_slot` left room for it.
+        self.ep.word(tail).store(0, Ordering::Relaxed);
+        self.tail = tail;
+        self.msgs = self.msgs.wrapping_add(1);
+        self.bytes = self.bytes.wrapping_add(len as u64);
+        // The header store pairs with the consumer's Acquire load in
+        // `Consumer::look` (and, for the wake-up, with its registration in
+        // `Endpoint::sleep`); `tail` follows on our own line.
+        self.ep.publish_light(
+            // SAFETY: `fast_slot` masked `off` with `word_mask`.
+            unsafe { self.ep.word_masked(off) },
+            frame::encode(KIND_MSG, len as u32),
+            Some((&self.ep.h().prod.tail, tail)),
+        );
     }
 
     /// Send `msg`, waiting at most `timeout` for room.
