@@ -9,6 +9,8 @@
 # divided by the difference in messages, so set-up and tear-down cancel out.
 #   bash examples/instr.sh
 #   METHODS="try_recv_into drain recv_with ringfire" SIZES="8 64 1024" bash examples/instr.sh
+#   METHODS="empty_poll ringfire_empty_poll full_poll ringfire_full_poll" bash examples/instr.sh
+#     (failed polls, examples/instr_poll.rs: the figure is per poll)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
@@ -16,13 +18,14 @@ R1=${R1:-2000}
 R2=${R2:-12000}
 SIZES=${SIZES:-"8 64"}
 METHODS=${METHODS:-"try_recv_into ringfire"}
-cargo build --release --example instr_loop >&2
-bin=target/release/examples/instr_loop
+cargo build --release --example instr_loop --example instr_poll >&2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # Total instructions of one run (callgrind's "summary:" line).
 count() {
+    local bin=target/release/examples/instr_loop
+    case "$2" in *_poll) bin=target/release/examples/instr_poll ;; esac
     valgrind --tool=callgrind --callgrind-out-file="$tmp/cg" "$bin" "$@" >"$tmp/out" 2>"$tmp/err" || {
         cat "$tmp/out" "$tmp/err" >&2
         exit 1

@@ -12,6 +12,10 @@
 //!   `try_push`, then `try_recv` (which returns the copy); SIZE 8, 16, 32,
 //!   64, 128, 256, 512 or 1024.
 //!
+//! Failed polls (a busy side's cost while it waits) are counted by
+//! `examples/instr_poll.rs`, a separate binary so that this loop compiles
+//! as it does alone.
+//!
 //! ```text
 //! bash examples/instr.sh          # all four figures: shmpipe and ringfire at 8 B and 64 B
 //! cargo build --release --example instr_loop
@@ -37,7 +41,11 @@ fn check(m: &[u8], expect: u64, bad: &mut u64) {
 
 #[inline(never)]
 fn run(size: usize, method: &str, rounds: u64) -> Result<u64, Error> {
-    let (mut tx, mut rx) = Builder::new().in_process()?.split()?;
+    // A named ring, as two processes use it (role locks, liveness checks),
+    // like ringfire's file below; the creator removes the name on drop.
+    let name = format!("/shmpipe-instr-loop-{}", std::process::id());
+    let mut tx = Builder::new().create_producer(&name)?;
+    let mut rx = Builder::new().open_consumer(&name)?;
     let mut msg = vec![0u8; size];
     let mut buf = vec![0u8; size];
     let mut bad = 0u64;

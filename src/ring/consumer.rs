@@ -249,12 +249,13 @@ impl<V: Variant> Consumer<V> {
     /// The lock-free fast path's look: the header word at `head` read once
     /// (Acquire: pairs with the producer's Release store of it in
     /// `Producer::commit_slot`, so the payload and the zeroed next slot are
-    /// visible) and validated with two comparisons: `word - MSG` is the
-    /// length only if the kind is "message" and no reserved bit is set, and
-    /// it must be at most the maximum message; the record must end inside
-    /// the data area. Anything else — nothing yet (a zero word wraps to a
-    /// huge length), a padding record, a bad header, a broken handle — takes
-    /// the full path, which reads the word again and decides.
+    /// visible) and validated with two comparisons: `word ^ MSG` (the
+    /// kind bits flipped off) is the length only if the kind is "message"
+    /// and no reserved bit is set — anything else leaves a bit at or above
+    /// 2^32 — and it must be at most the maximum message; the record must
+    /// end inside the data area. Anything else — nothing yet (a zero word
+    /// becomes 2^32), a padding record, a bad header, a broken handle —
+    /// takes the full path, which reads the word again and decides.
     #[inline(always)]
     fn fast_look(&self) -> Option<Found> {
         if V::LOCKED {
@@ -264,7 +265,7 @@ impl<V: Variant> Consumer<V> {
         let off = head & self.ep.word_mask;
         // SAFETY: `off` is masked with `word_mask`.
         let word = unsafe { self.ep.word_masked(off) }.load(Ordering::Acquire);
-        let len = word.wrapping_sub(KIND_MSG << 32);
+        let len = word ^ (KIND_MSG << 32);
         // Also 0 once the handle is broken, or if it must publish with a
         // SeqCst store (see `Endpoint::fast_lim`).
         if len >= self.ep.fast_lim {
@@ -475,8 +476,32 @@ impl<V: Variant> Consumer<V> {
         out
     }
 
+    /// The empty poll's quick answer (lock-free): nothing is published at
+    /// `head`, the handle is healthy, the producer's word says ATTACHED,
+    /// and the kernel said it was alive less than a slice ago — what the
+    /// full path (`empty_reason` with `Check::Rated`) would conclude,
+    /// without its `Result` plumbing. Two atomic loads and a coarse clock
+    /// read: a busy consumer's wait costs about as much as a ringfire poll
+    /// (`examples/instr_loop empty_poll`).
+    #[inline(always)]
+    fn quick_empty(&self) -> bool {
+        if V::LOCKED || self.ep.is_broken() {
+            return false;
+        }
+        // Acquire: as in `look`; a non-zero word takes the full path.
+        if self.ep.word(self.head).load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        // Acquire: pairs with the producer's SeqCst store of its state.
+        self.ep.h().endpoints.producer.load(Ordering::Acquire) == STATE_ATTACHED
+            && self.ep.alive_verdict_fresh()
+    }
+
     /// One non-blocking receive: hand the next message's position to `f`.
     fn try_found<R>(&mut self, f: impl FnOnce(&mut Self, Found) -> R) -> Result<R> {
+        if self.quick_empty() {
+            return Err(Error::Empty);
+        }
         self.ep.check_broken()?;
         let mut f = Some(f);
         // A second look only if the producer is gone but left messages
@@ -538,10 +563,13 @@ impl<V: Variant> Consumer<V> {
     /// # Errors
     /// `Empty` if no message is waiting; `Disconnected`/`PeerDied` once the
     /// producer is gone and every committed message was received; `Corrupted`.
-    #[inline]
+    #[inline(always)]
     pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         if let Some(found) = self.fast_look() {
             return Ok(self.deliver_fast(found, f));
+        }
+        if self.quick_empty() {
+            return Err(Error::Empty);
         }
         self.try_found(move |c, found| c.deliver(found, f))
     }
@@ -560,7 +588,7 @@ impl<V: Variant> Consumer<V> {
     ///
     /// # Errors
     /// As [`Self::try_recv_with`], without `Empty`.
-    #[inline]
+    #[inline(always)]
     pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         if let Some(found) = self.fast_look() {
             return Ok(self.deliver_fast(found, f));
@@ -637,12 +665,14 @@ impl<V: Variant> Consumer<V> {
     /// `BufferTooSmall { len, capacity }` if the message is longer than
     /// `buf` (the message stays in the ring); otherwise as
     /// [`Self::try_recv_with`].
-    #[inline]
+    #[inline(always)]
     pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         if let Some(found) = self.fast_look() {
             if found.len <= buf.len() {
                 return Ok(self.deliver_copy::<true>(found, buf));
             }
+        } else if self.quick_empty() {
+            return Err(Error::Empty);
         }
         self.try_recv_into_slow(buf)
     }
@@ -657,7 +687,7 @@ impl<V: Variant> Consumer<V> {
     ///
     /// # Errors
     /// As [`Self::try_recv_into`], without `Empty`.
-    #[inline]
+    #[inline(always)]
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
         if let Some(found) = self.fast_look() {
             if found.len <= buf.len() {
@@ -882,7 +912,7 @@ impl<V: Variant> Consumer<V> {
             // Acquire (lock-free): as in `fast_look`. Locked: ordered by the lock.
             let word = self.ep.word(off).load(Ordering::Acquire);
             // Lock-free messages: the two-comparison check of `fast_look`.
-            let len = word.wrapping_sub(KIND_MSG << 32);
+            let len = word ^ (KIND_MSG << 32);
             let found = if !V::LOCKED
                 && len <= self.ep.max as u64
                 && off + frame::record_len(len) <= self.ep.cap

@@ -222,6 +222,12 @@ impl Endpoint {
         }
     }
 
+    /// Whether the handle failed for good (`check_broken` says why).
+    #[inline(always)]
+    pub(super) fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
     #[inline]
     pub(super) fn check_broken(&self) -> Result<()> {
         match self.broken {
@@ -316,6 +322,20 @@ impl Endpoint {
         match self.role {
             Role::Producer => &h.wait_producer,
             Role::Consumer => &h.wait_consumer,
+        }
+    }
+
+    /// Whether `Check::Rated` would not ask the kernel about the peer now:
+    /// its last answer was "alive" and is less than a slice old (a heap
+    /// ring has no kernel to ask). One coarse clock read.
+    #[inline(always)]
+    pub(super) fn alive_verdict_fresh(&self) -> bool {
+        match (&self.lock, self.last_peer_check) {
+            (None, _) => true,
+            (Some(_), Some((t, false))) => {
+                wait::coarse_nanos().wrapping_sub(t) < wait::SLICE.as_nanos() as u64
+            }
+            _ => false,
         }
     }
 

@@ -623,7 +623,7 @@ impl<V: Variant> Producer<V> {
     /// # Errors
     /// `Full` if there is no room; `TooLarge` above [`Self::max_message`];
     /// `Disconnected`/`PeerDied` if the consumer is gone; `Corrupted`.
-    #[inline]
+    #[inline(always)]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
         if let Some(off) = self.fast_slot(msg.len()) {
             self.fast_send(off, msg);
@@ -671,7 +671,7 @@ impl<V: Variant> Producer<V> {
     ///
     /// # Errors
     /// As [`Self::try_send`], without `Full`.
-    #[inline]
+    #[inline(always)]
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
         if let Some(off) = self.fast_slot(msg.len()) {
             self.fast_send(off, msg);
