@@ -8,6 +8,8 @@
 //! - `try_recv_into` (shmpipe): `try_send`, then `try_recv_into` a buffer;
 //! - `recv_with` (shmpipe): `try_send`, then `recv_with` reading in place;
 //! - `drain` (shmpipe): `try_send`, then one `drain` copying each message out;
+//! - `fixed` (shmpipe): as `try_recv_into`, with `[u8; SIZE]` buffers (the
+//!   size known at compile time, as ringfire's slot type is); SIZE 8 or 64;
 //! - `ringfire`: a `[u8; SIZE]` ring with `FlowControl::LosslessBackpressure`,
 //!   `try_push`, then `try_recv` (which returns the copy); SIZE 8, 16, 32,
 //!   64, 128, 256, 512 or 1024.
@@ -82,6 +84,39 @@ fn run(size: usize, method: &str, rounds: u64) -> Result<u64, Error> {
     Ok(bad)
 }
 
+/// `try_send` + `try_recv_into` with `[u8; N]` buffers: the message size
+/// known at compile time, as ringfire's slot type makes it below (the
+/// received length still comes from the record header).
+#[inline(never)]
+fn run_fixed<const N: usize>(rounds: u64) -> Result<u64, Error> {
+    let name = format!("/shmpipe-instr-loop-{}", std::process::id());
+    let mut tx = Builder::new().create_producer(&name)?;
+    let mut rx = Builder::new().open_consumer(&name)?;
+    let mut msg = [0u8; N];
+    let mut buf = [0u8; N];
+    let mut bad = 0u64;
+    for r in 0..rounds {
+        let first = r * BATCH as u64;
+        for i in 0..BATCH as u64 {
+            msg[..8].copy_from_slice(&(first + i).to_le_bytes());
+            tx.try_send(&msg)?;
+        }
+        for i in 0..BATCH as u64 {
+            let n = rx.try_recv_into(&mut buf)?;
+            check(&buf[..n], first + i, &mut bad);
+        }
+    }
+    Ok(bad)
+}
+
+fn fixed_at(size: usize, rounds: u64) -> Result<u64, Error> {
+    match size {
+        8 => run_fixed::<8>(rounds),
+        64 => run_fixed::<64>(rounds),
+        other => panic!("fixed mode: SIZE {other} is not 8 or 64"),
+    }
+}
+
 /// The same loop through ringfire, with `[u8; N]` slots.
 #[inline(never)]
 fn run_ringfire<const N: usize>(rounds: u64) -> Result<u64, ringfire::RingfireError> {
@@ -136,6 +171,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let size = size.max(8);
     let bad = if method == "ringfire" {
         ringfire_at(size, rounds)?
+    } else if method == "fixed" {
+        fixed_at(size, rounds)?
     } else {
         run(size, &method, rounds)?
     };
