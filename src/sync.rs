@@ -32,7 +32,7 @@ pub(crate) fn loom_sc_fence() {
 /// #389: RMW atomicity), so it would report lost wake-ups that C11
 /// forbids. A chain of RMWs it orders correctly, so under loom the store is
 /// a `swap` with the store's ordering minus its acquire half; a SeqCst
-/// store is followed by [`loom_sc_fence`] (see there).
+/// store is followed by `loom_sc_fence` (see there).
 #[inline]
 pub(crate) fn store_flag(word: &AtomicU32, v: u32, order: Ordering) {
     #[cfg(not(loom))]

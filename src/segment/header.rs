@@ -2,104 +2,104 @@
 //! process wrote (foreign input: every field is read once, checked, and
 //! only the checked copy is used).
 
-use super::{Geometry, Segment};
 use crate::error::{Error, Result};
 use crate::layout::{self, Header, HEADER_SIZE, MAGIC, VERSION};
 use crate::sync::Ordering;
 use crate::wait::WaitStrategy;
 
-impl Segment {
-    /// Initialise a zeroed header for `variant` and publish it (version last).
-    pub(super) fn init_header(
-        &self,
-        variant: u32,
-        wait: WaitStrategy,
-        capacity: u64,
-    ) -> Result<()> {
-        let h = self.header();
-        let c = &h.config;
-        c.magic.store(MAGIC, Ordering::Relaxed);
-        c.variant.store(variant, Ordering::Relaxed);
-        c.wait.store(wait.code(), Ordering::Relaxed);
-        c.flags.store(0, Ordering::Relaxed);
-        c.capacity.store(capacity, Ordering::Relaxed);
-        c.header_size.store(HEADER_SIZE as u64, Ordering::Relaxed);
-        // The wait lines need no initialisation: all their words (the
-        // semaphore counts included) start at zero.
-        // Release: pairs with the Acquire load of `version` in `validate`, so
-        // an opener that sees VERSION also sees every field written above.
-        c.version.store(VERSION, Ordering::Release);
-        Ok(())
-    }
+/// Configuration validated from the header once, at attach time. The header
+/// copies may be changed later by a hostile peer; we never re-read them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Geometry {
+    pub capacity: u64,
+    pub wait: WaitStrategy,
+    pub variant: u32,
+}
 
-    /// Read and check the header of a mapping of `size` bytes. `Ok(None)`
-    /// means "not initialised yet".
-    pub(super) fn validate(&self, size: u64, variant: u32) -> Result<Option<Geometry>> {
-        let c = &self.header().config;
-        // Acquire: pairs with the creator's Release store of `version`.
-        let version = c.version.load(Ordering::Acquire);
-        let magic = c.magic.load(Ordering::Relaxed);
-        if version == 0 {
-            if magic != 0 && magic != MAGIC {
-                return Err(Error::NotShmpipe {
-                    name: None,
-                    found: magic,
-                });
-            }
-            return Ok(None);
-        }
-        if magic != MAGIC {
+/// Initialise a zeroed header for `variant` and publish it (version last).
+pub(super) fn init(h: &Header, variant: u32, wait: WaitStrategy, capacity: u64) -> Result<()> {
+    let c = &h.config;
+    c.magic.store(MAGIC, Ordering::Relaxed);
+    c.variant.store(variant, Ordering::Relaxed);
+    c.wait.store(wait.code(), Ordering::Relaxed);
+    c.flags.store(0, Ordering::Relaxed);
+    c.capacity.store(capacity, Ordering::Relaxed);
+    c.header_size.store(HEADER_SIZE as u64, Ordering::Relaxed);
+    // The wait lines need no initialisation: all their words (the
+    // semaphore counts included) start at zero.
+    // Release: pairs with the Acquire load of `version` in `validate`, so
+    // an opener that sees VERSION also sees every field written above.
+    c.version.store(VERSION, Ordering::Release);
+    Ok(())
+}
+
+/// Read and check the header of a mapping of `size` bytes. `Ok(None)`
+/// means "not initialised yet".
+pub(super) fn validate(h: &Header, size: u64, variant: u32) -> Result<Option<Geometry>> {
+    let c = &h.config;
+    // Acquire: pairs with the creator's Release store of `version`.
+    let version = c.version.load(Ordering::Acquire);
+    let magic = c.magic.load(Ordering::Relaxed);
+    if version == 0 {
+        if magic != 0 && magic != MAGIC {
             return Err(Error::NotShmpipe {
                 name: None,
                 found: magic,
             });
         }
-        if version != VERSION {
-            return Err(Error::VersionMismatch {
-                name: None,
-                found: version,
-                expected: VERSION,
-            });
-        }
-        let header_size = c.header_size.load(Ordering::Relaxed);
-        if header_size != HEADER_SIZE as u64 {
-            return Err(Error::corrupted("header size field", header_size));
-        }
-        let capacity = c.capacity.load(Ordering::Relaxed);
-        if !layout::capacity_ok(capacity) {
-            return Err(Error::corrupted("capacity field", capacity));
-        }
-        if size != layout::segment_size(capacity) {
-            return Err(Error::SizeMismatch {
-                name: None,
-                expected: layout::segment_size(capacity),
-                found: size,
-            });
-        }
-        let found = c.variant.load(Ordering::Relaxed);
-        let variant_name = |v| match v {
-            layout::VARIANT_LOCKFREE => Some("lock-free"),
-            layout::VARIANT_LOCKED => Some("locked"),
-            _ => None,
-        };
-        let found_name =
-            variant_name(found).ok_or_else(|| Error::corrupted("variant field", found as u64))?;
-        if variant != 0 && found != variant {
-            return Err(Error::WrongVariant {
-                name: None,
-                found: found_name,
-                expected: variant_name(variant).unwrap_or("unknown"),
-            });
-        }
-        let code = c.wait.load(Ordering::Relaxed);
-        let wait = WaitStrategy::from_code(code)
-            .ok_or_else(|| Error::corrupted("wait strategy field", code as u64))?;
-        Ok(Some(Geometry {
-            capacity,
-            wait,
-            variant: found,
-        }))
+        return Ok(None);
     }
+    if magic != MAGIC {
+        return Err(Error::NotShmpipe {
+            name: None,
+            found: magic,
+        });
+    }
+    if version != VERSION {
+        return Err(Error::VersionMismatch {
+            name: None,
+            found: version,
+            expected: VERSION,
+        });
+    }
+    let header_size = c.header_size.load(Ordering::Relaxed);
+    if header_size != HEADER_SIZE as u64 {
+        return Err(Error::corrupted("header size field", header_size));
+    }
+    let capacity = c.capacity.load(Ordering::Relaxed);
+    if !layout::capacity_ok(capacity) {
+        return Err(Error::corrupted("capacity field", capacity));
+    }
+    if size != layout::segment_size(capacity) {
+        return Err(Error::SizeMismatch {
+            name: None,
+            expected: layout::segment_size(capacity),
+            found: size,
+        });
+    }
+    let found = c.variant.load(Ordering::Relaxed);
+    let variant_name = |v| match v {
+        layout::VARIANT_LOCKFREE => Some("lock-free"),
+        layout::VARIANT_LOCKED => Some("locked"),
+        _ => None,
+    };
+    let found_name =
+        variant_name(found).ok_or_else(|| Error::corrupted("variant field", found as u64))?;
+    if variant != 0 && found != variant {
+        return Err(Error::WrongVariant {
+            name: None,
+            found: found_name,
+            expected: variant_name(variant).unwrap_or("unknown"),
+        });
+    }
+    let code = c.wait.load(Ordering::Relaxed);
+    let wait = WaitStrategy::from_code(code)
+        .ok_or_else(|| Error::corrupted("wait strategy field", code as u64))?;
+    Ok(Some(Geometry {
+        capacity,
+        wait,
+        variant: found,
+    }))
 }
 
 #[cfg(not(loom))]

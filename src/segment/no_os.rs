@@ -2,9 +2,9 @@
 //! heap segments (`Builder::in_process`) exist; the other makers check
 //! their arguments as the real ones do, then report this.
 
+use super::memory::{check_capacity, validate_name, Options, Segment};
 #[cfg(feature = "rpc")]
-use super::Role;
-use super::{check_capacity, validate_name, Options, Segment};
+use super::role::Role;
 use crate::error::{Error, Result};
 
 fn unsupported() -> Error {

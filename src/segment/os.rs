@@ -16,9 +16,8 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::stat::Mode;
 
-use super::{check_capacity, validate_name, Backing, Geometry, Options, Segment};
-#[cfg(feature = "rpc")]
-use super::{role, Role};
+use super::header::{self, Geometry};
+use super::memory::{check_capacity, validate_name, Backing, Options, Segment, Truncation};
 use crate::error::{Error, Result};
 use crate::layout::{self, Header, HEADER_SIZE};
 use crate::wait::WaitStrategy;
@@ -28,14 +27,6 @@ use crate::wait::WaitStrategy;
 const SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
     .union(SealFlag::F_SEAL_GROW)
     .union(SealFlag::F_SEAL_SEAL);
-
-/// A named segment's protection against truncation by another process.
-pub(super) struct Truncation {
-    pub(super) reg: crate::sigbus::Registration,
-    pub(super) name: Box<str>,
-    /// Length of our mapping: the object's size when we mapped it.
-    pub(super) len: u64,
-}
 
 fn map(fd: File, size: u64) -> Result<(memmap2::MmapRaw, File)> {
     let len = usize::try_from(size).map_err(|_| Error::SizeMismatch {
@@ -105,7 +96,7 @@ fn check_file(file: &File) -> Result<Metadata> {
     Ok(meta)
 }
 
-fn shm_open(name: &CStr, flags: OFlag, mode: u32) -> Result<File> {
+pub(super) fn shm_open(name: &CStr, flags: OFlag, mode: u32) -> Result<File> {
     nix::sys::mman::shm_open(
         name,
         flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
@@ -163,7 +154,7 @@ fn create_unnamed(name: &str, variant: u32, opts: &Options) -> Result<Option<Seg
         };
         let mut seg = from_map(map, fd, geometry);
         protect(&mut seg, name, size);
-        seg.init_header(variant, opts.wait, opts.capacity)?;
+        header::init(seg.header(), variant, opts.wait, opts.capacity)?;
         if seg.truncated(true) {
             return Err(seg.truncated_error());
         }
@@ -213,7 +204,7 @@ fn open_unnamed(name: &str, variant: u32, opts: &Options) -> Result<Segment> {
             };
             let mut seg = from_map(map, fd, placeholder);
             protect(&mut seg, name, size);
-            let valid = seg.validate(size, variant);
+            let valid = header::validate(seg.header(), size, variant);
             // Truncated between our fstat and our reads: the header we
             // read may be zero pages; say what happened.
             if seg.truncated(true) {
@@ -260,7 +251,7 @@ pub(crate) fn anonymous(variant: u32, opts: &Options) -> Result<Segment> {
         variant,
     };
     let seg = from_map(map, fd, geometry);
-    seg.init_header(variant, opts.wait, opts.capacity)?;
+    header::init(seg.header(), variant, opts.wait, opts.capacity)?;
     Ok(seg)
 }
 
@@ -313,7 +304,7 @@ pub(crate) fn from_fd(fd: OwnedFd, variant: u32) -> Result<Segment> {
     let own = File::from(reopen(&fd)?);
     let mut seg = from_map(map, own, placeholder);
     seg.inherited = std::sync::Mutex::new(Some(OwnedFd::from(fd)));
-    match seg.validate(size, variant)? {
+    match header::validate(seg.header(), size, variant)? {
         Some(g) => {
             seg.geometry = g;
             Ok(seg)
@@ -338,7 +329,7 @@ pub(super) fn reopen(file: &File) -> Result<OwnedFd> {
 }
 
 /// The error for a heap segment asked for its descriptor.
-fn no_descriptor(op: &'static str) -> Error {
+pub(super) fn no_descriptor(op: &'static str) -> Error {
     Error::io(
         op,
         std::io::Error::new(
@@ -346,27 +337,6 @@ fn no_descriptor(op: &'static str) -> Error {
             "an in-process (heap) ring has no descriptor; use Builder::anonymous()",
         ),
     )
-}
-
-/// For `shmpipe::process::spawn`: take `role`'s lock on a new open file
-/// description and mark the role attached, on behalf of a process that
-/// will inherit the returned descriptor (close-on-exec: clear the flag
-/// in that child only) and adopt the lock when it attaches. Until it
-/// does, the role looks alive exactly as long as some process holds
-/// the descriptor: a child that exits without attaching releases it,
-/// and the peer sees `PeerDied` as for an attached one. The descriptor
-/// is not registered for closing in forked children (the child that is
-/// to hold it is forked by `Command::spawn`), so close it in this
-/// process as soon as the child is spawned.
-#[cfg(feature = "rpc")]
-pub(crate) fn attach_for_child(seg: &Segment, role: Role) -> Result<OwnedFd> {
-    let file = seg
-        .file()
-        .ok_or_else(|| no_descriptor("locking a role for a child process"))?;
-    let fd = reopen(file)?;
-    role::lock_role(&fd, role)?;
-    role::mark_attached(seg, role);
-    Ok(fd)
 }
 
 /// A new descriptor (close-on-exec) for this segment's file, to hand to
@@ -390,49 +360,4 @@ pub fn remove(name: &str) -> Result<()> {
         }),
         Err(e) => Err(Error::io("shm_unlink", e.into()).for_segment(name)),
     }
-}
-
-/// Remove the named segment `name` if no live process holds `role` on
-/// it (for `rpc::listen`: the server role of a killed server). The role
-/// lock is taken while the name is removed, and the name is removed
-/// only if it still names the segment whose lock we hold, so of two
-/// processes doing this at once, one removes the stale segment and the
-/// other never removes what the first created since.
-///
-/// # Errors
-/// `RoleTaken` if a live process holds `role` (nothing is removed); the
-/// errors of opening the segment (`NotFound` if it is already gone).
-#[cfg(feature = "rpc")]
-pub(crate) fn remove_if_role_free(name: &str, role: Role) -> Result<()> {
-    let opts = Options {
-        capacity: 0,
-        wait: WaitStrategy::Spin,
-        mode: 0,
-        unlink_on_drop: false,
-        open_timeout: Duration::from_secs(1),
-        allow_shared_permissions: true,
-    };
-    let seg = open(name, 0, &opts)?;
-    let _held = role::RoleLock::acquire(&seg, role)?;
-    let same = |cname: &CStr| -> Result<bool> {
-        let now = match shm_open(cname, OFlag::O_RDONLY, 0) {
-            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
-                return Ok(false)
-            }
-            r => r?,
-        };
-        let a = now.metadata().map_err(|e| Error::io("fstat", e))?;
-        let b = seg
-            .file()
-            .ok_or(Error::NotRegularFile)?
-            .metadata()
-            .map_err(|e| Error::io("fstat", e))?;
-        Ok(a.dev() == b.dev() && a.ino() == b.ino())
-    };
-    let cname = validate_name(name)?;
-    if same(&cname).map_err(|e| e.for_segment(name))? {
-        // ENOENT (removed meanwhile by someone else) is fine.
-        let _ = shm_unlink(&cname);
-    }
-    Ok(())
 }

@@ -15,7 +15,10 @@ use nix::errno::Errno;
 #[cfg(not(any(loom, miri)))]
 use nix::fcntl::{fcntl, FcntlArg};
 
-use super::Segment;
+#[cfg(not(any(loom, miri)))]
+use super::os;
+
+use super::memory::Segment;
 use crate::error::{Error, Result};
 use crate::layout::STATE_ATTACHED;
 use crate::sync::Ordering;
@@ -223,7 +226,7 @@ impl RoleLock {
             .take();
         let fd = match inherited {
             Some(fd) if holds_role(&fd, file, role)? => fd,
-            _ => super::os::reopen(file)?,
+            _ => os::reopen(file)?,
         };
         // Register before locking, so a fork from another thread never
         // hands the locked description to a child unregistered.
@@ -251,6 +254,76 @@ impl RoleLock {
         };
         held_by_other(fd, role, "querying the peer's role lock")
     }
+}
+
+// ---------------------------------------------------------------------
+// Locks taken for, or freed of, another process.
+
+/// For `shmpipe::process::spawn`: take `role`'s lock on a new open file
+/// description and mark the role attached, on behalf of a process that
+/// will inherit the returned descriptor (close-on-exec: clear the flag
+/// in that child only) and adopt the lock when it attaches. Until it
+/// does, the role looks alive exactly as long as some process holds
+/// the descriptor: a child that exits without attaching releases it,
+/// and the peer sees `PeerDied` as for an attached one. The descriptor
+/// is not registered for closing in forked children (the child that is
+/// to hold it is forked by `Command::spawn`), so close it in this
+/// process as soon as the child is spawned.
+#[cfg(all(feature = "rpc", not(any(loom, miri))))]
+pub(crate) fn attach_for_child(seg: &Segment, role: Role) -> Result<OwnedFd> {
+    let file = seg
+        .file()
+        .ok_or_else(|| os::no_descriptor("locking a role for a child process"))?;
+    let fd = os::reopen(file)?;
+    lock_role(&fd, role)?;
+    mark_attached(seg, role);
+    Ok(fd)
+}
+
+/// Remove the named segment `name` if no live process holds `role` on
+/// it (for `rpc::listen`: the server role of a killed server). The role
+/// lock is taken while the name is removed, and the name is removed
+/// only if it still names the segment whose lock we hold, so of two
+/// processes doing this at once, one removes the stale segment and the
+/// other never removes what the first created since.
+///
+/// # Errors
+/// `RoleTaken` if a live process holds `role` (nothing is removed); the
+/// errors of opening the segment (`NotFound` if it is already gone).
+#[cfg(all(feature = "rpc", not(any(loom, miri))))]
+pub(crate) fn remove_if_role_free(name: &str, role: Role) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let opts = super::memory::Options {
+        capacity: 0,
+        wait: crate::wait::WaitStrategy::Spin,
+        mode: 0,
+        unlink_on_drop: false,
+        open_timeout: std::time::Duration::from_secs(1),
+        allow_shared_permissions: true,
+    };
+    let seg = os::open(name, 0, &opts)?;
+    let _held = RoleLock::acquire(&seg, role)?;
+    let same = |cname: &std::ffi::CStr| -> Result<bool> {
+        let now = match os::shm_open(cname, nix::fcntl::OFlag::O_RDONLY, 0) {
+            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+                return Ok(false)
+            }
+            r => r?,
+        };
+        let a = now.metadata().map_err(|e| Error::io("fstat", e))?;
+        let b = seg
+            .file()
+            .ok_or(Error::NotRegularFile)?
+            .metadata()
+            .map_err(|e| Error::io("fstat", e))?;
+        Ok(a.dev() == b.dev() && a.ino() == b.ino())
+    };
+    let cname = super::memory::validate_name(name)?;
+    if same(&cname).map_err(|e| e.for_segment(name))? {
+        // ENOENT (removed meanwhile by someone else) is fine.
+        let _ = os::shm_unlink(&cname);
+    }
+    Ok(())
 }
 
 /// Stand-in when there is no OS segment (heap only): no lock is ever held.
