@@ -11,11 +11,12 @@
 //! - `os`: the OS-backed segments (`shm_open`, memfd and its seals, a
 //!   descriptor from another process), their mapping, and the one
 //!   owner/regular-file check a file we did not create passes;
-//! - `role`: the two roles, their open-file-description locks, and marking
-//!   a role attached;
+//! - `role`: the two roles, and marking a role attached;
+//! - `role_lock`: the roles' open-file-description locks (and the locks
+//!   taken for a child process, or to remove a dead server's name);
 //! - `header`: writing a new header and validating a mapped one;
 //! - `no_os`: the stand-ins under loom and Miri, where only heap segments
-//!   exist.
+//!   exist (and no lock).
 
 mod header;
 mod memory;
@@ -24,19 +25,21 @@ mod no_os;
 #[cfg(not(any(loom, miri)))]
 mod os;
 mod role;
+#[cfg(not(any(loom, miri)))]
+mod role_lock;
 
 pub use memory::validate_name;
 pub(crate) use memory::{Options, Segment};
 #[cfg(all(feature = "rpc", any(loom, miri)))]
 pub(crate) use no_os::remove_if_role_free;
 #[cfg(any(loom, miri))]
-pub(crate) use no_os::{anonymous, create, open};
+pub(crate) use no_os::{anonymous, attach, create, open, RoleLock};
 #[cfg(not(any(loom, miri)))]
 pub use os::remove;
 #[cfg(not(any(loom, miri)))]
 pub(crate) use os::{anonymous, create, dup_fd, from_fd, open};
+pub(crate) use role::Role;
 #[cfg(not(any(loom, miri)))]
-pub(crate) use role::role_lock_held;
-pub(crate) use role::{attach, Role, RoleLock};
+pub(crate) use role_lock::{attach, role_lock_held, RoleLock};
 #[cfg(all(feature = "rpc", not(any(loom, miri))))]
-pub(crate) use role::{attach_for_child, remove_if_role_free};
+pub(crate) use role_lock::{attach_for_child, remove_if_role_free};

@@ -3,8 +3,7 @@
 //! their arguments as the real ones do, then report this.
 
 use super::memory::{check_capacity, validate_name, Options, Segment};
-#[cfg(feature = "rpc")]
-use super::role::Role;
+use super::role::{mark_attached, Role};
 use crate::error::{Error, Result};
 
 fn unsupported() -> Error {
@@ -37,4 +36,22 @@ pub(crate) fn anonymous(_: u32, opts: &Options) -> Result<Segment> {
 pub(crate) fn remove_if_role_free(name: &str, _: Role) -> Result<()> {
     validate_name(name)?;
     Err(unsupported())
+}
+
+/// Stand-in when there is no OS segment (heap only): no lock is ever held.
+pub(crate) struct RoleLock;
+
+impl RoleLock {
+    pub(crate) fn acquire(_: &Segment, _: Role) -> Result<Option<RoleLock>> {
+        Ok(None)
+    }
+    pub(crate) fn is_held(&self, _: Role) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+/// Mark `role` attached (no lock: both endpoints of a heap segment live in
+/// this process). Returns no lock and the role's new epoch.
+pub(crate) fn attach(seg: &Segment, role: Role) -> Result<(Option<RoleLock>, u32)> {
+    Ok((None, mark_attached(seg, role)))
 }
