@@ -104,15 +104,12 @@ pub(crate) const SLICE: Duration = Duration::from_millis(20);
 pub(crate) fn coarse_nanos() -> u64 {
     #[cfg(all(target_os = "linux", not(any(miri, loom))))]
     {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: a valid timespec to write into; this clock id always
-        // exists on Linux >= 2.6.32 (if it failed, `ts` stays 0 and the
-        // caller just checks the kernel more often).
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        use nix::time::{clock_gettime, ClockId};
+        // This clock id always exists on Linux >= 2.6.32; if the read
+        // failed, 0: the caller just checks the kernel more often.
+        clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE).map_or(0, |ts| {
+            ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+        })
     }
     #[cfg(not(all(target_os = "linux", not(any(miri, loom)))))]
     {
@@ -135,12 +132,15 @@ pub(crate) fn slice_end(deadline: Option<Instant>) -> Instant {
 
 #[cfg(not(any(loom, miri)))]
 pub(crate) fn timespec_after(clock: libc::clockid_t, d: Duration) -> libc::timespec {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid out-pointer; clock ids are constants.
-    unsafe { libc::clock_gettime(clock, &mut now) };
+    // The clock ids are constants that exist; were the read to fail, the
+    // deadline would count from 0, in the past: the wait returns at once.
+    let now = nix::time::clock_gettime(nix::time::ClockId::from_raw(clock)).map_or(
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        |t| *t.as_ref(),
+    );
     let mut sec = now.tv_sec + d.as_secs() as libc::time_t;
     let mut nsec = now.tv_nsec + d.subsec_nanos() as libc::c_long;
     if nsec >= 1_000_000_000 {
