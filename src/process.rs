@@ -43,6 +43,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+
 use crate::error::{Error, Result};
 use crate::rpc::{Client, Server};
 use crate::segment::Role;
@@ -127,10 +129,8 @@ impl Duplex {
         // so), and `TAKEN` makes sure they are taken over only once here.
         let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(rx), OwnedFd::from_raw_fd(tx)) };
         for fd in [&rx, &tx] {
-            // SAFETY: plain fcntl on a descriptor we now own.
-            if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-                return Err(Error::last_os("marking an inherited ring close-on-exec"));
-            }
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+                .map_err(|e| Error::io("marking an inherited ring close-on-exec", e.into()))?;
         }
         let b = Builder::new();
         let rx = b.from_fd(rx)?.into_consumer()?;

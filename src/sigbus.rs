@@ -44,6 +44,9 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use nix::errno::Errno;
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
 /// Slots in the registry: mappings of named segments alive at once in one
 /// process that can be repaired. A mapping that finds the table full is not
 /// protected (a truncation of it raises SIGBUS as before); 4096 named rings
@@ -215,8 +218,19 @@ fn install() -> bool {
 }
 
 fn install_now() -> bool {
-    let handler = on_sigbus as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
-        as libc::sighandler_t;
+    // SA_ONSTACK: run on the thread's alternate stack if it has one (Rust
+    // gives every thread one for its stack-overflow handler, which we may
+    // chain to); SA_RESTART: a SIGBUS sent with kill() that we chain to a
+    // handler must not make other threads' system calls fail with EINTR.
+    // (`SigHandler::SigAction` adds SA_SIGINFO.)
+    let new = SigAction::new(
+        SigHandler::SigAction(on_sigbus),
+        SaFlags::SA_ONSTACK | SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    let handler = libc::sigaction::from(new).sa_sigaction;
+    // Query the installed action first (nix's `sigaction` always installs
+    // one): `PREV` must be written before our handler can run.
     // SAFETY: a zeroed sigaction is a valid out-parameter.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: query only (no new action); `old` is a valid out-pointer.
@@ -236,25 +250,15 @@ fn install_now() -> bool {
         // Release: pairs with the handler's Acquire load.
         PREV_READY.store(true, Ordering::Release);
     }
-    // SAFETY: a zeroed sigaction, then filled in; sigemptyset on its mask.
-    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
-    new.sa_sigaction = handler;
-    // SA_ONSTACK: run on the thread's alternate stack if it has one (Rust
-    // gives every thread one for its stack-overflow handler, which we may
-    // chain to); SA_RESTART: a SIGBUS sent with kill() that we chain to a
-    // handler must not make other threads' system calls fail with EINTR.
-    new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
-    // SAFETY: valid pointer to the mask inside `new`.
-    unsafe { libc::sigemptyset(&mut new.sa_mask) };
     // SAFETY: installs a handler that is async-signal-safe (module docs).
-    unsafe { libc::sigaction(libc::SIGBUS, &new, std::ptr::null_mut()) == 0 }
+    unsafe { signal::sigaction(Signal::SIGBUS, &new) }.is_ok()
 }
 
 /// The SIGBUS handler (module docs). Async-signal-safe: atomics in static
 /// memory, `mmap`, `sigaction`, `raise`; no allocation, lock or TLS.
 extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: errno is thread-local and always valid to read and write.
-    let errno = unsafe { *libc::__errno_location() };
+    // errno is thread-local: saved here, restored before we return.
+    let errno = Errno::last_raw();
     // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO (checked
     // for null anyway). si_code > 0: a fault the kernel raised (BUS_ADRERR
     // for a page past the end of the file), not a kill(2) or sigqueue(3),
@@ -263,15 +267,13 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         unsafe { (!info.is_null() && (*info).si_code > 0).then(|| (*info).si_addr() as usize) };
     if let Some(addr) = fault_addr {
         if repair(addr) {
-            // SAFETY: as above.
-            unsafe { *libc::__errno_location() = errno };
+            Errno::set_raw(errno);
             return; // the faulting access runs again, on a zero page
         }
     }
     // SAFETY: the arguments are the ones the kernel gave us.
     unsafe { chain(sig, info, ctx, fault_addr.is_some()) };
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
+    Errno::set_raw(errno);
 }
 
 /// If `addr` lies in a registered mapping, mark it truncated and map zero

@@ -23,16 +23,21 @@ pub(crate) fn loom_sc_fence() {
     loom::sync::atomic::fence(Ordering::SeqCst);
 }
 
-/// Loom stand-in for the sleeper's stores to `waiting`, a word the waker
-/// clears with `swap`. Loom does not keep a plain store from slipping
+/// Store `v` in a sleeper's `waiting` flag, a word the waker clears with
+/// `swap`, with `order` (the caller's comment names the partner).
+///
+/// In the real build this is `word.store(v, order)`. Under loom it is a
+/// chain of RMWs instead: loom does not keep a plain store from slipping
 /// between the read and the write of a concurrent RMW (loom issues #254,
-/// #389: RMW atomicity), so it reports lost wake-ups that C11 forbids. A
-/// chain of RMWs it orders correctly, so under loom the store is a `swap`
-/// with the store's ordering minus its acquire half; a SeqCst store is
-/// followed by [`loom_sc_fence`] (see there).
-#[cfg(loom)]
+/// #389: RMW atomicity), so it would report lost wake-ups that C11
+/// forbids. A chain of RMWs it orders correctly, so under loom the store is
+/// a `swap` with the store's ordering minus its acquire half; a SeqCst
+/// store is followed by `loom_sc_fence` (see there).
 #[inline]
-pub(crate) fn loom_store_flag(word: &AtomicU32, v: u32, order: Ordering) {
+pub(crate) fn store_flag(word: &AtomicU32, v: u32, order: Ordering) {
+    #[cfg(not(loom))]
+    word.store(v, order);
+    #[cfg(loom)]
     match order {
         Ordering::SeqCst => {
             word.swap(v, Ordering::Release);

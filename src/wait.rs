@@ -2,8 +2,10 @@
 //! word or on a counting semaphore of our own (a count word in the segment
 //! with futex sleeps; no glibc object lives in the segment).
 //!
-//! Thin safe wrappers over the syscalls take references to the words in the
-//! header; the sleep/wake protocol that uses them is in `ring.rs`.
+//! Every futex call of the crate is here (`futex_wait`, `futex_wake`,
+//! `futex_waitv` for the `WaitSet`), with `membarrier`: thin safe wrappers
+//! that take references to the words in the header; the sleep/wake protocol
+//! that uses them is in `ring/`.
 
 use std::time::{Duration, Instant};
 
@@ -102,15 +104,12 @@ pub(crate) const SLICE: Duration = Duration::from_millis(20);
 pub(crate) fn coarse_nanos() -> u64 {
     #[cfg(all(target_os = "linux", not(any(miri, loom))))]
     {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: a valid timespec to write into; this clock id always
-        // exists on Linux >= 2.6.32 (if it failed, `ts` stays 0 and the
-        // caller just checks the kernel more often).
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        use nix::time::{clock_gettime, ClockId};
+        // This clock id always exists on Linux >= 2.6.32; if the read
+        // failed, 0: the caller just checks the kernel more often.
+        clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE).map_or(0, |ts| {
+            ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+        })
     }
     #[cfg(not(all(target_os = "linux", not(any(miri, loom)))))]
     {
@@ -133,12 +132,15 @@ pub(crate) fn slice_end(deadline: Option<Instant>) -> Instant {
 
 #[cfg(not(any(loom, miri)))]
 pub(crate) fn timespec_after(clock: libc::clockid_t, d: Duration) -> libc::timespec {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid out-pointer; clock ids are constants.
-    unsafe { libc::clock_gettime(clock, &mut now) };
+    // The clock ids are constants that exist; were the read to fail, the
+    // deadline would count from 0, in the past: the wait returns at once.
+    let now = nix::time::clock_gettime(nix::time::ClockId::from_raw(clock)).map_or(
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        |t| *t.as_ref(),
+    );
     let mut sec = now.tv_sec + d.as_secs() as libc::time_t;
     let mut nsec = now.tv_nsec + d.subsec_nanos() as libc::c_long;
     if nsec >= 1_000_000_000 {
@@ -200,6 +202,113 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: i32) -> usize {
     // anything else. Shared (not private) futex: sleepers are in other processes.
     let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
     r.max(0) as usize
+}
+
+/// `struct futex_waitv` (linux/futex.h, Linux 5.16): one word of a
+/// [`futex_waitv`] call.
+#[cfg(all(target_os = "linux", not(any(loom, miri))))]
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// 32-bit futex word; FUTEX2_PRIVATE not set: the words are shared.
+#[cfg(all(target_os = "linux", not(any(loom, miri))))]
+const FUTEX2_SIZE_U32: u32 = 2;
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(any(loom, miri))))]
+const SYS_FUTEX_WAITV: libc::c_long = 449;
+#[cfg(all(target_os = "linux", not(target_arch = "x86_64"), not(any(loom, miri))))]
+const SYS_FUTEX_WAITV: libc::c_long = libc::SYS_futex_waitv;
+
+#[cfg(all(target_os = "linux", not(any(loom, miri))))]
+impl FutexWaitv {
+    /// Sleep while `word` holds `val`.
+    pub(crate) fn new(word: &AtomicU32, val: u32) -> FutexWaitv {
+        FutexWaitv {
+            val: val as u64,
+            uaddr: word.as_ptr() as u64,
+            flags: FUTEX2_SIZE_U32,
+            reserved: 0,
+        }
+    }
+}
+
+/// How a `futex_waitv` call ended.
+#[cfg(all(target_os = "linux", not(any(loom, miri))))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// `until` passed: no word changed before it (or a change came just
+    /// after; the next call returns at once with EAGAIN).
+    TimedOut,
+    /// A wake-up, a word that no longer held its value, or a signal.
+    Other,
+}
+
+/// Sleep until one of `words` no longer holds its value, a wake-up, a
+/// signal, or `until`. `Err` (ENOSYS) only for a kernel without
+/// `futex_waitv`.
+#[cfg(all(target_os = "linux", not(any(loom, miri))))]
+pub(crate) fn futex_waitv(words: &[FutexWaitv], until: Instant) -> std::io::Result<Waited> {
+    let remaining = until.saturating_duration_since(Instant::now());
+    if remaining.is_zero() || words.is_empty() {
+        if !remaining.is_zero() {
+            std::thread::sleep(remaining);
+        }
+        return Ok(Waited::TimedOut);
+    }
+    let ts = timespec_after(libc::CLOCK_MONOTONIC, remaining);
+    // SAFETY: `words` is a valid array of `words.len()` (<= 128) entries
+    // whose `uaddr`s point to live, aligned u32 futex words (in segments
+    // kept mapped by the caller's `Arc`s, or the set's own words); the
+    // timespec is a valid absolute CLOCK_MONOTONIC time.
+    let r = unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            words.as_ptr(),
+            words.len() as libc::c_uint,
+            0 as libc::c_uint,
+            &ts as *const libc::timespec,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOSYS) => return Err(e),
+            Some(libc::ETIMEDOUT) => return Ok(Waited::TimedOut),
+            // EAGAIN (a word changed), EINTR: the caller re-checks.
+            _ => {}
+        }
+    }
+    Ok(Waited::Other)
+}
+
+/// Whether the kernel has `futex_waitv` (an empty call fails with EINVAL if
+/// it does, ENOSYS if not): `Err` (ENOSYS) if not.
+#[cfg(all(target_os = "linux", not(any(loom, miri))))]
+pub(crate) fn probe_waitv() -> std::io::Result<()> {
+    // SAFETY: no pointers are dereferenced for nr_futexes = 0.
+    let r = unsafe {
+        libc::syscall(
+            SYS_FUTEX_WAITV,
+            std::ptr::null::<FutexWaitv>(),
+            0 as libc::c_uint,
+            0 as libc::c_uint,
+            std::ptr::null::<libc::timespec>(),
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOSYS) {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 // Under loom: a futex stand-in that blocks in a way loom can see. One

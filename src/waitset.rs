@@ -95,7 +95,7 @@ use crate::ring::watch::{Readiness, Watch};
 
 mod deaths;
 use crate::ring::{Consumer, Producer, Variant};
-use crate::wait::{self, WaitStrategy};
+use crate::wait::{self, FutexWaitv, WaitStrategy, Waited};
 use deaths::{Deaths, PidFd};
 
 /// Rings one thread waits on in one `futex_waitv` (the kernel's limit is
@@ -173,78 +173,6 @@ impl<'a> IntoIterator for &'a Events {
     }
 }
 
-/// `struct futex_waitv` (linux/futex.h, Linux 5.16).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct FutexWaitv {
-    val: u64,
-    uaddr: u64,
-    flags: u32,
-    reserved: u32,
-}
-
-/// 32-bit futex word; FUTEX2_PRIVATE not set: the words are shared.
-const FUTEX2_SIZE_U32: u32 = 2;
-#[cfg(target_arch = "x86_64")]
-const SYS_FUTEX_WAITV: libc::c_long = 449;
-#[cfg(not(target_arch = "x86_64"))]
-const SYS_FUTEX_WAITV: libc::c_long = libc::SYS_futex_waitv;
-
-fn waitv_entry(word: &AtomicU32, val: u32) -> FutexWaitv {
-    FutexWaitv {
-        val: val as u64,
-        uaddr: word.as_ptr() as u64,
-        flags: FUTEX2_SIZE_U32,
-        reserved: 0,
-    }
-}
-
-/// How a `futex_waitv` call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Waited {
-    /// `until` passed: no word changed before it (or a change came just
-    /// after; the next call returns at once with EAGAIN).
-    TimedOut,
-    /// A wake-up, a word that no longer held its value, or a signal.
-    Other,
-}
-
-/// Sleep until one of `words` no longer holds its value, a wake-up, a
-/// signal, or `until`. `Err` only for a kernel without `futex_waitv`.
-fn futex_waitv(words: &[FutexWaitv], until: Instant) -> Result<Waited> {
-    let remaining = until.saturating_duration_since(Instant::now());
-    if remaining.is_zero() || words.is_empty() {
-        if !remaining.is_zero() {
-            std::thread::sleep(remaining);
-        }
-        return Ok(Waited::TimedOut);
-    }
-    let ts = wait::timespec_after(libc::CLOCK_MONOTONIC, remaining);
-    // SAFETY: `words` is a valid array of `words.len()` (<= 128) entries
-    // whose `uaddr`s point to live, aligned u32 futex words (in segments
-    // kept mapped by the caller's `Arc`s, or the set's own words); the
-    // timespec is a valid absolute CLOCK_MONOTONIC time.
-    let r = unsafe {
-        libc::syscall(
-            SYS_FUTEX_WAITV,
-            words.as_ptr(),
-            words.len() as libc::c_uint,
-            0 as libc::c_uint,
-            &ts as *const libc::timespec,
-            libc::CLOCK_MONOTONIC,
-        )
-    };
-    if r < 0 {
-        match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::ENOSYS) => return Err(no_waitv()),
-            Some(libc::ETIMEDOUT) => return Ok(Waited::TimedOut),
-            // EAGAIN (a word changed), EINTR: the caller re-checks.
-            _ => {}
-        }
-    }
-    Ok(Waited::Other)
-}
-
 fn no_waitv() -> Error {
     Error::io(
         "creating a WaitSet",
@@ -252,26 +180,6 @@ fn no_waitv() -> Error {
             "futex_waitv(2) is not available: a WaitSet needs Linux 5.16 or later",
         ),
     )
-}
-
-/// Whether the kernel has `futex_waitv` (an empty call fails with EINVAL if
-/// it does, ENOSYS if not).
-fn probe_waitv() -> Result<()> {
-    // SAFETY: no pointers are dereferenced for nr_futexes = 0.
-    let r = unsafe {
-        libc::syscall(
-            SYS_FUTEX_WAITV,
-            std::ptr::null::<FutexWaitv>(),
-            0 as libc::c_uint,
-            0 as libc::c_uint,
-            std::ptr::null::<libc::timespec>(),
-            libc::CLOCK_MONOTONIC,
-        )
-    };
-    if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-        return Err(no_waitv());
-    }
-    Ok(())
 }
 
 /// Control words of the background waiters; group `g` uses word
@@ -431,7 +339,7 @@ impl WaitSet {
     /// `Io` if the kernel lacks `futex_waitv(2)` (Linux < 5.16) or an
     /// eventfd cannot be created.
     pub fn new() -> Result<WaitSet> {
-        probe_waitv()?;
+        wait::probe_waitv().map_err(|_| no_waitv())?;
         // SAFETY: plain syscall; the result is checked.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
@@ -832,11 +740,11 @@ fn round(
         // look finds the ring gone.
         let Some(p) = e.watch.pin() else { continue };
         let seq = p.register();
-        waitv.push(waitv_entry(&p.wait_word().seq, seq));
+        waitv.push(FutexWaitv::new(&p.wait_word().seq, seq));
         heavy |= p.peer_light();
     }
     if let Some((c, v)) = ctl {
-        waitv.push(waitv_entry(c, v));
+        waitv.push(FutexWaitv::new(c, v));
     }
     // One barrier for all rings: after it, every light publisher's signal
     // store is visible to the re-checks below, or its later load of
@@ -875,7 +783,7 @@ fn round(
         if polled {
             until = until.min(now + *spin_poll);
         }
-        match futex_waitv(waitv, until)? {
+        match wait::futex_waitv(waitv, until).map_err(|_| no_waitv())? {
             Waited::Other => return Ok(()),
             Waited::TimedOut => {
                 if polled {

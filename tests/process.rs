@@ -277,6 +277,24 @@ fn inherited_descriptors_are_validated() {
     expect(b.from_fd(memfd(100, true)), "short", |e| {
         matches!(e, Error::SizeMismatch { .. })
     });
+    // Another uid's descriptor (only root can give it away): refused by
+    // the owner check that named opens share.
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let theirs = memfd(seg, true);
+        std::os::unix::fs::fchown(&theirs, Some(65534), Some(65534)).unwrap();
+        expect(b.from_fd(theirs), "other owner", |e| {
+            matches!(
+                e,
+                Error::NotOwner {
+                    owner: 65534,
+                    euid: 0
+                }
+            )
+        });
+    } else {
+        eprintln!("not root: the NotOwner case of from_fd is covered only when run as root");
+    }
     let garbage = memfd(seg, true);
     std::fs::File::from(garbage.try_clone().unwrap())
         .write_all(&[0xee; 64])

@@ -562,10 +562,7 @@ impl Endpoint {
         // SeqCst store, then SeqCst loads inside `changed()`: with the peer's
         // SeqCst signal store and SeqCst load of `waiting`, either we see its
         // progress or it sees our registration and wakes us.
-        #[cfg(not(loom))]
-        w.waiting.store(1, Ordering::SeqCst);
-        #[cfg(loom)]
-        crate::sync::loom_store_flag(&w.waiting, 1, Ordering::SeqCst);
+        crate::sync::store_flag(&w.waiting, 1, Ordering::SeqCst);
         // A peer that publishes with the light barrier (plain Release store,
         // no fence) needs the heavy one from us: membarrier(2) runs a full
         // barrier on every CPU running a registered process, so either its
@@ -583,10 +580,7 @@ impl Endpoint {
             return;
         }
         if changed() {
-            #[cfg(not(loom))]
-            w.waiting.store(0, Ordering::Relaxed);
-            #[cfg(loom)]
-            crate::sync::loom_store_flag(&w.waiting, 0, Ordering::Relaxed);
+            crate::sync::store_flag(&w.waiting, 0, Ordering::Relaxed);
             return;
         }
         match self.wait {
@@ -600,10 +594,7 @@ impl Endpoint {
                 crate::sync::yield_now();
             }
         }
-        #[cfg(not(loom))]
-        w.waiting.store(0, Ordering::Relaxed);
-        #[cfg(loom)]
-        crate::sync::loom_store_flag(&w.waiting, 0, Ordering::Relaxed);
+        crate::sync::store_flag(&w.waiting, 0, Ordering::Relaxed);
     }
 
     /// Whether this process attached the handle and has not closed it (a

@@ -127,10 +127,7 @@ impl Pinned<'_> {
         // peer's SeqCst signal store and SeqCst load of `waiting` in
         // `Endpoint::publish`, either we see its progress or it sees our
         // registration and wakes us (store-buffer pattern).
-        #[cfg(not(loom))]
-        w.waiting.store(1, Ordering::SeqCst);
-        #[cfg(loom)]
-        crate::sync::loom_store_flag(&w.waiting, 1, Ordering::SeqCst);
+        crate::sync::store_flag(&w.waiting, 1, Ordering::SeqCst);
         seq
     }
 
@@ -150,10 +147,7 @@ impl Pinned<'_> {
     pub(crate) fn unregister(&self) {
         // Relaxed: as at the end of `Endpoint::sleep`; a waker that swapped
         // it to 0 first has already woken us.
-        #[cfg(not(loom))]
-        self.wait_word().waiting.store(0, Ordering::Relaxed);
-        #[cfg(loom)]
-        crate::sync::loom_store_flag(&self.wait_word().waiting, 0, Ordering::Relaxed);
+        crate::sync::store_flag(&self.wait_word().waiting, 0, Ordering::Relaxed);
     }
 
     /// Look at the ring: data or room, or a gone peer. Loads the signal
