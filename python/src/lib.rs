@@ -436,7 +436,7 @@ fn create_producer(
     let ring = new_ring(py, &cap, wait, variant)?;
     let p = py
         .detach(|| ring.create_producer(name))
-        .map_err(|e| err(py, e))?;
+        .map_err(|e| create_err(py, e, "producer"))?;
     Ok(Producer::attached(p, Some(name.to_string())))
 }
 
@@ -458,8 +458,26 @@ fn create_consumer(
     let ring = new_ring(py, &cap, wait, variant)?;
     let c = py
         .detach(|| ring.create_consumer(name))
-        .map_err(|e| err(py, e))?;
+        .map_err(|e| create_err(py, e, "consumer"))?;
     Ok(Consumer::attached(c, Some(name.to_string())))
+}
+
+/// A failed `create_*`: the library's "already exists" names its Rust API
+/// (`open_or_create`); say what a Python user does instead (typically after
+/// a run that was killed and left the name behind).
+fn create_err(py: Python<'_>, e: Error, role: &str) -> PyErr {
+    match e {
+        Error::AlreadyExists { name } => error(
+            py,
+            format!(
+                "a shared-memory segment named {name:?} already exists (left by a run that did not \
+                 close it, e.g. one that was killed, or in use): attach to it with \
+                 shmpipe.open_{role}({name:?}) (a dead {role}'s role can be taken over), or remove \
+                 it first with shmpipe.remove({name:?})"
+            ),
+        ),
+        e => err(py, e),
+    }
 }
 
 fn default_capacity<'py>(

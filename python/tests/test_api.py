@@ -373,3 +373,15 @@ def test_entered_but_never_exited_message_does_not_wedge_the_consumer():
     gc.collect()
     assert c.recv() == b"kept"  # dropped unreleased: received again
     assert c.try_recv() is None
+
+
+def test_create_over_a_leftover_name_says_what_to_do(name):
+    # A producer killed without closing leaves its name behind; creating it
+    # again must say how to go on from Python (open_producer or remove).
+    first = shmpipe.create_producer(name, capacity=4096)
+    with pytest.raises(shmpipe.Error, match=r"already exists.*open_producer.*shmpipe\.remove") as e:
+        shmpipe.create_producer(name, capacity=4096)
+    assert "open_or_create" not in str(e.value)
+    with pytest.raises(shmpipe.Error, match=r"open_consumer"):
+        shmpipe.create_consumer(name, capacity=4096)
+    first.close()
