@@ -11,13 +11,25 @@ multiprocessing's "fork" start method), 64 B and 1 KiB messages:
   times (after a warm-up). Timed per round trip.
 
 Every transport moves the same bytes objects through its ordinary Python
-API, one message per call (no batching). A transport whose package is not
-installed is listed as skipped with the reason. Run on a quiet machine;
-figures from a loaded one mean little.
+API, one message per call (no batching), and every message is checked: 256
+distinct messages (a sequence byte at both ends) are sent in turn, the
+receiver compares each one with the one expected, and a round trip's reply
+must equal the message sent. A transport whose package is not installed is
+listed as skipped with the reason. Run on a quiet machine; figures from a
+loaded one mean little.
+
+--vs-rust N: the Rust library's round trip against Python's, interleaved:
+N trials, each running bench.py's shmpipe round trip and then the same
+round trip in Rust (python/examples/rust_roundtrip.rs, built with cargo if
+needed: same ring capacity, wait strategy, sizes, fork, echo child, check,
+no CPU pinning on either side), and prints the medians and the Python/Rust
+ratio of the time per round trip (timed in blocks of 64 round trips with
+one clock read per block, so that Python's costlier clock does not count).
 
     python bench.py                      # all transports, both sizes, both modes
     python bench.py --count 200000 --sizes 64 --modes stream
     python bench.py --transports shmpipe,mp.Pipe --json results.json
+    python bench.py --vs-rust 5          # Python vs Rust round trip, 5 interleaved trials
 """
 
 import argparse
@@ -25,7 +37,10 @@ import ctypes
 import json
 import multiprocessing
 import os
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import time
 
@@ -243,12 +258,20 @@ class TachyonChannel:
         return Rx()
 
 
-def _probe(module, package):
+# What `pip install tachyon-ipc` (0.5.1, a source package) says with GCC 12
+# (Debian 12); python/README.md has the clang 19 recipe that builds it.
+TACHYON_HINT = (
+    "; with GCC < 14 pip stops with \"[tachyon-ipc] Unsupported GCC version: g++ (Debian 12.2.0-14+deb12u1) "
+    "12.2.0 / Required: GCC 14+\" (build it with clang 19: see python/README.md)"
+)
+
+
+def _probe(module, package, hint=""):
     try:
         __import__(module)
         return None
     except Exception as e:  # noqa: BLE001 - any import failure is a skip reason
-        return f"`pip install {package}` failed or was not run ({type(e).__name__}: {e})"
+        return f"`pip install {package}` failed or was not run ({type(e).__name__}: {e}){hint}"
 
 
 TRANSPORTS = {
@@ -258,7 +281,7 @@ TRANSPORTS = {
     "mp.Queue": (QueueChannel, lambda: None),
     "faster-fifo": (FasterFifoChannel, lambda: _probe("faster_fifo", "faster-fifo")),
     "iceoryx2": (Iceoryx2Channel, lambda: _probe("iceoryx2", "iceoryx2")),
-    "tachyon-ipc": (TachyonChannel, lambda: _probe("tachyon", "tachyon-ipc")),
+    "tachyon-ipc": (TachyonChannel, lambda: _probe("tachyon", "tachyon-ipc", TACHYON_HINT)),
 }
 
 
@@ -266,28 +289,74 @@ TRANSPORTS = {
 # The two measurements.
 
 
-def _stream_sender(ch, msg, count):
+BLOCK = 64  # round trips per clock read in the block-timed phase
+RUN_LIMIT = int(os.environ.get("BENCH_RUN_LIMIT", "120"))  # seconds one run may take before it counts as hung
+
+
+class Hung(Exception):
+    pass
+
+
+class watchdog:
+    """Bound one run: after RUN_LIMIT seconds SIGALRM raises Hung in this
+    process (a lost message would otherwise leave the receiver waiting
+    forever), and the child is killed on the way out whatever happened."""
+
+    def __init__(self, child):
+        self.child = child
+
+    def __enter__(self):
+        def fire(signum, frame):
+            raise Hung(f"no result after {RUN_LIMIT} s (a message lost, or the peer stuck)")
+
+        self.old = signal.signal(signal.SIGALRM, fire)
+        signal.alarm(RUN_LIMIT)
+        return self
+
+    def __exit__(self, *exc):
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.old)
+        if exc[0] is None:
+            self.child.join(60)
+        if self.child.is_alive():
+            self.child.kill()
+            self.child.join()
+        return False
+
+
+def messages(size):
+    """256 distinct messages of `size` bytes: a fixed body with the message's
+    number (0..255) in its first and last byte."""
+    body = bytes((j * 7 + 3) & 255 for j in range(size))
+    if size < 2:
+        return [bytes([i])[:size] for i in range(256)]
+    return [bytes([i]) + body[1:-1] + bytes([i ^ 0xFF]) for i in range(256)]
+
+
+def _stream_sender(ch, msgs, count):
     tx = ch.tx()
     send = tx.send
-    for _ in range(count):
-        send(msg)
+    for i in range(count):
+        send(msgs[i & 255])
 
 
 def stream(make, size, count):
-    msg = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    msgs = messages(size)
     ch = make(size)
-    child = CTX.Process(target=_stream_sender, args=(ch, msg, count + 1))
+    child = CTX.Process(target=_stream_sender, args=(ch, msgs, count + 1))
     child.start()
-    rx = ch.rx()
-    recv = rx.recv
-    first = recv()  # the clock starts when the sender is running
-    assert len(first) == size
-    start = time.perf_counter()
-    for _ in range(count):
-        m = recv()
-    elapsed = time.perf_counter() - start
-    assert len(m) == size
-    child.join(60)
+    with watchdog(child):
+        rx = ch.rx()
+        recv = rx.recv
+        first = recv()  # the clock starts when the sender is running
+        bad = int(first != msgs[0])
+        start = time.perf_counter()
+        for i in range(1, count + 1):
+            if recv() != msgs[i & 255]:
+                bad += 1
+        elapsed = time.perf_counter() - start
+    if bad:
+        raise RuntimeError(f"{bad} of {count + 1} messages were not the ones sent (or out of order)")
     return {"msgs_per_s": count / elapsed, "mb_per_s": count * size / elapsed / 1e6}
 
 
@@ -299,29 +368,111 @@ def _echo(ping, pong, count):
 
 
 def roundtrip(make, size, count, warmup=1000):
-    msg = bytes(size)
+    """Round trips: `count` timed one by one (p50, p99), then `count` more in
+    blocks of BLOCK with one clock read per block (block_p50_us: the median
+    block's time per round trip). Every reply must equal the message sent."""
+    msgs = messages(size)
+    blocks = max(1, count // BLOCK)
     ping, pong = make(size), make(size)
-    child = CTX.Process(target=_echo, args=(ping, pong, count + warmup))
+    child = CTX.Process(target=_echo, args=(ping, pong, warmup + count + blocks * BLOCK))
     child.start()
-    tx, rx = ping.tx(), pong.rx()
-    send, recv = tx.send, rx.recv
-    for _ in range(warmup):
-        send(msg)
-        recv()
-    samples = []
-    clock = time.perf_counter_ns
-    for _ in range(count):
-        t0 = clock()
-        send(msg)
-        recv()
-        samples.append(clock() - t0)
-    child.join(60)
+    with watchdog(child):
+        tx, rx = ping.tx(), pong.rx()
+        send, recv = tx.send, rx.recv
+        bad = 0
+        for i in range(warmup):
+            m = msgs[i & 255]
+            send(m)
+            if recv() != m:
+                bad += 1
+        samples = []
+        clock = time.perf_counter_ns
+        for i in range(count):
+            m = msgs[i & 255]
+            t0 = clock()
+            send(m)
+            r = recv()
+            samples.append(clock() - t0)
+            if r != m:
+                bad += 1
+        per_block = []
+        start = clock()
+        for _ in range(blocks):
+            t0 = clock()
+            for i in range(BLOCK):
+                m = msgs[i]
+                send(m)
+                if recv() != m:
+                    bad += 1
+            per_block.append((clock() - t0) / BLOCK)
+        mean = (clock() - start) / (blocks * BLOCK)
+    if bad:
+        raise RuntimeError(f"{bad} replies differed from the message sent")
     samples.sort()
+    per_block.sort()
     return {
         "p50_us": samples[len(samples) // 2] / 1e3,
         "p99_us": samples[len(samples) * 99 // 100] / 1e3,
-        "mean_us": statistics.fmean(samples) / 1e3,
+        "block_p50_us": per_block[len(per_block) // 2] / 1e3,
+        "mean_us": mean / 1e3,
     }
+
+
+# ---------------------------------------------------------------------------
+# Python against the Rust library (--vs-rust).
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def rust_binary(path):
+    """The Rust round-trip program: `path` if given, else built with cargo."""
+    if path:
+        return path
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        sys.exit("--vs-rust needs cargo on PATH (or --rust-bin PATH to a built python/examples/rust_roundtrip)")
+    cmd = [cargo, "build", "--release", "-q", "-p", "shmpipe-python", "--example", "rust_roundtrip"]
+    print("  " + " ".join(cmd), file=sys.stderr, flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    return os.path.join(target, "release", "examples", "rust_roundtrip")
+
+
+def rust_roundtrip(binary, size, count, wait):
+    out = subprocess.run(
+        [binary, str(size), str(count), wait, "1000", str(BLOCK)],
+        capture_output=True, text=True, timeout=600,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{binary} failed: {out.stderr.strip()}")
+    return json.loads(out.stdout)
+
+
+def vs_rust(trials, sizes, count, wait, binary, json_path):
+    make = lambda size: ShmpipeChannel(size, wait)  # noqa: E731
+    runs = {size: {"python": [], "rust": []} for size in sizes}
+    for t in range(trials):
+        for size in sizes:
+            print(f"  trial {t + 1}/{trials}: {size} B python, rust ...", file=sys.stderr, flush=True)
+            runs[size]["python"].append(roundtrip(make, size, count))
+            runs[size]["rust"].append(rust_roundtrip(binary, size, count, wait))
+    med = lambda rows, k: statistics.median(r[k] for r in rows)  # noqa: E731
+    print()
+    print(f"round trip, wait={wait}, {trials} interleaved trials of {count} round trips (medians; µs per round trip)")
+    print(f"{'size':>6}  {'python':>8} {'rust':>8} {'ratio':>7}   {'python p50':>10} {'rust p50':>9} {'ratio':>7}")
+    summary = []
+    for size in sizes:
+        py, rs = runs[size]["python"], runs[size]["rust"]
+        pb, rb = med(py, "block_p50_us"), med(rs, "block_p50_us")
+        p1, r1 = med(py, "p50_us"), med(rs, "p50_us")
+        print(f"{size:>6}  {pb:>8.3f} {rb:>8.3f} {pb / rb:>6.2f}x   {p1:>10.3f} {r1:>9.3f} {p1 / r1:>6.2f}x")
+        summary.append({"size": size, "python_us": pb, "rust_us": rb, "ratio": pb / rb,
+                        "python_p50_us": p1, "rust_p50_us": r1, "p50_ratio": p1 / r1})
+    print("(first three columns: timed in blocks of 64 round trips, the target's basis; "
+          "p50 columns: each round trip timed by itself, clock cost included)")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"wait": wait, "count": count, "trials": trials, "summary": summary, "runs": runs}, f, indent=2)
 
 
 def main():
@@ -332,6 +483,9 @@ def main():
     ap.add_argument("--modes", default="stream,roundtrip", help="stream, roundtrip or both")
     ap.add_argument("--transports", default=",".join(TRANSPORTS), help="comma-separated, from: " + ", ".join(TRANSPORTS))
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--vs-rust", type=int, metavar="N", help="instead: N interleaved trials of the shmpipe round trip in Python and in Rust, and their ratio")
+    ap.add_argument("--wait", default="futex", help="wait strategy for --vs-rust (default futex)")
+    ap.add_argument("--rust-bin", help="for --vs-rust: the built rust_roundtrip example (default: build it with cargo)")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
     modes = a.modes.split(",")
@@ -343,7 +497,13 @@ def main():
         if m not in ("stream", "roundtrip"):
             ap.error(f"unknown mode {m!r}; use stream and/or roundtrip")
 
-    results, skipped = [], {}
+    if a.vs_rust is not None:
+        if a.vs_rust < 1:
+            ap.error("--vs-rust takes a number of trials >= 1")
+        vs_rust(a.vs_rust, sizes, a.rt_count, a.wait, rust_binary(a.rust_bin), a.json)
+        return
+
+    results, skipped, failed = [], {}, []
     for name in names:
         make, probe = TRANSPORTS[name]
         reason = probe()
@@ -366,26 +526,34 @@ def main():
                 except NotImplementedError as e:
                     skipped[name] = str(e)
                     break
+                except Exception as e:  # noqa: BLE001 - the row fails, the run goes on
+                    failed.append({"transport": name, "mode": mode, "size": size, "error": f"{type(e).__name__}: {e}"})
+                    continue
                 results.append({"transport": name, "mode": mode, "size": size, **r})
             if name in skipped:
                 break
 
     base = {(r["mode"], r["size"]): r for r in results if r["transport"] == "mp.Pipe"}
     print()
-    print(f"{'transport':<14} {'mode':<10} {'size':>6}  {'msgs/s':>12} {'MB/s':>9}  {'p50 µs':>8} {'p99 µs':>8}  {'vs mp.Pipe':>10}")
+    print(f"{'transport':<14} {'mode':<10} {'size':>6}  {'msgs/s':>12} {'MB/s':>9}  {'p50 µs':>8} {'p99 µs':>8} {'blk µs':>8}  {'vs mp.Pipe':>10}")
     for r in results:
         b = base.get((r["mode"], r["size"]))
         if r["mode"] == "stream":
             vs = f"{r['msgs_per_s'] / b['msgs_per_s']:.2f}x" if b else "-"
-            print(f"{r['transport']:<14} {'stream':<10} {r['size']:>6}  {r['msgs_per_s']:>12,.0f} {r['mb_per_s']:>9,.1f}  {'':>8} {'':>8}  {vs:>10}")
+            print(f"{r['transport']:<14} {'stream':<10} {r['size']:>6}  {r['msgs_per_s']:>12,.0f} {r['mb_per_s']:>9,.1f}  {'':>8} {'':>8} {'':>8}  {vs:>10}")
         else:
             vs = f"{b['p50_us'] / r['p50_us']:.2f}x" if b else "-"
-            print(f"{r['transport']:<14} {'roundtrip':<10} {r['size']:>6}  {'':>12} {'':>9}  {r['p50_us']:>8.2f} {r['p99_us']:>8.2f}  {vs:>10}")
+            print(f"{r['transport']:<14} {'roundtrip':<10} {r['size']:>6}  {'':>12} {'':>9}  {r['p50_us']:>8.2f} {r['p99_us']:>8.2f} {r['block_p50_us']:>8.2f}  {vs:>10}")
+    if any(r["mode"] == "roundtrip" for r in results):
+        print("(round trip: p50/p99 of each round trip timed by itself; blk: median time per round trip "
+              "of blocks of 64, one clock read per block)")
+    for f in failed:
+        print(f"{f['transport']:<14} {f['mode']:<10} {f['size']:>6}  FAILED: {f['error']}")
     for name, reason in skipped.items():
         print(f"{name:<14} skipped: {reason}")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"results": results, "skipped": skipped, "count": a.count, "rt_count": a.rt_count}, f, indent=2)
+            json.dump({"results": results, "failed": failed, "skipped": skipped, "count": a.count, "rt_count": a.rt_count}, f, indent=2)
 
 
 if __name__ == "__main__":

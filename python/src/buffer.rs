@@ -1,16 +1,13 @@
 //! The buffer protocol, both ways, under the abi3 (stable) ABI for CPython
-//! 3.9 and later.
+//! 3.11 and later.
 //!
-//! CPython added `Py_buffer`, `PyObject_GetBuffer` and the
-//! `Py_bf_getbuffer`/`Py_bf_releasebuffer` type slots to the *limited* API
-//! only in 3.11, so pyo3 offers neither `PyBuffer` nor `__getbuffer__` to an
-//! `abi3-py39` module. Every CPython since 3.3 nevertheless exports these
-//! functions, lays `Py_buffer` out exactly as below (the layout 3.11 froze
-//! into the stable ABI), and `PyType_FromSpec` has accepted the two slot
-//! numbers (1 and 2, "part of the stable ABI" per `typeslots.h`) all along:
-//! pyo3's own non-abi3 builds for 3.9 create buffer types this way. So we
-//! declare the few pieces ourselves, and keep everything that touches them
-//! in this file.
+//! CPython 3.11 added `Py_buffer`, `PyObject_GetBuffer` and the
+//! `Py_bf_getbuffer`/`Py_bf_releasebuffer` type slots to the limited API, so
+//! the declarations come from `pyo3::ffi` (the module's floor is 3.11 for
+//! this reason and for the vectorcall ("fastcall") method convention, which
+//! the limited API gained in 3.10: see python/README.md, "Python versions").
+//! A pytest (`test_api.py::test_peek_buffer_layout`) checks what a consumer
+//! of the buffer sees (shape, strides, format, itemsize, readonly, nbytes).
 //!
 //! - [`Input`]: a borrowed C-contiguous buffer from any exporter (bytes,
 //!   bytearray, memoryview, array, numpy...), released on drop.
@@ -18,50 +15,22 @@
 //!   [`crate::ends::MessageBase`] that adds the two buffer slots, so that
 //!   `memoryview(msg)` lends the message's bytes in shared memory.
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_int, c_void};
 use std::ptr;
 
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
+use pyo3::ffi::{
+    PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer,
+    Py_bf_getbuffer as PY_BF_GETBUFFER, Py_bf_releasebuffer as PY_BF_RELEASEBUFFER,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 
 use crate::ends::MessageBase;
 
-/// CPython's `Py_buffer` (Include/pybuffer.h; the same since 3.3).
-#[repr(C)]
-struct PyBufferRaw {
-    buf: *mut c_void,
-    obj: *mut ffi::PyObject,
-    len: ffi::Py_ssize_t,
-    itemsize: ffi::Py_ssize_t,
-    readonly: c_int,
-    ndim: c_int,
-    format: *mut c_char,
-    shape: *mut ffi::Py_ssize_t,
-    strides: *mut ffi::Py_ssize_t,
-    suboffsets: *mut ffi::Py_ssize_t,
-    internal: *mut c_void,
-}
-
-const PYBUF_SIMPLE: c_int = 0;
-const PYBUF_WRITABLE: c_int = 0x0001;
-/// Type slot numbers (Include/typeslots.h; unchanged since 3.2).
-const PY_BF_GETBUFFER: c_int = 1;
-const PY_BF_RELEASEBUFFER: c_int = 2;
-
-extern "C" {
-    fn PyObject_GetBuffer(obj: *mut ffi::PyObject, view: *mut PyBufferRaw, flags: c_int) -> c_int;
-    fn PyBuffer_Release(view: *mut PyBufferRaw);
-    fn PyBuffer_FillInfo(
-        view: *mut PyBufferRaw,
-        obj: *mut ffi::PyObject,
-        buf: *mut c_void,
-        len: ffi::Py_ssize_t,
-        readonly: c_int,
-        flags: c_int,
-    ) -> c_int;
-}
+/// CPython's `Py_buffer` (the stable ABI's since 3.11).
+type PyBufferRaw = ffi::Py_buffer;
 
 /// A buffer borrowed from a Python object for the duration of one call.
 /// While it lives the exporter keeps the memory where it is (a `bytearray`
@@ -76,23 +45,11 @@ impl Input {
     /// exporter must be C-contiguous (PyBUF_SIMPLE); otherwise it raises
     /// `BufferError`/`TypeError` itself, naming what it cannot do.
     pub fn get(obj: &Bound<'_, PyAny>, writable: bool) -> PyResult<Input> {
-        let mut view = PyBufferRaw {
-            buf: ptr::null_mut(),
-            obj: ptr::null_mut(),
-            len: 0,
-            itemsize: 0,
-            readonly: 0,
-            ndim: 0,
-            format: ptr::null_mut(),
-            shape: ptr::null_mut(),
-            strides: ptr::null_mut(),
-            suboffsets: ptr::null_mut(),
-            internal: ptr::null_mut(),
-        };
+        let mut view = PyBufferRaw::new();
         let flags = if writable {
-            PYBUF_SIMPLE | PYBUF_WRITABLE
+            PyBUF_SIMPLE | PyBUF_WRITABLE
         } else {
-            PYBUF_SIMPLE
+            PyBUF_SIMPLE
         };
         // SAFETY: `obj` is a live object (we hold the GIL through `Bound`);
         // `view` is a properly laid-out, writable Py_buffer. On failure the
@@ -152,7 +109,7 @@ unsafe extern "C" fn message_getbuffer(
         if view.is_null() {
             return Err(PyBufferError::new_err("no buffer view to fill"));
         }
-        if flags & PYBUF_WRITABLE != 0 {
+        if flags & PyBUF_WRITABLE != 0 {
             return Err(PyBufferError::new_err(
                 "a peeked Message is read-only: it lends the ring's shared memory; copy it (bytes(msg)) to modify it",
             ));

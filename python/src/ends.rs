@@ -31,7 +31,7 @@ use shmpipe_core::{EndpointState, Error, Stats};
 
 use crate::any::{AnyConsumer, AnyMessage, AnyPair, AnyProducer, Kind};
 use crate::buffer::Input;
-use crate::{deadline_of, err, error, fork_epoch, wait};
+use crate::{deadline_of, err, error, fork_epoch, poll_then_wait};
 
 /// What a new end knows about its ring without attaching.
 #[derive(Debug, Clone)]
@@ -277,17 +277,20 @@ impl Producer {
         let mut st = lock(&self.state, "Producer")?;
         let p = st.get(py, "Producer", AnyPair::into_producer)?;
         let msg = data.bytes();
-        loop {
-            // With the GIL held: no Python thread can change the buffer while
-            // it is copied into the ring.
-            match p.try_send(msg) {
-                Ok(()) => return Ok(()),
-                Err(Error::Full) => {}
-                Err(e) => return Err(err(py, e)),
-            }
-            let len = msg.len();
-            wait(py, deadline, |slice| p.wait_room(len, slice))?;
-        }
+        let len = msg.len();
+        // Copied into the ring with the GIL held: no Python thread can
+        // change the buffer meanwhile.
+        poll_then_wait(
+            py,
+            deadline,
+            p,
+            |p| match p.try_send(msg) {
+                Ok(()) => Ok(Some(())),
+                Err(Error::Full) => Ok(None),
+                Err(e) => Err(err(py, e)),
+            },
+            |p, slice| p.wait_room(len, slice),
+        )
     }
 
     /// try_send(data) -> bool
@@ -563,18 +566,18 @@ impl Consumer {
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let mut st = lock(&self.state, "Consumer")?;
         let c = st.consumer(py)?;
-        loop {
-            // Copy straight from the ring into a new bytes object, with the
-            // GIL held; the message is released only after the copy.
-            match c.try_recv_with(|m| PyBytes::new(py, m)) {
-                Ok(b) => return Ok(Some(b)),
-                Err(Error::Empty) => {}
-                Err(e) => return Err(err(py, e)),
+        // Copy straight from the ring into a new bytes object, with the GIL
+        // held; the message is released only after the copy.
+        let attempt = |c: &mut AnyConsumer| match c.try_recv_with(|m| PyBytes::new(py, m)) {
+            Ok(b) => Ok(Some(b)),
+            Err(Error::Empty) => Ok(None),
+            Err(e) => Err(err(py, e)),
+        };
+        match deadline {
+            None => attempt(c), // try_recv
+            Some(deadline) => {
+                poll_then_wait(py, deadline, c, attempt, |c, slice| c.wait_message(slice)).map(Some)
             }
-            let Some(deadline) = deadline else {
-                return Ok(None); // try_recv
-            };
-            wait(py, deadline, |slice| c.wait_message(slice))?;
         }
     }
 
@@ -592,20 +595,29 @@ impl Consumer {
         let st = &mut *st;
         let gen = st.next_gen;
         let lender = st.end.get(py, "Consumer", attach_consumer)?;
-        loop {
+        let attempt = |lender: &mut Lender| {
             if lender.consumer().is_none() {
                 return Err(held(py));
             }
             match lender.try_lend(gen) {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(e) => return Err(err(py, e)),
+                Ok(true) => Ok(Some(())),
+                Ok(false) => Ok(None),
+                Err(e) => Err(err(py, e)),
             }
-            let Some(deadline) = deadline else {
-                return Ok(None);
-            };
-            let c = lender.consumer().ok_or_else(|| held(py))?;
-            wait(py, deadline, |slice| c.wait_message(slice))?;
+        };
+        match deadline {
+            None => {
+                if attempt(lender)?.is_none() {
+                    return Ok(None); // try_peek
+                }
+            }
+            Some(deadline) => poll_then_wait(py, deadline, lender, attempt, |lender, slice| {
+                // Nothing is lent after an attempt that found nothing.
+                match lender.consumer() {
+                    Some(c) => c.wait_message(slice),
+                    None => Ok(()),
+                }
+            })?,
         }
         st.next_gen += 1;
         let link = (slf.clone().unbind(), gen);
@@ -664,15 +676,18 @@ impl Consumer {
         let mut out = Input::get(buffer, true)?;
         let mut st = lock(&self.state, "Consumer")?;
         let c = st.consumer(py)?;
-        loop {
-            // Copied with the GIL held, like recv.
-            match c.try_recv_into(out.bytes_mut()) {
-                Ok(n) => return Ok(n),
-                Err(Error::Empty) => {}
-                Err(e) => return Err(err(py, e)),
-            }
-            wait(py, deadline, |slice| c.wait_message(slice))?;
-        }
+        // Copied with the GIL held, like recv.
+        poll_then_wait(
+            py,
+            deadline,
+            c,
+            |c| match c.try_recv_into(out.bytes_mut()) {
+                Ok(n) => Ok(Some(n)),
+                Err(Error::Empty) => Ok(None),
+                Err(e) => Err(err(py, e)),
+            },
+            |c, slice| c.wait_message(slice),
+        )
     }
 
     /// peek(timeout=None) -> Message

@@ -34,6 +34,15 @@ use ends::{Consumer, Info, MessageBase, Producer};
 /// Ctrl-C is seen within about 70 ms.
 const SLICE: Duration = Duration::from_millis(50);
 
+/// How long a blocking call keeps polling with the GIL held before it
+/// releases the GIL to wait. A message that arrives within this time is
+/// taken without giving up and re-taking the GIL (a mutex, a condition
+/// variable and pyo3's bookkeeping on the way back), which is most of a
+/// Python round trip's overhead when the peer answers at once. Bounded so
+/// that other Python threads wait at most this long for the GIL (the
+/// interpreter's own switch interval is 5 ms) and a signal is seen no later.
+pub(crate) const HELD_SPIN: Duration = Duration::from_micros(4);
+
 /// How often `open_*(timeout=...)` looks for a segment that is not there yet.
 const OPEN_POLL: Duration = Duration::from_millis(10);
 
@@ -286,6 +295,42 @@ where
     }
 }
 
+/// Run `attempt` until it returns `Some`: first polled with the GIL held for
+/// at most [`HELD_SPIN`] (and not past `deadline`), then alternating with
+/// `wait_for` (which only waits, with the GIL released, see [`wait`]).
+/// `attempt` must have no effect when it returns `None`.
+pub(crate) fn poll_then_wait<C, R>(
+    py: Python<'_>,
+    deadline: Option<Instant>,
+    c: &mut C,
+    mut attempt: impl FnMut(&mut C) -> PyResult<Option<R>>,
+    mut wait_for: impl FnMut(&mut C, Duration) -> shmpipe_core::Result<()> + Send,
+) -> PyResult<R>
+where
+    C: Send,
+{
+    if let Some(r) = attempt(c)? {
+        return Ok(r);
+    }
+    let start = Instant::now();
+    let spin_until = match deadline {
+        Some(d) => d.min(start + HELD_SPIN),
+        None => start + HELD_SPIN,
+    };
+    while Instant::now() < spin_until {
+        std::hint::spin_loop();
+        if let Some(r) = attempt(c)? {
+            return Ok(r);
+        }
+    }
+    loop {
+        wait(py, deadline, |slice| wait_for(c, slice))?;
+        if let Some(r) = attempt(c)? {
+            return Ok(r);
+        }
+    }
+}
+
 /// `capacity` as given (any int) → bytes, or InvalidCapacity.
 fn capacity_of(py: Python<'_>, capacity: &Bound<'_, PyAny>) -> PyResult<u64> {
     if !capacity.is_instance_of::<PyInt>() {
@@ -391,7 +436,7 @@ fn create_producer(
     let ring = new_ring(py, &cap, wait, variant)?;
     let p = py
         .detach(|| ring.create_producer(name))
-        .map_err(|e| err(py, e))?;
+        .map_err(|e| create_err(py, e, "producer"))?;
     Ok(Producer::attached(p, Some(name.to_string())))
 }
 
@@ -413,8 +458,26 @@ fn create_consumer(
     let ring = new_ring(py, &cap, wait, variant)?;
     let c = py
         .detach(|| ring.create_consumer(name))
-        .map_err(|e| err(py, e))?;
+        .map_err(|e| create_err(py, e, "consumer"))?;
     Ok(Consumer::attached(c, Some(name.to_string())))
+}
+
+/// A failed `create_*`: the library's "already exists" names its Rust API
+/// (`open_or_create`); say what a Python user does instead (typically after
+/// a run that was killed and left the name behind).
+fn create_err(py: Python<'_>, e: Error, role: &str) -> PyErr {
+    match e {
+        Error::AlreadyExists { name } => error(
+            py,
+            format!(
+                "a shared-memory segment named {name:?} already exists (left by a run that did not \
+                 close it, e.g. one that was killed, or in use): attach to it with \
+                 shmpipe.open_{role}({name:?}) (a dead {role}'s role can be taken over), or remove \
+                 it first with shmpipe.remove({name:?})"
+            ),
+        ),
+        e => err(py, e),
+    }
 }
 
 fn default_capacity<'py>(

@@ -81,6 +81,47 @@ def test_recv_into_and_short_buffer_keeps_message():
         c.recv_into(buf, timeout=0.01)
 
 
+def test_buffer_layout_both_ways():
+    """The Py_buffer structs the module fills (peek's Message) and reads
+    (send / recv_into on any exporter) as the running interpreter sees
+    them: a field at the wrong offset would show as a wrong shape, stride,
+    length, format or flag, or as the wrong bytes."""
+    p, c = shmpipe.pipe(capacity=4096)
+    body = bytes(range(37))
+    p.send(body)
+    with c.peek(timeout=1) as v:
+        assert v.obj is not None and type(v.obj) is shmpipe.Message
+        assert (v.ndim, v.shape, v.strides, v.suboffsets) == (1, (37,), (1,), ())
+        assert (v.itemsize, v.format, v.nbytes, v.readonly) == (1, "B", 37, True)
+        assert v.c_contiguous and v.f_contiguous and v.contiguous
+        assert v.tobytes() == body and v[36] == 36 and bytes(v[5:8]) == b"\x05\x06\x07"
+        assert v.cast("B", (37,)).tolist() == list(body)
+        with pytest.raises(TypeError):
+            v[0] = 1
+        del v
+    # Reading other exporters' buffers: length is bytes (not items), the
+    # pointer is the slice's start, multi-byte items are sent whole.
+    ints = array.array("i", [1, -2, 3])
+    p.send(ints)
+    assert c.recv(timeout=1) == ints.tobytes() and len(ints.tobytes()) == 3 * ints.itemsize
+    p.send(memoryview(body)[10:20])
+    assert c.recv(timeout=1) == body[10:20]
+    with pytest.raises(BufferError):
+        p.send(memoryview(body)[::2])  # not contiguous: the exporter refuses
+    # Writing into a buffer: from its start, at most its length in bytes.
+    p.send(b"\x01\x00\x00\x00\x02\x00\x00\x00")
+    out = array.array("i", [7, 7, 7])
+    assert c.recv_into(out, timeout=1) == 8
+    assert out.tolist() == [1, 2, 7]
+    p.send(bytes(13))
+    with pytest.raises(shmpipe.BufferTooSmall):
+        c.recv_into(out, timeout=1)  # 12 bytes of room
+    with pytest.raises(BufferError):
+        c.recv_into(memoryview(bytearray(20))[::2])
+    with pytest.raises(BufferError, match="not writable"):
+        c.recv_into(b"read-only bytes")
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_peek_is_zero_copy_read_only_and_released_view_raises(variant, name):
     c = shmpipe.create_consumer(name, capacity=4096, variant=variant)
@@ -332,3 +373,15 @@ def test_entered_but_never_exited_message_does_not_wedge_the_consumer():
     gc.collect()
     assert c.recv() == b"kept"  # dropped unreleased: received again
     assert c.try_recv() is None
+
+
+def test_create_over_a_leftover_name_says_what_to_do(name):
+    # A producer killed without closing leaves its name behind; creating it
+    # again must say how to go on from Python (open_producer or remove).
+    first = shmpipe.create_producer(name, capacity=4096)
+    with pytest.raises(shmpipe.Error, match=r"already exists.*open_producer.*shmpipe\.remove") as e:
+        shmpipe.create_producer(name, capacity=4096)
+    assert "open_or_create" not in str(e.value)
+    with pytest.raises(shmpipe.Error, match=r"open_consumer"):
+        shmpipe.create_consumer(name, capacity=4096)
+    first.close()
