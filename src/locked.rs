@@ -146,10 +146,7 @@ pub(crate) fn lock(l: &mut Locker<'_>, until: Option<Instant>) -> Result<Option<
         if v & 0xff00 & !WAITERS != 0 {
             return Err(Error::corrupted("ring lock word", v as u64));
         }
-        let epoch_now = match role {
-            Role::Producer => l.h.endpoints.producer_epoch.load(Ordering::Relaxed),
-            Role::Consumer => l.h.endpoints.consumer_epoch.load(Ordering::Relaxed),
-        } & 0xffff;
+        let epoch_now = role.words(l.h).epoch.load(Ordering::Relaxed) & 0xffff;
         // Held by us (a word naming our own role and epoch that we do not
         // hold: we never ask twice), by an earlier attachment of a role, or
         // by a process that is gone: the holder is dead.

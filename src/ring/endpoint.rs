@@ -113,27 +113,18 @@ impl Endpoint {
         // ATTACHED before this store is woken below (or looks again within
         // a slice) and then reads it.
         #[cfg(not(loom))]
-        let own_pid = match role {
-            Role::Producer => &seg.header().endpoints.producer_pid,
-            Role::Consumer => &seg.header().endpoints.consumer_pid,
-        };
+        let own_pid = role.words(seg.header()).pid;
         #[cfg(not(loom))]
         own_pid.store(std::process::id(), Ordering::Release);
         let g = seg.geometry;
         let light = g.wait.sleeps() && wait::light_barrier_available();
-        let own_light = match role {
-            Role::Producer => &seg.header().endpoints.producer_light,
-            Role::Consumer => &seg.header().endpoints.consumer_light,
-        };
+        let own_light = role.words(seg.header()).light;
         // SeqCst swap (a full barrier), before our first publication: a
         // peer that read our old flag (0) did so after registering as a
         // sleeper and fencing, so our loads of `waiting` after this barrier
         // see its registration even though we publish light.
         own_light.swap(light as u32, Ordering::SeqCst);
-        let peer_waiting = std::ptr::NonNull::from(match role {
-            Role::Producer => &seg.header().wait_consumer.waiting,
-            Role::Consumer => &seg.header().wait_producer.waiting,
-        });
+        let peer_waiting = std::ptr::NonNull::from(&role.peer().words(seg.header()).wait.waiting);
         let max = layout::max_message(g.capacity);
         let ep = Endpoint {
             light,
@@ -294,35 +285,25 @@ impl Endpoint {
 
     /// The peer's "publishes with the light barrier" flag.
     fn peer_light_word(&self) -> &AtomicU32 {
-        match self.role {
-            Role::Producer => &self.h().endpoints.consumer_light,
-            Role::Consumer => &self.h().endpoints.producer_light,
-        }
+        self.role.peer().words(self.h()).light
     }
 
     pub(super) fn peer_word(&self) -> &AtomicU32 {
-        match self.role {
-            Role::Producer => &self.h().endpoints.consumer,
-            Role::Consumer => &self.h().endpoints.producer,
-        }
+        self.role.peer().words(self.h()).state
     }
 
     /// Where the peer sleeps, and our wake-syscall counter.
     pub(super) fn peer_wait(&self) -> (&WaitWord, &AtomicU64) {
         let h = self.h();
-        match self.role {
-            Role::Producer => (&h.wait_consumer, &h.prod.wake_syscalls),
-            Role::Consumer => (&h.wait_producer, &h.cons.wake_syscalls),
-        }
+        (
+            self.role.peer().words(h).wait,
+            self.role.words(h).wake_syscalls,
+        )
     }
 
     /// Where we sleep.
     pub(super) fn own_wait(&self) -> &WaitWord {
-        let h = self.h();
-        match self.role {
-            Role::Producer => &h.wait_producer,
-            Role::Consumer => &h.wait_consumer,
-        }
+        self.role.words(self.h()).wait
     }
 
     /// Whether `Check::Rated` would not ask the kernel about the peer now:
@@ -610,10 +591,7 @@ impl Endpoint {
             return;
         }
         let h = self.seg.header();
-        let word = match self.role {
-            Role::Producer => &h.endpoints.producer,
-            Role::Consumer => &h.endpoints.consumer,
-        };
+        let word = self.role.words(h).state;
         // SeqCst: after our last publication; pairs with the peer's Acquire
         // load of our state word, and orders before the `waiting` check.
         word.store(STATE_CLOSED, Ordering::SeqCst);

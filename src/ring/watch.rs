@@ -108,10 +108,7 @@ impl Pinned<'_> {
 
     /// Where this side sleeps.
     pub(crate) fn wait_word(&self) -> &WaitWord {
-        match self.w.role {
-            Role::Consumer => &self.h().wait_consumer,
-            Role::Producer => &self.h().wait_producer,
-        }
+        self.w.role.words(self.h()).wait
     }
 
     /// Register as a sleeper on this side's word, as `Endpoint::sleep` does:
@@ -135,11 +132,7 @@ impl Pinned<'_> {
     /// issue `wait::heavy_barrier()` after registering. SeqCst: ordered
     /// after `register` (see `Endpoint::attach` for the flag's own race).
     pub(crate) fn peer_light(&self) -> bool {
-        let e = &self.h().endpoints;
-        let w = match self.w.role {
-            Role::Consumer => &e.producer_light,
-            Role::Producer => &e.consumer_light,
-        };
+        let w = self.w.role.peer().words(self.h()).light;
         w.load(Ordering::SeqCst) != 0
     }
 
@@ -242,7 +235,6 @@ impl Pinned<'_> {
     /// uses it only to learn when to ask the kernel about the role lock.
     #[cfg(not(loom))]
     pub(crate) fn peer_pid(&self) -> u32 {
-        let e = &self.h().endpoints;
         // Acquire: pairs with the SeqCst store of ATTACHED in
         // `segment::attach`. The pid is stored just after that (in
         // `Endpoint::attach`), so right after an attach this may still
@@ -253,20 +245,13 @@ impl Pinned<'_> {
         if self.peer_state().load(Ordering::Acquire) != STATE_ATTACHED {
             return 0;
         }
-        let pid = match self.w.role {
-            Role::Consumer => &e.producer_pid,
-            Role::Producer => &e.consumer_pid,
-        };
+        let pid = self.w.role.peer().words(self.h()).pid;
         // Acquire: pairs with the Release store in `Endpoint::attach`.
         pid.load(Ordering::Acquire)
     }
 
     fn peer_state(&self) -> &crate::sync::AtomicU32 {
-        let e = &self.h().endpoints;
-        match self.w.role {
-            Role::Consumer => &e.producer,
-            Role::Producer => &e.consumer,
-        }
+        self.w.role.peer().words(self.h()).state
     }
 
     #[cfg(loom)]
