@@ -93,7 +93,7 @@ class BufferTooSmall(Error, ValueError):
 
     len: int
     """The message's length."""
-    capacity: int
+    buf_len: int
     """The buffer's length."""
 
 class Producer:

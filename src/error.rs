@@ -133,7 +133,7 @@ pub enum Error {
         /// Length of the waiting message in bytes.
         len: usize,
         /// Length of the buffer that was given.
-        capacity: usize,
+        buf_len: usize,
     },
     /// A named segment was truncated (shrunk) by another process while this
     /// one had it mapped. Its contents are lost: the pages this process
@@ -294,9 +294,9 @@ impl fmt::Display for Error {
                 f,
                 "a shared-memory segment named {name:?} already exists; open it (or use open_or_create), or remove it first if it is stale"
             ),
-            Error::BufferTooSmall { len, capacity } => write!(
+            Error::BufferTooSmall { len, buf_len } => write!(
                 f,
-                "the next message is {len} bytes but the buffer holds only {capacity}; it stays in the ring: retry with a buffer of at least {len} bytes"
+                "the next message is {len} bytes but the buffer holds only {buf_len}; it stays in the ring: retry with a buffer of at least {len} bytes"
             ),
             Error::Truncated { name } => write!(
                 f,

@@ -1,5 +1,6 @@
 //! Iterators over a consumer's messages: `consumer.iter()` (blocking) and
-//! `consumer.try_iter()` (what is waiting now), through [`ConsumerExt`].
+//! `consumer.try_iter()` (what is waiting now), inherent methods of
+//! [`Consumer`](crate::Consumer).
 //!
 //! Both borrow the consumer and copy each message into a buffer they reuse:
 //! the `for`-loop form ([`Iterator`]) yields each message as its own
@@ -8,7 +9,7 @@
 //! allocates only when a message is larger than every one before it.
 //!
 //! ```
-//! use shmpipe::{Builder, ConsumerExt};
+//! use shmpipe::Builder;
 //!
 //! let (mut tx, mut rx) = Builder::new().capacity(4096).in_process()?.split()?;
 //! tx.send(b"a")?;
@@ -28,27 +29,21 @@
 use crate::error::{Error, Result};
 use crate::ring::{Consumer, Variant};
 
-/// `iter()` and `try_iter()` for every consumer (both variants).
-pub trait ConsumerExt {
-    /// The variant of the ring.
-    type V: Variant;
-
+impl<V: Variant> Consumer<V> {
     /// A blocking iterator: each step waits for the next message (per the
     /// ring's wait strategy). It ends when the producer has closed and every
     /// message was received; any other error (`PeerDied`, `Corrupted`, ...)
     /// is yielded once, then it ends.
-    fn iter(&mut self) -> Iter<'_, Self::V>;
-
-    /// A non-blocking iterator over the messages waiting now. It ends at the
-    /// first empty poll or when the producer has closed; other errors are
-    /// yielded once, then it ends.
-    fn try_iter(&mut self) -> TryIter<'_, Self::V>;
-}
-
-impl<V: Variant> ConsumerExt for Consumer<V> {
-    type V = V;
-
-    fn iter(&mut self) -> Iter<'_, V> {
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().in_process()?.split()?;
+    /// tx.send(b"one")?;
+    /// drop(tx);
+    /// let all: Vec<Vec<u8>> = rx.iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(all, [b"one".to_vec()]);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn iter(&mut self) -> Iter<'_, V> {
         Iter {
             rx: self,
             buf: Vec::new(),
@@ -56,7 +51,18 @@ impl<V: Variant> ConsumerExt for Consumer<V> {
         }
     }
 
-    fn try_iter(&mut self) -> TryIter<'_, V> {
+    /// A non-blocking iterator over the messages waiting now. It ends at the
+    /// first empty poll or when the producer has closed; other errors are
+    /// yielded once, then it ends.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().in_process()?.split()?;
+    /// tx.send(b"a")?;
+    /// assert_eq!(rx.try_iter().count(), 1);
+    /// assert_eq!(rx.try_iter().count(), 0); // nothing waiting: ends at once
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn try_iter(&mut self) -> TryIter<'_, V> {
         TryIter {
             rx: self,
             buf: Vec::new(),
@@ -65,7 +71,7 @@ impl<V: Variant> ConsumerExt for Consumer<V> {
     }
 }
 
-/// Blocking iterator over a consumer's messages; see [`ConsumerExt::iter`].
+/// Blocking iterator over a consumer's messages; see [`Consumer::iter`].
 #[derive(Debug)]
 pub struct Iter<'a, V: Variant> {
     rx: &'a mut Consumer<V>,
@@ -74,7 +80,7 @@ pub struct Iter<'a, V: Variant> {
 }
 
 /// Non-blocking iterator over the waiting messages; see
-/// [`ConsumerExt::try_iter`].
+/// [`Consumer::try_iter`].
 #[derive(Debug)]
 pub struct TryIter<'a, V: Variant> {
     rx: &'a mut Consumer<V>,

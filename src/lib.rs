@@ -34,11 +34,11 @@
 //! - [`Builder`] creates or opens rings: named (`create_producer`,
 //!   `open_consumer`, ...), anonymous for `fork()` ([`Builder::anonymous`]),
 //!   or on the heap for threads ([`Builder::in_process`]).
-//! - [`Producer`] and [`Consumer`] are the two ends (`Send`, not `Sync`).
+//! - [`Producer`] and [`Consumer`] are the two ends (`Send`, not `Sync`);
+//!   `Consumer::iter()` / `try_iter()` iterate over its messages.
 //! - [`locked`] is the same API over a lock-protected ring, for contrast.
 //! - Optional features: `pod` and `serde` (`typed` messages), `rpc`
 //!   (`rpc` request/response and `process`: spawn a child with a ring pair).
-//!   [`ConsumerExt`] adds `iter()` / `try_iter()` to every consumer.
 //! - Everything the peer can write is validated; see `DESIGN.md` for the
 //!   layout, the protocol with its orderings, and the trust model.
 
@@ -78,7 +78,6 @@ pub use builder::{Builder as GenericBuilder, Pair as GenericPair, DEFAULT_CAPACI
 pub use error::{Error, Result};
 #[cfg(not(any(loom, miri)))]
 pub use inspect::{inspect, SegmentInfo};
-pub use iter::ConsumerExt;
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 #[cfg(loom)]
 #[doc(hidden)]

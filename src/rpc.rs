@@ -465,7 +465,7 @@ impl<V: Variant> Client<V> {
                 self.rx
                     .try_recv_with(|m| split_id(m).map(|(id, b)| (id, b.to_vec())))
             } else {
-                self.rx.recv_timeout_with(remaining(deadline), |m| {
+                self.rx.recv_with_timeout(remaining(deadline), |m| {
                     split_id(m).map(|(id, b)| (id, b.to_vec()))
                 })
             };
@@ -679,7 +679,7 @@ impl<V: Variant> Server<V> {
     /// # Errors
     /// As [`Self::try_next_request`], `Timeout` instead of `Empty`.
     pub fn next_request(&mut self, timeout: Duration) -> Result<Request> {
-        self.rx.recv_timeout_with(timeout, to_request)?
+        self.rx.recv_with_timeout(timeout, to_request)?
     }
 
     /// Send the response to request `id`, waiting for room (bounded by the

@@ -254,7 +254,7 @@ mod pod {
         /// # Errors
         /// As [`Self::recv`], plus `Timeout`.
         pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
-            self.rx.recv_timeout_with(timeout, read_value::<T>)?
+            self.rx.recv_with_timeout(timeout, read_value::<T>)?
         }
 
         /// Lend the next value in place (no copy) to `f`, then release it.
@@ -453,7 +453,7 @@ mod serde_msg {
         /// # Errors
         /// As [`Self::recv`], plus `Timeout`.
         pub fn recv_timeout<T: DeserializeOwned>(&mut self, timeout: Duration) -> Result<T> {
-            self.rx.recv_timeout_with(timeout, decode::<T>)?
+            self.rx.recv_with_timeout(timeout, decode::<T>)?
         }
     }
 }

@@ -62,7 +62,7 @@ fn recv_timeout_on_empty<V: Variant>() {
             assert!(matches!(r, Err(Error::Timeout)), "{ctx}: {r:?}");
             assert!(t.elapsed() >= SHORT, "{ctx}: returned early");
             let t = Instant::now();
-            let r = e.rx.recv_timeout_with(SHORT, |m| m.len());
+            let r = e.rx.recv_with_timeout(SHORT, |m| m.len());
             assert!(matches!(r, Err(Error::Timeout)), "{ctx}: {r:?}");
             assert!(t.elapsed() >= SHORT, "{ctx}: returned early");
             let r = e.rx.recv_timeout(&mut buf, Duration::ZERO);
@@ -182,7 +182,7 @@ fn producer_dropped<V: Variant>() {
         assert_eq!(buf, msgs[1]);
         assert_eq!(rx.recv_with(|m| m.to_vec()).unwrap(), msgs[2]);
         assert_eq!(
-            rx.recv_timeout_with(SHORT, |m| m.to_vec()).unwrap(),
+            rx.recv_with_timeout(SHORT, |m| m.to_vec()).unwrap(),
             msgs[3]
         );
         assert_eq!(rx.try_recv_with(|m| m.to_vec()).unwrap(), msgs[4]);
@@ -203,8 +203,8 @@ fn producer_dropped<V: Variant>() {
             d(rx.try_recv_with(|m| m.len()), "try_recv_with");
             d(rx.recv_with(|m| m.len()), "recv_with");
             d(
-                rx.recv_timeout_with(SHORT, |m| m.len()),
-                "recv_timeout_with",
+                rx.recv_with_timeout(SHORT, |m| m.len()),
+                "recv_with_timeout",
             );
             d(rx.drain(3, |_| ()), "drain");
         }

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use shmpipe::{Builder, ConsumerExt, Error};
+use shmpipe::{Builder, Error};
 
 #[test]
 fn iterator_reports_peer_death_once() {

@@ -198,10 +198,10 @@ fn threads_run<V: Variant>(wait: WaitStrategy, count: u64) {
             rx.recv(&mut buf).expect("recv");
             assert_eq!(buf, payload(i, len), "message {i}");
         } else {
-            rx.recv_timeout_with(Duration::from_secs(60), |m| {
+            rx.recv_with_timeout(Duration::from_secs(60), |m| {
                 assert_eq!(m, &payload(i, len)[..], "message {i}")
             })
-            .expect("recv_timeout_with");
+            .expect("recv_with_timeout");
         }
     }
     t.join().expect("producer thread");

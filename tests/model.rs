@@ -445,7 +445,7 @@ fn run_model<V: Variant>(backing: Backing, case: &Case) -> Result<Run, String> {
                     }),
                     Op::Recv if front.is_some() => rx.recv_with(|m| m.to_vec()),
                     Op::Recv => rx.recv_timeout(&mut buf, zero).map(|_| buf.clone()),
-                    _ => rx.recv_timeout_with(zero, |m| m.to_vec()),
+                    _ => rx.recv_with_timeout(zero, |m| m.to_vec()),
                 };
                 match front {
                     Some(want) => {

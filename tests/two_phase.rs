@@ -75,8 +75,8 @@ fn recv_into_keeps_a_message_that_does_not_fit<V: Variant>() {
         let mut small = [0u8; 9];
         for _ in 0..2 {
             match e.rx.try_recv_into(&mut small) {
-                Err(Error::BufferTooSmall { len, capacity }) => {
-                    assert_eq!((len, capacity), (10, 9))
+                Err(Error::BufferTooSmall { len, buf_len }) => {
+                    assert_eq!((len, buf_len), (10, 9))
                 }
                 other => panic!("expected BufferTooSmall, got {other:?}"),
             }

@@ -1,5 +1,5 @@
 //! Typed messages (`shmpipe::typed`) and the consumer iterators
-//! (`shmpipe::ConsumerExt`): round trips, size limits, alignment, and what a
+//! (`Consumer::iter`, `Consumer::try_iter`): round trips, size limits, alignment, and what a
 //! hostile peer's bytes do to a typed receiver.
 
 mod common;
@@ -11,7 +11,7 @@ use common::{Backing, ShmName};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use shmpipe::typed::{Receiver, Sender, SerdeReceiver, SerdeSender};
-use shmpipe::{Builder, ConsumerExt, Error, GenericBuilder, Locked, Variant};
+use shmpipe::{Builder, Error, GenericBuilder, Locked, Variant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 #[repr(C)]

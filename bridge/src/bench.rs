@@ -470,7 +470,7 @@ fn run_bridge(
         pin(1);
         let mut r = Recv::new();
         loop {
-            match cons.recv_timeout_with(Duration::from_secs(60), |m| r.take(m)) {
+            match cons.recv_with_timeout(Duration::from_secs(60), |m| r.take(m)) {
                 Ok(()) => f2.store(true, Ordering::Release),
                 Err(Error::Disconnected) => break,
                 Err(e) => return Err(e.to_string()),

@@ -405,7 +405,7 @@ fn consume<V: Variant>(
     loop {
         // Take what is there in one batch; wait only when there is nothing.
         let r = match c.drain(4096, |m| books.check(m)) {
-            Ok(0) => c.recv_timeout_with(STALL, |m| books.check(m)),
+            Ok(0) => c.recv_with_timeout(STALL, |m| books.check(m)),
             Ok(_) => Ok(()),
             Err(e) => Err(e),
         };

@@ -150,7 +150,7 @@ class RoleTaken(Error):
 
 class BufferTooSmall(Error, ValueError):
     """recv_into's buffer is shorter than the next message, which stays in the ring.
-    Attributes: len (the message's length) and capacity (the buffer's)."""
+    Attributes: len (the message's length) and buf_len (the buffer's)."""
 "#;
 
 fn make_exceptions(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -220,11 +220,11 @@ pub(crate) fn err(py: Python<'_>, e: Error) -> PyErr {
         Error::InvalidOption { .. } => raise(py, &x.invalid_option, msg, &[]),
         Error::NotFound { .. } => raise(py, &x.not_found, msg, &[]),
         Error::RoleTaken { .. } => raise(py, &x.role_taken, msg, &[]),
-        Error::BufferTooSmall { len, capacity } => raise(
+        Error::BufferTooSmall { len, buf_len } => raise(
             py,
             &x.buffer_too_small,
             msg,
-            &[("len", len), ("capacity", capacity)],
+            &[("len", len), ("buf_len", buf_len)],
         ),
         _ => raise(py, &x.error, msg, &[]),
     }

@@ -60,7 +60,7 @@ def test_recv_into_and_short_buffer_keeps_message():
     with pytest.raises(shmpipe.BufferTooSmall) as e:
         c.recv_into(small)
     assert isinstance(e.value, ValueError)
-    assert (e.value.len, e.value.capacity) == (12, 4)
+    assert (e.value.len, e.value.buf_len) == (12, 4)
     assert "12" in str(e.value) and "4" in str(e.value)
     assert small == bytearray(4)
     buf = bytearray(64)

@@ -600,7 +600,7 @@ impl<V: Variant> Consumer<V> {
     ///
     /// # Errors
     /// As [`Self::recv_with`], plus `Timeout`.
-    pub fn recv_timeout_with<R>(
+    pub fn recv_with_timeout<R>(
         &mut self,
         timeout: Duration,
         f: impl FnOnce(&[u8]) -> R,
@@ -641,9 +641,9 @@ impl<V: Variant> Consumer<V> {
     /// Copy the next message into `buf`, waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`Self::recv_timeout_with`].
+    /// As [`Self::recv_with_timeout`].
     pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
-        self.recv_timeout_with(timeout, |m| copy_to(buf, m))
+        self.recv_with_timeout(timeout, |m| copy_to(buf, m))
     }
 
     /// Copy the next message, if any, into the start of `buf` and return its
@@ -654,7 +654,7 @@ impl<V: Variant> Consumer<V> {
     /// tx.send(b"twelve bytes")?;
     /// let mut small = [0u8; 4];
     /// let err = rx.try_recv_into(&mut small).unwrap_err();
-    /// assert!(matches!(err, shmpipe::Error::BufferTooSmall { len: 12, capacity: 4 }));
+    /// assert!(matches!(err, shmpipe::Error::BufferTooSmall { len: 12, buf_len: 4 }));
     /// let mut buf = [0u8; 64];
     /// let n = rx.try_recv_into(&mut buf)?; // the message was kept
     /// assert_eq!(&buf[..n], b"twelve bytes");
@@ -662,7 +662,7 @@ impl<V: Variant> Consumer<V> {
     /// ```
     ///
     /// # Errors
-    /// `BufferTooSmall { len, capacity }` if the message is longer than
+    /// `BufferTooSmall { len, buf_len }` if the message is longer than
     /// `buf` (the message stays in the ring); otherwise as
     /// [`Self::try_recv_with`].
     #[inline(always)]
@@ -718,7 +718,7 @@ impl<V: Variant> Consumer<V> {
         if found.len > buf.len() {
             return Err(Error::BufferTooSmall {
                 len: found.len,
-                capacity: buf.len(),
+                buf_len: buf.len(),
             });
         }
         Ok(self.deliver_copy::<false>(found, buf))
@@ -791,7 +791,7 @@ impl<V: Variant> Consumer<V> {
     /// Like [`Self::peek`], waiting at most `timeout`.
     ///
     /// # Errors
-    /// As [`Self::recv_timeout_with`].
+    /// As [`Self::recv_with_timeout`].
     pub fn peek_timeout(&mut self, timeout: Duration) -> Result<Message<'_, V>> {
         let found = self.found_deadline(deadline_after(timeout), |_, found| found)?;
         Ok(Message { c: self, found })

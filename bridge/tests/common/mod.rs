@@ -328,7 +328,7 @@ pub fn drain_opts(
                     seen.count
                 ));
             }
-            let r = c.recv_timeout_with(Duration::from_millis(200), |m| {
+            let r = c.recv_with_timeout(Duration::from_millis(200), |m| {
                 check(m, seed, max, &mut scratch)
             });
             match r {
