@@ -464,7 +464,7 @@ impl<V: Variant> Run<'_, V> {
                 self.record(true, &r, "try_claim");
                 let st = self.rx.stats();
                 assert!(st.used_bytes <= st.capacity);
-                let _ = (self.tx.len(), self.rx.is_empty());
+                let _ = (self.tx.len_bytes(), self.rx.is_empty());
             }
         }
     }

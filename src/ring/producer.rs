@@ -153,14 +153,23 @@ impl<V: Variant> Producer<V> {
         self.ep.wait
     }
 
-    /// Bytes of committed, unread records (framing included), as of now.
-    pub fn len(&self) -> u64 {
+    /// Bytes of committed, unread records (framing included), as of now:
+    /// bytes, not messages (a message's record is its length rounded up
+    /// to 8, plus an 8-byte header; `stats()` counts messages).
+    ///
+    /// ```
+    /// let (mut tx, rx) = shmpipe::Builder::new().in_process()?.split()?;
+    /// tx.send(b"12345")?; // a 16-byte record
+    /// assert_eq!((tx.len_bytes(), rx.len_bytes()), (16, 16));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    pub fn len_bytes(&self) -> u64 {
         super::used_bytes(self.ep.h(), self.ep.cap)
     }
 
     /// Whether every committed record has been read.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len_bytes() == 0
     }
 
     /// A snapshot of the ring's counters.
