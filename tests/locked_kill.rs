@@ -293,7 +293,7 @@ fn consumer_killed_while_blocked<V: Variant>(wait: WaitStrategy) {
     assert!(sent > 0);
     // PeerDied came when the ring was full (with room the consumer is not
     // needed, so a send succeeds).
-    let used = tx.len();
+    let used = tx.len_bytes();
     assert!(
         used + 2 * (MAXLEN as u64 + 16) > tx.capacity(),
         "PeerDied before the ring filled ({used} bytes used)"

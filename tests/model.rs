@@ -487,7 +487,14 @@ fn run_model<V: Variant>(backing: Backing, case: &Case) -> Result<Run, String> {
             }
         };
         trace.push(outcome);
-        check_counters(&o, &tx.stats(), tx.len(), rx.len(), rx.is_empty()).map_err(|e| ctx(&e))?;
+        check_counters(
+            &o,
+            &tx.stats(),
+            tx.len_bytes(),
+            rx.len_bytes(),
+            rx.is_empty(),
+        )
+        .map_err(|e| ctx(&e))?;
         ensure!(tx.is_empty() == (o.used() == 0), "{}", ctx("tx.is_empty()"));
     }
 
