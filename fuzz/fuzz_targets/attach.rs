@@ -88,7 +88,7 @@ fn exercise<V: Variant>(
             5 => {
                 if let Some(p) = p.as_mut() {
                     let _ = p.send_timeout(&[1, 2, 3], Duration::ZERO);
-                    let _ = (p.len(), p.stats());
+                    let _ = (p.len_bytes(), p.stats());
                 }
             }
             6 => drop(p.take()),

@@ -235,7 +235,7 @@ fn run<V: Variant>(input: &Input) {
             Op::Stats => {
                 let s = c.stats();
                 assert!(s.used_bytes <= cap);
-                let _ = (p.len(), c.len(), p.is_empty());
+                let _ = (p.len_bytes(), c.len_bytes(), p.is_empty());
             }
         }
     }

@@ -358,12 +358,12 @@ fn run<V: Variant>(input: &Input) {
         // Byte accounting matches the model exactly.
         let used = m.tail - m.head;
         if let Some(tx) = &p {
-            assert_eq!(tx.len(), used, "producer len()");
+            assert_eq!(tx.len_bytes(), used, "producer len_bytes()");
             let s = tx.stats();
             assert_eq!(s.used_bytes, used);
         }
         if let Some(rx) = &c {
-            assert_eq!(rx.len(), used, "consumer len()");
+            assert_eq!(rx.len_bytes(), used, "consumer len_bytes()");
             assert_eq!(rx.is_empty(), used == 0);
         }
     }
