@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::layout::{self, Header, HEADER_SIZE, MAGIC, STATE_ATTACHED, VERSION};
 use crate::sync::Ordering;
+use crate::variant::VariantKind;
 use crate::wait::WaitStrategy;
 
 /// Role of an endpoint; also the byte of the segment its OFD lock covers.
@@ -355,18 +356,13 @@ impl Segment {
             });
         }
         let found = c.variant.load(Ordering::Relaxed);
-        let variant_name = |v| match v {
-            layout::VARIANT_LOCKFREE => Some("lock-free"),
-            layout::VARIANT_LOCKED => Some("locked"),
-            _ => None,
-        };
-        let found_name =
-            variant_name(found).ok_or_else(|| Error::corrupted("variant field", found as u64))?;
-        if variant != 0 && found != variant {
+        let found_kind = VariantKind::from_code(found)
+            .ok_or_else(|| Error::corrupted("variant field", found as u64))?;
+        if let Some(expected) = VariantKind::from_code(variant).filter(|&k| k != found_kind) {
             return Err(Error::WrongVariant {
                 name: None,
-                found: found_name,
-                expected: variant_name(variant).unwrap_or("unknown"),
+                found: found_kind,
+                expected,
             });
         }
         let code = c.wait.load(Ordering::Relaxed);
