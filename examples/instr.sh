@@ -9,6 +9,7 @@
 # divided by the difference in messages, so set-up and tear-down cancel out.
 #   bash examples/instr.sh
 #   METHODS="try_recv_into drain recv_with ringfire" SIZES="8 64 1024" bash examples/instr.sh
+#   METHODS="try_recv_into any" bash examples/instr.sh   # the run-time variant's cost
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
