@@ -46,7 +46,7 @@ type PeekedMessage<'a> = Option<AnyMessage<'a>>;
 
 self_cell!(
     /// A consumer with its peeked message (a locked ring's lock is not held).
-    struct Peeked {
+    pub(crate) struct Peeked {
         owner: MutBorrow<AnyConsumer>,
         #[covariant]
         dependent: PeekedMessage,

@@ -65,7 +65,7 @@ pub(crate) fn new_handle<T: Opaque>(s: T::State) -> *mut T {
 /// # Safety
 /// `p` is NULL or a live handle of type `T`.
 #[inline(always)]
-pub(crate) unsafe fn lookup<'a, T: Opaque>(p: *const T) -> Result<&'a Handle<T::State>, Fail> {
+pub(crate) unsafe fn lookup<'a, T: Opaque + 'a>(p: *const T) -> Result<&'a Handle<T::State>, Fail> {
     // A `match`, not `ok_or`: building the `Fail` eagerly would also drop
     // it on the hot success path.
     // SAFETY: NULL or a live handle, per the contract.

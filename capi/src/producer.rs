@@ -48,7 +48,7 @@ type OpenClaim<'a> = Option<AnyClaim<'a>>;
 self_cell!(
     /// A producer with its open claim (which, in a locked ring, holds the
     /// ring's lock).
-    struct Claimed {
+    pub(crate) struct Claimed {
         owner: MutBorrow<AnyProducer>,
         #[covariant]
         dependent: OpenClaim,
