@@ -71,9 +71,9 @@ fn run(size: usize, method: &str, rounds: u64) -> Result<u64, Error> {
                 })?;
                 assert_eq!(n, BATCH);
             }
-            other => panic!(
-                "unknown method {other}: try_recv_into, recv_with, drain, any or ringfire"
-            ),
+            other => {
+                panic!("unknown method {other}: try_recv_into, recv_with, drain, any or ringfire")
+            }
         }
     }
     Ok(bad)

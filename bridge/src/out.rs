@@ -69,7 +69,6 @@ enum End {
     Signal,
 }
 
-
 /// Whether some subscriber matches the publisher, kept current by a
 /// matching listener that also wakes the main thread.
 struct Matching {
@@ -194,7 +193,6 @@ fn remove_drained(ring: &str) {
         Err(e) => eprintln!("shmpipe-bridge out: {}", rings::describe(ring, &e)),
     }
 }
-
 
 /// Run `out`; the exit status on success.
 pub fn run(o: &Opts, sig: &Signals) -> Result<u8, String> {

@@ -157,7 +157,11 @@ pub unsafe extern "C" fn shmpipe_consumer_create(
     out: *mut *mut shmpipe_consumer,
 ) -> shmpipe_status {
     // SAFETY: the same contract.
-    unsafe { make(name, opts, out, |b, n| b.create_consumer(n).map(ConsState::Idle)) }
+    unsafe {
+        make(name, opts, out, |b, n| {
+            b.create_consumer(n).map(ConsState::Idle)
+        })
+    }
 }
 
 /// Open the existing segment `name` as its consumer. As `shmpipe_producer_open`.
@@ -171,7 +175,11 @@ pub unsafe extern "C" fn shmpipe_consumer_open(
     out: *mut *mut shmpipe_consumer,
 ) -> shmpipe_status {
     // SAFETY: the same contract.
-    unsafe { make(name, opts, out, |b, n| b.open_consumer(n).map(ConsState::Idle)) }
+    unsafe {
+        make(name, opts, out, |b, n| {
+            b.open_consumer(n).map(ConsState::Idle)
+        })
+    }
 }
 
 /// Close the consumer side and free the handle (as dropping the Rust

@@ -179,7 +179,11 @@ pub unsafe extern "C" fn shmpipe_producer_create(
     out: *mut *mut shmpipe_producer,
 ) -> shmpipe_status {
     // SAFETY: the same contract.
-    unsafe { make(name, opts, out, |b, n| b.create_producer(n).map(ProdState::Idle)) }
+    unsafe {
+        make(name, opts, out, |b, n| {
+            b.create_producer(n).map(ProdState::Idle)
+        })
+    }
 }
 
 /// Open the existing segment `name` as its producer. Capacity and wait
@@ -201,7 +205,11 @@ pub unsafe extern "C" fn shmpipe_producer_open(
     out: *mut *mut shmpipe_producer,
 ) -> shmpipe_status {
     // SAFETY: the same contract.
-    unsafe { make(name, opts, out, |b, n| b.open_producer(n).map(ProdState::Idle)) }
+    unsafe {
+        make(name, opts, out, |b, n| {
+            b.open_producer(n).map(ProdState::Idle)
+        })
+    }
 }
 
 /// The handle for a new producer (from a pair).

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use shmpipe::{EndpointState, Error, SegmentInfo, VariantKind};
 
 use crate::args::{human_size, parse_name};
-use crate::shm::{describe, has_magic, shm_path, what_file, SHM_DIR};
 use crate::fail::{CmdResult, Fail};
+use crate::shm::{describe, has_magic, shm_path, what_file, SHM_DIR};
 
 /// The widest name `ls` puts in its NAME column.
 const NAME_COLUMN: usize = 32;
@@ -265,7 +265,6 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
     }
     Ok(())
 }
-
 
 /// One entry of `ls`.
 enum Entry {

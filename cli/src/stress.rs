@@ -13,12 +13,12 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use shmpipe::{
     Error, GenericBuilder, GenericConsumer, GenericProducer, LockFree, Locked, Variant, VariantKind,
@@ -26,7 +26,7 @@ use shmpipe::{
 
 use crate::args::{
     approx_size, human_size, parse_capacity, parse_count, parse_seconds, parse_size_range,
-    SizeRange, variant_arg, WaitArg,
+    variant_arg, SizeRange, WaitArg,
 };
 use crate::fail::{CmdResult, Fail};
 

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-pub use shmpipe_core::{AnyConsumer, AnyMessage, AnyPair, AnyProducer, VariantKind};
 use shmpipe_core::{AnyBuilder, Result, WaitStrategy};
+pub use shmpipe_core::{AnyConsumer, AnyMessage, AnyPair, AnyProducer, VariantKind};
 
 /// Options for a new ring.
 #[derive(Debug, Clone, Copy)]

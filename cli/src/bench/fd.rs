@@ -192,7 +192,11 @@ pub struct FifoDir {
 }
 
 fn open_fd(p: &std::path::Path, flags: OFlag) -> std::io::Result<OwnedFd> {
-    Ok(nix::fcntl::open(p, flags | OFlag::O_CLOEXEC, FileMode::empty())?)
+    Ok(nix::fcntl::open(
+        p,
+        flags | OFlag::O_CLOEXEC,
+        FileMode::empty(),
+    )?)
 }
 
 impl Transport for Fifo {

@@ -419,25 +419,25 @@ pub fn session<T: Transport>(
             return out;
         }
         Ok(ForkResult::Child) => {
-        drop(ctrl_r);
-        drop(go_w);
-        let bound = plan.watchdog().as_secs() as u32 + 30;
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            child_main(
-                t,
-                setup,
-                size,
-                &phases,
-                cpus,
-                bound,
-                File::from(ctrl_w),
-                File::from(go_r),
-            )
-        }))
-        .unwrap_or(3);
-        // SAFETY: _exit ends the child without running the parent's atexit
-        // handlers or flushing its inherited stdio buffers.
-        unsafe { libc::_exit(code) };
+            drop(ctrl_r);
+            drop(go_w);
+            let bound = plan.watchdog().as_secs() as u32 + 30;
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                child_main(
+                    t,
+                    setup,
+                    size,
+                    &phases,
+                    cpus,
+                    bound,
+                    File::from(ctrl_w),
+                    File::from(go_r),
+                )
+            }))
+            .unwrap_or(3);
+            // SAFETY: _exit ends the child without running the parent's atexit
+            // handlers or flushing its inherited stdio buffers.
+            unsafe { libc::_exit(code) };
         }
     };
     drop(ctrl_w);

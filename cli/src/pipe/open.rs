@@ -7,10 +7,10 @@ use std::os::unix::fs::MetadataExt;
 use clap::Args;
 use shmpipe::{AnyBuilder, Attached, EndpointState, Error, PeerStatus, SegmentInfo, VariantKind};
 
-use crate::args::{human_size, parse_capacity, variant_arg, WaitArg};
 use super::signals::signal_name;
-use crate::shm::{describe, shm_path};
+use crate::args::{human_size, parse_capacity, variant_arg, WaitArg};
 use crate::fail::Fail;
+use crate::shm::{describe, shm_path};
 
 /// Options shared by `write` and `read` for creating the segment.
 #[derive(Args, Debug, Clone)]

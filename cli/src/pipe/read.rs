@@ -12,8 +12,8 @@ use super::open::{interrupted, note_existing, open_end, orphaned, tidy, CreateOp
 use super::signals::{Stop, SLICE};
 use super::stdio::{write_fd, Stopped};
 use crate::args::{parse_name, parse_seconds};
-use crate::shm::describe;
 use crate::fail::{CmdResult, Fail};
+use crate::shm::describe;
 
 /// `shmpipe read --help`.
 pub const READ_ABOUT: &str =

@@ -11,8 +11,8 @@ use super::open::{interrupted, note_existing, open_end, orphaned, tidy, CreateOp
 use super::signals::{Stop, SLICE};
 use super::stdio::{read_fd, wait_readable, Stopped};
 use crate::args::{human_size, parse_name, parse_nonzero_size, parse_seconds};
-use crate::shm::describe;
 use crate::fail::{CmdResult, Fail};
+use crate::shm::describe;
 
 /// `shmpipe write --help` (set on the subcommand in main.rs, where it is not
 /// overridden by the subcommand's doc comment).
