@@ -487,10 +487,11 @@ pub fn session<T: Transport>(
             t.name(),
             bound.as_secs()
         ));
-    } else if out.error.is_none() && out.unavailable.is_none() {
-        if !matches!(waited, Ok(WaitStatus::Exited(_, 0))) {
-            out.error = Some(format!("child ended badly ({waited:?})"));
-        }
+    } else if out.error.is_none()
+        && out.unavailable.is_none()
+        && !matches!(waited, Ok(WaitStatus::Exited(_, 0)))
+    {
+        out.error = Some(format!("child ended badly ({waited:?})"));
     }
     out
 }
