@@ -11,6 +11,7 @@
 #   METHODS="try_recv_into drain recv_with ringfire" SIZES="8 64 1024" bash examples/instr.sh
 #   METHODS="empty_poll ringfire_empty_poll full_poll ringfire_full_poll" bash examples/instr.sh
 #     (failed polls, examples/instr_poll.rs: the figure is per poll)
+#   METHODS="try_recv_into any" bash examples/instr.sh   # the run-time variant's cost
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }

@@ -10,6 +10,9 @@
 //! - `drain` (shmpipe): `try_send`, then one `drain` copying each message out;
 //! - `fixed` (shmpipe): as `try_recv_into`, with `[u8; SIZE]` buffers (the
 //!   size known at compile time, as ringfire's slot type is); SIZE 8 or 64;
+//! - `any` (shmpipe): `try_recv_into`'s loop through `AnyProducer` /
+//!   `AnyConsumer` (the variant a run-time value the optimiser cannot see),
+//!   to show what the per-call `match` on the variant costs;
 //! - `ringfire`: a `[u8; SIZE]` ring with `FlowControl::LosslessBackpressure`,
 //!   `try_push`, then `try_recv` (which returns the copy); SIZE 8, 16, 32,
 //!   64, 128, 256, 512 or 1024.
@@ -29,7 +32,7 @@
 //! ROUNDS, divided by the difference in messages: set-up and tear-down
 //! cancel out (what `examples/instr.sh` does).
 
-use shmpipe::{Builder, Error};
+use shmpipe::{AnyBuilder, Builder, Error, VariantKind};
 
 const BATCH: usize = 16;
 
@@ -78,7 +81,34 @@ fn run(size: usize, method: &str, rounds: u64) -> Result<u64, Error> {
                 })?;
                 assert_eq!(n, BATCH);
             }
-            other => panic!("unknown method {other}: try_recv_into, recv_with, drain or ringfire"),
+            other => {
+                panic!("unknown method {other}: try_recv_into, recv_with, drain, any or ringfire")
+            }
+        }
+    }
+    Ok(bad)
+}
+
+/// `try_recv_into`'s loop through the run-time variant endpoints.
+#[inline(never)]
+fn run_any(size: usize, rounds: u64) -> Result<u64, Error> {
+    // black_box: the variant is a run-time value, as for a front-end.
+    let kind = std::hint::black_box(VariantKind::LockFree);
+    let name = format!("/shmpipe-instr-loop-{}", std::process::id());
+    let mut tx = AnyBuilder::new(kind).create_producer(&name)?;
+    let mut rx = AnyBuilder::new(kind).open_consumer(&name)?;
+    let mut msg = vec![0u8; size];
+    let mut buf = vec![0u8; size];
+    let mut bad = 0u64;
+    for r in 0..rounds {
+        let first = r * BATCH as u64;
+        for i in 0..BATCH as u64 {
+            msg[..8].copy_from_slice(&(first + i).to_le_bytes());
+            tx.try_send(&msg)?;
+        }
+        for i in 0..BATCH as u64 {
+            let n = rx.try_recv_into(&mut buf)?;
+            check(&buf[..n], first + i, &mut bad);
         }
     }
     Ok(bad)
@@ -169,12 +199,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let method = a.next().unwrap_or_else(|| "try_recv_into".into());
     let rounds: u64 = a.next().map_or(100_000, |s| s.parse().expect("ROUNDS"));
     let size = size.max(8);
-    let bad = if method == "ringfire" {
-        ringfire_at(size, rounds)?
-    } else if method == "fixed" {
-        fixed_at(size, rounds)?
-    } else {
-        run(size, &method, rounds)?
+    let bad = match method.as_str() {
+        "ringfire" => ringfire_at(size, rounds)?,
+        "fixed" => fixed_at(size, rounds)?,
+        "any" => run_any(size, rounds)?,
+        _ => run(size, &method, rounds)?,
     };
     println!("{size} B {method}: {rounds} rounds of {BATCH}, {bad} bad");
     if bad != 0 {

@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
+use crate::variant::{ParseVariantError, VariantKind};
+
 /// What went wrong. One variant per thing a caller can act on.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -74,9 +76,9 @@ pub enum Error {
         /// The segment's name (`None` for one passed as a descriptor).
         name: Option<String>,
         /// Variant recorded in the segment.
-        found: &'static str,
+        found: VariantKind,
         /// Variant that tried to open it.
-        expected: &'static str,
+        expected: VariantKind,
     },
     /// The segment's size does not match what its header declares.
     SizeMismatch {
@@ -360,5 +362,13 @@ impl From<Error> for io::Error {
             _ => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, e)
+    }
+}
+
+impl From<ParseVariantError> for Error {
+    fn from(e: ParseVariantError) -> Self {
+        Error::InvalidOption {
+            reason: e.to_string(),
+        }
     }
 }

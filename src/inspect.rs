@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::segment::{self, Options, Role};
+use crate::variant::VariantKind;
 use crate::wait::WaitStrategy;
 
 /// Read a named segment's header, counters and endpoint liveness without
@@ -32,11 +33,8 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
     let probe = |role: Role| segment::role_lock_held(file, role);
     let g = seg.geometry;
     Ok(SegmentInfo {
-        variant: if g.variant == layout::VARIANT_LOCKED {
-            "locked"
-        } else {
-            "lock-free"
-        },
+        variant: VariantKind::from_code(g.variant)
+            .ok_or_else(|| Error::corrupted("variant field", u64::from(g.variant)))?,
         wait: g.wait,
         capacity: g.capacity,
         size: meta.len(),
@@ -52,8 +50,8 @@ pub fn inspect(name: &str) -> Result<SegmentInfo> {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SegmentInfo {
-    /// `"lock-free"` or `"locked"`.
-    pub variant: &'static str,
+    /// The ring design recorded at creation.
+    pub variant: VariantKind,
     /// Wait strategy recorded at creation.
     pub wait: WaitStrategy,
     /// Data-area capacity in bytes.

@@ -37,6 +37,8 @@
 //! - [`Producer`] and [`Consumer`] are the two ends (`Send`, not `Sync`);
 //!   `Consumer::iter()` / `try_iter()` iterate over its messages.
 //! - [`locked`] is the same API over a lock-protected ring, for contrast.
+//! - [`AnyBuilder`], [`AnyProducer`], [`AnyConsumer`]: either variant,
+//!   chosen by a [`VariantKind`] value or detected in the segment at run time.
 //! - Optional features: `pod` and `serde` (`typed` messages), `rpc`
 //!   (`rpc` request/response and `process`: spawn a child with a ring pair).
 //! - Everything the peer can write is validated; see `DESIGN.md` for the
@@ -50,6 +52,8 @@
     allow(dead_code, unused_imports, irrefutable_let_patterns)
 )]
 
+#[cfg(not(loom))]
+mod any;
 mod builder;
 mod error;
 mod frame;
@@ -63,6 +67,7 @@ mod segment;
 #[cfg(not(any(loom, miri)))]
 mod sigbus;
 mod sync;
+mod variant;
 mod wait;
 #[cfg(all(target_os = "linux", not(any(loom, miri))))]
 pub mod waitset;
@@ -74,6 +79,8 @@ pub mod rpc;
 #[cfg(any(feature = "pod", feature = "serde"))]
 pub mod typed;
 
+#[cfg(not(loom))]
+pub use any::{AnyBuilder, AnyClaim, AnyConsumer, AnyMessage, AnyPair, AnyProducer, Attached};
 pub use builder::{Builder as GenericBuilder, Pair as GenericPair, DEFAULT_CAPACITY};
 pub use error::{Error, Result};
 #[cfg(not(any(loom, miri)))]
@@ -89,6 +96,7 @@ pub use ring::{
 #[cfg(not(any(loom, miri)))]
 pub use segment::remove;
 pub use segment::validate_name;
+pub use variant::{ParseVariantError, VariantKind};
 pub use wait::WaitStrategy;
 #[cfg(all(target_os = "linux", not(any(loom, miri))))]
 pub use waitset::{Event, Events, Token, WaitSet};

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::{
     builder, fill_until_full, make_pair, unique_name, Backing, GenericBuilder, ShmName, Variant,
 };
-use shmpipe::{EndpointState, Error, LockFree, Locked, WaitStrategy};
+use shmpipe::{EndpointState, Error, LockFree, Locked, VariantKind, WaitStrategy};
 
 /// Header offsets, from the documented on-memory format.
 const OFF_MAGIC: u64 = 0;
@@ -32,18 +32,16 @@ const MAGIC: &[u8; 8] = b"SHMPIPE\0";
 const SHORT: Duration = Duration::from_millis(30);
 
 fn variant_code<V: Variant>() -> u32 {
-    if V::NAME == "locked" {
-        2
-    } else {
-        1
+    match VariantKind::of::<V>() {
+        VariantKind::Locked => 2,
+        VariantKind::LockFree => 1,
     }
 }
 
-fn other_variant_name<V: Variant>() -> &'static str {
-    if V::NAME == "locked" {
-        "lock-free"
-    } else {
-        "locked"
+fn other_variant<V: Variant>() -> VariantKind {
+    match VariantKind::of::<V>() {
+        VariantKind::Locked => VariantKind::LockFree,
+        VariantKind::LockFree => VariantKind::Locked,
     }
 }
 
@@ -521,12 +519,12 @@ fn bad_headers<V: Variant>() {
     let name = fresh();
     let other = 3 - variant_code::<V>();
     patch(&name, OFF_VARIANT, &other.to_le_bytes());
-    let want = other_variant_name::<V>();
+    let want = other_variant::<V>();
     open_fails(
         &name,
         &b,
         "other variant",
-        |e| matches!(e, Error::WrongVariant { found, expected, .. } if *found == want && *expected == V::NAME),
+        |e| matches!(e, Error::WrongVariant { found, expected, .. } if *found == want && *expected == VariantKind::of::<V>()),
     );
     // inspect accepts either variant.
     assert_eq!(shmpipe::inspect(&name).unwrap().variant, want);
@@ -699,7 +697,7 @@ fn hand_built_segments() {
     tx.send(b"by hand").unwrap();
     assert_eq!(rx.try_recv_with(|m| m.to_vec()).unwrap(), b"by hand");
     let info = shmpipe::inspect(&name).unwrap();
-    assert_eq!(info.variant, "lock-free");
+    assert_eq!(info.variant, VariantKind::LockFree);
     assert_eq!(info.capacity, 4096);
     assert_eq!(info.size, HEADER_SIZE + 4096);
     assert!(info.producer_alive && info.consumer_alive);
@@ -747,8 +745,8 @@ fn hand_built_segments() {
         matches!(
             r,
             Err(Error::WrongVariant {
-                found: "locked",
-                expected: "lock-free",
+                found: VariantKind::Locked,
+                expected: VariantKind::LockFree,
                 ..
             })
         ),
@@ -962,7 +960,7 @@ fn open_or_create<V: Variant>() {
     assert_eq!(tx.capacity(), 4096);
     tx.send(b"both ways").unwrap();
     assert_eq!(rx.try_recv_with(|m| m.to_vec()).unwrap(), b"both ways");
-    let r = if V::NAME == "locked" {
+    let r = if VariantKind::of::<V>() == VariantKind::Locked {
         GenericBuilder::<LockFree>::default()
             .open_or_create_producer(&name)
             .map(drop)
@@ -1001,12 +999,12 @@ fn display_texts() {
     );
     let s = Error::WrongVariant {
         name: Some("/w".into()),
-        found: "locked",
-        expected: "lock-free",
+        found: VariantKind::Locked,
+        expected: VariantKind::LockFree,
     }
     .to_string();
     assert!(
-        s.contains("locked") && s.contains("lock-free") && s.contains("\"/w\""),
+        s.contains("the locked ring") && s.contains("the lockfree ring") && s.contains("\"/w\""),
         "{s}"
     );
     let s = Error::AlreadyExists { name: "/e".into() }.to_string();

@@ -27,7 +27,7 @@ fn builder<V: Variant>(wait: WaitStrategy) -> GenericBuilder<V> {
 }
 
 fn is_locked<V: Variant>() -> bool {
-    V::NAME == "locked"
+    shmpipe::VariantKind::of::<V>() == shmpipe::VariantKind::Locked
 }
 
 fn ctx<T>(r: shmpipe::Result<T>, what: &str) -> Result<T, String> {

@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use shmpipe::{Error, GenericProducer, LockFree, Locked, Variant};
+use shmpipe::Error;
 use zenoh::handlers::FifoChannel;
 use zenoh::Wait;
 
 use crate::ledger::Ledger;
-use crate::rings::{self, Create, Design};
+use crate::rings::{self, Create};
 use crate::session::{self, Net};
 use crate::signals::{Signals, TICK};
 use crate::stats::{Counters, Schedule};
@@ -37,14 +37,6 @@ pub struct Opts {
 /// Samples zenoh may queue between its receive task and us.
 const QUEUE: usize = 256;
 
-/// Run `in`; the exit status on success.
-pub fn run(o: &Opts, sig: &Signals) -> Result<u8, String> {
-    match rings::detect(&o.ring)? {
-        Design::LockFree => run_with::<LockFree>(o, sig),
-        Design::Locked => run_with::<Locked>(o, sig),
-    }
-}
-
 /// How the main loop ended.
 enum End {
     /// The stream ended in order (End marker): close the ring.
@@ -57,10 +49,12 @@ enum End {
     Reader(String),
 }
 
-fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
-    let mut prod: GenericProducer<V> = rings::builder::<V>(&o.create)
+/// Run `in`; the exit status on success.
+pub fn run(o: &Opts, sig: &Signals) -> Result<u8, String> {
+    let mut prod = rings::builder(&o.create)
         .open_or_create_producer(&o.ring)
-        .map_err(|e| rings::describe(&o.ring, &e))?;
+        .map_err(|e| rings::describe(&o.ring, &e))?
+        .end;
     let max = prod.max_message();
     // The producer counter continues across producers: messages committed
     // into this ring by all `in`s so far.

@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use shmpipe::{Error, GenericConsumer, LockFree, Locked, Variant};
+use shmpipe::{AnyConsumer, Error};
 use zenoh::pubsub::Publisher;
 use zenoh::qos::CongestionControl;
 use zenoh::Wait;
 
-use crate::rings::{self, Create, Design};
+use crate::rings::{self, Create};
 use crate::session::{self, Net};
 use crate::signals::{Signals, TICK};
 use crate::stats::{Counters, Schedule};
@@ -59,12 +59,14 @@ pub fn stream_id() -> u64 {
     h.finish()
 }
 
-/// Run `out`; the exit status on success.
-pub fn run(o: &Opts, sig: &Signals) -> Result<u8, String> {
-    match rings::detect(&o.ring)? {
-        Design::LockFree => run_with::<LockFree>(o, sig),
-        Design::Locked => run_with::<Locked>(o, sig),
-    }
+/// How the main loop ended.
+enum End {
+    /// The producer closed: send End, exit 0.
+    Closed,
+    /// The producer died: send Died, exit 1.
+    Died,
+    /// SIGINT/SIGTERM: send Stop, exit 0.
+    Signal,
 }
 
 /// Whether some subscriber matches the publisher, kept current by a
@@ -106,9 +108,9 @@ impl Matching {
 }
 
 /// The ring's consumer, shared with the [`Watchdog`].
-type SharedCons<V> = Arc<Mutex<Option<GenericConsumer<V>>>>;
+type SharedCons = Arc<Mutex<Option<AnyConsumer>>>;
 
-fn lock<V: Variant>(c: &SharedCons<V>) -> MutexGuard<'_, Option<GenericConsumer<V>>> {
+fn lock(c: &SharedCons) -> MutexGuard<'_, Option<AnyConsumer>> {
     c.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -123,7 +125,7 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn start<V: Variant>(cons: &SharedCons<V>, sig: &Signals, ring: &str) -> Watchdog {
+    fn start(cons: &SharedCons, sig: &Signals, ring: &str) -> Watchdog {
         let in_put = Arc::new(AtomicBool::new(false));
         let published = Arc::new(AtomicU64::new(0));
         let (p, n, cons, sig, ring) = (
@@ -192,26 +194,18 @@ fn remove_drained(ring: &str) {
     }
 }
 
-/// How the main loop ended.
-enum End {
-    /// The producer closed: send End, exit 0.
-    Closed,
-    /// The producer died: send Died, exit 1.
-    Died,
-    /// SIGINT/SIGTERM: send Stop, exit 0.
-    Signal,
-}
-
-fn run_with<V: Variant>(o: &Opts, sig: &Signals) -> Result<u8, String> {
-    let cons: GenericConsumer<V> = rings::builder::<V>(&o.create)
+/// Run `out`; the exit status on success.
+pub fn run(o: &Opts, sig: &Signals) -> Result<u8, String> {
+    let cons = rings::builder(&o.create)
         .open_or_create_consumer(&o.ring)
-        .map_err(|e| rings::describe(&o.ring, &e))?;
+        .map_err(|e| rings::describe(&o.ring, &e))?
+        .end;
     // The ring's consumer position (`head`, one store per release, read
     // once here): where the previous consumer stopped, exactly. From here on
     // each message's position follows from its length.
     let pos0 = cons.stats().head;
     let capacity = cons.capacity();
-    let cons: SharedCons<V> = Arc::new(Mutex::new(Some(cons)));
+    let cons: SharedCons = Arc::new(Mutex::new(Some(cons)));
     let session = session::open(&o.net)?;
     let publisher = session
         .declare_publisher(o.key.clone())

@@ -378,6 +378,36 @@ typedef struct {
 } shmpipe_event;
 
 /**
+ * Busy-poll. Lowest latency; burns a CPU while idle.
+ */
+#define SHMPIPE_WAIT_SPIN 1
+
+/**
+ * Busy-poll with backoff, then `sched_yield`.
+ */
+#define SHMPIPE_WAIT_SPIN_YIELD 2
+
+/**
+ * Spin briefly, then sleep on a futex in the segment (Linux). The default.
+ */
+#define SHMPIPE_WAIT_FUTEX 3
+
+/**
+ * Spin briefly, then sleep on a process-shared POSIX semaphore in the segment.
+ */
+#define SHMPIPE_WAIT_SEMAPHORE 4
+
+/**
+ * The lock-free single-producer/single-consumer ring. The default.
+ */
+#define SHMPIPE_LOCK_FREE 1
+
+/**
+ * The same ring guarded by a process-shared lock (the textbook design, for contrast).
+ */
+#define SHMPIPE_LOCKED 2
+
+/**
  * No process has attached to this role yet.
  */
 #define SHMPIPE_ENDPOINT_NEVER 0
@@ -416,36 +446,6 @@ typedef struct {
  * The peer's process died without closing (a new one may take over).
  */
 #define SHMPIPE_PEER_STATE_DIED 3
-
-/**
- * Busy-poll. Lowest latency; burns a CPU while idle.
- */
-#define SHMPIPE_WAIT_SPIN 1
-
-/**
- * Busy-poll with backoff, then `sched_yield`.
- */
-#define SHMPIPE_WAIT_SPIN_YIELD 2
-
-/**
- * Spin briefly, then sleep on a futex in the segment (Linux). The default.
- */
-#define SHMPIPE_WAIT_FUTEX 3
-
-/**
- * Spin briefly, then sleep on a process-shared POSIX semaphore in the segment.
- */
-#define SHMPIPE_WAIT_SEMAPHORE 4
-
-/**
- * The lock-free single-producer/single-consumer ring. The default.
- */
-#define SHMPIPE_LOCK_FREE 1
-
-/**
- * The same ring guarded by a process-shared lock (the textbook design, for contrast).
- */
-#define SHMPIPE_LOCKED 2
 
 #ifdef __cplusplus
 extern "C" {

@@ -10,10 +10,12 @@
 use std::ffi::{c_char, c_void};
 
 use self_cell::{self_cell, MutBorrow};
-use shmpipe_core::{EndpointState, GenericConsumer, GenericMessage, PeerStatus, Stats, Variant};
+use shmpipe_core::{AnyConsumer, AnyMessage};
 
-use crate::handle::{bytes_mut, ffi, name_arg, out, Handle, Wait};
-use crate::options::{shmpipe_options, Opts, Which};
+use crate::endpoint::{free, lookup, make, new_handle, Opaque};
+use crate::handle::{bytes_mut, ffi, out, Handle, Wait};
+use crate::options::shmpipe_options;
+use crate::stats::{limits_of, peer_state_of, shmpipe_peer_state, shmpipe_stats, stats_of};
 use crate::status::{shmpipe_status, Fail};
 
 /// The receiving end of a ring (opaque). One thread at a time, as
@@ -22,54 +24,41 @@ pub struct shmpipe_consumer {
     h: Handle<ConsState>,
 }
 
-/// Either variant's consumer.
-pub(crate) enum Cons {
-    LockFree(shmpipe_core::Consumer),
-    Locked(shmpipe_core::locked::Consumer),
+impl Opaque for shmpipe_consumer {
+    type State = ConsState;
+    type End = AnyConsumer;
+    const WHAT: &'static str = "consumer";
+    fn from_state(s: ConsState) -> Self {
+        shmpipe_consumer { h: Handle::new(s) }
+    }
+    fn handle(&self) -> &Handle<ConsState> {
+        &self.h
+    }
+    fn into_state(self) -> ConsState {
+        self.h.into_state()
+    }
+    fn idle(s: &mut ConsState) -> Result<&mut AnyConsumer, Fail> {
+        s.idle()
+    }
 }
 
-/// Run `$body` with `$c` bound to the consumer of whichever variant.
-macro_rules! each_cons {
-    ($cons:expr, $c:ident => $body:expr) => {
-        match $cons {
-            Cons::LockFree($c) => $body,
-            Cons::Locked($c) => $body,
-        }
-    };
-}
-
-type LockFreeMessage<'a> = Option<shmpipe_core::Message<'a>>;
-type LockedMessage<'a> = Option<shmpipe_core::locked::Message<'a>>;
+type PeekedMessage<'a> = Option<AnyMessage<'a>>;
 
 self_cell!(
-    /// A lock-free consumer with its peeked message.
-    struct LockFreePeeked {
-        owner: MutBorrow<shmpipe_core::Consumer>,
+    /// A consumer with its peeked message (a locked ring's lock is not held).
+    pub(crate) struct Peeked {
+        owner: MutBorrow<AnyConsumer>,
         #[covariant]
-        dependent: LockFreeMessage,
+        dependent: PeekedMessage,
     }
 );
-
-self_cell!(
-    /// A locked consumer with its peeked message (the lock is not held).
-    struct LockedPeeked {
-        owner: MutBorrow<shmpipe_core::locked::Consumer>,
-        #[covariant]
-        dependent: LockedMessage,
-    }
-);
-
-enum Peeked {
-    LockFree(LockFreePeeked),
-    Locked(LockedPeeked),
-}
 
 // The idle consumer stays inline (no box, no extra indirection on the hot
 // path); the handle itself is one heap allocation.
 #[allow(clippy::large_enum_variant)]
-enum ConsState {
+pub(crate) enum ConsState {
     /// No message peeked.
-    Idle(Cons),
+    Idle(AnyConsumer),
     /// A message is peeked and not yet released.
     Peeked(Peeked),
     /// Only between two states inside one call (see `ProdState::Moving`).
@@ -81,7 +70,7 @@ const NOT_PEEKED: &str = "no message is peeked on this consumer (shmpipe_peek fi
 
 impl ConsState {
     #[inline(always)]
-    fn idle(&mut self) -> Result<&mut Cons, Fail> {
+    fn idle(&mut self) -> Result<&mut AnyConsumer, Fail> {
         match self {
             ConsState::Idle(c) => Ok(c),
             ConsState::Peeked(_) => Err(Fail::Misuse(PEEKED)),
@@ -94,32 +83,24 @@ impl ConsState {
         let ConsState::Idle(cons) = std::mem::replace(self, ConsState::Moving) else {
             return Err(Fail::Poisoned);
         };
-        let (next, result) = match cons {
-            Cons::LockFree(c) => {
-                match LockFreePeeked::try_new_or_recover(MutBorrow::new(c), |c| {
-                    peek_in(c.borrow_mut(), wait).map(Some)
-                }) {
-                    Ok(p) => {
-                        let m = p.with_dependent(|_, m| msg_ptr(m));
-                        (ConsState::Peeked(Peeked::LockFree(p)), Ok(m))
-                    }
-                    Err((c, e)) => (
-                        ConsState::Idle(Cons::LockFree(c.into_inner())),
-                        Err(e.into()),
-                    ),
-                }
+        let peeked = Peeked::try_new_or_recover(MutBorrow::new(cons), |c| {
+            let c = c.borrow_mut();
+            match wait {
+                Wait::Never => c.try_peek(),
+                Wait::Forever => c.peek(),
+                Wait::For(d) => c.peek_timeout(d),
             }
-            Cons::Locked(c) => {
-                match LockedPeeked::try_new_or_recover(MutBorrow::new(c), |c| {
-                    peek_in(c.borrow_mut(), wait).map(Some)
-                }) {
-                    Ok(p) => {
-                        let m = p.with_dependent(|_, m| msg_ptr(m));
-                        (ConsState::Peeked(Peeked::Locked(p)), Ok(m))
-                    }
-                    Err((c, e)) => (ConsState::Idle(Cons::Locked(c.into_inner())), Err(e.into())),
-                }
+            .map(Some)
+        });
+        let (next, result) = match peeked {
+            Ok(p) => {
+                let m = p.with_dependent(|_, m| {
+                    m.as_ref()
+                        .map_or((std::ptr::null(), 0), |m| (m.as_ptr(), m.len()))
+                });
+                (ConsState::Peeked(p), Ok(m))
             }
+            Err((c, e)) => (ConsState::Idle(c.into_inner()), Err(e.into())),
         };
         *self = next;
         result
@@ -140,48 +121,18 @@ impl ConsState {
 }
 
 /// The consumer back from a peek: the message released or (`release == false`) kept.
-fn unpeek(p: Peeked, release: bool) -> Cons {
-    match p {
-        Peeked::LockFree(mut p) => {
-            p.with_dependent_mut(|_, m| finish(m.take(), release));
-            Cons::LockFree(p.into_owner().into_inner())
+fn unpeek(mut p: Peeked, release: bool) -> AnyConsumer {
+    p.with_dependent_mut(|_, m| {
+        if let (Some(m), true) = (m.take(), release) {
+            m.release();
         }
-        Peeked::Locked(mut p) => {
-            p.with_dependent_mut(|_, m| finish(m.take(), release));
-            Cons::Locked(p.into_owner().into_inner())
-        }
-    }
-}
-
-fn finish<V: Variant>(m: Option<GenericMessage<'_, V>>, release: bool) {
-    if let (Some(m), true) = (m, release) {
-        m.release();
-    }
-    // Otherwise dropping the message keeps it in the ring.
-}
-
-fn peek_in<V: Variant>(
-    c: &mut GenericConsumer<V>,
-    wait: Wait,
-) -> shmpipe_core::Result<GenericMessage<'_, V>> {
-    match wait {
-        Wait::Never => c.try_peek(),
-        Wait::Forever => c.peek(),
-        Wait::For(d) => c.peek_timeout(d),
-    }
-}
-
-fn msg_ptr<V: Variant>(m: &Option<GenericMessage<'_, V>>) -> (*const u8, usize) {
-    m.as_ref()
-        .map_or((std::ptr::null(), 0), |m| (m.as_ptr(), m.len()))
+        // Otherwise dropping the message keeps it in the ring.
+    });
+    p.into_owner().into_inner()
 }
 
 #[inline(always)]
-fn recv_in<V: Variant>(
-    c: &mut GenericConsumer<V>,
-    buf: &mut [u8],
-    wait: Wait,
-) -> shmpipe_core::Result<usize> {
+fn recv_in(c: &mut AnyConsumer, buf: &mut [u8], wait: Wait) -> shmpipe_core::Result<usize> {
     match wait {
         Wait::Never => c.try_recv_into(buf),
         Wait::Forever => c.recv_into(buf),
@@ -189,55 +140,9 @@ fn recv_in<V: Variant>(
     }
 }
 
-impl shmpipe_consumer {
-    pub(crate) fn new(c: Cons) -> *mut shmpipe_consumer {
-        Box::into_raw(Box::new(shmpipe_consumer {
-            h: Handle::new(ConsState::Idle(c)),
-        }))
-    }
-}
-
-/// The handle behind `c`.
-///
-/// # Safety
-/// `c` is NULL or a live consumer handle.
-#[inline(always)]
-unsafe fn cons<'a>(c: *const shmpipe_consumer) -> Result<&'a Handle<ConsState>, Fail> {
-    // A `match`, not `ok_or`: building the `Fail` eagerly would also drop
-    // it on the hot success path.
-    // SAFETY: NULL or a live handle, per the contract.
-    match unsafe { c.as_ref() } {
-        Some(h) => Ok(&h.h),
-        None => Err(Fail::Null("consumer")),
-    }
-}
-
-/// # Safety
-/// As the public functions that call it.
-unsafe fn make_consumer(
-    name: *const c_char,
-    opts: *const shmpipe_options,
-    out_c: *mut *mut shmpipe_consumer,
-    create: bool,
-) -> shmpipe_status {
-    ffi(|| {
-        let out_c = out(out_c, "out")?;
-        // SAFETY: non-NULL and writable per the caller's contract.
-        unsafe { out_c.write(std::ptr::null_mut()) };
-        // SAFETY: per the callers' contracts.
-        let name = unsafe { name_arg(name) }?;
-        // SAFETY: per the callers' contracts.
-        let o = unsafe { Opts::read(opts) }?;
-        let c = match (o.which, create) {
-            (Which::LockFree, true) => Cons::LockFree(o.builder().create_consumer(name)?),
-            (Which::LockFree, false) => Cons::LockFree(o.builder().open_consumer(name)?),
-            (Which::Locked, true) => Cons::Locked(o.builder().create_consumer(name)?),
-            (Which::Locked, false) => Cons::Locked(o.builder().open_consumer(name)?),
-        };
-        // SAFETY: as above.
-        unsafe { out_c.write(shmpipe_consumer::new(c)) };
-        Ok(())
-    })
+/// The handle for a new consumer (from a pair).
+pub(crate) fn new_consumer(c: AnyConsumer) -> *mut shmpipe_consumer {
+    new_handle(ConsState::Idle(c))
 }
 
 /// Create the named segment `name` (it must not exist) and attach as its
@@ -252,7 +157,11 @@ pub unsafe extern "C" fn shmpipe_consumer_create(
     out: *mut *mut shmpipe_consumer,
 ) -> shmpipe_status {
     // SAFETY: the same contract.
-    unsafe { make_consumer(name, opts, out, true) }
+    unsafe {
+        make(name, opts, out, |b, n| {
+            b.create_consumer(n).map(ConsState::Idle)
+        })
+    }
 }
 
 /// Open the existing segment `name` as its consumer. As `shmpipe_producer_open`.
@@ -266,7 +175,11 @@ pub unsafe extern "C" fn shmpipe_consumer_open(
     out: *mut *mut shmpipe_consumer,
 ) -> shmpipe_status {
     // SAFETY: the same contract.
-    unsafe { make_consumer(name, opts, out, false) }
+    unsafe {
+        make(name, opts, out, |b, n| {
+            b.open_consumer(n).map(ConsState::Idle)
+        })
+    }
 }
 
 /// Close the consumer side and free the handle (as dropping the Rust
@@ -281,24 +194,18 @@ pub unsafe extern "C" fn shmpipe_consumer_open(
 /// frees it.
 #[no_mangle]
 pub unsafe extern "C" fn shmpipe_consumer_free(consumer: *mut shmpipe_consumer) -> shmpipe_status {
-    ffi(|| {
-        if consumer.is_null() {
-            return Ok(());
-        }
-        // SAFETY: a live handle per the contract.
-        let h = unsafe { cons(consumer) }?;
-        h.check_not_busy()?;
-        // SAFETY: allocated by `shmpipe_consumer::new`, freed once (the
-        // contract), and no call is running on it (checked).
-        let b = unsafe { Box::from_raw(consumer) };
-        let c = match b.h.into_state() {
-            ConsState::Idle(c) => c,
-            ConsState::Peeked(p) => unpeek(p, false),
-            ConsState::Moving => return Ok(()),
-        };
-        each_cons!(c, c => c.close())?;
-        Ok(())
-    })
+    // SAFETY: the same contract.
+    unsafe {
+        free(
+            consumer,
+            |_| Ok(()),
+            |s| match s {
+                ConsState::Idle(c) => Ok(c.close()?),
+                ConsState::Peeked(p) => Ok(unpeek(p, false).close()?),
+                ConsState::Moving => Ok(()),
+            },
+        )
+    }
 }
 
 /// Receive the next message into `buf` (`cap` bytes) if one is waiting now;
@@ -368,11 +275,11 @@ unsafe fn recv(
 ) -> shmpipe_status {
     ffi(|| {
         // SAFETY: per the contract.
-        let h = unsafe { cons(consumer) }?;
+        let h = unsafe { lookup(consumer) }?;
         let len = out(len, "len")?;
         // SAFETY: per the contract.
         let buf = unsafe { bytes_mut(buf.cast(), cap) }?;
-        let r = h.with(|s| each_cons!(s.idle()?, c => recv_in(c, buf, wait)).map_err(Fail::from));
+        let r = h.with(|s| recv_in(s.idle()?, buf, wait).map_err(Fail::from));
         let n = match &r {
             Ok(n) => *n,
             Err(Fail::Lib(shmpipe_core::Error::BufferTooSmall { len, .. })) => *len,
@@ -444,7 +351,7 @@ unsafe fn peek(
 ) -> shmpipe_status {
     ffi(|| {
         // SAFETY: per the contract.
-        let h = unsafe { cons(consumer) }?;
+        let h = unsafe { lookup(consumer) }?;
         let ptr = out(ptr, "ptr")?;
         let len = out(len, "len")?;
         let (p, n) = h.with(|s| s.peek(wait))?;
@@ -468,7 +375,7 @@ unsafe fn peek(
 pub unsafe extern "C" fn shmpipe_release(consumer: *mut shmpipe_consumer) -> shmpipe_status {
     ffi(|| {
         // SAFETY: per the contract.
-        let h = unsafe { cons(consumer) }?;
+        let h = unsafe { lookup(consumer) }?;
         h.with(|s| s.release())
     })
 }
@@ -503,110 +410,27 @@ pub unsafe extern "C" fn shmpipe_drain(
 ) -> shmpipe_status {
     ffi(|| {
         // SAFETY: per the contract.
-        let h = unsafe { cons(consumer) }?;
+        let h = unsafe { lookup(consumer) }?;
         let n = out(n, "n")?;
         let Some(callback) = callback else {
             return Err(Fail::Null("callback"));
         };
         let mut count = 0usize;
         let r = h.with(|s| {
-            each_cons!(s.idle()?, c => c.drain(max, |m| {
-                count += 1;
-                // SAFETY: a C function of the documented type; the message
-                // bytes are valid for the call. A re-entrant call on this
-                // consumer finds the handle busy.
-                unsafe { callback(ctx, m.as_ptr().cast(), m.len()) }
-            }))
-            .map_err(Fail::from)
+            s.idle()?
+                .drain(max, |m| {
+                    count += 1;
+                    // SAFETY: a C function of the documented type; the message
+                    // bytes are valid for the call. A re-entrant call on this
+                    // consumer finds the handle busy.
+                    unsafe { callback(ctx, m.as_ptr().cast(), m.len()) }
+                })
+                .map_err(Fail::from)
         });
         // SAFETY: non-NULL and writable per the contract.
         unsafe { n.write(count) };
         r.map(drop)
     })
-}
-
-/// Endpoint states in `shmpipe_stats`.
-pub type shmpipe_endpoint_state = u32;
-/// No process has attached to this role yet.
-pub const SHMPIPE_ENDPOINT_NEVER: shmpipe_endpoint_state = 0;
-/// A process is attached (alive or dead).
-pub const SHMPIPE_ENDPOINT_ATTACHED: shmpipe_endpoint_state = 1;
-/// The endpoint closed its side in order.
-pub const SHMPIPE_ENDPOINT_CLOSED: shmpipe_endpoint_state = 2;
-/// The state word holds a value no endpoint writes (see `producer_state_raw`).
-pub const SHMPIPE_ENDPOINT_INVALID: shmpipe_endpoint_state = 3;
-
-/// A snapshot of a ring's counters. The peers write them; they are
-/// informational only.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct shmpipe_stats {
-    /// Size of the data area in bytes.
-    pub capacity: u64,
-    /// Bytes of committed, unread records (framing included).
-    pub used_bytes: u64,
-    /// Messages committed by producers.
-    pub messages_sent: u64,
-    /// Payload bytes committed by producers.
-    pub bytes_sent: u64,
-    /// Messages consumed.
-    pub messages_received: u64,
-    /// Payload bytes consumed.
-    pub bytes_received: u64,
-    /// Times a producer found the ring full and had to wait.
-    pub full_waits: u64,
-    /// Times a consumer found the ring empty and had to wait.
-    pub empty_waits: u64,
-    /// Wake-up syscalls made by the producer.
-    pub producer_wake_syscalls: u64,
-    /// Wake-up syscalls made by the consumer.
-    pub consumer_wake_syscalls: u64,
-    /// Times the locked variant recovered its lock from a dead holder.
-    pub lock_repairs: u64,
-    /// `SHMPIPE_ENDPOINT_*` of the producer.
-    pub producer_state: shmpipe_endpoint_state,
-    /// `SHMPIPE_ENDPOINT_*` of the consumer.
-    pub consumer_state: shmpipe_endpoint_state,
-    /// The producer's raw state word when `producer_state` is INVALID, else 0.
-    pub producer_state_raw: u32,
-    /// The consumer's raw state word when `consumer_state` is INVALID, else 0.
-    pub consumer_state_raw: u32,
-}
-
-fn endpoint(s: EndpointState) -> (shmpipe_endpoint_state, u32) {
-    match s {
-        EndpointState::Never => (SHMPIPE_ENDPOINT_NEVER, 0),
-        EndpointState::Attached => (SHMPIPE_ENDPOINT_ATTACHED, 0),
-        EndpointState::Closed => (SHMPIPE_ENDPOINT_CLOSED, 0),
-        EndpointState::Invalid(w) => (SHMPIPE_ENDPOINT_INVALID, w),
-        // A state this version of the C API does not know yet.
-        _ => (SHMPIPE_ENDPOINT_INVALID, 0),
-    }
-}
-
-/// Write `s` to the checked out-pointer `out`.
-pub(crate) fn fill_stats(out: *mut shmpipe_stats, s: &Stats) {
-    let (producer_state, producer_state_raw) = endpoint(s.producer);
-    let (consumer_state, consumer_state_raw) = endpoint(s.consumer);
-    let st = shmpipe_stats {
-        capacity: s.capacity,
-        used_bytes: s.used_bytes,
-        messages_sent: s.messages_sent,
-        bytes_sent: s.bytes_sent,
-        messages_received: s.messages_received,
-        bytes_received: s.bytes_received,
-        full_waits: s.full_waits,
-        empty_waits: s.empty_waits,
-        producer_wake_syscalls: s.producer_wake_syscalls,
-        consumer_wake_syscalls: s.consumer_wake_syscalls,
-        lock_repairs: s.lock_repairs,
-        producer_state,
-        consumer_state,
-        producer_state_raw,
-        consumer_state_raw,
-    };
-    // SAFETY: the callers checked `out` for NULL; writable per their contract.
-    unsafe { out.write(st) };
 }
 
 /// A snapshot of the ring's counters, seen from the consumer.
@@ -620,14 +444,8 @@ pub unsafe extern "C" fn shmpipe_consumer_stats(
     consumer: *const shmpipe_consumer,
     stats: *mut shmpipe_stats,
 ) -> shmpipe_status {
-    ffi(|| {
-        // SAFETY: per the contract.
-        let h = unsafe { cons(consumer) }?;
-        let stats = out(stats, "stats")?;
-        let st = h.with(|s| Ok(each_cons!(s.idle()?, c => c.stats())))?;
-        fill_stats(stats, &st);
-        Ok(())
-    })
+    // SAFETY: the same contract.
+    unsafe { stats_of(consumer, stats) }
 }
 
 /// The largest message this ring carries and its capacity in bytes (either
@@ -644,44 +462,8 @@ pub unsafe extern "C" fn shmpipe_consumer_limits(
     max_message: *mut usize,
     capacity: *mut u64,
 ) -> shmpipe_status {
-    ffi(|| {
-        // SAFETY: per the contract.
-        let h = unsafe { cons(consumer) }?;
-        let (m, c) = h.with(|s| Ok(each_cons!(s.idle()?, c => (c.max_message(), c.capacity()))))?;
-        // SAFETY: NULL or writable per the contract.
-        unsafe {
-            if let Some(x) = max_message.as_mut() {
-                *x = m;
-            }
-            if let Some(x) = capacity.as_mut() {
-                *x = c;
-            }
-        }
-        Ok(())
-    })
-}
-
-/// What `shmpipe_*_peer_state` found (`SHMPIPE_PEER_STATE_*`).
-pub type shmpipe_peer_state = u32;
-/// No process has attached to the peer's role yet.
-pub const SHMPIPE_PEER_STATE_NOT_ATTACHED: shmpipe_peer_state = 0;
-/// The peer is attached and its process is alive.
-pub const SHMPIPE_PEER_STATE_ALIVE: shmpipe_peer_state = 1;
-/// The peer closed its side in order.
-pub const SHMPIPE_PEER_STATE_CLOSED: shmpipe_peer_state = 2;
-/// The peer's process died without closing (a new one may take over).
-pub const SHMPIPE_PEER_STATE_DIED: shmpipe_peer_state = 3;
-
-pub(crate) fn peer_code(p: PeerStatus) -> Result<shmpipe_peer_state, Fail> {
-    match p {
-        PeerStatus::NotAttached => Ok(SHMPIPE_PEER_STATE_NOT_ATTACHED),
-        PeerStatus::Alive => Ok(SHMPIPE_PEER_STATE_ALIVE),
-        PeerStatus::Closed => Ok(SHMPIPE_PEER_STATE_CLOSED),
-        PeerStatus::Died => Ok(SHMPIPE_PEER_STATE_DIED),
-        other => Err(Fail::Invalid(format!(
-            "peer status {other:?} is unknown to this version of the C API"
-        ))),
-    }
+    // SAFETY: the same contract.
+    unsafe { limits_of(consumer, max_message, capacity) }
 }
 
 /// Whether the producer is attached, alive, closed or dead
@@ -697,16 +479,8 @@ pub unsafe extern "C" fn shmpipe_consumer_peer_state(
     consumer: *const shmpipe_consumer,
     peer: *mut shmpipe_peer_state,
 ) -> shmpipe_status {
-    ffi(|| {
-        // SAFETY: per the contract.
-        let h = unsafe { cons(consumer) }?;
-        let peer = out(peer, "peer")?;
-        let p = h.with(|s| Ok(each_cons!(s.idle()?, c => c.peer_status())?))?;
-        let code = peer_code(p)?;
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { peer.write(code) };
-        Ok(())
-    })
+    // SAFETY: the same contract.
+    unsafe { peer_state_of(consumer, peer) }
 }
 
 /// For `shmpipe_waitset_add_consumer`: register the consumer behind `c` in
@@ -719,6 +493,6 @@ pub(crate) unsafe fn add_to_set(
     set: &mut shmpipe_core::WaitSet,
 ) -> Result<shmpipe_core::Token, Fail> {
     // SAFETY: per the contract.
-    let h = unsafe { cons(c) }?;
-    h.with(|s| Ok(each_cons!(s.idle()?, c => set.add_consumer(c)?)))
+    let h = unsafe { lookup(c) }?;
+    h.with(|s| Ok(s.idle()?.add_to(set)?))
 }

@@ -22,9 +22,9 @@
 //! - Enumerations C passes in (wait strategy, variant) are plain integers,
 //!   validated here: a C program can pass any value.
 //!
-//! The handles own the library's [`shmpipe_core::Producer`] /
-//! [`shmpipe_core::Consumer`] (either variant, an enum inside) and use
-//! only its public API.
+//! The handles own the library's [`shmpipe_core::AnyProducer`] /
+//! [`shmpipe_core::AnyConsumer`] (either variant, chosen by
+//! `shmpipe_options.variant`) and use only its public API.
 
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -33,10 +33,12 @@
 
 // In the order the header presents them.
 mod consumer;
+mod endpoint;
 mod handle;
 mod options;
 mod pair;
 mod producer;
+mod stats;
 mod status;
 mod waitset;
 
@@ -44,5 +46,6 @@ pub use consumer::*;
 pub use options::*;
 pub use pair::*;
 pub use producer::*;
+pub use stats::*;
 pub use status::*;
 pub use waitset::*;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shmpipe_core::{Error, GenericBuilder, Variant, WaitStrategy};
+use shmpipe_core::{AnyBuilder, Error, VariantKind, WaitStrategy};
 
 use std::ffi::c_char;
 
@@ -96,17 +96,10 @@ pub unsafe extern "C" fn shmpipe_options_default(opts: *mut shmpipe_options) -> 
     })
 }
 
-/// Which variant the options ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Which {
-    LockFree,
-    Locked,
-}
-
 /// Options read from C and checked.
 #[derive(Debug, Clone)]
 pub(crate) struct Opts {
-    pub which: Which,
+    kind: VariantKind,
     capacity: u64,
     wait: WaitStrategy,
     mode: u32,
@@ -124,9 +117,9 @@ impl Opts {
         // SAFETY: NULL or a readable, initialised struct per the contract;
         // every field is a plain integer, so any bit pattern is valid.
         let o = unsafe { opts.as_ref() }.copied().unwrap_or(DEFAULTS);
-        let which = match o.variant {
-            SHMPIPE_LOCK_FREE => Which::LockFree,
-            SHMPIPE_LOCKED => Which::Locked,
+        let kind = match o.variant {
+            SHMPIPE_LOCK_FREE => VariantKind::LockFree,
+            SHMPIPE_LOCKED => VariantKind::Locked,
             v => {
                 return Err(Fail::Lib(Error::InvalidOption {
                     reason: format!(
@@ -149,7 +142,7 @@ impl Opts {
             }
         };
         Ok(Opts {
-            which,
+            kind,
             capacity: o.capacity,
             wait,
             mode: o.mode,
@@ -159,9 +152,11 @@ impl Opts {
         })
     }
 
-    /// The library builder with these options.
-    pub(crate) fn builder<V: Variant>(&self) -> GenericBuilder<V> {
-        GenericBuilder::<V>::default()
+    /// The library builder with these options. It opens only segments of
+    /// the variant asked for (the other is `SHMPIPE_WRONG_VARIANT`).
+    pub(crate) fn builder(&self) -> AnyBuilder {
+        AnyBuilder::new(self.kind)
+            .detect(false)
             .capacity(self.capacity)
             .wait(self.wait)
             .mode(self.mode)

@@ -1,12 +1,12 @@
 //! `shmpipe_pair`: a new ring whose ends are not attached yet, to share with a
 //! child across `fork()` (anonymous) or between threads (in-process).
 
-use shmpipe_core::{GenericPair, Variant};
+use shmpipe_core::AnyPair;
 
-use crate::consumer::{shmpipe_consumer, Cons};
+use crate::consumer::{new_consumer, shmpipe_consumer};
 use crate::handle::{ffi, out};
-use crate::options::{shmpipe_options, Opts, Which};
-use crate::producer::{shmpipe_producer, Prod};
+use crate::options::{shmpipe_options, Opts};
+use crate::producer::{new_producer, shmpipe_producer};
 use crate::status::shmpipe_status;
 
 /// A new ring whose endpoints are not attached yet (opaque). Each process
@@ -17,11 +17,6 @@ pub struct shmpipe_pair {
     pair: AnyPair,
 }
 
-enum AnyPair {
-    LockFree(shmpipe_core::Pair),
-    Locked(shmpipe_core::locked::Pair),
-}
-
 /// # Safety
 /// `out_pair` is NULL or writable.
 unsafe fn make_pair(
@@ -29,22 +24,16 @@ unsafe fn make_pair(
     out_pair: *mut *mut shmpipe_pair,
     anonymous: bool,
 ) -> shmpipe_status {
-    fn new<V: Variant>(o: &Opts, anonymous: bool) -> shmpipe_core::Result<GenericPair<V>> {
-        if anonymous {
-            o.builder::<V>().anonymous()
-        } else {
-            o.builder::<V>().in_process()
-        }
-    }
     ffi(|| {
         let out_pair = out(out_pair, "out")?;
         // SAFETY: non-NULL and writable per the contract.
         unsafe { out_pair.write(std::ptr::null_mut()) };
         // SAFETY: per the callers' contracts.
         let o = unsafe { Opts::read(opts) }?;
-        let pair = match o.which {
-            Which::LockFree => AnyPair::LockFree(new(&o, anonymous)?),
-            Which::Locked => AnyPair::Locked(new(&o, anonymous)?),
+        let pair = if anonymous {
+            o.builder().anonymous()?
+        } else {
+            o.builder().in_process()?
         };
         // SAFETY: as above.
         unsafe { out_pair.write(Box::into_raw(Box::new(shmpipe_pair { pair }))) };
@@ -113,12 +102,9 @@ pub unsafe extern "C" fn shmpipe_pair_into_producer(
         // SAFETY: non-NULL and writable per the contract.
         unsafe { out.write(std::ptr::null_mut()) };
         // SAFETY: per the contract.
-        let p = match unsafe { take(pair) } {
-            AnyPair::LockFree(p) => Prod::LockFree(p.into_producer()?),
-            AnyPair::Locked(p) => Prod::Locked(p.into_producer()?),
-        };
+        let p = unsafe { take(pair) }.into_producer()?;
         // SAFETY: as above.
-        unsafe { out.write(shmpipe_producer::new(p)) };
+        unsafe { out.write(new_producer(p)) };
         Ok(())
     })
 }
@@ -138,12 +124,9 @@ pub unsafe extern "C" fn shmpipe_pair_into_consumer(
         // SAFETY: non-NULL and writable per the contract.
         unsafe { out.write(std::ptr::null_mut()) };
         // SAFETY: per the contract.
-        let c = match unsafe { take(pair) } {
-            AnyPair::LockFree(p) => Cons::LockFree(p.into_consumer()?),
-            AnyPair::Locked(p) => Cons::Locked(p.into_consumer()?),
-        };
+        let c = unsafe { take(pair) }.into_consumer()?;
         // SAFETY: as above.
-        unsafe { out.write(shmpipe_consumer::new(c)) };
+        unsafe { out.write(new_consumer(c)) };
         Ok(())
     })
 }
@@ -172,20 +155,11 @@ pub unsafe extern "C" fn shmpipe_pair_split(
             consumer.write(std::ptr::null_mut());
         }
         // SAFETY: per the contract.
-        let (p, c) = match unsafe { take(pair) } {
-            AnyPair::LockFree(pair) => {
-                let (p, c) = pair.split()?;
-                (Prod::LockFree(p), Cons::LockFree(c))
-            }
-            AnyPair::Locked(pair) => {
-                let (p, c) = pair.split()?;
-                (Prod::Locked(p), Cons::Locked(c))
-            }
-        };
+        let (p, c) = unsafe { take(pair) }.split()?;
         // SAFETY: as above.
         unsafe {
-            producer.write(shmpipe_producer::new(p));
-            consumer.write(shmpipe_consumer::new(c));
+            producer.write(new_producer(p));
+            consumer.write(new_consumer(c));
         }
         Ok(())
     })

@@ -7,15 +7,15 @@
 //! and in the locked variant it holds the ring's lock until then, as in Rust.
 
 use std::ffi::{c_char, c_void};
-use std::ops::DerefMut;
 use std::thread::{self, ThreadId};
 
 use self_cell::{self_cell, MutBorrow};
-use shmpipe_core::{GenericClaim, GenericProducer, Variant};
+use shmpipe_core::{AnyClaim, AnyProducer, VariantKind};
 
-use crate::consumer::{fill_stats, peer_code, shmpipe_peer_state, shmpipe_stats};
-use crate::handle::{bytes, ffi, name_arg, out, Handle, Wait};
-use crate::options::{shmpipe_options, Opts, Which};
+use crate::endpoint::{free, lookup, make, new_handle, Opaque};
+use crate::handle::{bytes, ffi, out, Handle, Wait};
+use crate::options::shmpipe_options;
+use crate::stats::{limits_of, peer_state_of, shmpipe_peer_state, shmpipe_stats, stats_of};
 use crate::status::{shmpipe_status, Fail};
 
 /// The sending end of a ring (opaque). One thread at a time may use it: it
@@ -25,55 +25,44 @@ pub struct shmpipe_producer {
     h: Handle<ProdState>,
 }
 
-/// Either variant's producer.
-pub(crate) enum Prod {
-    LockFree(shmpipe_core::Producer),
-    Locked(shmpipe_core::locked::Producer),
+impl Opaque for shmpipe_producer {
+    type State = ProdState;
+    type End = AnyProducer;
+    const WHAT: &'static str = "producer";
+    fn from_state(s: ProdState) -> Self {
+        shmpipe_producer { h: Handle::new(s) }
+    }
+    fn handle(&self) -> &Handle<ProdState> {
+        &self.h
+    }
+    fn into_state(self) -> ProdState {
+        self.h.into_state()
+    }
+    fn idle(s: &mut ProdState) -> Result<&mut AnyProducer, Fail> {
+        s.idle()
+    }
 }
 
-/// Run `$body` with `$p` bound to the producer of whichever variant.
-macro_rules! each_prod {
-    ($prod:expr, $p:ident => $body:expr) => {
-        match $prod {
-            Prod::LockFree($p) => $body,
-            Prod::Locked($p) => $body,
-        }
-    };
-}
-
-type LockFreeClaim<'a> = Option<shmpipe_core::Claim<'a>>;
-type LockedClaim<'a> = Option<shmpipe_core::locked::Claim<'a>>;
+type OpenClaim<'a> = Option<AnyClaim<'a>>;
 
 self_cell!(
-    /// A lock-free producer with its open claim.
-    struct LockFreeClaimed {
-        owner: MutBorrow<shmpipe_core::Producer>,
+    /// A producer with its open claim (which, in a locked ring, holds the
+    /// ring's lock).
+    pub(crate) struct Claimed {
+        owner: MutBorrow<AnyProducer>,
         #[covariant]
-        dependent: LockFreeClaim,
+        dependent: OpenClaim,
     }
 );
 
-self_cell!(
-    /// A locked producer with its open claim (which holds the ring's lock).
-    struct LockedClaimed {
-        owner: MutBorrow<shmpipe_core::locked::Producer>,
-        #[covariant]
-        dependent: LockedClaim,
-    }
-);
-
-enum Claimed {
-    LockFree(LockFreeClaimed),
-    Locked(LockedClaimed),
-}
-
-enum ProdState {
+pub(crate) enum ProdState {
     /// No claim open.
-    Idle(Prod),
+    Idle(AnyProducer),
     /// A claim of `len` bytes is open, made on thread `thread`.
     Claimed {
         claim: Claimed,
         len: usize,
+        kind: VariantKind,
         thread: ThreadId,
     },
     /// Only between two states inside one call; a call that panicked there
@@ -88,11 +77,23 @@ const OTHER_THREAD: &str = "this claim of a locked ring holds the ring's lock an
 
 impl ProdState {
     #[inline(always)]
-    fn idle(&mut self) -> Result<&mut Prod, Fail> {
+    fn idle(&mut self) -> Result<&mut AnyProducer, Fail> {
         match self {
             ProdState::Idle(p) => Ok(p),
             ProdState::Claimed { .. } => Err(Fail::Misuse(CLAIM_OPEN)),
             ProdState::Moving => Err(Fail::Poisoned),
+        }
+    }
+
+    /// Refuse to end a locked ring's claim on another thread than its own.
+    fn check_claim_thread(&self) -> Result<(), Fail> {
+        match self {
+            ProdState::Claimed {
+                kind: VariantKind::Locked,
+                thread,
+                ..
+            } if *thread != thread::current().id() => Err(Fail::Misuse(OTHER_THREAD)),
+            _ => Ok(()),
         }
     }
 
@@ -101,32 +102,30 @@ impl ProdState {
         let ProdState::Idle(prod) = std::mem::replace(self, ProdState::Moving) else {
             return Err(Fail::Poisoned);
         };
-        let (next, result) = match prod {
-            Prod::LockFree(p) => {
-                match LockFreeClaimed::try_new_or_recover(MutBorrow::new(p), |p| {
-                    claim_in(p.borrow_mut(), len, wait).map(Some)
-                }) {
-                    Ok(mut c) => {
-                        let ptr = c.with_dependent_mut(|_, claim| claim_ptr(claim));
-                        (Claimed::LockFree(c).into_state(len), Ok(ptr))
-                    }
-                    Err((p, e)) => (
-                        ProdState::Idle(Prod::LockFree(p.into_inner())),
-                        Err(e.into()),
-                    ),
-                }
+        let kind = prod.kind();
+        let claimed = Claimed::try_new_or_recover(MutBorrow::new(prod), |p| {
+            let p = p.borrow_mut();
+            match wait {
+                Wait::Never => p.try_claim(len),
+                Wait::Forever => p.claim(len),
+                Wait::For(d) => p.claim_timeout(len, d),
             }
-            Prod::Locked(p) => {
-                match LockedClaimed::try_new_or_recover(MutBorrow::new(p), |p| {
-                    claim_in(p.borrow_mut(), len, wait).map(Some)
-                }) {
-                    Ok(mut c) => {
-                        let ptr = c.with_dependent_mut(|_, claim| claim_ptr(claim));
-                        (Claimed::Locked(c).into_state(len), Ok(ptr))
-                    }
-                    Err((p, e)) => (ProdState::Idle(Prod::Locked(p.into_inner())), Err(e.into())),
-                }
+            .map(Some)
+        });
+        let (next, result) = match claimed {
+            Ok(mut claim) => {
+                let ptr = claim.with_dependent_mut(|_, c| {
+                    c.as_mut().map_or(std::ptr::null_mut(), |c| c.as_mut_ptr())
+                });
+                let state = ProdState::Claimed {
+                    claim,
+                    len,
+                    kind,
+                    thread: thread::current().id(),
+                };
+                (state, Ok(ptr))
             }
+            Err((p, e)) => (ProdState::Idle(p.into_inner()), Err(e.into())),
         };
         *self = next;
         result
@@ -137,7 +136,7 @@ impl ProdState {
         match self {
             ProdState::Idle(_) => return Err(Fail::Misuse(NO_CLAIM)),
             ProdState::Moving => return Err(Fail::Poisoned),
-            ProdState::Claimed { claim, len, thread } => {
+            ProdState::Claimed { len, .. } => {
                 if let Some(n) = commit {
                     if n > *len {
                         return Err(Fail::Invalid(format!(
@@ -145,115 +144,22 @@ impl ProdState {
                         )));
                     }
                 }
-                if matches!(claim, Claimed::Locked(_)) && *thread != thread::current().id() {
-                    return Err(Fail::Misuse(OTHER_THREAD));
-                }
             }
         }
-        let ProdState::Claimed { claim, .. } = std::mem::replace(self, ProdState::Moving) else {
+        self.check_claim_thread()?;
+        let ProdState::Claimed { mut claim, .. } = std::mem::replace(self, ProdState::Moving)
+        else {
             return Err(Fail::Poisoned);
         };
-        let prod = match claim {
-            Claimed::LockFree(mut c) => {
-                c.with_dependent_mut(|_, claim| finish(claim.take(), commit));
-                Prod::LockFree(c.into_owner().into_inner())
+        claim.with_dependent_mut(|_, c| {
+            if let (Some(c), Some(n)) = (c.take(), commit) {
+                c.commit_len(n);
             }
-            Claimed::Locked(mut c) => {
-                c.with_dependent_mut(|_, claim| finish(claim.take(), commit));
-                Prod::Locked(c.into_owner().into_inner())
-            }
-        };
-        *self = ProdState::Idle(prod);
+            // `None`: dropping the claim aborts it.
+        });
+        *self = ProdState::Idle(claim.into_owner().into_inner());
         Ok(())
     }
-}
-
-impl Claimed {
-    fn into_state(self, len: usize) -> ProdState {
-        ProdState::Claimed {
-            claim: self,
-            len,
-            thread: thread::current().id(),
-        }
-    }
-}
-
-fn claim_in<V: Variant>(
-    p: &mut GenericProducer<V>,
-    len: usize,
-    wait: Wait,
-) -> shmpipe_core::Result<GenericClaim<'_, V>> {
-    match wait {
-        Wait::Never => p.try_claim(len),
-        Wait::Forever => p.claim(len),
-        Wait::For(d) => p.claim_timeout(len, d),
-    }
-}
-
-fn claim_ptr<C: DerefMut<Target = [u8]>>(claim: &mut Option<C>) -> *mut u8 {
-    claim
-        .as_mut()
-        .map_or(std::ptr::null_mut(), |c| c.as_mut_ptr())
-}
-
-fn finish<V: Variant>(claim: Option<GenericClaim<'_, V>>, commit: Option<usize>) {
-    if let (Some(claim), Some(n)) = (claim, commit) {
-        claim.commit_len(n);
-    }
-    // `None`: dropping the claim aborts it.
-}
-
-impl shmpipe_producer {
-    pub(crate) fn new(p: Prod) -> *mut shmpipe_producer {
-        Box::into_raw(Box::new(shmpipe_producer {
-            h: Handle::new(ProdState::Idle(p)),
-        }))
-    }
-}
-
-/// The handle behind `p`.
-///
-/// # Safety
-/// `p` is NULL or a live producer handle.
-#[inline(always)]
-unsafe fn prod<'a>(p: *const shmpipe_producer) -> Result<&'a Handle<ProdState>, Fail> {
-    // A `match`, not `ok_or`: building the `Fail` eagerly would also drop
-    // it on the hot success path.
-    // SAFETY: NULL or a live handle, per the contract.
-    match unsafe { p.as_ref() } {
-        Some(h) => Ok(&h.h),
-        None => Err(Fail::Null("producer")),
-    }
-}
-
-/// Attach a new producer, per `make`, and store it in `*out`.
-///
-/// # Safety
-/// As the public functions that call it.
-unsafe fn make_producer(
-    name: *const c_char,
-    opts: *const shmpipe_options,
-    out_p: *mut *mut shmpipe_producer,
-    create: bool,
-) -> shmpipe_status {
-    ffi(|| {
-        let out_p = out(out_p, "out")?;
-        // SAFETY: non-NULL and writable per the caller's contract.
-        unsafe { out_p.write(std::ptr::null_mut()) };
-        // SAFETY: per the callers' contracts.
-        let name = unsafe { name_arg(name) }?;
-        // SAFETY: per the callers' contracts.
-        let o = unsafe { Opts::read(opts) }?;
-        let p = match (o.which, create) {
-            (Which::LockFree, true) => Prod::LockFree(o.builder().create_producer(name)?),
-            (Which::LockFree, false) => Prod::LockFree(o.builder().open_producer(name)?),
-            (Which::Locked, true) => Prod::Locked(o.builder().create_producer(name)?),
-            (Which::Locked, false) => Prod::Locked(o.builder().open_producer(name)?),
-        };
-        // SAFETY: as above.
-        unsafe { out_p.write(shmpipe_producer::new(p)) };
-        Ok(())
-    })
 }
 
 /// Create the named segment `name` (`/` followed by 1 to 255 characters; it
@@ -273,7 +179,11 @@ pub unsafe extern "C" fn shmpipe_producer_create(
     out: *mut *mut shmpipe_producer,
 ) -> shmpipe_status {
     // SAFETY: the same contract.
-    unsafe { make_producer(name, opts, out, true) }
+    unsafe {
+        make(name, opts, out, |b, n| {
+            b.create_producer(n).map(ProdState::Idle)
+        })
+    }
 }
 
 /// Open the existing segment `name` as its producer. Capacity and wait
@@ -295,7 +205,16 @@ pub unsafe extern "C" fn shmpipe_producer_open(
     out: *mut *mut shmpipe_producer,
 ) -> shmpipe_status {
     // SAFETY: the same contract.
-    unsafe { make_producer(name, opts, out, false) }
+    unsafe {
+        make(name, opts, out, |b, n| {
+            b.open_producer(n).map(ProdState::Idle)
+        })
+    }
+}
+
+/// The handle for a new producer (from a pair).
+pub(crate) fn new_producer(p: AnyProducer) -> *mut shmpipe_producer {
+    new_handle(ProdState::Idle(p))
 }
 
 /// Close the producer side and free the handle (as dropping the Rust
@@ -310,44 +229,20 @@ pub unsafe extern "C" fn shmpipe_producer_open(
 /// child: that does not close the parent's side).
 #[no_mangle]
 pub unsafe extern "C" fn shmpipe_producer_free(producer: *mut shmpipe_producer) -> shmpipe_status {
-    ffi(|| {
-        if producer.is_null() {
-            return Ok(());
-        }
-        // SAFETY: a live handle per the contract.
-        let h = unsafe { prod(producer) }?;
-        h.check_not_busy()?;
-        h.with(|s| match s {
-            ProdState::Claimed {
-                claim: Claimed::Locked(_),
-                thread,
-                ..
-            } if *thread != thread::current().id() => Err(Fail::Misuse(OTHER_THREAD)),
-            _ => Ok(()),
-        })
-        .or_else(|f| match f {
-            // A poisoned handle is still freed.
-            Fail::Poisoned => Ok(()),
-            f => Err(f),
-        })?;
-        // SAFETY: allocated by `shmpipe_producer::new`, freed once (the
-        // contract), and no call is running on it (checked).
-        let b = unsafe { Box::from_raw(producer) };
-        match b.h.into_state() {
-            ProdState::Idle(p) => each_prod!(p, p => p.close())?,
-            ProdState::Claimed { claim, .. } => {
+    // SAFETY: the same contract.
+    unsafe {
+        free(
+            producer,
+            |s| s.check_claim_thread(),
+            |s| match s {
+                ProdState::Idle(p) => Ok(p.close()?),
                 // `into_owner` drops the claim first (an abort; the locked
                 // ring's lock is released), then the producer closes.
-                let p = match claim {
-                    Claimed::LockFree(c) => Prod::LockFree(c.into_owner().into_inner()),
-                    Claimed::Locked(c) => Prod::Locked(c.into_owner().into_inner()),
-                };
-                each_prod!(p, p => p.close())?
-            }
-            ProdState::Moving => {}
-        }
-        Ok(())
-    })
+                ProdState::Claimed { claim, .. } => Ok(claim.into_owner().into_inner().close()?),
+                ProdState::Moving => Ok(()),
+            },
+        )
+    }
 }
 
 /// Send `len` bytes at `buf` as one message if there is room now.
@@ -412,15 +307,16 @@ unsafe fn send(
 ) -> shmpipe_status {
     ffi(|| {
         // SAFETY: per the contract.
-        let h = unsafe { prod(producer) }?;
+        let h = unsafe { lookup(producer) }?;
         // SAFETY: per the contract.
         let msg = unsafe { bytes(buf.cast(), len) }?;
         h.with(|s| {
-            each_prod!(s.idle()?, p => match wait {
+            let p = s.idle()?;
+            match wait {
                 Wait::Never => p.try_send(msg),
                 Wait::Forever => p.send(msg),
                 Wait::For(d) => p.send_timeout(msg, d),
-            })
+            }
             .map_err(Fail::from)
         })
     })
@@ -487,7 +383,7 @@ unsafe fn claim(
 ) -> shmpipe_status {
     ffi(|| {
         // SAFETY: per the contract.
-        let h = unsafe { prod(producer) }?;
+        let h = unsafe { lookup(producer) }?;
         let ptr = out(ptr, "ptr")?;
         let p = h.with(|s| s.begin_claim(len, wait))?;
         // SAFETY: non-NULL and writable per the contract.
@@ -512,7 +408,7 @@ pub unsafe extern "C" fn shmpipe_commit(
 ) -> shmpipe_status {
     ffi(|| {
         // SAFETY: per the contract.
-        let h = unsafe { prod(producer) }?;
+        let h = unsafe { lookup(producer) }?;
         h.with(|s| s.finish_claim(Some(len)))
     })
 }
@@ -528,7 +424,7 @@ pub unsafe extern "C" fn shmpipe_commit(
 pub unsafe extern "C" fn shmpipe_abort(producer: *mut shmpipe_producer) -> shmpipe_status {
     ffi(|| {
         // SAFETY: per the contract.
-        let h = unsafe { prod(producer) }?;
+        let h = unsafe { lookup(producer) }?;
         h.with(|s| s.finish_claim(None))
     })
 }
@@ -544,14 +440,8 @@ pub unsafe extern "C" fn shmpipe_producer_stats(
     producer: *const shmpipe_producer,
     stats: *mut shmpipe_stats,
 ) -> shmpipe_status {
-    ffi(|| {
-        // SAFETY: per the contract.
-        let h = unsafe { prod(producer) }?;
-        let stats = out(stats, "stats")?;
-        let st = h.with(|s| Ok(each_prod!(s.idle()?, p => p.stats())))?;
-        fill_stats(stats, &st);
-        Ok(())
-    })
+    // SAFETY: the same contract.
+    unsafe { stats_of(producer, stats) }
 }
 
 /// The largest message this ring accepts (`capacity / 2 - 8` bytes), and its
@@ -568,21 +458,8 @@ pub unsafe extern "C" fn shmpipe_producer_limits(
     max_message: *mut usize,
     capacity: *mut u64,
 ) -> shmpipe_status {
-    ffi(|| {
-        // SAFETY: per the contract.
-        let h = unsafe { prod(producer) }?;
-        let (m, c) = h.with(|s| Ok(each_prod!(s.idle()?, p => (p.max_message(), p.capacity()))))?;
-        // SAFETY: NULL or writable per the contract.
-        unsafe {
-            if let Some(x) = max_message.as_mut() {
-                *x = m;
-            }
-            if let Some(x) = capacity.as_mut() {
-                *x = c;
-            }
-        }
-        Ok(())
-    })
+    // SAFETY: the same contract.
+    unsafe { limits_of(producer, max_message, capacity) }
 }
 
 /// Whether the consumer is attached, alive, closed or dead
@@ -598,16 +475,8 @@ pub unsafe extern "C" fn shmpipe_producer_peer_state(
     producer: *const shmpipe_producer,
     peer: *mut shmpipe_peer_state,
 ) -> shmpipe_status {
-    ffi(|| {
-        // SAFETY: per the contract.
-        let h = unsafe { prod(producer) }?;
-        let peer = out(peer, "peer")?;
-        let p = h.with(|s| Ok(each_prod!(s.idle()?, p => p.peer_status())?))?;
-        let code = peer_code(p)?;
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { peer.write(code) };
-        Ok(())
-    })
+    // SAFETY: the same contract.
+    unsafe { peer_state_of(producer, peer) }
 }
 
 /// For `shmpipe_waitset_add_producer`: register the producer behind `p` in
@@ -621,6 +490,6 @@ pub(crate) unsafe fn add_to_set(
     room_for: usize,
 ) -> Result<shmpipe_core::Token, Fail> {
     // SAFETY: per the contract.
-    let h = unsafe { prod(p) }?;
-    h.with(|s| Ok(each_prod!(s.idle()?, p => set.add_producer_for(p, room_for)?)))
+    let h = unsafe { lookup(p) }?;
+    h.with(|s| Ok(s.idle()?.add_to(set, room_for)?))
 }

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::ValueEnum;
+use shmpipe::VariantKind;
 
 /// Units accepted after a number of bytes. Binary only: `K` and `KiB` both
 /// mean 1024; decimal `KB`/`MB`/`GB` are refused as ambiguous.
@@ -165,41 +167,16 @@ impl From<WaitArg> for shmpipe::WaitStrategy {
     }
 }
 
-/// The ring design.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VariantArg {
-    /// The lock-free ring (the default).
-    #[value(name = "lockfree", alias = "lock-free")]
-    LockFree,
-    /// The mutex-protected ring.
-    Locked,
-}
-
-impl VariantArg {
-    /// The name the library uses (`SegmentInfo::variant`).
-    pub fn lib_name(self) -> &'static str {
-        match self {
-            VariantArg::LockFree => "lock-free",
-            VariantArg::Locked => "locked",
-        }
-    }
-
-    /// The variant a segment reports in `SegmentInfo::variant`.
-    pub fn from_lib_name(s: &str) -> Option<Self> {
-        match s {
-            "lock-free" => Some(VariantArg::LockFree),
-            "locked" => Some(VariantArg::Locked),
-            _ => None,
-        }
-    }
-
-    /// The flag value that selects this variant.
-    pub fn flag(self) -> &'static str {
-        match self {
-            VariantArg::LockFree => "lockfree",
-            VariantArg::Locked => "locked",
-        }
-    }
+/// `--variant`: the library's [`VariantKind`], parsed by its own `FromStr`,
+/// with clap listing the possible values in `--help` and in usage errors.
+pub fn variant_arg() -> impl TypedValueParser<Value = VariantKind> {
+    PossibleValuesParser::new([
+        PossibleValue::new("lockfree")
+            .alias("lock-free")
+            .help("The lock-free ring (the default)"),
+        PossibleValue::new("locked").help("The mutex-protected ring"),
+    ])
+    .try_map(|s| s.parse::<VariantKind>())
 }
 
 /// `1048576` → `"1MiB"`; sizes that are not a whole unit stay in bytes.

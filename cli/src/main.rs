@@ -3,13 +3,17 @@
 
 mod args;
 mod bench;
+mod fail;
 mod pipe;
 mod segments;
+mod shm;
 mod stress;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+
+use fail::Fail;
 
 const AFTER_HELP: &str = "\
 Segment names are POSIX shared-memory names: '/' followed by 1 to 255 characters
@@ -63,26 +67,6 @@ enum Cmd {
     /// Compare shmpipe with pipes, sockets, message queues, TCP and iceoryx2.
     Bench(bench::BenchArgs),
 }
-
-/// Why a command failed.
-#[derive(Debug)]
-pub enum Fail {
-    /// The arguments do not make sense together (exit status 2).
-    Usage(String),
-    /// Something went wrong while running (exit status 1).
-    Runtime(String),
-    /// A signal stopped the command after it cleaned up (exit status 128 +
-    /// the signal number: 130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
-    Signal {
-        /// The signal number.
-        signal: i32,
-        /// What was done before exiting.
-        msg: String,
-    },
-}
-
-/// What every command returns.
-pub type CmdResult = Result<(), Fail>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -1,25 +1,18 @@
 //! `shmpipe inspect`, `ls` and `rm`: look at and remove segments without
 //! attaching to them.
 
-use std::fs::OpenOptions;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
 
 use clap::Args;
 use serde_json::{json, Value};
-use shmpipe::{EndpointState, Error, SegmentInfo};
+use shmpipe::{EndpointState, Error, SegmentInfo, VariantKind};
 
 use crate::args::{human_size, parse_name};
-use crate::pipe::describe;
-use crate::{CmdResult, Fail};
+use crate::fail::{CmdResult, Fail};
+use crate::shm::{describe, has_magic, shm_path, what_file, SHM_DIR};
 
 /// The widest name `ls` puts in its NAME column.
 const NAME_COLUMN: usize = 32;
-/// Where POSIX shared-memory objects live on Linux.
-const SHM_DIR: &str = "/dev/shm";
-/// The first 8 bytes of every shmpipe segment ("SHMPIPE\0", little-endian).
-const MAGIC: u64 = u64::from_le_bytes(*b"SHMPIPE\0");
 
 /// `shmpipe inspect --help` (set on the subcommand in main.rs).
 pub const INSPECT_ABOUT: &str =
@@ -114,7 +107,7 @@ fn info_json(name: &str, info: &SegmentInfo) -> Value {
     json!({
         "name": name,
         "status": "ok",
-        "variant": info.variant,
+        "variant": info.variant.name(),
         "wait": info.wait.name(),
         "capacity": info.capacity,
         "size": info.size,
@@ -267,69 +260,10 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
         "wake syscalls:  {} by the producer, {} by the consumer",
         s.producer_wake_syscalls, s.consumer_wake_syscalls
     );
-    if info.variant == "locked" {
+    if info.variant == VariantKind::Locked {
         println!("lock repairs:   {}", s.lock_repairs);
     }
     Ok(())
-}
-
-/// Path of segment `name` (already validated: "/x" → "/dev/shm/x").
-pub(crate) fn shm_path(name: &str) -> PathBuf {
-    Path::new(SHM_DIR).join(name.trim_start_matches('/'))
-}
-
-/// What the object behind `name` is, for messages about files that are not
-/// (usable) shmpipe segments: "an empty file (mode 0644, ...)".
-pub(crate) fn what_file(name: &str) -> Option<String> {
-    let m = std::fs::symlink_metadata(shm_path(name)).ok()?;
-    let t = m.file_type();
-    let kind = if t.is_dir() {
-        "a directory"
-    } else if t.is_symlink() {
-        "a symbolic link"
-    } else if !t.is_file() {
-        "a special file (FIFO, socket or device)"
-    } else {
-        ""
-    };
-    let perms = format!("mode {:04o}, owner uid {}", m.mode() & 0o7777, m.uid());
-    if !kind.is_empty() {
-        return Some(format!("{kind} ({perms}), not a shmpipe segment"));
-    }
-    let size = m.len();
-    Some(if size == 0 {
-        format!("an empty file ({perms}), not a shmpipe segment (or one whose creator died before sizing it)")
-    } else if size < HEADER_BYTES {
-        format!("a {size}-byte file ({perms}), too small for a shmpipe segment")
-    } else if has_magic(name) {
-        format!("a {size}-byte file with the shmpipe magic word ({perms})")
-    } else {
-        format!(
-            "a {size}-byte file without the shmpipe magic word ({perms}), not a shmpipe segment"
-        )
-    })
-}
-
-/// Size of a segment's header (DESIGN.md, section 1).
-const HEADER_BYTES: u64 = 896;
-
-/// Whether the regular file behind `name` starts with the shmpipe magic
-/// word. Never blocks (a FIFO is not opened) and never follows a symlink.
-fn has_magic(name: &str) -> bool {
-    let path = shm_path(name);
-    match std::fs::symlink_metadata(&path) {
-        Ok(m) if m.file_type().is_file() => {}
-        _ => return false,
-    }
-    let Ok(mut f) = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&path)
-    else {
-        return false;
-    };
-    let mut word = [0u8; 8];
-    f.read_exact(&mut word).is_ok() && u64::from_le_bytes(word) == MAGIC
 }
 
 /// One entry of `ls`.

@@ -9,19 +9,26 @@
 
 use std::collections::BTreeSet;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
 use serde_json::json;
-use shmpipe::{Error, GenericBuilder, GenericConsumer, GenericProducer, LockFree, Locked, Variant};
+use shmpipe::{
+    Error, GenericBuilder, GenericConsumer, GenericProducer, LockFree, Locked, Variant, VariantKind,
+};
 
 use crate::args::{
     approx_size, human_size, parse_capacity, parse_count, parse_seconds, parse_size_range,
-    SizeRange, VariantArg, WaitArg,
+    variant_arg, SizeRange, WaitArg,
 };
-use crate::{CmdResult, Fail};
+use crate::fail::{CmdResult, Fail};
 
 /// Bytes before the payload: sequence number and checksum.
 const HEADER: u64 = 16;
@@ -48,8 +55,8 @@ pub struct StressArgs {
     #[arg(long, short, value_parser = parse_seconds, value_name = "SECONDS", conflicts_with = "messages")]
     pub seconds: Option<Duration>,
     /// Ring design
-    #[arg(long, value_enum, default_value = "lockfree")]
-    pub variant: VariantArg,
+    #[arg(long, value_parser = variant_arg(), default_value = "lockfree")]
+    pub variant: VariantKind,
     /// How idle sides wait
     #[arg(long, value_enum, default_value = "futex", value_name = "STRATEGY")]
     pub wait: WaitArg,
@@ -312,15 +319,11 @@ fn produce<V: Variant>(mut p: GenericProducer<V>, plan: &Plan) -> (u64, u64, u64
 
 fn write_all_fd(fd: &OwnedFd, mut data: &[u8]) {
     while !data.is_empty() {
-        // SAFETY: valid fd and a readable buffer of data.len() bytes.
-        let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-        if n < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::EINTR) => {}
+            Err(_) => return,
         }
-        data = &data[n as usize..];
     }
 }
 
@@ -448,8 +451,8 @@ pub fn run(a: &StressArgs) -> CmdResult {
         )));
     }
     match a.variant {
-        VariantArg::LockFree => run_with::<LockFree>(a),
-        VariantArg::Locked => run_with::<Locked>(a),
+        VariantKind::LockFree => run_with::<LockFree>(a),
+        VariantKind::Locked => run_with::<Locked>(a),
     }
 }
 
@@ -471,30 +474,19 @@ fn run_with<V: Variant>(a: &StressArgs) -> CmdResult {
         .wait(wait)
         .anonymous()
         .map_err(|e| Fail::Runtime(format!("creating the ring: {e}")))?;
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds is a valid out-array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Fail::Runtime(format!(
-            "creating the report pipe: {}",
-            io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| Fail::Runtime(format!("creating the report pipe: {e}")))?;
     let start = Instant::now();
     // SAFETY: the process is single-threaded here (no progress-bar thread
     // yet), so the child may run ordinary Rust code; it ends with _exit.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(Fail::Runtime(format!(
-            "fork: {}",
-            io::Error::last_os_error()
-        )));
-    }
-    if pid == 0 {
-        drop(rd);
-        child(pair, &plan, wr);
-    }
+    let pid = match unsafe { fork() } {
+        Ok(ForkResult::Parent { child: pid }) => pid,
+        Ok(ForkResult::Child) => {
+            drop(rd);
+            child(pair, &plan, wr);
+        }
+        Err(e) => return Err(Fail::Runtime(format!("fork: {e}"))),
+    };
     drop(wr);
     let mut c = match pair.into_consumer() {
         Ok(c) => c,
@@ -613,7 +605,7 @@ fn run_with<V: Variant>(a: &StressArgs) -> CmdResult {
     let bw = books.bytes_received as f64 / secs;
     if a.json {
         let v = json!({
-            "variant": V::NAME,
+            "variant": VariantKind::of::<V>().name(),
             "wait": wait.name(),
             "capacity": a.capacity,
             "size_min": plan.range.min,
@@ -641,7 +633,7 @@ fn run_with<V: Variant>(a: &StressArgs) -> CmdResult {
     } else {
         println!(
             "stress: {} ring, {} waits, capacity {}, messages of {}..{} bytes, seed {}",
-            V::NAME,
+            VariantKind::of::<V>(),
             wait.name(),
             human_size(a.capacity),
             plan.range.min,
@@ -697,39 +689,28 @@ fn run_with<V: Variant>(a: &StressArgs) -> CmdResult {
     }
 }
 
-fn kill_and_reap(pid: libc::pid_t) {
-    // SAFETY: pid is our own child, not yet reaped.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+fn kill_and_reap(pid: Pid) {
+    // Our own child, not yet reaped: an error can only say it is gone.
+    let _ = kill(pid, Signal::SIGKILL);
     reap(pid);
 }
 
 /// Wait for the child (at most 60 s, then kill it); its exit code, or None
 /// if a signal ended it.
-fn reap(pid: libc::pid_t) -> Option<i32> {
+fn reap(pid: Pid) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut status = 0;
     loop {
-        // SAFETY: pid is our own child; status is a valid out-pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            break;
-        }
-        if r < 0 {
-            return None;
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Some(code),
+            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+            Ok(_) | Err(_) => return None, // killed by a signal, or not ours
         }
         if Instant::now() >= deadline {
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            // SAFETY: as above; blocks until the killed child is reaped.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None); // blocks until the killed child is reaped
             return None;
         }
         std::thread::sleep(Duration::from_millis(2));
-    }
-    if libc::WIFEXITED(status) {
-        Some(libc::WEXITSTATUS(status))
-    } else {
-        None
     }
 }
 

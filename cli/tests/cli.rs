@@ -260,7 +260,7 @@ fn inspect_reports_header_counters_and_endpoints() {
     assert_code(&o, 0);
     let text = o.stdout_str();
     for needle in [
-        "lock-free",
+        "lockfree",
         "futex",
         "1MiB (1048576 bytes)",
         "largest message 524280 bytes",
@@ -273,7 +273,7 @@ fn inspect_reports_header_counters_and_endpoints() {
     }
     let j = inspect(&seg.name).unwrap();
     assert_eq!(j["name"], seg.name.as_str());
-    assert_eq!(j["variant"], "lock-free");
+    assert_eq!(j["variant"], "lockfree");
     assert_eq!(j["wait"], "futex");
     assert_eq!(j["capacity"], 1 << 20);
     assert_eq!(j["size"], 896 + (1 << 20));

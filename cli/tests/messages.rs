@@ -129,7 +129,7 @@ fn ls_puts_long_names_on_their_own_line() {
         .position(|l| *l == long.name)
         .unwrap_or_else(|| panic!("the long name alone on a line:\n{text}"));
     assert!(
-        lines[i + 1].contains("lock-free"),
+        lines[i + 1].contains("lockfree"),
         "its row follows: {}",
         lines[i + 1]
     );

@@ -177,7 +177,7 @@ fn variant_conflict_reader_first() {
     let mut r = spawn(&["read", &seg.name], Stdio::null()); // creates a lock-free ring
     wait_attached(&mut r, &seg, "consumer");
     let w = run(&["write", &seg.name, "--variant", "locked"], b"data");
-    assert_fails(&w, "is a lock-free ring, but --variant locked was given");
+    assert_fails(&w, "is a lockfree ring, but --variant locked was given");
     assert!(
         w.stderr.contains("so the reader waiting on it stops too"),
         "{}",

@@ -32,7 +32,7 @@ fn lockfree_futex() {
         &["--messages", "20000", "--variant", "lockfree"],
         Some(20000),
     );
-    assert_eq!(j["variant"], "lock-free");
+    assert_eq!(j["variant"], "lockfree");
     assert_eq!(j["wait"], "futex");
 }
 

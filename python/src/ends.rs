@@ -29,7 +29,9 @@ use pyo3::types::{PyBytes, PyDict, PyMemoryView};
 
 use shmpipe_core::{EndpointState, Error, Stats};
 
-use crate::any::{AnyConsumer, AnyMessage, AnyPair, AnyProducer, Kind};
+use crate::any::{
+    AnyConsumer, AnyMessage, AnyPair, AnyProducer, MessageBytes, VariantKind, WaitMessage, WaitRoom,
+};
 use crate::buffer::Input;
 use crate::{deadline_of, err, error, fork_epoch, poll_then_wait};
 
@@ -39,7 +41,7 @@ pub struct Info {
     pub capacity: u64,
     pub max_message: usize,
     pub wait: &'static str,
-    pub kind: Kind,
+    pub kind: VariantKind,
     pub name: Option<String>,
 }
 

@@ -24,7 +24,7 @@ use pyo3::types::{PyDict, PyInt, PyType};
 
 use shmpipe_core::{Error, WaitStrategy, MAX_CAPACITY, MIN_CAPACITY};
 
-use any::{AnyPair, Kind, NewRing};
+use any::{AnyPair, NewRing, VariantKind};
 use ends::{Consumer, Info, MessageBase, Producer};
 
 /// How long a blocking call waits with the GIL released before it takes the
@@ -363,7 +363,9 @@ fn new_ring(
     Ok(NewRing {
         capacity: capacity_of(py, capacity)?,
         wait: wait.parse::<WaitStrategy>().map_err(|e| err(py, e))?,
-        kind: Kind::parse(variant).map_err(|e| err(py, e))?,
+        kind: variant
+            .parse::<VariantKind>()
+            .map_err(|e| err(py, e.into()))?,
     })
 }
 

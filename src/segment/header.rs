@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::layout::{self, Header, HEADER_SIZE, MAGIC, VERSION};
 use crate::sync::Ordering;
+use crate::variant::VariantKind;
 use crate::wait::WaitStrategy;
 
 /// Configuration validated from the header once, at attach time. The header
@@ -78,18 +79,13 @@ pub(super) fn validate(h: &Header, size: u64, variant: u32) -> Result<Option<Geo
         });
     }
     let found = c.variant.load(Ordering::Relaxed);
-    let variant_name = |v| match v {
-        layout::VARIANT_LOCKFREE => Some("lock-free"),
-        layout::VARIANT_LOCKED => Some("locked"),
-        _ => None,
-    };
-    let found_name =
-        variant_name(found).ok_or_else(|| Error::corrupted("variant field", found as u64))?;
-    if variant != 0 && found != variant {
+    let found_kind = VariantKind::from_code(found)
+        .ok_or_else(|| Error::corrupted("variant field", found as u64))?;
+    if let Some(expected) = VariantKind::from_code(variant).filter(|&k| k != found_kind) {
         return Err(Error::WrongVariant {
             name: None,
-            found: found_name,
-            expected: variant_name(variant).unwrap_or("unknown"),
+            found: found_kind,
+            expected,
         });
     }
     let code = c.wait.load(Ordering::Relaxed);

@@ -1,14 +1,16 @@
 //! File-descriptor transports: pipe, FIFO, Unix stream and seqpacket
 //! sockets, TCP over loopback. One endpoint type serves them all.
 
-use std::ffi::CString;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType};
+use nix::sys::stat::Mode as FileMode;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::harness::{aborted, os_err, retry_or_fail, Endpoint, Mode, Transport};
+use super::harness::{aborted, retry_or_fail, Endpoint, Mode, Transport};
 
 /// How messages travel over the descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,20 +65,16 @@ impl FdEnd {
     }
 }
 
-fn set_nonblocking(fd: RawFd, on: bool) -> Result<(), String> {
-    // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(os_err("fcntl(F_GETFL)"));
-    }
+fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> Result<(), String> {
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| format!("fcntl(F_GETFL): {e}"))?;
+    let flags = OFlag::from_bits_retain(flags);
     let new = if on {
-        flags | libc::O_NONBLOCK
+        flags | OFlag::O_NONBLOCK
     } else {
-        flags & !libc::O_NONBLOCK
+        flags - OFlag::O_NONBLOCK
     };
-    // SAFETY: as above.
-    if new != flags && unsafe { libc::fcntl(fd, libc::F_SETFL, new) } < 0 {
-        return Err(os_err("fcntl(F_SETFL)"));
+    if new != flags {
+        fcntl(fd, FcntlArg::F_SETFL(new)).map_err(|e| format!("fcntl(F_SETFL): {e}"))?;
     }
     Ok(())
 }
@@ -84,9 +82,9 @@ fn set_nonblocking(fd: RawFd, on: bool) -> Result<(), String> {
 impl Endpoint for FdEnd {
     fn set_mode(&mut self, mode: Mode) -> Result<(), String> {
         self.spin = mode == Mode::Spin;
-        set_nonblocking(self.rx.as_raw_fd(), self.spin)?;
+        set_nonblocking(self.rx.as_fd(), self.spin)?;
         if let Some(tx) = &self.tx {
-            set_nonblocking(tx.as_raw_fd(), self.spin)?;
+            set_nonblocking(tx.as_fd(), self.spin)?;
         }
         Ok(())
     }
@@ -153,31 +151,12 @@ impl Endpoint for FdEnd {
 }
 
 fn raw_pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(os_err("pipe"));
-    }
-    // SAFETY: fresh descriptors from pipe2, owned from here on.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))
 }
 
-fn socketpair(kind: i32) -> Result<(OwnedFd, OwnedFd), String> {
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` has room for the two descriptors socketpair writes.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            kind | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(os_err("socketpair"));
-    }
-    // SAFETY: fresh descriptors from socketpair, owned from here on.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+fn socketpair(kind: SockType) -> Result<(OwnedFd, OwnedFd), String> {
+    nix::sys::socket::socketpair(AddressFamily::Unix, kind, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(|e| format!("socketpair: {e}"))
 }
 
 /// An anonymous pipe in each direction.
@@ -212,19 +191,12 @@ pub struct FifoDir {
     up: PathBuf,
 }
 
-fn cpath(p: &std::path::Path) -> Result<CString, String> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("{} contains NUL", p.display()))
-}
-
-fn open_fd(p: &std::path::Path, flags: i32) -> std::io::Result<OwnedFd> {
-    let c = CString::new(p.as_os_str().as_bytes())?;
-    // SAFETY: `c` is a valid NUL-terminated path.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor from open, owned from here on.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn open_fd(p: &std::path::Path, flags: OFlag) -> std::io::Result<OwnedFd> {
+    Ok(nix::fcntl::open(
+        p,
+        flags | OFlag::O_CLOEXEC,
+        FileMode::empty(),
+    )?)
 }
 
 impl Transport for Fifo {
@@ -235,24 +207,15 @@ impl Transport for Fifo {
     }
     fn setup(&self, _size: usize) -> Result<FifoDir, String> {
         let template = std::env::temp_dir().join("shmpipe-bench-fifo-XXXXXX");
-        let mut t = cpath(&template)?.into_bytes_with_nul();
-        // SAFETY: `t` is a writable NUL-terminated template ending in XXXXXX.
-        if unsafe { libc::mkdtemp(t.as_mut_ptr().cast()) }.is_null() {
-            return Err(os_err("mkdtemp"));
-        }
-        t.pop();
-        let dir = PathBuf::from(std::ffi::OsStr::from_bytes(&t));
+        let dir = nix::unistd::mkdtemp(&template).map_err(|e| format!("mkdtemp: {e}"))?;
         let guard = DirGuard {
             dir: dir.clone(),
             owner: std::process::id(),
         };
         let (down, up) = (dir.join("down"), dir.join("up"));
         for p in [&down, &up] {
-            let c = cpath(p)?;
-            // SAFETY: `c` is a valid NUL-terminated path.
-            if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-                return Err(os_err("mkfifo"));
-            }
+            nix::unistd::mkfifo(p, FileMode::from_bits_truncate(0o600))
+                .map_err(|e| format!("mkfifo {}: {e}", p.display()))?;
         }
         Ok(FifoDir { guard, down, up })
     }
@@ -260,11 +223,11 @@ impl Transport for Fifo {
         // Open our read end first (never blocks with O_NONBLOCK), then wait
         // for the child's reader so our write end can open: no open(2)
         // blocks forever if the child fails.
-        let rx = open_fd(&s.up, libc::O_RDONLY | libc::O_NONBLOCK)
+        let rx = open_fd(&s.up, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
             .map_err(|e| format!("open {}: {e}", s.up.display()))?;
         let deadline = Instant::now() + Duration::from_secs(20);
         let tx = loop {
-            match open_fd(&s.down, libc::O_WRONLY | libc::O_NONBLOCK) {
+            match open_fd(&s.down, OFlag::O_WRONLY | OFlag::O_NONBLOCK) {
                 Ok(fd) => break fd,
                 Err(e)
                     if e.raw_os_error() == Some(libc::ENXIO)
@@ -282,10 +245,10 @@ impl Transport for Fifo {
         Ok(end)
     }
     fn child(&self, s: FifoDir, size: usize) -> Result<FdEnd, String> {
-        let rx = open_fd(&s.down, libc::O_RDONLY | libc::O_NONBLOCK)
+        let rx = open_fd(&s.down, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
             .map_err(|e| format!("open {}: {e}", s.down.display()))?;
         let tx =
-            open_fd(&s.up, libc::O_WRONLY).map_err(|e| format!("open {}: {e}", s.up.display()))?;
+            open_fd(&s.up, OFlag::O_WRONLY).map_err(|e| format!("open {}: {e}", s.up.display()))?;
         let mut end = FdEnd::new(rx, Some(tx), Framing::Pipe, size);
         end.set_mode(Mode::Block)?;
         Ok(end)
@@ -295,7 +258,7 @@ impl Transport for Fifo {
 /// A Unix-domain socket pair of the given type.
 pub struct UnixPair {
     pub name: &'static str,
-    pub kind: i32,
+    pub kind: SockType,
 }
 
 impl Transport for UnixPair {
@@ -317,7 +280,7 @@ impl Transport for UnixPair {
 
 impl UnixPair {
     fn framing(&self) -> Framing {
-        if self.kind == libc::SOCK_SEQPACKET {
+        if self.kind == SockType::SeqPacket {
             Framing::Packet
         } else {
             Framing::StreamSocket

@@ -5,12 +5,17 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use nix::fcntl::OFlag;
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
 
 /// Set by the parent's watchdog when it killed a hung child: spin loops and
 /// timed waits in the parent give up when they see it.
@@ -330,17 +335,9 @@ pub struct Cpus {
 
 /// Pick two CPUs from this process's affinity mask.
 pub fn pick_cpus() -> Option<Cpus> {
-    // SAFETY: cpu_set_t is plain data; zeroed is a valid empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid cpu_set_t of the size we pass.
-    let rc =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: CPU_ISSET reads the set we own.
-    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+    let set = current_affinity()?;
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
         .collect();
     if cpus.len() < 2 {
         return None;
@@ -352,37 +349,22 @@ pub fn pick_cpus() -> Option<Cpus> {
 }
 
 /// The calling thread's affinity mask, to restore later.
-pub fn current_affinity() -> Option<libc::cpu_set_t> {
-    // SAFETY: as in `pick_cpus`.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid cpu_set_t of the size we pass.
-    let rc =
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    (rc == 0).then_some(set)
+pub fn current_affinity() -> Option<CpuSet> {
+    sched_getaffinity(Pid::from_raw(0)).ok()
 }
 
-pub fn set_affinity(set: &libc::cpu_set_t) -> bool {
-    // SAFETY: `set` is a valid cpu_set_t of the size we pass.
-    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) == 0 }
+pub fn set_affinity(set: &CpuSet) -> bool {
+    sched_setaffinity(Pid::from_raw(0), set).is_ok()
 }
 
 /// Pin the calling thread to one CPU.
 pub fn pin(cpu: usize) -> bool {
-    // SAFETY: as in `pick_cpus`.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU_SET writes inside the set we own (cpu < CPU_SETSIZE).
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    set_affinity(&set)
+    let mut set = CpuSet::new();
+    set.set(cpu).is_ok() && set_affinity(&set)
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: pipe2 succeeded, so both are fresh descriptors we now own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))
 }
 
 fn clean(s: &str) -> String {
@@ -430,32 +412,34 @@ pub fn session<T: Transport>(
     };
     // SAFETY: the bench runs no other threads at this point (the watchdog of
     // the previous session was joined), so the child may allocate freely.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        out.error = Some(format!("fork: {}", std::io::Error::last_os_error()));
-        return out;
-    }
-    if pid == 0 {
-        drop(ctrl_r);
-        drop(go_w);
-        let bound = plan.watchdog().as_secs() as u32 + 30;
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            child_main(
-                t,
-                setup,
-                size,
-                &phases,
-                cpus,
-                bound,
-                File::from(ctrl_w),
-                File::from(go_r),
-            )
-        }))
-        .unwrap_or(3);
-        // SAFETY: _exit ends the child without running the parent's atexit
-        // handlers or flushing its inherited stdio buffers.
-        unsafe { libc::_exit(code) };
-    }
+    let pid = match unsafe { fork() } {
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => {
+            out.error = Some(format!("fork: {e}"));
+            return out;
+        }
+        Ok(ForkResult::Child) => {
+            drop(ctrl_r);
+            drop(go_w);
+            let bound = plan.watchdog().as_secs() as u32 + 30;
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                child_main(
+                    t,
+                    setup,
+                    size,
+                    &phases,
+                    cpus,
+                    bound,
+                    File::from(ctrl_w),
+                    File::from(go_r),
+                )
+            }))
+            .unwrap_or(3);
+            // SAFETY: _exit ends the child without running the parent's atexit
+            // handlers or flushing its inherited stdio buffers.
+            unsafe { libc::_exit(code) };
+        }
+    };
     drop(ctrl_w);
     drop(go_r);
 
@@ -464,8 +448,8 @@ pub fn session<T: Transport>(
     let watchdog = std::thread::spawn(move || {
         if let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(bound) {
             ABORT.store(true, Ordering::Relaxed);
-            // SAFETY: `pid` is our own child, not yet reaped.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // Our own child, not yet reaped.
+            let _ = kill(pid, Signal::SIGKILL);
             true
         } else {
             false
@@ -489,13 +473,11 @@ pub fn session<T: Transport>(
         if out.unavailable.is_none() {
             out.error = Some(e);
         }
-        // SAFETY: `pid` is our own child, not yet reaped.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // Our own child, not yet reaped.
+        let _ = kill(pid, Signal::SIGKILL);
     }
     drop(go);
-    let mut status = 0;
-    // SAFETY: waits for our own child; `status` is a valid out pointer.
-    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+    let waited = waitpid(pid, None);
     let _ = stop_tx.send(());
     let fired = watchdog.join().unwrap_or(false);
     ABORT.store(false, Ordering::Relaxed);
@@ -505,11 +487,11 @@ pub fn session<T: Transport>(
             t.name(),
             bound.as_secs()
         ));
-    } else if out.error.is_none() && out.unavailable.is_none() {
-        let clean_exit = waited == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-        if !clean_exit {
-            out.error = Some(format!("child ended badly (wait status {status:#x})"));
-        }
+    } else if out.error.is_none()
+        && out.unavailable.is_none()
+        && !matches!(waited, Ok(WaitStatus::Exited(_, 0)))
+    {
+        out.error = Some(format!("child ended badly ({waited:?})"));
     }
     out
 }
@@ -712,12 +694,10 @@ fn child_main<T: Transport>(
     mut ctrl: File,
     mut go: File,
 ) -> i32 {
-    // SAFETY: plain syscalls on this process: die with the parent, and
-    // never outlive a generous bound even if the parent hangs.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        libc::alarm(bound_secs);
-    }
+    // Die with the parent, and never outlive a generous bound even if the
+    // parent hangs (best effort: a failure leaves only the bound).
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    nix::unistd::alarm::set(bound_secs);
     if let Some(c) = cpus {
         pin(c.child);
     }

@@ -31,6 +31,10 @@
 //! All run across `fork()` on the CPUs the transports use (memcpy on the
 //! parent's); medians of the runs are reported.
 
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -115,37 +119,32 @@ impl Drop for Shared {
 }
 
 /// Fork; the child pins itself and runs `child`, then `_exit`s.
-fn fork_run(cpus: Option<Cpus>, child: impl FnOnce()) -> Result<libc::pid_t, String> {
+fn fork_run(cpus: Option<Cpus>, child: impl FnOnce()) -> Result<Pid, String> {
     // SAFETY: the child only touches the shared mapping and exits.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(harness::os_err("fork"));
-    }
-    if pid == 0 {
-        if let Some(c) = cpus {
-            harness::pin(c.child);
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { child }) => Ok(child),
+        Ok(ForkResult::Child) => {
+            if let Some(c) = cpus {
+                harness::pin(c.child);
+            }
+            child();
+            // SAFETY: leave the child without running the parent's destructors.
+            unsafe { libc::_exit(0) }
         }
-        child();
-        // SAFETY: leave the child without running the parent's destructors.
-        unsafe { libc::_exit(0) };
+        Err(e) => Err(format!("fork: {e}")),
     }
-    Ok(pid)
 }
 
-fn reap(pid: libc::pid_t, deadline: Instant) -> Result<(), String> {
+fn reap(pid: Pid, deadline: Instant) -> Result<(), String> {
     loop {
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return Ok(());
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+            _ => return Ok(()),
         }
         if Instant::now() > deadline {
-            // SAFETY: killing and reaping our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
+            // Killing and reaping our own child.
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
             return Err("reference run did not finish".into());
         }
         std::thread::sleep(Duration::from_millis(1));

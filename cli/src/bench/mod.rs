@@ -159,14 +159,14 @@ fn measure(
         "unix-stream" => {
             let t = fd::UnixPair {
                 name: "unix-stream",
-                kind: libc::SOCK_STREAM,
+                kind: nix::sys::socket::SockType::Stream,
             };
             session(&t, size, plan, cpus, tick)
         }
         "unix-seqpacket" => {
             let t = fd::UnixPair {
                 name: "unix-seqpacket",
-                kind: libc::SOCK_SEQPACKET,
+                kind: nix::sys::socket::SockType::SeqPacket,
             };
             session(&t, size, plan, cpus, tick)
         }

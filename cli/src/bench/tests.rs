@@ -179,8 +179,7 @@ fn a_hung_child_is_killed_by_the_watchdog() {
 
 /// Voluntary context switches of the calling thread so far.
 fn voluntary_switches() -> u64 {
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    let tid = nix::unistd::gettid();
     let status =
         std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap_or_default();
     status

@@ -1,0 +1,922 @@
+//! Endpoints whose ring variant is chosen, or found in the segment, at run
+//! time: [`AnyBuilder`], [`AnyProducer`], [`AnyConsumer`], [`AnyPair`],
+//! with [`AnyClaim`] and [`AnyMessage`].
+//!
+//! The generic endpoints ([`crate::GenericProducer`] etc.) fix the variant
+//! at compile time. A program that learns it from a flag, or from the
+//! segment it opens (a CLI, a C or Python binding, a bridge), holds one of
+//! these enums instead. Each method is one `match` on the variant that calls
+//! the generic method, inlined: the per-message work stays the monomorphic
+//! code of the generic endpoint, and the dispatch costs one branch per call,
+//! never per byte.
+//!
+//! ```
+//! use shmpipe::{AnyBuilder, VariantKind};
+//!
+//! let name = format!("/shmpipe-any-doc-{}", std::process::id());
+//! // Created as a locked ring...
+//! let mut tx = AnyBuilder::new(VariantKind::Locked).create_producer(&name)?;
+//! // ...and opened without knowing it: the variant is read from the segment.
+//! let mut rx = AnyBuilder::default().open_consumer(&name)?;
+//! assert_eq!(rx.kind(), VariantKind::Locked);
+//! tx.send(b"hello")?;
+//! let mut buf = [0u8; 16];
+//! let n = rx.recv_into(&mut buf)?;
+//! assert_eq!(&buf[..n], b"hello");
+//! # Ok::<(), shmpipe::Error>(())
+//! ```
+
+use std::io;
+use std::time::Duration;
+
+use crate::builder::{Builder, Pair};
+use crate::error::{Error, Result};
+use crate::ring::{Claim, Consumer, LockFree, Locked, Message, PeerStatus, Producer, Stats};
+use crate::variant::VariantKind;
+use crate::wait::WaitStrategy;
+
+/// `match` `$v` (an enum `$ty` with one variant per ring design) and run
+/// `$body` with `$x` bound to the generic value inside.
+macro_rules! each {
+    ($ty:ident, $v:expr, $x:ident => $body:expr) => {
+        match $v {
+            $ty::LockFree($x) => $body,
+            $ty::Locked($x) => $body,
+        }
+    };
+}
+
+/// How many times an open that meets a concurrent create, remove or
+/// replacement of the segment tries again before it reports the error.
+const ATTEMPTS: usize = 5;
+
+// ---------------------------------------------------------------------------
+// Builder
+
+/// A [`Builder`](crate::Builder) whose variant is a value: it creates rings
+/// of [`Self::new`]'s kind, and opens existing ones of whichever kind their
+/// segment records (unless [`Self::detect`] is off).
+#[derive(Debug, Clone)]
+pub struct AnyBuilder {
+    kind: VariantKind,
+    detect: bool,
+    lock_free: Builder<LockFree>,
+    locked: Builder<Locked>,
+}
+
+impl Default for AnyBuilder {
+    /// [`VariantKind::LockFree`], detecting on open, the builder defaults.
+    fn default() -> Self {
+        AnyBuilder::new(VariantKind::default())
+    }
+}
+
+/// An endpoint of [`AnyBuilder::open_or_create_producer`] /
+/// [`AnyBuilder::open_or_create_consumer`], and whether that call created
+/// the segment.
+#[derive(Debug)]
+pub struct Attached<E> {
+    /// The endpoint.
+    pub end: E,
+    /// `true`: this call created the segment; `false`: it existed.
+    pub created: bool,
+}
+
+impl AnyBuilder {
+    /// A builder for rings of `kind`, with the [`Builder`](crate::Builder)
+    /// defaults, that detects the variant of segments it opens.
+    pub fn new(kind: VariantKind) -> Self {
+        AnyBuilder {
+            kind,
+            detect: true,
+            lock_free: Builder::default(),
+            locked: Builder::default(),
+        }
+    }
+
+    /// The kind of ring this builder creates.
+    pub fn kind(&self) -> VariantKind {
+        self.kind
+    }
+
+    /// Whether opening a segment of the other kind attaches as that kind
+    /// (`true`, the default) or fails with [`Error::WrongVariant`], which
+    /// attaches nothing (`false`).
+    pub fn detect(mut self, yes: bool) -> Self {
+        self.detect = yes;
+        self
+    }
+
+    /// As [`Builder::capacity`](crate::GenericBuilder::capacity).
+    pub fn capacity(mut self, bytes: u64) -> Self {
+        self.lock_free = self.lock_free.capacity(bytes);
+        self.locked = self.locked.capacity(bytes);
+        self
+    }
+
+    /// As [`Builder::wait`](crate::GenericBuilder::wait).
+    pub fn wait(mut self, strategy: WaitStrategy) -> Self {
+        self.lock_free = self.lock_free.wait(strategy);
+        self.locked = self.locked.wait(strategy);
+        self
+    }
+
+    /// As [`Builder::mode`](crate::GenericBuilder::mode).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.lock_free = self.lock_free.mode(mode);
+        self.locked = self.locked.mode(mode);
+        self
+    }
+
+    /// As [`Builder::unlink_on_drop`](crate::GenericBuilder::unlink_on_drop).
+    pub fn unlink_on_drop(mut self, yes: bool) -> Self {
+        self.lock_free = self.lock_free.unlink_on_drop(yes);
+        self.locked = self.locked.unlink_on_drop(yes);
+        self
+    }
+
+    /// As [`Builder::open_timeout`](crate::GenericBuilder::open_timeout).
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_free = self.lock_free.open_timeout(timeout);
+        self.locked = self.locked.open_timeout(timeout);
+        self
+    }
+
+    /// As [`Builder::allow_shared_permissions`](crate::GenericBuilder::allow_shared_permissions).
+    pub fn allow_shared_permissions(mut self, yes: bool) -> Self {
+        self.lock_free = self.lock_free.allow_shared_permissions(yes);
+        self.locked = self.locked.allow_shared_permissions(yes);
+        self
+    }
+
+    /// Create the named segment `name` as a ring of this builder's kind and
+    /// attach as its producer.
+    ///
+    /// # Errors
+    /// As [`Builder::create_producer`](crate::GenericBuilder::create_producer).
+    pub fn create_producer(&self, name: &str) -> Result<AnyProducer> {
+        AnyProducer::create(self, self.kind, name)
+    }
+
+    /// Create the named segment `name` and attach as its consumer.
+    ///
+    /// # Errors
+    /// As [`Self::create_producer`].
+    pub fn create_consumer(&self, name: &str) -> Result<AnyConsumer> {
+        AnyConsumer::create(self, self.kind, name)
+    }
+
+    /// Open the existing segment `name` as its producer, of the kind its
+    /// header records (see [`Self::detect`]).
+    ///
+    /// # Errors
+    /// As [`Builder::open_producer`](crate::GenericBuilder::open_producer);
+    /// `WrongVariant` only with detection off.
+    pub fn open_producer(&self, name: &str) -> Result<AnyProducer> {
+        self.open_detecting(name)
+    }
+
+    /// Open the existing segment `name` as its consumer.
+    ///
+    /// # Errors
+    /// As [`Self::open_producer`].
+    pub fn open_consumer(&self, name: &str) -> Result<AnyConsumer> {
+        self.open_detecting(name)
+    }
+
+    /// Create `name` as a ring of this builder's kind, or, if it exists,
+    /// open it as [`Self::open_producer`] does; a segment removed or created
+    /// by another process in between is tried again.
+    ///
+    /// # Errors
+    /// As [`Self::create_producer`] and [`Self::open_producer`].
+    pub fn open_or_create_producer(&self, name: &str) -> Result<Attached<AnyProducer>> {
+        self.open_or_create(name)
+    }
+
+    /// As [`Self::open_or_create_producer`], for the consumer.
+    ///
+    /// # Errors
+    /// As [`Self::open_or_create_producer`].
+    pub fn open_or_create_consumer(&self, name: &str) -> Result<Attached<AnyConsumer>> {
+        self.open_or_create(name)
+    }
+
+    /// As [`Builder::anonymous`](crate::GenericBuilder::anonymous), of this
+    /// builder's kind.
+    ///
+    /// # Errors
+    /// `InvalidCapacity`, `Io`.
+    pub fn anonymous(&self) -> Result<AnyPair> {
+        Ok(match self.kind {
+            VariantKind::LockFree => AnyPair::LockFree(self.lock_free.anonymous()?),
+            VariantKind::Locked => AnyPair::Locked(self.locked.anonymous()?),
+        })
+    }
+
+    /// As [`Builder::in_process`](crate::GenericBuilder::in_process), of
+    /// this builder's kind.
+    ///
+    /// # Errors
+    /// `InvalidCapacity`, `Io`.
+    pub fn in_process(&self) -> Result<AnyPair> {
+        Ok(match self.kind {
+            VariantKind::LockFree => AnyPair::LockFree(self.lock_free.in_process()?),
+            VariantKind::Locked => AnyPair::Locked(self.locked.in_process()?),
+        })
+    }
+
+    /// As [`Builder::from_fd`](crate::GenericBuilder::from_fd), of the kind
+    /// the segment records (see [`Self::detect`]).
+    ///
+    /// # Errors
+    /// As [`Builder::from_fd`](crate::GenericBuilder::from_fd); `Io` if the
+    /// descriptor cannot be duplicated to try the other kind.
+    #[cfg(not(miri))]
+    pub fn from_fd(&self, fd: std::os::fd::OwnedFd) -> Result<AnyPair> {
+        let spare = fd.try_clone().map_err(|e| Error::io("dup", e))?;
+        let open = |kind, fd| -> Result<AnyPair> {
+            Ok(match kind {
+                VariantKind::LockFree => AnyPair::LockFree(self.lock_free.from_fd(fd)?),
+                VariantKind::Locked => AnyPair::Locked(self.locked.from_fd(fd)?),
+            })
+        };
+        match open(self.kind, fd) {
+            Err(Error::WrongVariant { found, .. }) if self.detect => open(found, spare),
+            r => r,
+        }
+    }
+
+    /// Open `name` as `E`, of this builder's kind or (detecting) of the
+    /// kind the segment records.
+    fn open_detecting<E: End>(&self, name: &str) -> Result<E> {
+        let mut kind = self.kind;
+        let mut attempt = 1;
+        loop {
+            match E::open(self, kind, name) {
+                // Each attempt names the kind found last: another try only
+                // if the segment was replaced by one of the other kind.
+                Err(Error::WrongVariant { found, .. })
+                    if self.detect && found != kind && attempt < ATTEMPTS =>
+                {
+                    kind = found;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn open_or_create<E: End>(&self, name: &str) -> Result<Attached<E>> {
+        let mut attempt = 1;
+        loop {
+            // O_EXCL first: of two processes doing this at once, exactly one
+            // creates, and the other opens (waiting for its initialisation).
+            match E::create(self, self.kind, name) {
+                Ok(end) => return Ok(Attached { end, created: true }),
+                Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            match self.open_detecting::<E>(name) {
+                // Removed between our create and our open: create it.
+                Err(Error::NotFound { .. }) if attempt < ATTEMPTS => attempt += 1,
+                r => {
+                    return r.map(|end| Attached {
+                        end,
+                        created: false,
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// What [`AnyBuilder`] makes: a producer or a consumer.
+trait End: Sized {
+    fn create(b: &AnyBuilder, kind: VariantKind, name: &str) -> Result<Self>;
+    fn open(b: &AnyBuilder, kind: VariantKind, name: &str) -> Result<Self>;
+}
+
+impl End for AnyProducer {
+    fn create(b: &AnyBuilder, kind: VariantKind, name: &str) -> Result<Self> {
+        Ok(match kind {
+            VariantKind::LockFree => AnyProducer::LockFree(b.lock_free.create_producer(name)?),
+            VariantKind::Locked => AnyProducer::Locked(b.locked.create_producer(name)?),
+        })
+    }
+    fn open(b: &AnyBuilder, kind: VariantKind, name: &str) -> Result<Self> {
+        Ok(match kind {
+            VariantKind::LockFree => AnyProducer::LockFree(b.lock_free.open_producer(name)?),
+            VariantKind::Locked => AnyProducer::Locked(b.locked.open_producer(name)?),
+        })
+    }
+}
+
+impl End for AnyConsumer {
+    fn create(b: &AnyBuilder, kind: VariantKind, name: &str) -> Result<Self> {
+        Ok(match kind {
+            VariantKind::LockFree => AnyConsumer::LockFree(b.lock_free.create_consumer(name)?),
+            VariantKind::Locked => AnyConsumer::Locked(b.locked.create_consumer(name)?),
+        })
+    }
+    fn open(b: &AnyBuilder, kind: VariantKind, name: &str) -> Result<Self> {
+        Ok(match kind {
+            VariantKind::LockFree => AnyConsumer::LockFree(b.lock_free.open_consumer(name)?),
+            VariantKind::Locked => AnyConsumer::Locked(b.locked.open_consumer(name)?),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Pair
+
+/// Both ends of a new anonymous or in-process ring of either variant.
+#[derive(Debug)]
+pub enum AnyPair {
+    /// A lock-free ring.
+    LockFree(Pair<LockFree>),
+    /// A locked ring.
+    Locked(Pair<Locked>),
+}
+
+impl AnyPair {
+    /// The ring's variant.
+    pub fn kind(&self) -> VariantKind {
+        match self {
+            AnyPair::LockFree(_) => VariantKind::LockFree,
+            AnyPair::Locked(_) => VariantKind::Locked,
+        }
+    }
+
+    /// As [`Pair::into_producer`](crate::GenericPair::into_producer).
+    ///
+    /// # Errors
+    /// `RoleTaken`, `Io`.
+    pub fn into_producer(self) -> Result<AnyProducer> {
+        Ok(match self {
+            AnyPair::LockFree(p) => AnyProducer::LockFree(p.into_producer()?),
+            AnyPair::Locked(p) => AnyProducer::Locked(p.into_producer()?),
+        })
+    }
+
+    /// As [`Pair::into_consumer`](crate::GenericPair::into_consumer).
+    ///
+    /// # Errors
+    /// `RoleTaken`, `Io`.
+    pub fn into_consumer(self) -> Result<AnyConsumer> {
+        Ok(match self {
+            AnyPair::LockFree(p) => AnyConsumer::LockFree(p.into_consumer()?),
+            AnyPair::Locked(p) => AnyConsumer::Locked(p.into_consumer()?),
+        })
+    }
+
+    /// As [`Pair::split`](crate::GenericPair::split).
+    ///
+    /// # Errors
+    /// `Io`.
+    pub fn split(self) -> Result<(AnyProducer, AnyConsumer)> {
+        Ok(match self {
+            AnyPair::LockFree(p) => {
+                let (p, c) = p.split()?;
+                (AnyProducer::LockFree(p), AnyConsumer::LockFree(c))
+            }
+            AnyPair::Locked(p) => {
+                let (p, c) = p.split()?;
+                (AnyProducer::Locked(p), AnyConsumer::Locked(c))
+            }
+        })
+    }
+
+    /// As [`Pair::try_clone_fd`](crate::GenericPair::try_clone_fd).
+    ///
+    /// # Errors
+    /// `Io` (for an in-process ring, which has no descriptor).
+    #[cfg(not(miri))]
+    pub fn try_clone_fd(&self) -> Result<std::os::fd::OwnedFd> {
+        each!(AnyPair, self, p => p.try_clone_fd())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Producer
+
+/// The sending end of a ring of either variant: the methods of
+/// [`Producer`](crate::GenericProducer), one `match` per call.
+#[derive(Debug)]
+pub enum AnyProducer {
+    /// A lock-free producer.
+    LockFree(Producer<LockFree>),
+    /// A locked producer.
+    Locked(Producer<Locked>),
+}
+
+impl From<Producer<LockFree>> for AnyProducer {
+    fn from(p: Producer<LockFree>) -> Self {
+        AnyProducer::LockFree(p)
+    }
+}
+
+impl From<Producer<Locked>> for AnyProducer {
+    fn from(p: Producer<Locked>) -> Self {
+        AnyProducer::Locked(p)
+    }
+}
+
+impl AnyProducer {
+    /// The ring's variant.
+    pub fn kind(&self) -> VariantKind {
+        match self {
+            AnyProducer::LockFree(_) => VariantKind::LockFree,
+            AnyProducer::Locked(_) => VariantKind::Locked,
+        }
+    }
+
+    /// Size of the data area in bytes.
+    #[inline]
+    pub fn capacity(&self) -> u64 {
+        each!(AnyProducer, self, p => p.capacity())
+    }
+
+    /// Largest message the ring accepts.
+    #[inline]
+    pub fn max_message(&self) -> usize {
+        each!(AnyProducer, self, p => p.max_message())
+    }
+
+    /// The ring's wait strategy.
+    #[inline]
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        each!(AnyProducer, self, p => p.wait_strategy())
+    }
+
+    /// As [`Producer::len_bytes`](crate::GenericProducer::len_bytes): bytes of unread records.
+    #[inline]
+    pub fn len_bytes(&self) -> u64 {
+        each!(AnyProducer, self, p => p.len_bytes())
+    }
+
+    /// Whether no record is waiting to be read.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        each!(AnyProducer, self, p => p.is_empty())
+    }
+
+    /// A snapshot of the ring's counters.
+    pub fn stats(&self) -> Stats {
+        each!(AnyProducer, self, p => p.stats())
+    }
+
+    /// As [`Producer::peer_status`](crate::GenericProducer::peer_status).
+    ///
+    /// # Errors
+    /// As the generic method.
+    pub fn peer_status(&self) -> Result<PeerStatus> {
+        each!(AnyProducer, self, p => p.peer_status())
+    }
+
+    /// Whether the consumer is attached and alive.
+    pub fn is_peer_alive(&self) -> bool {
+        each!(AnyProducer, self, p => p.is_peer_alive())
+    }
+
+    /// Close the producer side in order.
+    ///
+    /// # Errors
+    /// As [`Producer::close`](crate::GenericProducer::close).
+    pub fn close(self) -> Result<()> {
+        each!(AnyProducer, self, p => p.close())
+    }
+
+    /// As [`Producer::try_send`](crate::GenericProducer::try_send).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
+        each!(AnyProducer, self, p => p.try_send(msg))
+    }
+
+    /// As [`Producer::send`](crate::GenericProducer::send).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn send(&mut self, msg: &[u8]) -> Result<()> {
+        each!(AnyProducer, self, p => p.send(msg))
+    }
+
+    /// As [`Producer::send_timeout`](crate::GenericProducer::send_timeout).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
+        each!(AnyProducer, self, p => p.send_timeout(msg, timeout))
+    }
+
+    /// As [`Producer::send_batch`](crate::GenericProducer::send_batch).
+    ///
+    /// # Errors
+    /// As the generic method.
+    pub fn send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<()> {
+        each!(AnyProducer, self, p => p.send_batch(msgs))
+    }
+
+    /// As [`Producer::try_send_batch`](crate::GenericProducer::try_send_batch).
+    ///
+    /// # Errors
+    /// As the generic method.
+    pub fn try_send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<usize> {
+        each!(AnyProducer, self, p => p.try_send_batch(msgs))
+    }
+
+    /// As [`Producer::try_claim`](crate::GenericProducer::try_claim).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn try_claim(&mut self, len: usize) -> Result<AnyClaim<'_>> {
+        Ok(match self {
+            AnyProducer::LockFree(p) => AnyClaim::LockFree(p.try_claim(len)?),
+            AnyProducer::Locked(p) => AnyClaim::Locked(p.try_claim(len)?),
+        })
+    }
+
+    /// As [`Producer::claim`](crate::GenericProducer::claim).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn claim(&mut self, len: usize) -> Result<AnyClaim<'_>> {
+        Ok(match self {
+            AnyProducer::LockFree(p) => AnyClaim::LockFree(p.claim(len)?),
+            AnyProducer::Locked(p) => AnyClaim::Locked(p.claim(len)?),
+        })
+    }
+
+    /// As [`Producer::claim_timeout`](crate::GenericProducer::claim_timeout).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn claim_timeout(&mut self, len: usize, timeout: Duration) -> Result<AnyClaim<'_>> {
+        Ok(match self {
+            AnyProducer::LockFree(p) => AnyClaim::LockFree(p.claim_timeout(len, timeout)?),
+            AnyProducer::Locked(p) => AnyClaim::Locked(p.claim_timeout(len, timeout)?),
+        })
+    }
+
+    /// Watch this producer in `set`, ready when a message of `len` bytes
+    /// fits: [`WaitSet::add_producer_for`](crate::WaitSet::add_producer_for).
+    ///
+    /// # Errors
+    /// As the `WaitSet` method.
+    #[cfg(all(target_os = "linux", not(miri)))]
+    pub fn add_to(&self, set: &mut crate::WaitSet, len: usize) -> Result<crate::Token> {
+        each!(AnyProducer, self, p => set.add_producer_for(p, len))
+    }
+}
+
+impl io::Write for AnyProducer {
+    /// Each `write` is one message (see the generic producer's `Write`).
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        each!(AnyProducer, self, p => p.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        each!(AnyProducer, self, p => p.flush())
+    }
+}
+
+/// A zero-copy claim in a ring of either variant: write the message in
+/// place (`DerefMut<Target = [u8]>`), then [`Self::commit`]; dropping it
+/// aborts it. As [`Claim`](crate::GenericClaim), a locked ring's claim
+/// holds the ring's lock until then.
+pub enum AnyClaim<'a> {
+    /// A claim in a lock-free ring.
+    LockFree(Claim<'a, LockFree>),
+    /// A claim in a locked ring.
+    Locked(Claim<'a, Locked>),
+}
+
+impl AnyClaim<'_> {
+    /// The ring's variant.
+    pub fn kind(&self) -> VariantKind {
+        match self {
+            AnyClaim::LockFree(_) => VariantKind::LockFree,
+            AnyClaim::Locked(_) => VariantKind::Locked,
+        }
+    }
+
+    /// Publish the whole claim as one message.
+    #[inline]
+    pub fn commit(self) {
+        each!(AnyClaim, self, c => c.commit())
+    }
+
+    /// Publish its first `n` bytes as one message.
+    ///
+    /// # Panics
+    /// As [`Claim::commit_len`](crate::GenericClaim::commit_len): if `n`
+    /// is more than claimed.
+    #[inline]
+    pub fn commit_len(self, n: usize) {
+        each!(AnyClaim, self, c => c.commit_len(n))
+    }
+}
+
+impl std::fmt::Debug for AnyClaim<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnyClaim")
+            .field("variant", &self.kind())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl std::ops::Deref for AnyClaim<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        each!(AnyClaim, self, c => c)
+    }
+}
+
+impl std::ops::DerefMut for AnyClaim<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        each!(AnyClaim, self, c => c)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Consumer
+
+/// The receiving end of a ring of either variant: the methods of
+/// [`Consumer`](crate::GenericConsumer), one `match` per call.
+#[derive(Debug)]
+pub enum AnyConsumer {
+    /// A lock-free consumer.
+    LockFree(Consumer<LockFree>),
+    /// A locked consumer.
+    Locked(Consumer<Locked>),
+}
+
+impl From<Consumer<LockFree>> for AnyConsumer {
+    fn from(c: Consumer<LockFree>) -> Self {
+        AnyConsumer::LockFree(c)
+    }
+}
+
+impl From<Consumer<Locked>> for AnyConsumer {
+    fn from(c: Consumer<Locked>) -> Self {
+        AnyConsumer::Locked(c)
+    }
+}
+
+impl AnyConsumer {
+    /// The ring's variant.
+    pub fn kind(&self) -> VariantKind {
+        match self {
+            AnyConsumer::LockFree(_) => VariantKind::LockFree,
+            AnyConsumer::Locked(_) => VariantKind::Locked,
+        }
+    }
+
+    /// Size of the data area in bytes.
+    #[inline]
+    pub fn capacity(&self) -> u64 {
+        each!(AnyConsumer, self, c => c.capacity())
+    }
+
+    /// Largest message the ring carries.
+    #[inline]
+    pub fn max_message(&self) -> usize {
+        each!(AnyConsumer, self, c => c.max_message())
+    }
+
+    /// The ring's wait strategy.
+    #[inline]
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        each!(AnyConsumer, self, c => c.wait_strategy())
+    }
+
+    /// As [`Consumer::len_bytes`](crate::GenericConsumer::len_bytes): bytes of unread records.
+    #[inline]
+    pub fn len_bytes(&self) -> u64 {
+        each!(AnyConsumer, self, c => c.len_bytes())
+    }
+
+    /// Whether no record is waiting to be read.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        each!(AnyConsumer, self, c => c.is_empty())
+    }
+
+    /// A snapshot of the ring's counters.
+    pub fn stats(&self) -> Stats {
+        each!(AnyConsumer, self, c => c.stats())
+    }
+
+    /// As [`Consumer::peer_status`](crate::GenericConsumer::peer_status).
+    ///
+    /// # Errors
+    /// As the generic method.
+    pub fn peer_status(&self) -> Result<PeerStatus> {
+        each!(AnyConsumer, self, c => c.peer_status())
+    }
+
+    /// Whether the producer is attached and alive.
+    pub fn is_peer_alive(&self) -> bool {
+        each!(AnyConsumer, self, c => c.is_peer_alive())
+    }
+
+    /// Close the consumer side in order.
+    ///
+    /// # Errors
+    /// As [`Consumer::close`](crate::GenericConsumer::close).
+    pub fn close(self) -> Result<()> {
+        each!(AnyConsumer, self, c => c.close())
+    }
+
+    /// As [`Consumer::try_recv_with`](crate::GenericConsumer::try_recv_with).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        each!(AnyConsumer, self, c => c.try_recv_with(f))
+    }
+
+    /// As [`Consumer::recv_with`](crate::GenericConsumer::recv_with).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        each!(AnyConsumer, self, c => c.recv_with(f))
+    }
+
+    /// As [`Consumer::recv_with_timeout`](crate::GenericConsumer::recv_with_timeout).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn recv_with_timeout<R>(
+        &mut self,
+        timeout: Duration,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        each!(AnyConsumer, self, c => c.recv_with_timeout(timeout, f))
+    }
+
+    /// As [`Consumer::try_recv`](crate::GenericConsumer::try_recv).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        each!(AnyConsumer, self, c => c.try_recv(buf))
+    }
+
+    /// As [`Consumer::recv`](crate::GenericConsumer::recv).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
+        each!(AnyConsumer, self, c => c.recv(buf))
+    }
+
+    /// As [`Consumer::recv_timeout`](crate::GenericConsumer::recv_timeout).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<usize> {
+        each!(AnyConsumer, self, c => c.recv_timeout(buf, timeout))
+    }
+
+    /// As [`Consumer::try_recv_into`](crate::GenericConsumer::try_recv_into).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        each!(AnyConsumer, self, c => c.try_recv_into(buf))
+    }
+
+    /// As [`Consumer::recv_into`](crate::GenericConsumer::recv_into).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        each!(AnyConsumer, self, c => c.recv_into(buf))
+    }
+
+    /// As [`Consumer::recv_into_timeout`](crate::GenericConsumer::recv_into_timeout).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        each!(AnyConsumer, self, c => c.recv_into_timeout(buf, timeout))
+    }
+
+    /// As [`Consumer::try_peek`](crate::GenericConsumer::try_peek).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn try_peek(&mut self) -> Result<AnyMessage<'_>> {
+        Ok(match self {
+            AnyConsumer::LockFree(c) => AnyMessage::LockFree(c.try_peek()?),
+            AnyConsumer::Locked(c) => AnyMessage::Locked(c.try_peek()?),
+        })
+    }
+
+    /// As [`Consumer::peek`](crate::GenericConsumer::peek).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn peek(&mut self) -> Result<AnyMessage<'_>> {
+        Ok(match self {
+            AnyConsumer::LockFree(c) => AnyMessage::LockFree(c.peek()?),
+            AnyConsumer::Locked(c) => AnyMessage::Locked(c.peek()?),
+        })
+    }
+
+    /// As [`Consumer::peek_timeout`](crate::GenericConsumer::peek_timeout).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn peek_timeout(&mut self, timeout: Duration) -> Result<AnyMessage<'_>> {
+        Ok(match self {
+            AnyConsumer::LockFree(c) => AnyMessage::LockFree(c.peek_timeout(timeout)?),
+            AnyConsumer::Locked(c) => AnyMessage::Locked(c.peek_timeout(timeout)?),
+        })
+    }
+
+    /// As [`Consumer::drain`](crate::GenericConsumer::drain).
+    ///
+    /// # Errors
+    /// As the generic method.
+    #[inline]
+    pub fn drain(&mut self, max: usize, f: impl FnMut(&[u8])) -> Result<usize> {
+        each!(AnyConsumer, self, c => c.drain(max, f))
+    }
+
+    /// Watch this consumer in `set`:
+    /// [`WaitSet::add_consumer`](crate::WaitSet::add_consumer).
+    ///
+    /// # Errors
+    /// As the `WaitSet` method.
+    #[cfg(all(target_os = "linux", not(miri)))]
+    pub fn add_to(&mut self, set: &mut crate::WaitSet) -> Result<crate::Token> {
+        each!(AnyConsumer, self, c => set.add_consumer(c))
+    }
+}
+
+impl io::Read for AnyConsumer {
+    /// One message per `read` (see the generic consumer's `Read`).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        each!(AnyConsumer, self, c => c.read(buf))
+    }
+}
+
+/// A message lent by [`AnyConsumer::peek`] (`Deref<Target = [u8]>`):
+/// [`Self::release`] frees its space; dropping it keeps it in the ring.
+#[derive(Debug)]
+pub enum AnyMessage<'a> {
+    /// A message in a lock-free ring.
+    LockFree(Message<'a, LockFree>),
+    /// A message in a locked ring.
+    Locked(Message<'a, Locked>),
+}
+
+impl AnyMessage<'_> {
+    /// The ring's variant.
+    pub fn kind(&self) -> VariantKind {
+        match self {
+            AnyMessage::LockFree(_) => VariantKind::LockFree,
+            AnyMessage::Locked(_) => VariantKind::Locked,
+        }
+    }
+
+    /// Free the message's space in the ring.
+    #[inline]
+    pub fn release(self) {
+        each!(AnyMessage, self, m => m.release())
+    }
+}
+
+impl std::ops::Deref for AnyMessage<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        each!(AnyMessage, self, m => m)
+    }
+}
