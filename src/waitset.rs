@@ -78,7 +78,7 @@
 //! - No `as_fd` on a single endpoint: a peer's wake-up is a futex wake,
 //!   which no descriptor reflects, so a descriptor for one ring needs a
 //!   thread sleeping on the futex to write an eventfd. That is what a set
-//!   with one ring is: `add_consumer(&mut rx)` then [`WaitSet::as_fd`]
+//!   with one ring is: `add_consumer(&rx)` then [`WaitSet::as_fd`]
 //!   costs one background thread; an endpoint method would hide the same
 //!   thread per endpoint.
 
@@ -300,8 +300,8 @@ impl Shared {
 /// let (mut tx1, mut rx1) = Builder::new().wait(WaitStrategy::Futex).in_process()?.split()?;
 /// let (_tx2, mut rx2) = Builder::new().wait(WaitStrategy::Futex).in_process()?.split()?;
 /// let mut set = WaitSet::new()?;
-/// let t1 = set.add_consumer(&mut rx1)?;
-/// let _t2 = set.add_consumer(&mut rx2)?;
+/// let t1 = set.add_consumer(&rx1)?;
+/// let _t2 = set.add_consumer(&rx2)?;
 /// let mut events = Events::new();
 /// assert_eq!(set.wait(&mut events, Some(Duration::from_millis(10)))?, 0);
 /// tx1.send(b"hi")?;
@@ -396,7 +396,7 @@ impl WaitSet {
     ///
     /// # Errors
     /// `InvalidOption` for a `Semaphore` ring.
-    pub fn add_consumer<V: Variant>(&mut self, consumer: &mut Consumer<V>) -> Result<Token> {
+    pub fn add_consumer<V: Variant>(&mut self, consumer: &Consumer<V>) -> Result<Token> {
         check_strategy(consumer.wait_strategy())?;
         let w = consumer.watch();
         self.insert(w)

@@ -95,8 +95,8 @@ fn hundred_forked_producers() {
             }
             Ok(())
         });
-        let mut rx = pair.into_consumer().expect("consumer");
-        tokens.push(ws.add_consumer(&mut rx).expect("add"));
+        let rx = pair.into_consumer().expect("consumer");
+        tokens.push(ws.add_consumer(&rx).expect("add"));
         rxs.push(rx);
         children.push(Some(child));
     }
@@ -174,8 +174,8 @@ fn ping_rings(rings: usize, n: u64, fd_mode: bool) {
         let _ = ws.as_fd();
     }
     for _ in 0..rings {
-        let (tx, mut rx) = b.in_process().expect("ring").split().expect("split");
-        ws.add_consumer(&mut rx).expect("add");
+        let (tx, rx) = b.in_process().expect("ring").split().expect("split");
+        ws.add_consumer(&rx).expect("add");
         txs.push(tx);
         rxs.push(rx);
     }
@@ -257,10 +257,10 @@ fn readable(fd: i32, ms: i32) -> bool {
 fn eventfd_readable_when_ready() {
     let b = Builder::new().wait(WaitStrategy::Futex);
     let (mut tx, mut rx) = b.in_process().unwrap().split().unwrap();
-    let (_tx2, mut rx2) = b.in_process().unwrap().split().unwrap();
+    let (_tx2, rx2) = b.in_process().unwrap().split().unwrap();
     let Some(mut ws) = set() else { return };
-    let t = ws.add_consumer(&mut rx).unwrap();
-    ws.add_consumer(&mut rx2).unwrap();
+    let t = ws.add_consumer(&rx).unwrap();
+    ws.add_consumer(&rx2).unwrap();
     let fd = ws.as_fd().as_raw_fd();
     assert!(!readable(fd, 50), "idle set readable");
     tx.send(b"x").unwrap();
@@ -289,14 +289,14 @@ fn eventfd_readable_when_ready() {
 
 #[test]
 fn semaphore_refused() {
-    let (_tx, mut rx) = Builder::new()
+    let (_tx, rx) = Builder::new()
         .wait(WaitStrategy::Semaphore)
         .in_process()
         .unwrap()
         .split()
         .unwrap();
     let Some(mut ws) = set() else { return };
-    match ws.add_consumer(&mut rx) {
+    match ws.add_consumer(&rx) {
         Err(Error::InvalidOption { reason }) => assert!(reason.contains("Semaphore"), "{reason}"),
         other => panic!("expected InvalidOption, got {other:?}"),
     }
@@ -305,14 +305,14 @@ fn semaphore_refused() {
 #[test]
 fn spin_rings_polled() {
     for w in [WaitStrategy::Spin, WaitStrategy::SpinYield] {
-        let (mut tx, mut rx) = Builder::new()
+        let (mut tx, rx) = Builder::new()
             .wait(w)
             .in_process()
             .unwrap()
             .split()
             .unwrap();
         let Some(mut ws) = set() else { return };
-        let t = ws.add_consumer(&mut rx).unwrap();
+        let t = ws.add_consumer(&rx).unwrap();
         let h = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(30));
             tx.send(b"s").unwrap();
@@ -375,7 +375,7 @@ fn closed_peer_reported() {
         .split()
         .unwrap();
     let Some(mut ws) = set() else { return };
-    let t = ws.add_consumer(&mut rx).unwrap();
+    let t = ws.add_consumer(&rx).unwrap();
     let h = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(20));
         drop(tx);
@@ -428,8 +428,8 @@ fn idle_cpu_child() -> Result<(), String> {
             unsafe { libc::_exit(0) };
         }
         pids.push(pid);
-        let mut rx = pair.into_consumer().map_err(|e| e.to_string())?;
-        ws.add_consumer(&mut rx).map_err(|e| e.to_string())?;
+        let rx = pair.into_consumer().map_err(|e| e.to_string())?;
+        ws.add_consumer(&rx).map_err(|e| e.to_string())?;
         rxs.push(rx);
     }
     // Let the producers attach.
@@ -515,8 +515,8 @@ fn dropped_ring_released(fd_mode: bool) {
     }
     let mut events = Events::new();
     for removed_first in [false, true] {
-        let mut rx = b.create_consumer(&name).expect("create");
-        let t = ws.add_consumer(&mut rx).unwrap();
+        let rx = b.create_consumer(&name).expect("create");
+        let t = ws.add_consumer(&rx).unwrap();
         assert_eq!(
             ws.wait(&mut events, Some(Duration::from_millis(30)))
                 .unwrap(),
@@ -537,8 +537,8 @@ fn dropped_ring_released(fd_mode: bool) {
         }
     }
     // And again, while the set holds a live ring and the same name.
-    let mut again = b.create_consumer(&name).expect("the same name again");
-    ws.add_consumer(&mut again).unwrap();
+    let again = b.create_consumer(&name).expect("the same name again");
+    ws.add_consumer(&again).unwrap();
 }
 
 #[test]
@@ -569,7 +569,7 @@ fn death_latency(fd_mode: bool) {
     let mut rx = pair.into_consumer().unwrap();
     let Some(mut ws) = set() else { return };
     let fd = fd_mode.then(|| ws.as_fd().as_raw_fd());
-    let t = ws.add_consumer(&mut rx).unwrap();
+    let t = ws.add_consumer(&rx).unwrap();
     let attached = Instant::now() + Duration::from_secs(10);
     while !rx.is_peer_alive() {
         assert!(Instant::now() < attached, "the producer never attached");
@@ -691,7 +691,7 @@ fn bogus_pid_words_never_report_a_live_peer_dead() {
         pid_word.word().load(std::sync::atomic::Ordering::SeqCst),
         producer.pid() as u32
     );
-    let t = ws.add_consumer(&mut rx).unwrap();
+    let t = ws.add_consumer(&rx).unwrap();
     let mut events = Events::new();
     let mut quiet = |ws: &mut WaitSet, what: &str| {
         // Several slices: the fallback checks run too.

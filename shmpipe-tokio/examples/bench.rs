@@ -213,8 +213,8 @@ fn waitset_rt(rings: usize) -> f64 {
     let mut rxs = Vec::new();
     let mut set = WaitSet::new().unwrap();
     for _ in 0..rings {
-        let (tx, mut rx) = b.in_process().unwrap().split().unwrap();
-        set.add_consumer(&mut rx).unwrap();
+        let (tx, rx) = b.in_process().unwrap().split().unwrap();
+        set.add_consumer(&rx).unwrap();
         txs.push(tx);
         rxs.push(rx);
     }

@@ -356,7 +356,7 @@ fn async_fd_owns_a_waitset() {
             tokio::io::unix::AsyncFd::register_with_interest(set, tokio::io::Interest::READABLE)
         }
         .unwrap();
-        let t = afd.get_mut().add_consumer(&mut rx).unwrap();
+        let t = afd.get_mut().add_consumer(&rx).unwrap();
         let sender = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
             tx.send(b"via AsyncFd").unwrap();

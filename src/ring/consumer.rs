@@ -165,10 +165,12 @@ impl<V: Variant> Consumer<V> {
 
     /// What a [`crate::WaitSet`] watches for this consumer (its segment).
     #[cfg(all(target_os = "linux", not(miri)))]
-    pub(crate) fn watch(&mut self) -> super::watch::Watch {
-        // Publish a release deferred while the lock was busy, so the
-        // segment's `head` (which the set reads) is ours.
-        self.finish_release();
+    pub(crate) fn watch(&self) -> super::watch::Watch {
+        // The set reads the segment's `head`. In the locked ring a release
+        // deferred while the lock was busy is not in it yet: the set may
+        // then call the ring readable once for messages already released
+        // (the next receive finds it empty: a spurious wake-up, never a
+        // missed one), until the next operation publishes the release.
         super::watch::Watch::new(
             self.ep.seg.clone(),
             Role::Consumer,
