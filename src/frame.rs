@@ -22,10 +22,10 @@ pub(crate) const fn encode(kind: u64, len: u32) -> u64 {
 
 /// Split a header word into (kind, len), refusing reserved bits and unknown kinds.
 #[inline]
-pub(crate) fn decode(word: u64) -> Result<(u64, u64), crate::Error> {
+pub(crate) fn decode(word: u64) -> Result<(u64, u64), crate::error::Error> {
     let kind = word >> 32;
     if kind != KIND_MSG && kind != KIND_PAD {
-        return Err(crate::Error::corrupted(
+        return Err(crate::error::Error::corrupted(
             "record header has an unknown kind or reserved bits set",
             word,
         ));
@@ -43,12 +43,12 @@ pub(crate) const fn record_len(len: u64) -> u64 {
 /// or the locked ring (which reads both under the mutex) sees it: a span of
 /// committed, unread records.
 #[inline]
-pub(crate) fn check_span(head: u64, tail: u64, capacity: u64) -> Result<(), crate::Error> {
+pub(crate) fn check_span(head: u64, tail: u64, capacity: u64) -> Result<(), crate::error::Error> {
     if head > tail {
-        return Err(crate::Error::corrupted("head is past tail", head));
+        return Err(crate::error::Error::corrupted("head is past tail", head));
     }
     if tail - head > capacity {
-        return Err(crate::Error::corrupted(
+        return Err(crate::error::Error::corrupted(
             "tail is more than a capacity past head",
             tail,
         ));
@@ -58,12 +58,12 @@ pub(crate) fn check_span(head: u64, tail: u64, capacity: u64) -> Result<(), crat
 
 /// Check an index on its own: 8-aligned and far from overflow.
 #[inline]
-pub(crate) fn check_position(pos: u64) -> Result<(), crate::Error> {
+pub(crate) fn check_position(pos: u64) -> Result<(), crate::error::Error> {
     if pos & 7 != 0 {
-        return Err(crate::Error::corrupted("index is not 8-byte aligned", pos));
+        return Err(crate::error::Error::corrupted("index is not 8-byte aligned", pos));
     }
     if pos > u64::MAX / 4 {
-        return Err(crate::Error::corrupted("index near overflow", pos));
+        return Err(crate::error::Error::corrupted("index near overflow", pos));
     }
     Ok(())
 }
@@ -74,10 +74,10 @@ pub(crate) fn check_position(pos: u64) -> Result<(), crate::Error> {
 /// after a producer died between its header and index stores), but never by
 /// more than a capacity, and `tail` is never more than a capacity ahead.
 #[inline]
-pub(crate) fn check_lag(head: u64, tail: u64, capacity: u64) -> Result<(), crate::Error> {
+pub(crate) fn check_lag(head: u64, tail: u64, capacity: u64) -> Result<(), crate::error::Error> {
     check_position(head | tail)?;
     if head.abs_diff(tail) > capacity {
-        return Err(crate::Error::corrupted(
+        return Err(crate::error::Error::corrupted(
             "head and tail are more than a capacity apart",
             tail,
         ));
