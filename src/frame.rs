@@ -60,7 +60,10 @@ pub(crate) fn check_span(head: u64, tail: u64, capacity: u64) -> Result<(), crat
 #[inline]
 pub(crate) fn check_position(pos: u64) -> Result<(), crate::error::Error> {
     if pos & 7 != 0 {
-        return Err(crate::error::Error::corrupted("index is not 8-byte aligned", pos));
+        return Err(crate::error::Error::corrupted(
+            "index is not 8-byte aligned",
+            pos,
+        ));
     }
     if pos > u64::MAX / 4 {
         return Err(crate::error::Error::corrupted("index near overflow", pos));

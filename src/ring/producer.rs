@@ -106,11 +106,17 @@ impl<V: Variant> Producer<V> {
         Ok(p)
     }
 
-    /// Recompute `fast_end` from `tail` and `head_cache`.
+    /// Recompute `fast_end` from `tail` and `head_cache` (lock-free only:
+    /// the locked ring has no fast path). Saturating: the positions were
+    /// validated (below 2^62), but this must not be where a forged one
+    /// overflows.
     #[inline]
     fn refresh_fast_end(&mut self) {
-        let lap_end = (self.tail & !self.ep.mask) + self.ep.cap;
-        self.fast_end = lap_end.min(self.head_cache + self.ep.cap - HDR);
+        if V::LOCKED {
+            return;
+        }
+        let lap_end = (self.tail & !self.ep.mask).saturating_add(self.ep.cap);
+        self.fast_end = lap_end.min(self.head_cache.saturating_add(self.ep.cap - HDR));
     }
 
     /// Publish our counters as a checkpoint at `tail`. Called whenever we
@@ -308,9 +314,7 @@ impl<V: Variant> Producer<V> {
     fn commit_slot(&mut self, slot: Slot, len: usize) {
         let signal = self.write_slot(slot, len);
         self.publish_signal(signal);
-        if !V::LOCKED {
-            self.refresh_fast_end();
-        }
+        self.refresh_fast_end();
     }
 
     /// Everything of a commit but the signal: zero ahead, the message header
