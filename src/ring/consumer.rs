@@ -274,6 +274,9 @@ impl<V: Variant> Consumer<V> {
         }
         let head = self.head;
         let off = head & self.ep.word_mask;
+        // Acquire: pairs with the producer's Release store of this header
+        // word (`Endpoint::publish_light` / `publish`), so the payload and
+        // the zeroed next header slot are visible.
         // SAFETY: `off` is masked with `word_mask`.
         let word = unsafe { self.ep.word_masked(off) }.load(Ordering::Acquire);
         let len = word ^ (KIND_MSG << 32);

@@ -749,6 +749,10 @@ impl<V: Variant> Producer<V> {
         unsafe { super::copy::copy(msg.as_ptr(), self.ep.data.add((off + HDR) as usize), len) };
         let tail = self.tail + frame::record_len(len as u64);
         // Zero ahead (see `write_slot`): `fast_slot` left room for it.
+        // Relaxed: ordered before the header by its Release store below.
+        // (The same steps as `write_slot` with no wrap, written out: going
+        // through `Slot` and `write_slot` measured 3 instructions more per
+        // message in `examples/instr.sh`.)
         self.ep.word(tail).store(0, Ordering::Relaxed);
         self.tail = tail;
         self.msgs = self.msgs.wrapping_add(1);
