@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use shmpipe::{GenericBuilder, GenericConsumer, GenericPair, GenericProducer, Variant};
+use shmpipe::{Builder, Consumer, Pair, Producer, Variant};
 use shmpipe::{LockFree, Locked, WaitStrategy};
 
 /// Message sizes of the throughput benchmarks, in bytes.
@@ -127,13 +127,13 @@ impl<V: Variant> Shm<V> {
     }
 }
 
-impl<V: Variant> Tx for GenericProducer<V> {
+impl<V: Variant> Tx for Producer<V> {
     fn send(&mut self, msg: &[u8]) -> Result<(), Fail> {
-        GenericProducer::send(self, msg).map_err(|_| Fail::Send)
+        Producer::send(self, msg).map_err(|_| Fail::Send)
     }
 }
 
-impl<V: Variant> Rx for GenericConsumer<V> {
+impl<V: Variant> Rx for Consumer<V> {
     fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Fail> {
         self.recv_with(|m| {
             if m.len() == buf.len() {
@@ -146,35 +146,33 @@ impl<V: Variant> Rx for GenericConsumer<V> {
 }
 
 impl<V: Variant> Transport for Shm<V> {
-    type Tx = GenericProducer<V>;
-    type Rx = GenericConsumer<V>;
-    type Link = GenericPair<V>;
+    type Tx = Producer<V>;
+    type Rx = Consumer<V>;
+    type Link = Pair<V>;
 
     fn name(&self) -> String {
         format!("{}-{}", V::NAME, self.wait.name())
     }
 
-    fn link(&self) -> GenericPair<V> {
-        let b = GenericBuilder::<V>::default()
-            .capacity(CAPACITY)
-            .wait(self.wait);
+    fn link(&self) -> Pair<V> {
+        let b = Builder::<V>::default().capacity(CAPACITY).wait(self.wait);
         // Both are anonymous (a sealed memfd): the same mapping works for
         // threads and for a forked child.
         b.anonymous()
             .unwrap_or_else(|e| panic!("creating a {} ring: {e}", V::NAME))
     }
 
-    fn split(link: GenericPair<V>) -> (Self::Tx, Self::Rx) {
+    fn split(link: Pair<V>) -> (Self::Tx, Self::Rx) {
         link.split()
             .unwrap_or_else(|e| panic!("attaching both ends: {e}"))
     }
 
-    fn tx_end(link: GenericPair<V>) -> Self::Tx {
+    fn tx_end(link: Pair<V>) -> Self::Tx {
         link.into_producer()
             .unwrap_or_else(|e| panic!("attaching the producer: {e}"))
     }
 
-    fn rx_end(link: GenericPair<V>) -> Self::Rx {
+    fn rx_end(link: Pair<V>) -> Self::Rx {
         link.into_consumer()
             .unwrap_or_else(|e| panic!("attaching the consumer: {e}"))
     }

@@ -2,7 +2,7 @@
 //! time: [`AnyBuilder`], [`AnyProducer`], [`AnyConsumer`], [`AnyPair`],
 //! with [`AnyClaim`] and [`AnyMessage`].
 //!
-//! The generic endpoints ([`crate::GenericProducer`] etc.) fix the variant
+//! The generic endpoints ([`crate::Producer`] etc.) fix the variant
 //! at compile time. A program that learns it from a flag, or from the
 //! segment it opens (a CLI, a C or Python binding, a bridge), holds one of
 //! these enums instead. Each method is one `match` on the variant that calls
@@ -107,42 +107,42 @@ impl AnyBuilder {
         self
     }
 
-    /// As [`Builder::capacity`](crate::GenericBuilder::capacity).
+    /// As [`Builder::capacity`](crate::Builder::capacity).
     pub fn capacity(mut self, bytes: u64) -> Self {
         self.lock_free = self.lock_free.capacity(bytes);
         self.locked = self.locked.capacity(bytes);
         self
     }
 
-    /// As [`Builder::wait`](crate::GenericBuilder::wait).
+    /// As [`Builder::wait`](crate::Builder::wait).
     pub fn wait(mut self, strategy: WaitStrategy) -> Self {
         self.lock_free = self.lock_free.wait(strategy);
         self.locked = self.locked.wait(strategy);
         self
     }
 
-    /// As [`Builder::mode`](crate::GenericBuilder::mode).
+    /// As [`Builder::mode`](crate::Builder::mode).
     pub fn mode(mut self, mode: u32) -> Self {
         self.lock_free = self.lock_free.mode(mode);
         self.locked = self.locked.mode(mode);
         self
     }
 
-    /// As [`Builder::unlink_on_drop`](crate::GenericBuilder::unlink_on_drop).
+    /// As [`Builder::unlink_on_drop`](crate::Builder::unlink_on_drop).
     pub fn unlink_on_drop(mut self, yes: bool) -> Self {
         self.lock_free = self.lock_free.unlink_on_drop(yes);
         self.locked = self.locked.unlink_on_drop(yes);
         self
     }
 
-    /// As [`Builder::open_timeout`](crate::GenericBuilder::open_timeout).
+    /// As [`Builder::open_timeout`](crate::Builder::open_timeout).
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.lock_free = self.lock_free.open_timeout(timeout);
         self.locked = self.locked.open_timeout(timeout);
         self
     }
 
-    /// As [`Builder::allow_shared_permissions`](crate::GenericBuilder::allow_shared_permissions).
+    /// As [`Builder::allow_shared_permissions`](crate::Builder::allow_shared_permissions).
     pub fn allow_shared_permissions(mut self, yes: bool) -> Self {
         self.lock_free = self.lock_free.allow_shared_permissions(yes);
         self.locked = self.locked.allow_shared_permissions(yes);
@@ -153,7 +153,7 @@ impl AnyBuilder {
     /// attach as its producer.
     ///
     /// # Errors
-    /// As [`Builder::create_producer`](crate::GenericBuilder::create_producer).
+    /// As [`Builder::create_producer`](crate::Builder::create_producer).
     pub fn create_producer(&self, name: &str) -> Result<AnyProducer> {
         AnyProducer::create(self, self.kind, name)
     }
@@ -170,7 +170,7 @@ impl AnyBuilder {
     /// header records (see [`Self::detect`]).
     ///
     /// # Errors
-    /// As [`Builder::open_producer`](crate::GenericBuilder::open_producer);
+    /// As [`Builder::open_producer`](crate::Builder::open_producer);
     /// `WrongVariant` only with detection off.
     pub fn open_producer(&self, name: &str) -> Result<AnyProducer> {
         self.open_detecting(name)
@@ -202,7 +202,7 @@ impl AnyBuilder {
         self.open_or_create(name)
     }
 
-    /// As [`Builder::anonymous`](crate::GenericBuilder::anonymous), of this
+    /// As [`Builder::anonymous`](crate::Builder::anonymous), of this
     /// builder's kind.
     ///
     /// # Errors
@@ -214,7 +214,7 @@ impl AnyBuilder {
         })
     }
 
-    /// As [`Builder::in_process`](crate::GenericBuilder::in_process), of
+    /// As [`Builder::in_process`](crate::Builder::in_process), of
     /// this builder's kind.
     ///
     /// # Errors
@@ -226,19 +226,19 @@ impl AnyBuilder {
         })
     }
 
-    /// As [`Builder::from_fd`](crate::GenericBuilder::from_fd), of the kind
+    /// As [`Pair::from_fd`](crate::Pair::from_fd), of the kind
     /// the segment records (see [`Self::detect`]).
     ///
     /// # Errors
-    /// As [`Builder::from_fd`](crate::GenericBuilder::from_fd); `Io` if the
+    /// As [`Pair::from_fd`](crate::Pair::from_fd); `Io` if the
     /// descriptor cannot be duplicated to try the other kind.
     #[cfg(not(miri))]
     pub fn from_fd(&self, fd: std::os::fd::OwnedFd) -> Result<AnyPair> {
         let spare = fd.try_clone().map_err(|e| Error::io("dup", e))?;
         let open = |kind, fd| -> Result<AnyPair> {
             Ok(match kind {
-                VariantKind::LockFree => AnyPair::LockFree(self.lock_free.from_fd(fd)?),
-                VariantKind::Locked => AnyPair::Locked(self.locked.from_fd(fd)?),
+                VariantKind::LockFree => AnyPair::LockFree(Pair::from_fd(fd)?),
+                VariantKind::Locked => AnyPair::Locked(Pair::from_fd(fd)?),
             })
         };
         match open(self.kind, fd) {
@@ -348,7 +348,7 @@ impl AnyPair {
         }
     }
 
-    /// As [`Pair::into_producer`](crate::GenericPair::into_producer).
+    /// As [`Pair::into_producer`](crate::Pair::into_producer).
     ///
     /// # Errors
     /// `RoleTaken`, `Io`.
@@ -359,7 +359,7 @@ impl AnyPair {
         })
     }
 
-    /// As [`Pair::into_consumer`](crate::GenericPair::into_consumer).
+    /// As [`Pair::into_consumer`](crate::Pair::into_consumer).
     ///
     /// # Errors
     /// `RoleTaken`, `Io`.
@@ -370,7 +370,7 @@ impl AnyPair {
         })
     }
 
-    /// As [`Pair::split`](crate::GenericPair::split).
+    /// As [`Pair::split`](crate::Pair::split).
     ///
     /// # Errors
     /// `Io`.
@@ -387,7 +387,7 @@ impl AnyPair {
         })
     }
 
-    /// As [`Pair::try_clone_fd`](crate::GenericPair::try_clone_fd).
+    /// As [`Pair::try_clone_fd`](crate::Pair::try_clone_fd).
     ///
     /// # Errors
     /// `Io` (for an in-process ring, which has no descriptor).
@@ -401,7 +401,7 @@ impl AnyPair {
 // Producer
 
 /// The sending end of a ring of either variant: the methods of
-/// [`Producer`](crate::GenericProducer), one `match` per call.
+/// [`Producer`](crate::Producer), one `match` per call.
 #[derive(Debug)]
 pub enum AnyProducer {
     /// A lock-free producer.
@@ -449,7 +449,7 @@ impl AnyProducer {
         each!(AnyProducer, self, p => p.wait_strategy())
     }
 
-    /// As [`Producer::len_bytes`](crate::GenericProducer::len_bytes): bytes of unread records.
+    /// As [`Producer::len_bytes`](crate::Producer::len_bytes): bytes of unread records.
     #[inline]
     pub fn len_bytes(&self) -> u64 {
         each!(AnyProducer, self, p => p.len_bytes())
@@ -466,7 +466,7 @@ impl AnyProducer {
         each!(AnyProducer, self, p => p.stats())
     }
 
-    /// As [`Producer::peer_status`](crate::GenericProducer::peer_status).
+    /// As [`Producer::peer_status`](crate::Producer::peer_status).
     ///
     /// # Errors
     /// As the generic method.
@@ -482,12 +482,12 @@ impl AnyProducer {
     /// Close the producer side in order.
     ///
     /// # Errors
-    /// As [`Producer::close`](crate::GenericProducer::close).
+    /// As [`Producer::close`](crate::Producer::close).
     pub fn close(self) -> Result<()> {
         each!(AnyProducer, self, p => p.close())
     }
 
-    /// As [`Producer::try_send`](crate::GenericProducer::try_send).
+    /// As [`Producer::try_send`](crate::Producer::try_send).
     ///
     /// # Errors
     /// As the generic method.
@@ -496,7 +496,7 @@ impl AnyProducer {
         each!(AnyProducer, self, p => p.try_send(msg))
     }
 
-    /// As [`Producer::send`](crate::GenericProducer::send).
+    /// As [`Producer::send`](crate::Producer::send).
     ///
     /// # Errors
     /// As the generic method.
@@ -505,7 +505,7 @@ impl AnyProducer {
         each!(AnyProducer, self, p => p.send(msg))
     }
 
-    /// As [`Producer::send_timeout`](crate::GenericProducer::send_timeout).
+    /// As [`Producer::send_timeout`](crate::Producer::send_timeout).
     ///
     /// # Errors
     /// As the generic method.
@@ -514,7 +514,7 @@ impl AnyProducer {
         each!(AnyProducer, self, p => p.send_timeout(msg, timeout))
     }
 
-    /// As [`Producer::send_batch`](crate::GenericProducer::send_batch).
+    /// As [`Producer::send_batch`](crate::Producer::send_batch).
     ///
     /// # Errors
     /// As the generic method.
@@ -522,7 +522,7 @@ impl AnyProducer {
         each!(AnyProducer, self, p => p.send_batch(msgs))
     }
 
-    /// As [`Producer::try_send_batch`](crate::GenericProducer::try_send_batch).
+    /// As [`Producer::try_send_batch`](crate::Producer::try_send_batch).
     ///
     /// # Errors
     /// As the generic method.
@@ -530,7 +530,7 @@ impl AnyProducer {
         each!(AnyProducer, self, p => p.try_send_batch(msgs))
     }
 
-    /// As [`Producer::try_claim`](crate::GenericProducer::try_claim).
+    /// As [`Producer::try_claim`](crate::Producer::try_claim).
     ///
     /// # Errors
     /// As the generic method.
@@ -542,7 +542,7 @@ impl AnyProducer {
         })
     }
 
-    /// As [`Producer::claim`](crate::GenericProducer::claim).
+    /// As [`Producer::claim`](crate::Producer::claim).
     ///
     /// # Errors
     /// As the generic method.
@@ -554,7 +554,7 @@ impl AnyProducer {
         })
     }
 
-    /// As [`Producer::claim_timeout`](crate::GenericProducer::claim_timeout).
+    /// As [`Producer::claim_timeout`](crate::Producer::claim_timeout).
     ///
     /// # Errors
     /// As the generic method.
@@ -590,7 +590,7 @@ impl io::Write for AnyProducer {
 
 /// A zero-copy claim in a ring of either variant: write the message in
 /// place (`DerefMut<Target = [u8]>`), then [`Self::commit`]; dropping it
-/// aborts it. As [`Claim`](crate::GenericClaim), a locked ring's claim
+/// aborts it. As [`Claim`](crate::Claim), a locked ring's claim
 /// holds the ring's lock until then.
 pub enum AnyClaim<'a> {
     /// A claim in a lock-free ring.
@@ -617,7 +617,7 @@ impl AnyClaim<'_> {
     /// Publish its first `n` bytes as one message.
     ///
     /// # Panics
-    /// As [`Claim::commit_len`](crate::GenericClaim::commit_len): if `n`
+    /// As [`Claim::commit_len`](crate::Claim::commit_len): if `n`
     /// is more than claimed.
     #[inline]
     pub fn commit_len(self, n: usize) {
@@ -653,7 +653,7 @@ impl std::ops::DerefMut for AnyClaim<'_> {
 // Consumer
 
 /// The receiving end of a ring of either variant: the methods of
-/// [`Consumer`](crate::GenericConsumer), one `match` per call.
+/// [`Consumer`](crate::Consumer), one `match` per call.
 #[derive(Debug)]
 pub enum AnyConsumer {
     /// A lock-free consumer.
@@ -701,7 +701,7 @@ impl AnyConsumer {
         each!(AnyConsumer, self, c => c.wait_strategy())
     }
 
-    /// As [`Consumer::len_bytes`](crate::GenericConsumer::len_bytes): bytes of unread records.
+    /// As [`Consumer::len_bytes`](crate::Consumer::len_bytes): bytes of unread records.
     #[inline]
     pub fn len_bytes(&self) -> u64 {
         each!(AnyConsumer, self, c => c.len_bytes())
@@ -718,7 +718,7 @@ impl AnyConsumer {
         each!(AnyConsumer, self, c => c.stats())
     }
 
-    /// As [`Consumer::peer_status`](crate::GenericConsumer::peer_status).
+    /// As [`Consumer::peer_status`](crate::Consumer::peer_status).
     ///
     /// # Errors
     /// As the generic method.
@@ -734,12 +734,12 @@ impl AnyConsumer {
     /// Close the consumer side in order.
     ///
     /// # Errors
-    /// As [`Consumer::close`](crate::GenericConsumer::close).
+    /// As [`Consumer::close`](crate::Consumer::close).
     pub fn close(self) -> Result<()> {
         each!(AnyConsumer, self, c => c.close())
     }
 
-    /// As [`Consumer::try_recv_with`](crate::GenericConsumer::try_recv_with).
+    /// As [`Consumer::try_recv_with`](crate::Consumer::try_recv_with).
     ///
     /// # Errors
     /// As the generic method.
@@ -748,7 +748,7 @@ impl AnyConsumer {
         each!(AnyConsumer, self, c => c.try_recv_with(f))
     }
 
-    /// As [`Consumer::recv_with`](crate::GenericConsumer::recv_with).
+    /// As [`Consumer::recv_with`](crate::Consumer::recv_with).
     ///
     /// # Errors
     /// As the generic method.
@@ -757,7 +757,7 @@ impl AnyConsumer {
         each!(AnyConsumer, self, c => c.recv_with(f))
     }
 
-    /// As [`Consumer::recv_with_timeout`](crate::GenericConsumer::recv_with_timeout).
+    /// As [`Consumer::recv_with_timeout`](crate::Consumer::recv_with_timeout).
     ///
     /// # Errors
     /// As the generic method.
@@ -770,7 +770,7 @@ impl AnyConsumer {
         each!(AnyConsumer, self, c => c.recv_with_timeout(timeout, f))
     }
 
-    /// As [`Consumer::try_recv`](crate::GenericConsumer::try_recv).
+    /// As [`Consumer::try_recv`](crate::Consumer::try_recv).
     ///
     /// # Errors
     /// As the generic method.
@@ -779,7 +779,7 @@ impl AnyConsumer {
         each!(AnyConsumer, self, c => c.try_recv(buf))
     }
 
-    /// As [`Consumer::recv`](crate::GenericConsumer::recv).
+    /// As [`Consumer::recv`](crate::Consumer::recv).
     ///
     /// # Errors
     /// As the generic method.
@@ -788,7 +788,7 @@ impl AnyConsumer {
         each!(AnyConsumer, self, c => c.recv(buf))
     }
 
-    /// As [`Consumer::recv_timeout`](crate::GenericConsumer::recv_timeout).
+    /// As [`Consumer::recv_timeout`](crate::Consumer::recv_timeout).
     ///
     /// # Errors
     /// As the generic method.
@@ -797,7 +797,7 @@ impl AnyConsumer {
         each!(AnyConsumer, self, c => c.recv_timeout(buf, timeout))
     }
 
-    /// As [`Consumer::try_recv_into`](crate::GenericConsumer::try_recv_into).
+    /// As [`Consumer::try_recv_into`](crate::Consumer::try_recv_into).
     ///
     /// # Errors
     /// As the generic method.
@@ -806,7 +806,7 @@ impl AnyConsumer {
         each!(AnyConsumer, self, c => c.try_recv_into(buf))
     }
 
-    /// As [`Consumer::recv_into`](crate::GenericConsumer::recv_into).
+    /// As [`Consumer::recv_into`](crate::Consumer::recv_into).
     ///
     /// # Errors
     /// As the generic method.
@@ -815,7 +815,7 @@ impl AnyConsumer {
         each!(AnyConsumer, self, c => c.recv_into(buf))
     }
 
-    /// As [`Consumer::recv_into_timeout`](crate::GenericConsumer::recv_into_timeout).
+    /// As [`Consumer::recv_into_timeout`](crate::Consumer::recv_into_timeout).
     ///
     /// # Errors
     /// As the generic method.
@@ -824,7 +824,7 @@ impl AnyConsumer {
         each!(AnyConsumer, self, c => c.recv_into_timeout(buf, timeout))
     }
 
-    /// As [`Consumer::try_peek`](crate::GenericConsumer::try_peek).
+    /// As [`Consumer::try_peek`](crate::Consumer::try_peek).
     ///
     /// # Errors
     /// As the generic method.
@@ -836,7 +836,7 @@ impl AnyConsumer {
         })
     }
 
-    /// As [`Consumer::peek`](crate::GenericConsumer::peek).
+    /// As [`Consumer::peek`](crate::Consumer::peek).
     ///
     /// # Errors
     /// As the generic method.
@@ -848,7 +848,7 @@ impl AnyConsumer {
         })
     }
 
-    /// As [`Consumer::peek_timeout`](crate::GenericConsumer::peek_timeout).
+    /// As [`Consumer::peek_timeout`](crate::Consumer::peek_timeout).
     ///
     /// # Errors
     /// As the generic method.
@@ -860,7 +860,7 @@ impl AnyConsumer {
         })
     }
 
-    /// As [`Consumer::drain`](crate::GenericConsumer::drain).
+    /// As [`Consumer::drain`](crate::Consumer::drain).
     ///
     /// # Errors
     /// As the generic method.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::ring::{Consumer, LockFree, Locked, Producer, Variant};
+use crate::ring::{Consumer, LockFree, Producer, Variant};
 use crate::segment::{Options, Segment};
 use crate::wait::WaitStrategy;
 
@@ -40,7 +40,7 @@ pub const DEFAULT_CAPACITY: u64 = 1 << 20;
 /// ([`Self::anonymous`], sealed memfds that cannot shrink) and in-process
 /// rings install nothing.
 #[derive(Debug)]
-pub struct Builder<V: Variant> {
+pub struct Builder<V: Variant = LockFree> {
     opts: Options,
     _v: PhantomData<V>,
 }
@@ -48,13 +48,21 @@ pub struct Builder<V: Variant> {
 impl Builder<LockFree> {
     /// A builder for lock-free rings with the defaults: 1 MiB, `Futex`
     /// waits, mode 0600, unlink on drop, 1 s open timeout.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-impl Builder<Locked> {
-    /// A builder for locked rings with the same defaults as the lock-free one.
+    ///
+    /// A builder for the other variant, or for a variant `V` chosen by
+    /// generic code, is `Builder::<V>::default()` (the same defaults):
+    /// `shmpipe::locked::Builder::default()` for locked rings. (`new` exists
+    /// for the default variant only, so that `Builder::new()` needs no type
+    /// annotation.)
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// tx.send(b"ping")?;
+    /// let mut buf = Vec::new();
+    /// rx.recv(&mut buf)?;
+    /// assert_eq!(buf, b"ping");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -233,29 +241,43 @@ impl<V: Variant> Builder<V> {
 // Anonymous rings passed to another process as descriptors (`shmpipe::process`).
 
 #[cfg(not(any(loom, miri)))]
-impl<V: Variant> Builder<V> {
-    /// Open the anonymous ring behind `fd`, a sealed memfd another process
+impl<V: Variant> Pair<V> {
+    /// The anonymous ring behind `fd`, a sealed memfd another process
     /// created with [`Builder::anonymous`] and passed to us (see
-    /// [`Pair::try_clone_fd`]). The builder's options are not used: the
-    /// capacity and wait strategy come from the segment, which is validated
-    /// like a named open.
+    /// [`Self::try_clone_fd`]). Its capacity and wait strategy come from the
+    /// segment, which is validated like a named open; `V` must be the
+    /// variant it was created with (`Pair::<Locked>::from_fd` for a locked
+    /// ring; [`crate::AnyBuilder::from_fd`] learns the variant from the
+    /// segment).
+    ///
+    /// ```
+    /// use shmpipe::{Builder, Pair};
+    ///
+    /// let pair = Builder::new().capacity(4096).anonymous()?;
+    /// let fd = pair.try_clone_fd()?; // e.g. sent to another process
+    /// let (mut tx, _rx) = pair.split()?;
+    /// tx.send(b"via fd")?;
+    ///
+    /// let mut rx = Pair::<shmpipe::LockFree>::from_fd(fd)?.into_consumer()?;
+    /// let mut buf = Vec::new();
+    /// rx.recv(&mut buf)?;
+    /// assert_eq!(buf, b"via fd");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `NotRegularFile`, `NotOwner`, `SizeMismatch`, `NotShmpipe`,
     /// `VersionMismatch`, `WrongVariant`, `NotInitialized`, `Corrupted`, or
     /// `Io` (e.g. the descriptor is not a sealed memfd).
-    pub fn from_fd(&self, fd: std::os::fd::OwnedFd) -> Result<Pair<V>> {
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Pair<V>> {
         Ok(Pair {
             seg: Arc::new(crate::segment::from_fd(fd, V::CODE)?),
             _v: PhantomData,
         })
     }
-}
 
-#[cfg(not(any(loom, miri)))]
-impl<V: Variant> Pair<V> {
     /// A new close-on-exec descriptor of this ring's memfd, to pass to a
-    /// process that opens it with [`Builder::from_fd`].
+    /// process that opens it with [`Self::from_fd`].
     ///
     /// # Errors
     /// `Io` (for an in-process ring, which has no descriptor).
@@ -265,7 +287,7 @@ impl<V: Variant> Pair<V> {
 
     /// A descriptor for a child process that will attach as `role`: the
     /// role is locked and marked attached on it now, on the child's behalf
-    /// (see `segment::attach_for_child`), and [`Builder::from_fd`] in the
+    /// (see `segment::attach_for_child`), and [`Self::from_fd`] in the
     /// child adopts that lock.
     #[cfg(feature = "rpc")]
     pub(crate) fn fd_attached_for_child(

@@ -141,7 +141,7 @@ pub enum Error {
     /// one had it mapped. Its contents are lost: the pages this process
     /// touched past the new end were replaced by zero pages (instead of the
     /// process being killed by SIGBUS; see the segment docs of
-    /// [`crate::GenericBuilder`]). The handle stays in this state; remove
+    /// [`crate::Builder`]). The handle stays in this state; remove
     /// the name and create the ring again.
     Truncated {
         /// The segment's name.

@@ -81,7 +81,7 @@ pub mod typed;
 
 #[cfg(not(loom))]
 pub use any::{AnyBuilder, AnyClaim, AnyConsumer, AnyMessage, AnyPair, AnyProducer, Attached};
-pub use builder::{Builder as GenericBuilder, Pair as GenericPair, DEFAULT_CAPACITY};
+pub use builder::{Builder, Pair, DEFAULT_CAPACITY};
 pub use error::{Error, Result};
 #[cfg(not(any(loom, miri)))]
 pub use inspect::{inspect, SegmentInfo};
@@ -90,8 +90,7 @@ pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 #[doc(hidden)]
 pub use ring::loom_wait_any;
 pub use ring::{
-    Claim as GenericClaim, Consumer as GenericConsumer, EndpointState, LockFree, Locked,
-    Message as GenericMessage, PeerStatus, Producer as GenericProducer, Stats, Variant,
+    Claim, Consumer, EndpointState, LockFree, Locked, Message, PeerStatus, Producer, Stats, Variant,
 };
 #[cfg(not(any(loom, miri)))]
 pub use segment::remove;
@@ -106,19 +105,6 @@ pub use waitset::{Event, Events, Token, WaitSet};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-
-/// Builder for lock-free rings.
-pub type Builder = builder::Builder<LockFree>;
-/// Sending end of a lock-free ring.
-pub type Producer = ring::Producer<LockFree>;
-/// Receiving end of a lock-free ring.
-pub type Consumer = ring::Consumer<LockFree>;
-/// A zero-copy claim in a lock-free ring.
-pub type Claim<'a> = ring::Claim<'a, LockFree>;
-/// Both ends of a new anonymous or in-process lock-free ring.
-pub type Pair = builder::Pair<LockFree>;
-/// A message lent by [`Consumer::peek`] in a lock-free ring.
-pub type Message<'a> = ring::Message<'a, LockFree>;
 
 /// Largest message a ring of `capacity` bytes accepts (`capacity / 2 - 8`).
 pub fn max_message_for(capacity: u64) -> usize {

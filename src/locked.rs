@@ -33,7 +33,7 @@
 //! lock-free ring (no condition variable).
 //!
 //! ```
-//! let (mut tx, mut rx) = shmpipe::locked::Builder::new().capacity(4096).in_process()?.split()?;
+//! let (mut tx, mut rx) = shmpipe::locked::Builder::default().capacity(4096).in_process()?.split()?;
 //! tx.send(b"hello")?;
 //! let mut buf = Vec::new();
 //! rx.recv(&mut buf)?;

@@ -88,7 +88,7 @@ impl Duplex {
     /// # Errors
     /// `InvalidOption` if the variable is missing or malformed or the
     /// descriptors were already taken; `Io` if a descriptor is not open or
-    /// not a sealed memfd; the validation errors of [`Builder::from_fd`];
+    /// not a sealed memfd; the validation errors of [`Pair::from_fd`](crate::Pair::from_fd);
     /// `RoleTaken` if another process attached the same ends.
     pub fn from_env() -> Result<Duplex> {
         let bad = |what: String| {
@@ -132,9 +132,8 @@ impl Duplex {
             fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
                 .map_err(|e| Error::io("marking an inherited ring close-on-exec", e.into()))?;
         }
-        let b = Builder::new();
-        let rx = b.from_fd(rx)?.into_consumer()?;
-        let tx = b.from_fd(tx)?.into_producer()?;
+        let rx = crate::Pair::from_fd(rx)?.into_consumer()?;
+        let tx = crate::Pair::from_fd(tx)?.into_producer()?;
         Ok(Duplex { tx, rx })
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! - `Sender<T>` / `Receiver<T>` (feature `pod`) carry one
 //!   plain-old-data value per message, as its raw bytes: `send` writes them
-//!   in place through a [`Claim`](crate::GenericClaim), `recv` copies them
+//!   in place through a [`Claim`](crate::Claim), `recv` copies them
 //!   out, and `Receiver::recv_with` lends a `&T` straight from the ring.
 //! - `SerdeSender` / `SerdeReceiver` (feature `serde`) carry any
 //!   `serde` value, encoded with [postcard](https://docs.rs/postcard).

@@ -371,7 +371,7 @@ fn from_generic_endpoints() {
         (VariantKind::LockFree, VariantKind::LockFree)
     );
     p.send(b"1").unwrap();
-    let (lp, lc) = shmpipe::locked::Builder::new()
+    let (lp, lc) = shmpipe::locked::Builder::default()
         .capacity(4096)
         .in_process()
         .unwrap()

@@ -15,7 +15,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
 use common::{
-    builder, fill_until_full, make_pair, unique_name, Backing, GenericBuilder, ShmName, Variant,
+    builder, fill_until_full, make_pair, unique_name, Backing, Builder, ShmName, Variant,
 };
 use shmpipe::{EndpointState, Error, LockFree, Locked, VariantKind, WaitStrategy};
 
@@ -372,13 +372,13 @@ fn create_existing<V: Variant>() {
     io_exists(b.create_producer(&name).map(drop), "create_producer");
     io_exists(b.create_consumer(&name).map(drop), "create_consumer");
     io_exists(
-        GenericBuilder::<LockFree>::default()
+        Builder::<LockFree>::default()
             .create_consumer(&name)
             .map(drop),
         "create_consumer (lock-free)",
     );
     io_exists(
-        GenericBuilder::<Locked>::default()
+        Builder::<Locked>::default()
             .create_consumer(&name)
             .map(drop),
         "create_consumer (locked)",
@@ -428,7 +428,7 @@ fn set_size(name: &ShmName, size: u64) {
 /// fail as `check` says.
 fn open_fails<V: Variant>(
     name: &ShmName,
-    b: &GenericBuilder<V>,
+    b: &Builder<V>,
     what: &str,
     check: impl Fn(&Error) -> bool,
 ) {
@@ -961,11 +961,11 @@ fn open_or_create<V: Variant>() {
     tx.send(b"both ways").unwrap();
     assert_eq!(rx.try_recv_with(|m| m.to_vec()).unwrap(), b"both ways");
     let r = if VariantKind::of::<V>() == VariantKind::Locked {
-        GenericBuilder::<LockFree>::default()
+        Builder::<LockFree>::default()
             .open_or_create_producer(&name)
             .map(drop)
     } else {
-        GenericBuilder::<Locked>::default()
+        Builder::<Locked>::default()
             .open_or_create_producer(&name)
             .map(drop)
     };

@@ -39,7 +39,7 @@ fn forged_payload(rng: &mut Rng, max: usize) -> Vec<u8> {
 
 /// One `try_recv` checked against the model's queue of sent messages.
 fn recv_one_against<V: Variant>(
-    rx: &mut shmpipe::GenericConsumer<V>,
+    rx: &mut shmpipe::Consumer<V>,
     queue: &mut VecDeque<Vec<u8>>,
     buf: &mut Vec<u8>,
     at: &str,

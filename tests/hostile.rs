@@ -20,10 +20,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::SeqCst};
 use std::time::Duration;
 
 use kill_util::*;
-use shmpipe::{
-    Error, GenericBuilder, GenericConsumer, GenericProducer, LockFree, Locked, Variant,
-    WaitStrategy,
-};
+use shmpipe::{Builder, Consumer, Error, LockFree, Locked, Producer, Variant, WaitStrategy};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -348,8 +345,8 @@ impl Sticky {
 }
 
 struct Run<'a, V: Variant> {
-    tx: GenericProducer<V>,
-    rx: GenericConsumer<V>,
+    tx: Producer<V>,
+    rx: Consumer<V>,
     class: Class,
     max: usize,
     next_send: u64,
@@ -480,7 +477,7 @@ fn one_try<V: Variant>(
     let wait = *rng.pick(&WaitStrategy::ALL);
     let cap = *rng.pick(&[256u64, 1024, 4096]);
     let name = ShmName::new("hostile");
-    let b = GenericBuilder::<V>::default().capacity(cap).wait(wait);
+    let b = Builder::<V>::default().capacity(cap).wait(wait);
     let mut tx = b.create_producer(name.as_str()).unwrap();
     let mut rx = b.open_consumer(name.as_str()).unwrap();
     let max = tx.max_message();
@@ -612,7 +609,7 @@ fn concurrent_scribbler<V: Variant>() {
         ]);
         let cap = *rng.pick(&[256u64, 4096]);
         let name = ShmName::new("scribble");
-        let b = GenericBuilder::<V>::default().capacity(cap).wait(wait);
+        let b = Builder::<V>::default().capacity(cap).wait(wait);
         let tx = b.create_producer(name.as_str()).unwrap();
         let rx = b.open_consumer(name.as_str()).unwrap();
         let max = tx.max_message();
@@ -868,7 +865,9 @@ fn wait_words_with_garbage() {
             let mut child = fork_child(20, || {
                 let mut r = Rng::new(child_seed);
                 let kinds = if locked {
-                    let b = shmpipe::locked::Builder::new().capacity(1024).wait(wait);
+                    let b = shmpipe::locked::Builder::default()
+                        .capacity(1024)
+                        .wait(wait);
                     let mut tx = ctx(b.create_producer(n), "create")?;
                     let mut rx = ctx(b.open_consumer(n), "open")?;
                     let h = Hostile::open(&p);
@@ -925,7 +924,7 @@ const OFF_LOCK: usize = 768;
 
 /// Calls that sleep and wake on the wait words / take the lock; returns the
 /// distinct outcomes.
-fn garbage_calls<V: Variant>(tx: &mut GenericProducer<V>, rx: &mut GenericConsumer<V>) -> String {
+fn garbage_calls<V: Variant>(tx: &mut Producer<V>, rx: &mut Consumer<V>) -> String {
     let short = Duration::from_millis(5);
     let mut buf = Vec::new();
     let mut kinds = Vec::new();
@@ -975,7 +974,7 @@ fn semaphore_words_scribbled_under_traffic<V: Variant>() {
     let mut wakes = 0u64;
     for round in 0..rounds {
         let name = ShmName::new("semscribble");
-        let b = GenericBuilder::<V>::default()
+        let b = Builder::<V>::default()
             .capacity(1024)
             .wait(WaitStrategy::Semaphore);
         let (n, path) = (name.as_str(), name.path());
@@ -1098,7 +1097,7 @@ fn semaphore_words_scribbled_under_traffic_locked() {
 fn peer_state_corruption_sticks<V: Variant>() {
     let _s = serial();
     let name = ShmName::new("sticky");
-    let b = GenericBuilder::<V>::default().capacity(4096);
+    let b = Builder::<V>::default().capacity(4096);
     let mut tx = b.create_producer(name.as_str()).unwrap();
     let mut rx = b.open_consumer(name.as_str()).unwrap();
     let h = Hostile::open(&name.path());

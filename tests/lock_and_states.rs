@@ -71,14 +71,14 @@ fn lock_word_scribbled_under_traffic() {
     for round in 0..12u64 {
         for wait in [WaitStrategy::Futex, WaitStrategy::Spin] {
             let name = ShmName::new("lockword");
-            let b = shmpipe::locked::Builder::new()
+            let b = shmpipe::locked::Builder::default()
                 .capacity(4096)
                 .wait(wait)
                 .unlink_on_drop(false);
             let mut rx = b.create_consumer(&name).unwrap();
             let n = name.as_str().to_string();
             let child = fork_child(|| {
-                let mut tx = shmpipe::locked::Builder::new()
+                let mut tx = shmpipe::locked::Builder::default()
                     .open_producer(&n)
                     .map_err(|e| e.to_string())?;
                 for i in 0..20_000u64 {
@@ -158,7 +158,7 @@ fn lock_word_scribbled_under_traffic() {
 #[test]
 fn forged_holder_word_is_bounded_and_repaired() {
     let name = ShmName::new("forged");
-    let b = shmpipe::locked::Builder::new().capacity(4096);
+    let b = shmpipe::locked::Builder::default().capacity(4096);
     let mut tx = b.create_producer(&name).unwrap();
     let mut rx = b.open_consumer(&name).unwrap();
     tx.send(b"one").unwrap();
@@ -203,7 +203,7 @@ fn never_word_then_death_is_peer_died() {
         };
         let mut lrx = if locked {
             Some(
-                shmpipe::locked::Builder::new()
+                shmpipe::locked::Builder::default()
                     .wait(WaitStrategy::Futex)
                     .unlink_on_drop(false)
                     .create_consumer(&name)
@@ -214,7 +214,7 @@ fn never_word_then_death_is_peer_died() {
         };
         let child = fork_child(|| {
             if locked {
-                let mut tx = shmpipe::locked::Builder::new()
+                let mut tx = shmpipe::locked::Builder::default()
                     .open_producer(&n)
                     .map_err(|e| e.to_string())?;
                 tx.send(b"m").map_err(|e| e.to_string())?;
@@ -270,10 +270,10 @@ fn closed_word_while_alive_is_corrupted() {
 #[test]
 fn locked_index_lies_are_found_by_their_owner() {
     let name = ShmName::new("idxlie");
-    let b = shmpipe::locked::Builder::new()
+    let b = shmpipe::locked::Builder::default()
         .capacity(4096)
         .wait(WaitStrategy::Futex);
-    let mut tx: shmpipe::GenericProducer<Locked> = b.create_producer(&name).unwrap();
+    let mut tx: shmpipe::Producer<Locked> = b.create_producer(&name).unwrap();
     let mut rx = b.open_consumer(&name).unwrap();
     for _ in 0..10 {
         tx.send(&[1u8; 100]).unwrap();

@@ -11,15 +11,15 @@ mod kill_util;
 use std::time::Duration;
 
 use kill_util::*;
-use shmpipe::{Error, GenericBuilder, GenericConsumer, Variant, WaitStrategy};
+use shmpipe::{Builder, Consumer, Error, Variant, WaitStrategy};
 
 const T: Duration = Duration::from_secs(30);
 const WATCHDOG: Duration = Duration::from_secs(120);
 /// Largest message used here (small enough to keep many in a 64 KiB ring).
 const MAXLEN: usize = 600;
 
-fn builder<V: Variant>(wait: WaitStrategy) -> GenericBuilder<V> {
-    GenericBuilder::<V>::default()
+fn builder<V: Variant>(wait: WaitStrategy) -> Builder<V> {
+    Builder::<V>::default()
         .capacity(64 * 1024)
         .wait(wait)
         // The test removes the name (ShmName) after every process is done.
@@ -39,7 +39,7 @@ fn msg(seq: u64) -> Vec<u8> {
 }
 
 /// Receive messages `range` in order with blocking `recv`.
-fn recv_seq<V: Variant>(rx: &mut GenericConsumer<V>, range: std::ops::Range<u64>) {
+fn recv_seq<V: Variant>(rx: &mut Consumer<V>, range: std::ops::Range<u64>) {
     let mut buf = Vec::new();
     for seq in range {
         match rx.recv(&mut buf) {
@@ -57,7 +57,7 @@ fn recv_seq<V: Variant>(rx: &mut GenericConsumer<V>, range: std::ops::Range<u64>
 
 /// Drain whatever is left with `try_recv`, in order from `first`; returns
 /// the sequence number after the last message and the terminal error.
-fn drain_seq<V: Variant>(rx: &mut GenericConsumer<V>, first: u64) -> (u64, Error) {
+fn drain_seq<V: Variant>(rx: &mut Consumer<V>, first: u64) -> (u64, Error) {
     let mut buf = Vec::new();
     let mut seq = first;
     let end = std::time::Instant::now() + T;

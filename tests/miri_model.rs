@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use shmpipe::{Error, GenericBuilder, Variant, WaitStrategy};
+use shmpipe::{Builder, Error, Variant, WaitStrategy};
 
 /// Small pseudo-random generator (xorshift64*), so runs are reproducible.
 struct Rng(u64);
@@ -39,7 +39,7 @@ fn payload(seq: u64, len: usize) -> Vec<u8> {
 /// order, content, no loss, no duplicate, and `Full` only when the queue
 /// holds at least half a ring.
 fn model_run<V: Variant>(seed: u64, capacity: u64, steps: usize) {
-    let (mut tx, mut rx) = GenericBuilder::<V>::default()
+    let (mut tx, mut rx) = Builder::<V>::default()
         .capacity(capacity)
         .wait(WaitStrategy::Spin)
         .in_process()
@@ -171,7 +171,7 @@ fn model_locked_64() {
 /// A producer thread sends numbered messages of varying sizes (wrapping the
 /// small ring many times, and filling it); the consumer checks each one.
 fn threads_run<V: Variant>(wait: WaitStrategy, count: u64) {
-    let (mut tx, mut rx) = GenericBuilder::<V>::default()
+    let (mut tx, mut rx) = Builder::<V>::default()
         .capacity(128)
         .wait(wait)
         .in_process()

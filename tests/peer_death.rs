@@ -10,13 +10,13 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use kill_util::*;
-use shmpipe::{EndpointState, Error, GenericBuilder, GenericConsumer, Variant, WaitStrategy};
+use shmpipe::{Builder, Consumer, EndpointState, Error, Variant, WaitStrategy};
 
 const T: Duration = Duration::from_secs(30);
 const WATCHDOG: Duration = Duration::from_secs(120);
 
-fn builder<V: Variant>(wait: WaitStrategy) -> GenericBuilder<V> {
-    GenericBuilder::<V>::default()
+fn builder<V: Variant>(wait: WaitStrategy) -> Builder<V> {
+    Builder::<V>::default()
         .capacity(16 * 1024)
         .wait(wait)
         .unlink_on_drop(false)
@@ -26,7 +26,7 @@ fn ctx<T>(r: shmpipe::Result<T>, what: &str) -> Result<T, String> {
     r.map_err(|e| format!("{what}: {e:?}"))
 }
 
-fn recv_in_order<V: Variant>(rx: &mut GenericConsumer<V>, range: std::ops::Range<u64>) {
+fn recv_in_order<V: Variant>(rx: &mut Consumer<V>, range: std::ops::Range<u64>) {
     let mut buf = Vec::new();
     for seq in range {
         match rx.recv(&mut buf) {
@@ -249,7 +249,7 @@ fn random_kill_once<V: Variant>(rng: &mut Rng, stats: &mut KillStats) {
     let maxlen = shmpipe::max_message_for(cap).min(700);
     let salt = rng.next_u64();
     let child_seed = rng.next_u64();
-    let pair = GenericBuilder::<V>::default()
+    let pair = Builder::<V>::default()
         .capacity(cap)
         .wait(wait)
         .anonymous()
@@ -621,7 +621,7 @@ fn role_taken_both_variants() {
 fn fork_inherits_handles<V: Variant>() {
     let _s = serial();
     let _wd = Watchdog::new("fork_inherits_handles", WATCHDOG);
-    let (mut tx, mut rx) = GenericBuilder::<V>::default()
+    let (mut tx, mut rx) = Builder::<V>::default()
         .capacity(4096)
         .anonymous()
         .unwrap()

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shmpipe::process::{self, Duplex};
-use shmpipe::{Builder, Error};
+use shmpipe::{Builder, Error, Pair};
 
 const WORKER: &str = "SHMPIPE_TEST_WORKER";
 const LONG: Duration = Duration::from_secs(60);
@@ -256,7 +256,6 @@ fn memfd(size: u64, seal: bool) -> OwnedFd {
 /// with a zero or garbage header or a size that does not match, the other
 /// variant: each is refused with its own error; a good one opens.
 fn inherited_descriptors_are_validated() {
-    let b = Builder::new();
     let expect = |r: shmpipe::Result<shmpipe::Pair>, what: &str, ok: fn(&Error) -> bool| match r {
         Err(e) if ok(&e) => {}
         other => panic!("{what}: unexpected {other:?}"),
@@ -266,15 +265,17 @@ fn inherited_descriptors_are_validated() {
     assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
     // SAFETY: fresh descriptors owned by nobody else.
     let (r, _w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
-    expect(b.from_fd(r), "pipe", |e| matches!(e, Error::NotRegularFile));
+    expect(Pair::from_fd(r), "pipe", |e| {
+        matches!(e, Error::NotRegularFile)
+    });
     let seg = 896 + 4096;
-    expect(b.from_fd(memfd(seg, false)), "unsealed", |e| {
+    expect(Pair::from_fd(memfd(seg, false)), "unsealed", |e| {
         matches!(e, Error::Io { .. }) && e.to_string().contains("F_SEAL_SHRINK")
     });
-    expect(b.from_fd(memfd(seg, true)), "zero header", |e| {
+    expect(Pair::from_fd(memfd(seg, true)), "zero header", |e| {
         matches!(e, Error::NotInitialized { .. })
     });
-    expect(b.from_fd(memfd(100, true)), "short", |e| {
+    expect(Pair::from_fd(memfd(100, true)), "short", |e| {
         matches!(e, Error::SizeMismatch { .. })
     });
     // Another uid's descriptor (only root can give it away): refused by
@@ -283,7 +284,7 @@ fn inherited_descriptors_are_validated() {
     if unsafe { libc::geteuid() } == 0 {
         let theirs = memfd(seg, true);
         std::os::unix::fs::fchown(&theirs, Some(65534), Some(65534)).unwrap();
-        expect(b.from_fd(theirs), "other owner", |e| {
+        expect(Pair::from_fd(theirs), "other owner", |e| {
             matches!(
                 e,
                 Error::NotOwner {
@@ -299,18 +300,18 @@ fn inherited_descriptors_are_validated() {
     std::fs::File::from(garbage.try_clone().unwrap())
         .write_all(&[0xee; 64])
         .unwrap();
-    expect(b.from_fd(garbage), "garbage", |e| {
+    expect(Pair::from_fd(garbage), "garbage", |e| {
         matches!(e, Error::NotShmpipe { .. })
     });
     // A real anonymous ring: its descriptor opens, both as this variant and
     // (refused) as the other.
     let pair = Builder::new().capacity(4096).anonymous().unwrap();
-    let other = shmpipe::locked::Builder::new().from_fd(pair.try_clone_fd().unwrap());
+    let other = shmpipe::locked::Pair::from_fd(pair.try_clone_fd().unwrap());
     assert!(
         matches!(other, Err(Error::WrongVariant { .. })),
         "{other:?}"
     );
-    let again = b.from_fd(pair.try_clone_fd().unwrap()).unwrap();
+    let again: Pair = Pair::from_fd(pair.try_clone_fd().unwrap()).unwrap();
     let (mut tx, mut rx) = (
         pair.into_producer().unwrap(),
         again.into_consumer().unwrap(),

@@ -21,8 +21,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    builder, fork_with, serial, test_seed, Error, GenericConsumer, GenericProducer, MsgStream, Rng,
-    ShmName, Variant, Verifier, WaitStrategy,
+    builder, fork_with, serial, test_seed, Consumer, Error, MsgStream, Producer, Rng, ShmName,
+    Variant, Verifier, WaitStrategy,
 };
 
 /// Data-area size: 64 KiB, so that `max_message` (32 KiB - 8) messages and
@@ -45,7 +45,7 @@ const PRODUCER_DEADLINE: Duration = Duration::from_secs(600);
 const CHILD_DEADLINE: Duration = Duration::from_secs(120);
 
 fn produce<V: Variant>(
-    tx: &mut GenericProducer<V>,
+    tx: &mut Producer<V>,
     stream: MsgStream,
     count: u64,
     seed: u64,
@@ -110,7 +110,7 @@ fn produce<V: Variant>(
 }
 
 fn consume<V: Variant>(
-    mut rx: GenericConsumer<V>,
+    mut rx: Consumer<V>,
     stream: MsgStream,
     count: u64,
     seed: u64,

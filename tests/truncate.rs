@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use kill_util::*;
-use shmpipe::{Error, GenericBuilder, LockFree, Locked, Variant, WaitStrategy};
+use shmpipe::{Builder, Error, LockFree, Locked, Variant, WaitStrategy};
 
 const T: Duration = Duration::from_secs(30);
 const HEADER: u64 = 896;
@@ -46,7 +46,7 @@ fn truncate_under_streaming_pair<V: Variant>(wait: WaitStrategy, new_len: u64) {
     let _s = serial();
     let name = ShmName::new("trunc");
     let cap = 64 * 1024;
-    let b = GenericBuilder::<V>::default().capacity(cap).wait(wait);
+    let b = Builder::<V>::default().capacity(cap).wait(wait);
     // 0: consumer created the ring; 1: messages received; 2: messages
     // sent; 3: 1 if the last message before the error was damaged.
     let words = SharedWords::new(4);
@@ -172,7 +172,7 @@ fn truncated_to_zero_under_streaming_pair_locked() {
 /// `Truncated`.
 fn truncate_sleepers<V: Variant>() {
     let _s = serial();
-    let b = GenericBuilder::<V>::default()
+    let b = Builder::<V>::default()
         .capacity(4096)
         .wait(WaitStrategy::Futex);
 

@@ -11,7 +11,7 @@ use common::{Backing, ShmName};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use shmpipe::typed::{Receiver, Sender, SerdeReceiver, SerdeSender};
-use shmpipe::{Builder, Error, GenericBuilder, Locked, Variant};
+use shmpipe::{Builder, Error, Locked, Variant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
 #[repr(C)]
@@ -51,7 +51,7 @@ fn event() -> impl Strategy<Value = Event> {
 const CAP: u64 = 4096;
 
 fn pair<V: Variant>(backing: Backing) -> common::Ends<V> {
-    common::make_pair(&GenericBuilder::<V>::default().capacity(CAP), backing).unwrap()
+    common::make_pair(&Builder::<V>::default().capacity(CAP), backing).unwrap()
 }
 
 proptest! {
@@ -135,7 +135,7 @@ struct OneOver([u8; 57]);
 #[test]
 fn pod_max_size_and_oversized() {
     fn run<V: Variant>() {
-        let b = GenericBuilder::<V>::default().capacity(128);
+        let b = Builder::<V>::default().capacity(128);
         let (tx, rx) = b.in_process().unwrap().split().unwrap();
         assert_eq!(tx.max_message(), 56);
         let mut tx = Sender::<Exact, V>::new(tx);

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use shmpipe_core::{GenericBuilder, LockFree, Locked, Variant};
+use shmpipe_core::{Builder, LockFree, Locked, Variant};
 
 /// `target/<profile>`: this test binary is `target/<profile>/deps/c_api-*`.
 fn profile_dir() -> PathBuf {
@@ -405,7 +405,7 @@ fn c_producer_read_by_the_shmpipe_command() {
 /// Everything the ring `name` carries until its producer closes, concatenated
 /// (what `shmpipe read` writes to stdout).
 fn read_all<V: Variant>(name: &str) -> Vec<u8> {
-    let mut c = GenericBuilder::<V>::default()
+    let mut c = Builder::<V>::default()
         .open_consumer(name)
         .expect("open_consumer");
     let mut all = Vec::new();
@@ -423,7 +423,7 @@ fn read_all<V: Variant>(name: &str) -> Vec<u8> {
 fn rust_producer_read_by_a_c_consumer() {
     fn with<V: Variant>(v: &str) {
         let name = format!("/shmpipe-capi-rust2c-{v}-{}", std::process::id());
-        let mut p = GenericBuilder::<V>::default()
+        let mut p = Builder::<V>::default()
             .capacity(1 << 16)
             .create_producer(&name)
             .expect("create_producer");

@@ -20,9 +20,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use serde_json::json;
-use shmpipe::{
-    Error, GenericBuilder, GenericConsumer, GenericProducer, LockFree, Locked, Variant, VariantKind,
-};
+use shmpipe::{Builder, Consumer, Error, LockFree, Locked, Producer, Variant, VariantKind};
 
 use crate::args::{
     approx_size, human_size, parse_capacity, parse_count, parse_seconds, parse_size_range,
@@ -247,7 +245,7 @@ struct Plan {
 
 /// Send message `seq`, alternating the zero-copy claim and the copying send.
 fn emit<V: Variant>(
-    p: &mut GenericProducer<V>,
+    p: &mut Producer<V>,
     buf: &mut [u8],
     plan: &Plan,
     seq: u64,
@@ -273,7 +271,7 @@ fn emit<V: Variant>(
 }
 
 /// Send until done; returns (status, sent, bytes, error text).
-fn produce<V: Variant>(mut p: GenericProducer<V>, plan: &Plan) -> (u64, u64, u64, String) {
+fn produce<V: Variant>(mut p: Producer<V>, plan: &Plan) -> (u64, u64, u64, String) {
     let mut buf = vec![0u8; plan.range.max as usize];
     let end = plan.seconds.and_then(|s| Instant::now().checked_add(s));
     let mut sent = 0u64;
@@ -328,7 +326,7 @@ fn write_all_fd(fd: &OwnedFd, mut data: &[u8]) {
 }
 
 /// The child's whole life: attach, send, report, `_exit`. Never returns.
-fn child<V: Variant>(pair: shmpipe::GenericPair<V>, plan: &Plan, report: OwnedFd) -> ! {
+fn child<V: Variant>(pair: shmpipe::Pair<V>, plan: &Plan, report: OwnedFd) -> ! {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         match pair.into_producer() {
             Ok(p) => produce(p, plan),
@@ -390,7 +388,7 @@ enum End {
 }
 
 fn consume<V: Variant>(
-    c: &mut GenericConsumer<V>,
+    c: &mut Consumer<V>,
     books: &mut Books,
     bar: &ProgressBar,
     plan: &Plan,
@@ -469,7 +467,7 @@ fn run_with<V: Variant>(a: &StressArgs) -> CmdResult {
         fault: a.inject,
     };
     let wait: shmpipe::WaitStrategy = a.wait.into();
-    let pair = GenericBuilder::<V>::default()
+    let pair = Builder::<V>::default()
         .capacity(a.capacity)
         .wait(wait)
         .anonymous()

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use shmpipe::{Error, GenericBuilder, LockFree, Locked, Variant};
+use shmpipe::{Builder, Error, LockFree, Locked, Variant};
 
 /// Every line is one message of this many bytes: `000000000000042\n`. A
 /// write of it to a pipe is atomic, so a killed reader never prints half a line.
@@ -48,7 +48,7 @@ fn kill_readers<V: Variant>(flag: &str) {
     let seg = Seg::new(&format!("junction-{flag}"));
     // The producer lives in the test process and outlasts every reader; it
     // retries a line while no reader is there (PeerDied, Timeout).
-    let mut tx = GenericBuilder::<V>::default()
+    let mut tx = Builder::<V>::default()
         .capacity(4096)
         .unlink_on_drop(false)
         .create_producer(&seg.name)

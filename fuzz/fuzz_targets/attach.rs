@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use shmpipe::{GenericBuilder, Variant};
+use shmpipe::{Builder, Variant};
 
 const HEADER_SIZE: usize = 896;
 const MAGIC: u64 = u64::from_le_bytes(*b"SHMPIPE\0");
@@ -45,8 +45,8 @@ fn put(buf: &mut [u8], off: usize, v: &[u8]) {
 
 /// A few non-blocking calls on a handle; none may crash.
 fn exercise<V: Variant>(
-    mut p: Option<shmpipe::GenericProducer<V>>,
-    mut c: Option<shmpipe::GenericConsumer<V>>,
+    mut p: Option<shmpipe::Producer<V>>,
+    mut c: Option<shmpipe::Consumer<V>>,
     ops: &[u8],
 ) {
     let mut buf = Vec::new();
@@ -98,7 +98,7 @@ fn exercise<V: Variant>(
 }
 
 fn try_open<V: Variant>(name: &str, ops: &[u8]) {
-    let b = GenericBuilder::<V>::default().open_timeout(Duration::ZERO);
+    let b = Builder::<V>::default().open_timeout(Duration::ZERO);
     let c = b.open_consumer(name).ok();
     let p = b.open_producer(name).ok();
     exercise(p, c, ops);

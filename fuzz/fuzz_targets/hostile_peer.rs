@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use shmpipe::{Error, GenericBuilder, GenericConsumer, GenericProducer, Variant, WaitStrategy};
+use shmpipe::{Error, Builder, Consumer, Producer, Variant, WaitStrategy};
 
 const HEADER_SIZE: usize = 896;
 
@@ -132,12 +132,12 @@ fn run<V: Variant>(input: &Input) {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     );
-    let b = GenericBuilder::<V>::default()
+    let b = Builder::<V>::default()
         .capacity(cap)
         .wait(wait)
         .open_timeout(Duration::ZERO);
-    let mut p: GenericProducer<V> = b.create_producer(&name).expect("create_producer");
-    let mut c: GenericConsumer<V> = b.open_consumer(&name).expect("open_consumer");
+    let mut p: Producer<V> = b.create_producer(&name).expect("create_producer");
+    let mut c: Consumer<V> = b.open_consumer(&name).expect("open_consumer");
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

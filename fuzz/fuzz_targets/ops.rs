@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use shmpipe::{Error, GenericBuilder, GenericConsumer, GenericProducer, Variant, WaitStrategy};
+use shmpipe::{Error, Builder, Consumer, Producer, Variant, WaitStrategy};
 
 #[derive(Arbitrary, Debug)]
 enum ClaimEnd {
@@ -108,14 +108,14 @@ impl Model {
 fn run<V: Variant>(input: &Input) {
     let cap = 64u64 << (input.cap % 4);
     let wait = WaitStrategy::ALL[input.wait as usize % WaitStrategy::ALL.len()];
-    let pair = GenericBuilder::<V>::default()
+    let pair = Builder::<V>::default()
         .capacity(cap)
         .wait(wait)
         .in_process()
         .expect("in_process");
     let (p, c) = pair.split().expect("split");
-    let mut p: Option<GenericProducer<V>> = Some(p);
-    let mut c: Option<GenericConsumer<V>> = Some(c);
+    let mut p: Option<Producer<V>> = Some(p);
+    let mut c: Option<Consumer<V>> = Some(c);
     let max = shmpipe::max_message_for(cap);
     let mut m = Model {
         cap,

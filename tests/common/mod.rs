@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
 pub use shmpipe::{
-    Error, GenericBuilder, GenericConsumer, GenericPair, GenericProducer, LockFree, Locked,
-    Variant, WaitStrategy,
+    Builder, Consumer, Error, LockFree, Locked, Pair, Producer, Variant, WaitStrategy,
 };
 
 /// Instantiate generic test bodies `fn name<V: Variant>()` for both
@@ -112,8 +111,8 @@ impl Drop for ShmName {
 // Backings
 
 /// A builder for variant `V` with the library defaults.
-pub fn builder<V: Variant>() -> GenericBuilder<V> {
-    GenericBuilder::<V>::default()
+pub fn builder<V: Variant>() -> Builder<V> {
+    Builder::<V>::default()
 }
 
 /// Where a ring's bytes live.
@@ -134,13 +133,13 @@ impl Backing {
 
 /// Both ends of a ring plus, for a named ring, the guard of its name.
 pub struct Ends<V: Variant> {
-    pub tx: GenericProducer<V>,
-    pub rx: GenericConsumer<V>,
+    pub tx: Producer<V>,
+    pub rx: Consumer<V>,
     pub name: Option<ShmName>,
 }
 
 /// Make a ring with `b`'s options on `backing`, both ends in this process.
-pub fn make_pair<V: Variant>(b: &GenericBuilder<V>, backing: Backing) -> Result<Ends<V>, Error> {
+pub fn make_pair<V: Variant>(b: &Builder<V>, backing: Backing) -> Result<Ends<V>, Error> {
     match backing {
         Backing::Named => {
             let name = ShmName::new("pair");
@@ -165,7 +164,7 @@ pub fn make_pair<V: Variant>(b: &GenericBuilder<V>, backing: Backing) -> Result<
 
 /// `try_send` `msg` until the ring is full; returns how many were sent.
 /// Panics on any error other than `Full`.
-pub fn fill_until_full<V: Variant>(tx: &mut GenericProducer<V>, msg: &[u8]) -> usize {
+pub fn fill_until_full<V: Variant>(tx: &mut Producer<V>, msg: &[u8]) -> usize {
     let mut n = 0;
     loop {
         match tx.try_send(msg) {

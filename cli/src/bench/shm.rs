@@ -5,9 +5,7 @@
 
 use std::marker::PhantomData;
 
-use shmpipe::{
-    Error, GenericBuilder, GenericConsumer, GenericPair, GenericProducer, Variant, WaitStrategy,
-};
+use shmpipe::{Builder, Consumer, Error, Pair, Producer, Variant, WaitStrategy};
 
 use super::harness::{spin_step, Endpoint, Mode, Transport};
 
@@ -56,8 +54,8 @@ impl<V: Variant> Shm<V> {
 }
 
 pub struct ShmEnd<V: Variant> {
-    tx: GenericProducer<V>,
-    rx: GenericConsumer<V>,
+    tx: Producer<V>,
+    rx: Consumer<V>,
     spin: bool,
     /// Where `try_recv_into` / `recv_into` copy a message.
     buf: Vec<u8>,
@@ -89,7 +87,7 @@ impl Batch {
 }
 
 impl<V: Variant> ShmEnd<V> {
-    fn new(tx: GenericProducer<V>, rx: GenericConsumer<V>, size: usize, drain: bool) -> Self {
+    fn new(tx: Producer<V>, rx: Consumer<V>, size: usize, drain: bool) -> Self {
         ShmEnd {
             tx,
             rx,
@@ -101,7 +99,7 @@ impl<V: Variant> ShmEnd<V> {
 }
 
 impl<V: Variant> Transport for Shm<V> {
-    type Setup = (GenericPair<V>, GenericPair<V>);
+    type Setup = (Pair<V>, Pair<V>);
     type End = ShmEnd<V>;
     fn name(&self) -> &'static str {
         self.name
@@ -123,7 +121,7 @@ impl<V: Variant> Transport for Shm<V> {
         Ok(())
     }
     fn setup(&self, size: usize) -> Result<Self::Setup, String> {
-        let b = GenericBuilder::<V>::default()
+        let b = Builder::<V>::default()
             .capacity(Self::capacity(size))
             .wait(self.wait);
         let down = b.anonymous().map_err(|e| e.to_string())?;
