@@ -41,12 +41,14 @@
 //! # Ok::<(), shmpipe::Error>(())
 //! ```
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::layout::Header;
+use crate::frame::check_span;
+use crate::layout::{self, Header};
+use crate::ring::{Endpoint, Found, Slot, Variant};
 use crate::segment::Role;
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Builder for locked rings.
 pub type Builder = crate::builder::Builder<crate::Locked>;
@@ -61,12 +63,245 @@ pub type Pair = crate::builder::Pair<crate::Locked>;
 /// A message lent by [`Consumer::peek`] in a locked ring (the lock is not held).
 pub type Message<'a> = crate::ring::Message<'a, crate::Locked>;
 
+/// The locked design's departures from the lock-free protocol (the hooks
+/// of [`Variant`], called by `Producer` / `Consumer`).
+impl Variant for crate::Locked {
+    const CODE: u32 = layout::VARIANT_LOCKED;
+    const KIND: crate::VariantKind = crate::VariantKind::Locked;
+    /// The indices decide, read under the lock: no header-signal fast path.
+    const HEADER_SIGNAL: bool = false;
+    type Guard = Guard;
+    type ConsumerState = ConsumerState;
+
+    /// Take the ring lock (see [`lock`]); a corruption sticks.
+    fn enter(ep: &mut Endpoint, until: Option<Instant>) -> Result<Option<Guard>> {
+        let (role, epoch) = ep.owner();
+        let r = {
+            let mut role_dead = |role: Role| ep.role_dead(role);
+            let mut locker = Locker {
+                h: ep.h(),
+                me: owner_word(role, epoch),
+                capacity: ep.cap,
+                role_dead: &mut role_dead,
+            };
+            lock(&mut locker, until)
+        };
+        ep.note(r)
+    }
+
+    /// Nothing to scan for: every commit stores `tail` under the lock.
+    fn producer_attach(
+        _p: &mut crate::Producer<Self>,
+        _head: u64,
+        tail: u64,
+    ) -> Result<(u64, u64)> {
+        Ok((tail, tail))
+    }
+
+    /// Under the lock: reload both indices, validate them, then decide.
+    fn reserve(p: &mut crate::Producer<Self>, len: usize) -> Result<Option<Slot>> {
+        let h = p.ep.h();
+        // Relaxed: ordered by the lock.
+        let tail = h.prod.tail.load(Ordering::Relaxed);
+        let head = h.cons.head.load(Ordering::Relaxed);
+        p.head_cache = head;
+        check_span(head, tail, p.ep.cap)?;
+        // We are `tail`'s only writer: anything else was written by
+        // someone else (and would stall or corrupt both sides).
+        if tail != p.tail {
+            return Err(Error::corrupted(
+                "tail was changed by another process",
+                tail,
+            ));
+        }
+        if tail + p.need(tail, len).1 - head > p.ep.cap {
+            return Ok(None);
+        }
+        Ok(Some(p.slot_at_tail(len)))
+    }
+
+    /// Waiting: look at the indices without the lock first, so a waiting
+    /// side does not keep taking the lock away from the side that would make
+    /// progress. Plain atomic loads; the decision is re-made under the lock.
+    fn full_at_a_glance(p: &mut crate::Producer<Self>, len: usize) -> bool {
+        let h = p.ep.h();
+        let tail = h.prod.tail.load(Ordering::Relaxed);
+        p.head_cache = h.cons.head.load(Ordering::Relaxed);
+        let used = tail.wrapping_sub(p.head_cache);
+        used.saturating_add(p.need(tail, len).1) > p.ep.cap
+    }
+
+    /// The header store needs no ordering of its own: the consumer reads
+    /// it after `tail`, under the lock. `tail` is the signal a sleeping
+    /// consumer re-checks; the counters are checkpointed at every commit
+    /// (`head` is reloaded by every operation).
+    fn publish(p: &mut crate::Producer<Self>, (off, word): (u64, u64)) {
+        p.ep.word(off).store(word, Ordering::Relaxed);
+        p.ep.publish(&p.ep.h().prod.tail, p.tail, None);
+        p.checkpoint();
+    }
+
+    /// One by one, each under the lock.
+    fn send_batch<M: AsRef<[u8]>>(p: &mut crate::Producer<Self>, msgs: &[M]) -> Result<()> {
+        msgs.iter().try_for_each(|m| p.send(m.as_ref()))
+    }
+
+    /// One by one; as the lock-free ring, what was sent is counted and the
+    /// next call reports the failure.
+    fn try_send_batch<M: AsRef<[u8]>>(p: &mut crate::Producer<Self>, msgs: &[M]) -> Result<usize> {
+        let mut n = 0;
+        for m in msgs {
+            match p.try_send(m.as_ref()) {
+                Ok(()) => n += 1,
+                Err(_) if n > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Checked under the lock, by every operation.
+    fn consumer_attach(c: &mut crate::Consumer<Self>, _head: u64, tail: u64) -> Result<()> {
+        c.var.tail_seen = tail;
+        Ok(())
+    }
+
+    /// Under the lock: the indices decide; releases deferred while the
+    /// lock was busy are published first.
+    fn look(c: &mut crate::Consumer<Self>) -> Result<Option<Found>> {
+        flush_release(c);
+        let tail = indices(c)?;
+        let head = c.head;
+        if head == tail {
+            return Ok(None);
+        }
+        // Relaxed: the lock orders it with the producer's stores.
+        let word = c.ep.word(head & c.ep.mask).load(Ordering::Relaxed);
+        c.parse(head, word, Some(tail)).map(Some)
+    }
+
+    /// Relaxed: a hint; the decision is made under the lock.
+    fn has_record(c: &crate::Consumer<Self>) -> bool {
+        c.ep.h().prod.tail.load(Ordering::Relaxed) != c.head
+    }
+
+    /// Waiting: see [`Self::full_at_a_glance`].
+    fn empty_at_a_glance(c: &mut crate::Consumer<Self>) -> bool {
+        let tail = c.ep.h().prod.tail.load(Ordering::Relaxed);
+        if tail == c.head {
+            c.var.tail_seen = tail;
+            return true;
+        }
+        false
+    }
+
+    /// Every look validates the indices under the lock.
+    fn cross_check_empty(_c: &crate::Consumer<Self>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Acquire: pairs with the producer's Release/SeqCst store of `tail`
+    /// (the attempt re-reads it under the lock anyway).
+    fn data_moved(c: &crate::Consumer<Self>) -> bool {
+        c.ep.h().prod.tail.load(Ordering::Acquire) != c.var.tail_seen
+    }
+
+    /// `tail`, and the value the last attempt saw.
+    fn data_signal(c: &crate::Consumer<Self>) -> (&AtomicU64, u64) {
+        (&c.ep.h().prod.tail, c.var.tail_seen)
+    }
+
+    /// Record the release locally, publish it now if the lock is free,
+    /// else with the next operation that takes it. Never blocks.
+    fn release(c: &mut crate::Consumer<Self>, found: Found) {
+        c.var.deferred = true;
+        c.head = found.next;
+        // An error sticks to the handle (`enter` notes it); the next call reports it.
+        if let Ok(Some(guard)) = Self::enter(&mut c.ep, None) {
+            flush_release(c);
+            drop(guard);
+        }
+    }
+
+    /// Publish deferred releases, waiting a little for the lock. If it
+    /// stays busy the released messages are delivered again to the next
+    /// consumer (at least once, never lost).
+    fn finish_release(c: &mut crate::Consumer<Self>) {
+        if !c.var.deferred {
+            return;
+        }
+        let until = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < until {
+            let slice = Some(crate::wait::slice_end(Some(until)));
+            match Self::enter(&mut c.ep, slice) {
+                Ok(Some(guard)) => {
+                    flush_release(c);
+                    drop(guard);
+                    return;
+                }
+                Ok(None) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Take the lock (not waiting), publish deferred releases, and bound
+    /// the batch by `tail`.
+    fn drain_begin(c: &mut crate::Consumer<Self>) -> Result<Option<(Option<Guard>, Option<u64>)>> {
+        let Some(g) = Self::enter(&mut c.ep, None)? else {
+            return Ok(None);
+        };
+        flush_release(c);
+        let r = indices(c);
+        let tail = c.ep.note(r)?;
+        Ok(Some((Some(g), Some(tail))))
+    }
+}
+
+/// The locked consumer's own state.
+#[derive(Debug, Default)]
+pub struct ConsumerState {
+    /// The `tail` seen by the last attempt (what a sleeper re-checks).
+    tail_seen: u64,
+    /// Messages were released by `Message::release` while the lock was
+    /// busy; `head` is already past them locally and is published by the
+    /// next operation that holds the lock.
+    deferred: bool,
+}
+
+/// With the lock held: publish releases deferred by `release`.
+fn flush_release(c: &mut crate::Consumer<crate::Locked>) {
+    if std::mem::take(&mut c.var.deferred) {
+        let head = c.head;
+        c.publish_head(head);
+    }
+}
+
+/// With the lock held: read and validate the indices; returns `tail`.
+fn indices(c: &mut crate::Consumer<crate::Locked>) -> Result<u64> {
+    let h = c.ep.h();
+    // Relaxed: the lock orders these with the producer's stores.
+    let head = h.cons.head.load(Ordering::Relaxed);
+    let tail = h.prod.tail.load(Ordering::Relaxed);
+    c.var.tail_seen = tail;
+    check_span(head, tail, c.ep.cap)?;
+    // We are `head`'s only writer, so the segment must hold what we last
+    // stored (a peer that rewrites it would otherwise stall both sides).
+    if head != c.head {
+        return Err(Error::corrupted(
+            "head was changed by another process",
+            head,
+        ));
+    }
+    Ok(tail)
+}
+
 const ROLE_MASK: u32 = 0xff;
 const WAITERS: u32 = 0x100;
 const POISON: u32 = 0xff;
 
 /// The lock word value meaning "held by `role`, attachment `epoch`".
-pub(crate) fn owner_word(role: Role, epoch: u32) -> u32 {
+fn owner_word(role: Role, epoch: u32) -> u32 {
     role_code(role) | ((epoch & 0xffff) << 16)
 }
 
@@ -78,7 +313,7 @@ fn role_code(role: Role) -> u32 {
 }
 
 /// Who the caller is, and how to tell whether a holder is dead.
-pub(crate) struct Locker<'a> {
+struct Locker<'a> {
     pub h: &'a Header,
     /// Our lock word value (`owner_word` of our role and epoch).
     pub me: u32,
@@ -89,7 +324,7 @@ pub(crate) struct Locker<'a> {
 }
 
 /// Holds the ring lock; releases it on drop.
-pub(crate) struct Guard {
+pub struct Guard {
     word: *const AtomicU32,
 }
 
@@ -116,7 +351,7 @@ impl Drop for Guard {
 /// Take the ring lock. `until = None`: try once (a dead holder is still
 /// recovered). Otherwise wait until `until` at most; `Ok(None)` if it is
 /// still busy then.
-pub(crate) fn lock(l: &mut Locker<'_>, until: Option<Instant>) -> Result<Option<Guard>> {
+fn lock(l: &mut Locker<'_>, until: Option<Instant>) -> Result<Option<Guard>> {
     let word = &l.h.lock.word;
     let guard = || Guard {
         word: word as *const AtomicU32,

@@ -55,7 +55,7 @@ impl VariantKind {
     }
 
     /// The name: `"lockfree"` or `"locked"`.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             VariantKind::LockFree => "lockfree",
             VariantKind::Locked => "locked",

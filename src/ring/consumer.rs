@@ -11,11 +11,11 @@ use super::block::{block, deadline_after, mode_until, Mode};
 use super::endpoint::{Check, Endpoint, PeerGone};
 use super::{bump, stats_of, LockFree, PeerStatus, Stats, Variant};
 use crate::error::{Error, Result};
-use crate::frame::{self, check_lag, check_span, HDR, KIND_MSG, KIND_PAD};
+use crate::frame::{self, check_lag, HDR, KIND_MSG, KIND_PAD};
 use crate::layout::STATE_ATTACHED;
 use crate::segment::{Role, Segment};
 use crate::sync::Ordering;
-use crate::wait::{self, WaitStrategy};
+use crate::wait::WaitStrategy;
 
 /// A long `drain` publishes its head each time it has read this fraction
 /// of the ring (lock-free), so the producer refills while it reads; a
@@ -27,22 +27,17 @@ const DRAIN_PUBLISH_PARTS: u64 = 16;
 /// Dropping it closes the consumer side: the producer's sends then fail
 /// with [`Error::Disconnected`].
 pub struct Consumer<V: Variant = LockFree> {
-    ep: Endpoint,
+    pub(crate) ep: Endpoint,
     /// Our authoritative head (locked: last head seen under the lock, or
     /// past messages released while the lock was busy).
-    head: u64,
+    pub(crate) head: u64,
     /// `head` when we attached: once it moved, a producer was attached.
     attach_head: u64,
-    /// Locked variant: the `tail` seen by the last attempt (what a sleeper
-    /// re-checks).
-    tail_seen: u64,
     /// Bytes of a message partly returned by `io::Read`.
     pending: Vec<u8>,
     pending_pos: usize,
-    /// Locked variant: messages were released by [`Message::release`]
-    /// while the lock was busy; `head` is already past them locally and is
-    /// published by the next operation that holds the lock.
-    deferred: bool,
+    /// The variant's own state (the locked ring's; nothing lock-free).
+    pub(crate) var: V::ConsumerState,
     _v: PhantomData<(V, Cell<()>)>,
 }
 
@@ -67,15 +62,15 @@ enum Step<R> {
 
 /// A record found by `look`: payload offset and length, and the head after it.
 #[derive(Clone, Copy)]
-struct Found {
-    off: u64,
-    len: usize,
-    next: u64,
+pub struct Found {
+    pub(crate) off: u64,
+    pub(crate) len: usize,
+    pub(crate) next: u64,
 }
 
 impl<V: Variant> Consumer<V> {
     pub(crate) fn attach(seg: Arc<Segment>) -> Result<Self> {
-        let ep = Endpoint::attach(seg, Role::Consumer)?;
+        let ep = Endpoint::attach(seg, Role::Consumer, V::HEADER_SIGNAL)?;
         let h = ep.h();
         // Acquire: as in `Producer::attach`.
         let head = h.cons.head.load(Ordering::Acquire);
@@ -83,20 +78,22 @@ impl<V: Variant> Consumer<V> {
         let mut c = Consumer {
             head,
             attach_head: head,
-            tail_seen: tail,
             ep,
             pending: Vec::new(),
             pending_pos: 0,
-            deferred: false,
+            var: Default::default(),
             _v: PhantomData,
         };
-        if !V::LOCKED {
-            // A takeover continues from the published head: the message the
-            // dead consumer had not released is delivered again.
-            let r = check_lag(head, tail, c.ep.cap);
-            c.ep.note(r)?;
-        }
+        V::consumer_attach(&mut c, head, tail)?;
         Ok(c)
+    }
+
+    /// A takeover continues from the published head (the message the dead
+    /// consumer had not released is delivered again): check it against
+    /// the producer's `tail`.
+    pub(crate) fn check_attach(&mut self, head: u64, tail: u64) -> Result<()> {
+        let r = check_lag(head, tail, self.ep.cap);
+        self.ep.note(r)
     }
 
     /// Data-area capacity in bytes.
@@ -130,7 +127,7 @@ impl<V: Variant> Consumer<V> {
 
     /// Whether no committed record is waiting.
     pub fn is_empty(&self) -> bool {
-        !self.has_record()
+        !V::has_record(self)
     }
 
     /// A snapshot of the ring's counters.
@@ -159,7 +156,7 @@ impl<V: Variant> Consumer<V> {
     /// # Errors
     /// As [`crate::Producer::close`].
     pub fn close(mut self) -> Result<()> {
-        self.finish_release();
+        V::finish_release(&mut self);
         self.ep.close_explicit()
     }
 
@@ -184,7 +181,7 @@ impl<V: Variant> Consumer<V> {
     /// or after the padding record there. `tail` bounds the records when it
     /// is known (the locked ring reads it under the lock).
     #[inline]
-    fn parse(&self, mut head: u64, word: u64, tail: Option<u64>) -> Result<Found> {
+    pub(crate) fn parse(&self, mut head: u64, word: u64, tail: Option<u64>) -> Result<Found> {
         let cap = self.ep.cap;
         let mut off = head & self.ep.mask;
         let mut word = word;
@@ -227,25 +224,9 @@ impl<V: Variant> Consumer<V> {
         })
     }
 
-    /// One look for a message. Lock-free: the header word at `head` is the
-    /// signal. Locked: call with the lock held; the indices decide.
+    /// One look for a message: the header word at `head` is the signal.
     #[inline]
-    fn look(&mut self) -> Result<Option<Found>> {
-        if V::LOCKED {
-            self.flush_release();
-            let h = self.ep.h();
-            // Relaxed: the lock orders these with the producer's stores.
-            let head = h.cons.head.load(Ordering::Relaxed);
-            let tail = h.prod.tail.load(Ordering::Relaxed);
-            self.tail_seen = tail;
-            check_span(head, tail, self.ep.cap)?;
-            check_own_head(head, self.head)?;
-            if head == tail {
-                return Ok(None);
-            }
-            let word = self.ep.word(head & self.ep.mask).load(Ordering::Relaxed);
-            return self.parse(head, word, Some(tail)).map(Some);
-        }
+    pub(crate) fn look(&mut self) -> Result<Option<Found>> {
         let head = self.head;
         // Acquire: pairs with the producer's Release (SeqCst) store of this
         // header word in `Producer::commit_slot`: the payload and the
@@ -269,9 +250,6 @@ impl<V: Variant> Consumer<V> {
     /// takes the full path, which reads the word again and decides.
     #[inline(always)]
     fn fast_look(&self) -> Option<Found> {
-        if V::LOCKED {
-            return None;
-        }
         let head = self.head;
         let off = head & self.ep.word_mask;
         // Acquire: pairs with the producer's Release store of this header
@@ -280,8 +258,8 @@ impl<V: Variant> Consumer<V> {
         // SAFETY: `off` is masked with `word_mask`.
         let word = unsafe { self.ep.word_masked(off) }.load(Ordering::Acquire);
         let len = word ^ (KIND_MSG << 32);
-        // Also 0 once the handle is broken, or if it must publish with a
-        // SeqCst store (see `Endpoint::fast_lim`).
+        // Also 0 once the handle is broken, if it must publish with a
+        // SeqCst store, or without a header signal (see `Endpoint::fast_lim`).
         if len >= self.ep.fast_lim {
             return None;
         }
@@ -298,19 +276,17 @@ impl<V: Variant> Consumer<V> {
         })
     }
 
-    /// Whether a record is published at `head` (no validation).
+    /// The header word at `head`.
+    #[inline(always)]
+    pub(crate) fn head_word(&self) -> &crate::sync::AtomicU64 {
+        self.ep.word(self.head & self.ep.mask)
+    }
+
+    /// Whether a record header is published at `head` (no validation).
     #[inline]
-    fn has_record(&self) -> bool {
-        if V::LOCKED {
-            // Relaxed: a hint; the decision is made under the lock.
-            self.ep.h().prod.tail.load(Ordering::Relaxed) != self.head
-        } else {
-            // Acquire: as in `look`.
-            self.ep
-                .word(self.head & self.ep.mask)
-                .load(Ordering::Acquire)
-                != 0
-        }
+    pub(crate) fn header_published(&self) -> bool {
+        // Acquire: as in `look`.
+        self.head_word().load(Ordering::Acquire) != 0
     }
 
     /// Lock-free, ring found empty: cross-check the producer's `tail` word.
@@ -318,12 +294,12 @@ impl<V: Variant> Consumer<V> {
     /// a header that is still zero means the header or `tail` was forged.
     /// Called once per liveness slice (it reads the producer's line, which a
     /// poll loop must not do per poll).
-    fn cross_check_empty(&self) -> Result<()> {
+    pub(crate) fn cross_check_empty(&self) -> Result<()> {
         // Acquire: pairs with the producer's Release store of `tail`, which
         // follows its header store.
         let tail = self.ep.h().prod.tail.load(Ordering::Acquire);
         check_lag(self.head, tail, self.ep.cap)?;
-        if tail > self.head && !self.has_record() {
+        if tail > self.head && !self.header_published() {
             return Err(Error::corrupted(
                 "tail is past a record header that was never published",
                 tail,
@@ -336,7 +312,7 @@ impl<V: Variant> Consumer<V> {
     /// `stats()` derives what was received from `head` (DESIGN.md §2), so a
     /// message costs this one store to our own line.
     #[inline(always)]
-    fn publish_head(&mut self, new_head: u64) {
+    pub(crate) fn publish_head(&mut self, new_head: u64) {
         self.head = new_head;
         // Pairs with the producer's Acquire load of `head` in `reserve` (and,
         // for the wake-up, its registration in `Endpoint::sleep`).
@@ -373,7 +349,7 @@ impl<V: Variant> Consumer<V> {
         };
         // The Acquire load of the producer's state (or the kernel's word on
         // its death) came after its last publication.
-        if self.has_record() {
+        if V::has_record(self) {
             return Ok(Idle::Retry); // it left messages behind: read them first
         }
         Err(match g {
@@ -390,23 +366,14 @@ impl<V: Variant> Consumer<V> {
         check_peer: bool,
         f: &mut Option<impl FnOnce(&mut Self, Found) -> R>,
     ) -> Result<Step<R>> {
-        if V::LOCKED && matches!(mode, Mode::Until(_)) && !check_peer {
-            // Waiting in the locked ring: see `Producer::attempt_reserve`.
-            let tail = self.ep.h().prod.tail.load(Ordering::Relaxed);
-            if tail == self.head {
-                self.tail_seen = tail;
-                return self.empty_reason(Check::slow(check_peer)).map(Step::Idle);
-            }
+        // Waiting: see `Producer::attempt_reserve`.
+        if matches!(mode, Mode::Until(_)) && !check_peer && V::empty_at_a_glance(self) {
+            return self.empty_reason(Check::slow(check_peer)).map(Step::Idle);
         }
-        let guard = if V::LOCKED {
-            match self.ep.lock(mode_until(mode))? {
-                Some(g) => Some(g),
-                None => return Ok(Step::Idle(Idle::Empty)), // lock busy
-            }
-        } else {
-            None
+        let Some(guard) = V::enter(&mut self.ep, mode_until(mode))? else {
+            return Ok(Step::Idle(Idle::Empty)); // busy
         };
-        let r = self.look();
+        let r = V::look(self);
         match self.ep.note(r)? {
             Some(found) => {
                 let Some(f) = f.take() else {
@@ -419,8 +386,8 @@ impl<V: Variant> Consumer<V> {
             }
             None => {
                 drop(guard);
-                if check_peer && !V::LOCKED {
-                    let r = self.cross_check_empty();
+                if check_peer {
+                    let r = V::cross_check_empty(self);
                     self.ep.note(r)?;
                 }
                 self.empty_reason(Check::slow(check_peer)).map(Step::Idle)
@@ -428,30 +395,18 @@ impl<V: Variant> Consumer<V> {
         }
     }
 
-    /// Is another attempt worth it: a record published (locked: `tail`
-    /// moved) or the producer's state changed?
+    /// Is another attempt worth it: a record published or the producer's
+    /// state changed?
     #[inline]
     fn data_ready(&self) -> bool {
-        let h = self.ep.h();
-        let moved = if V::LOCKED {
-            // Acquire: pairs with the producer's Release/SeqCst store of
-            // `tail` (the attempt re-reads it under the lock anyway).
-            h.prod.tail.load(Ordering::Acquire) != self.tail_seen
-        } else {
-            self.has_record()
-        };
-        moved || h.endpoints.producer.load(Ordering::Relaxed) > STATE_ATTACHED
+        V::data_moved(self)
+            || self.ep.h().endpoints.producer.load(Ordering::Relaxed) > STATE_ATTACHED
     }
 
     fn sleep_for_data(&mut self, until: Instant) {
         let h = self.ep.seg.header();
-        let signal = if V::LOCKED {
-            &h.prod.tail
-        } else {
-            self.ep.word(self.head & self.ep.mask)
-        };
-        // Locked: the tail seen; lock-free: the empty header word.
-        let seen = if V::LOCKED { self.tail_seen } else { 0 };
+        // Lock-free: the empty header word at `head`.
+        let (signal, seen) = V::data_signal(self);
         self.ep.sleep(until, || {
             // SeqCst: see `Endpoint::sleep`.
             signal.load(Ordering::SeqCst) != seen
@@ -499,7 +454,7 @@ impl<V: Variant> Consumer<V> {
     /// (`examples/instr_loop empty_poll`).
     #[inline(always)]
     fn quick_empty(&self) -> bool {
-        if V::LOCKED || self.ep.is_broken() {
+        if !V::HEADER_SIGNAL || self.ep.is_broken() {
             return false;
         }
         // Acquire: as in `look`; a non-zero word takes the full path.
@@ -539,7 +494,7 @@ impl<V: Variant> Consumer<V> {
         f: impl FnOnce(&mut Self, Found) -> R,
     ) -> Result<R> {
         self.ep.check_broken()?;
-        if !V::LOCKED {
+        if V::HEADER_SIGNAL {
             // Fast path: a message is waiting. No clock read, no syscall.
             let r = self.look();
             if let Some(found) = self.ep.note(r)? {
@@ -811,58 +766,6 @@ impl<V: Variant> Consumer<V> {
         Ok(Message { c: self, found })
     }
 
-    /// Release a message lent by `peek`.
-    fn release_found(&mut self, found: Found) {
-        if !V::LOCKED {
-            self.publish_head(found.next);
-            return;
-        }
-        // Locked: record the release locally, publish it now if the lock is
-        // free, else with the next operation that takes it. Never blocks.
-        self.deferred = true;
-        self.head = found.next;
-        match self.ep.lock(None) {
-            Ok(Some(guard)) => {
-                self.flush_release();
-                drop(guard);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                let _ = self.ep.note(Err::<(), _>(e));
-            }
-        }
-    }
-
-    /// Locked, with the lock held: publish releases deferred by `release_found`.
-    fn flush_release(&mut self) {
-        if std::mem::take(&mut self.deferred) {
-            let head = self.head;
-            self.publish_head(head);
-        }
-    }
-
-    /// Before closing: publish deferred releases, waiting a little for the
-    /// lock. If it stays busy the released messages are delivered again to
-    /// the next consumer (at least once, never lost).
-    fn finish_release(&mut self) {
-        if !V::LOCKED || !self.deferred {
-            return;
-        }
-        let until = Instant::now() + Duration::from_millis(100);
-        while Instant::now() < until {
-            let slice = Some(wait::slice_end(Some(until)));
-            match self.ep.lock(slice) {
-                Ok(Some(guard)) => {
-                    self.flush_release();
-                    drop(guard);
-                    return;
-                }
-                Ok(None) => {}
-                Err(_) => return,
-            }
-        }
-    }
-
     /// Hand up to `max` waiting messages to `f`, in order, and release their
     /// space together: once for the batch, or (lock-free) each time a
     /// sixteenth of the ring has been read, so a producer waiting for room
@@ -894,30 +797,22 @@ impl<V: Variant> Consumer<V> {
         if max == 0 {
             return Ok(0);
         }
-        let mut guard = None;
-        let mut tail = None;
-        if V::LOCKED {
-            match self.ep.lock(None)? {
-                Some(g) => guard = Some(g),
-                None => return Ok(0),
-            }
-            self.flush_release();
-            let h = self.ep.h();
-            // Relaxed: ordered by the lock.
-            let head = h.cons.head.load(Ordering::Relaxed);
-            let t = h.prod.tail.load(Ordering::Relaxed);
-            let r = check_span(head, t, self.ep.cap).and_then(|()| check_own_head(head, self.head));
-            self.ep.note(r)?;
-            self.tail_seen = t;
-            tail = Some(t);
-        }
+        // `tail`: where the indices bound the batch (the locked ring);
+        // lock-free, the headers do.
+        let Some((guard, tail)) = V::drain_begin(self)? else {
+            return Ok(0); // busy
+        };
         let mut n = 0;
         let mut head = self.head;
         let mut err = None;
         // Lock-free: publish `head` each time a sixteenth of the ring was
         // read, so a producer waiting for room refills during a long batch.
         let part = self.ep.cap / DRAIN_PUBLISH_PARTS;
-        let mut publish_at = if V::LOCKED { u64::MAX } else { head + part };
+        let mut publish_at = if tail.is_some() {
+            u64::MAX
+        } else {
+            head + part
+        };
         while n < max {
             if tail == Some(head) {
                 break;
@@ -927,7 +822,7 @@ impl<V: Variant> Consumer<V> {
             let word = self.ep.word(off).load(Ordering::Acquire);
             // Lock-free messages: the two-comparison check of `fast_look`.
             let len = word ^ (KIND_MSG << 32);
-            let found = if !V::LOCKED
+            let found = if tail.is_none()
                 && len <= self.ep.max as u64
                 && off + frame::record_len(len) <= self.ep.cap
             {
@@ -974,18 +869,6 @@ impl<V: Variant> Consumer<V> {
     }
 }
 
-/// Locked ring: we are `head`'s only writer, so the segment must hold what
-/// we last stored (a peer that rewrites it would otherwise stall both sides).
-fn check_own_head(found: u64, ours: u64) -> Result<()> {
-    if found != ours {
-        return Err(Error::corrupted(
-            "head was changed by another process",
-            found,
-        ));
-    }
-    Ok(())
-}
-
 fn copy_to(buf: &mut Vec<u8>, m: &[u8]) -> usize {
     buf.clear();
     buf.extend_from_slice(m);
@@ -1005,7 +888,7 @@ impl<V: Variant> Message<'_, V> {
     /// Free the message's space: the producer may reuse it.
     pub fn release(self) {
         let found = self.found;
-        self.c.release_found(found);
+        V::release(self.c, found);
     }
 }
 
@@ -1026,7 +909,7 @@ impl<V: Variant> std::fmt::Debug for Message<'_, V> {
 
 impl<V: Variant> Drop for Consumer<V> {
     fn drop(&mut self) {
-        self.finish_release();
+        V::finish_release(self);
         self.ep.close();
     }
 }

@@ -10,7 +10,7 @@ use super::PeerStatus;
 /// How long a peer's state word may say CLOSED while its process still
 /// holds the role lock (an orderly close releases it right after the store;
 /// a replacement takes the lock just before storing ATTACHED).
-pub(super) const CLOSED_GRACE: Duration = Duration::from_millis(200);
+pub(crate) const CLOSED_GRACE: Duration = Duration::from_millis(200);
 use crate::error::{Error, Result};
 use crate::layout::{self, Header, WaitWord, STATE_ATTACHED, STATE_CLOSED, STATE_NEVER};
 use crate::segment::{self, Role, RoleLock, Segment};
@@ -19,7 +19,7 @@ use crate::wait::{self, WaitStrategy};
 
 /// How hard to look for a dead peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Check {
+pub(crate) enum Check {
     /// Only the peer's state word (no syscall): the hot path.
     Word,
     /// Also the kernel, at most once per `wait::SLICE`.
@@ -29,7 +29,7 @@ pub(super) enum Check {
 }
 
 impl Check {
-    pub(super) fn slow(force: bool) -> Check {
+    pub(crate) fn slow(force: bool) -> Check {
         if force {
             Check::Force
         } else {
@@ -48,34 +48,34 @@ enum Broken {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum PeerGone {
+pub(crate) enum PeerGone {
     Closed,
     Died,
 }
 
-pub(super) struct Endpoint {
-    pub(super) seg: Arc<Segment>,
-    pub(super) data: *mut u8,
-    pub(super) cap: u64,
+pub struct Endpoint {
+    pub(crate) seg: Arc<Segment>,
+    pub(crate) data: *mut u8,
+    pub(crate) cap: u64,
     /// `cap - HDR`: the offset of the last header slot.
-    pub(super) last_word: u64,
-    pub(super) mask: u64,
+    pub(crate) last_word: u64,
+    pub(crate) mask: u64,
     /// `mask & !7`: masks a position to an 8-aligned offset in the data area.
-    pub(super) word_mask: u64,
+    pub(crate) word_mask: u64,
     /// The peer's `waiting` flag, which a publication checks (the peer's
     /// wait word; resolved at attach instead of per message).
     peer_waiting: std::ptr::NonNull<AtomicU32>,
-    pub(super) max: usize,
+    pub(crate) max: usize,
     /// The fast paths' one test of the handle and the length: `max + 1`
     /// while the handle is healthy and publishes with one release store
     /// (the light barrier, or a strategy that never sleeps), else 0, so
     /// `len >= fast_lim` sends every length, and every header, to the
     /// full path. Set to 0 when the handle breaks.
-    pub(super) fast_lim: u64,
+    pub(crate) fast_lim: u64,
     /// The segment's header (the mapping lives as long as `seg`): the
     /// fast paths reach it without going through the `Arc`.
     hdr: std::ptr::NonNull<Header>,
-    pub(super) wait: WaitStrategy,
+    pub(crate) wait: WaitStrategy,
     role: Role,
     lock: Option<RoleLock>,
     /// A corruption (or a poisoned lock) that sticks to the handle.
@@ -89,7 +89,7 @@ pub(super) struct Endpoint {
     /// We saw the peer attached (its word, its role lock, or its work: a
     /// message received, room made): a free role lock from now on means it
     /// died, whatever its word says.
-    pub(super) peer_seen: bool,
+    pub(crate) peer_seen: bool,
     /// Since when the peer's word has said CLOSED while its role lock was held.
     closed_seen: Option<Instant>,
     /// The attaching process; 0 once closed explicitly.
@@ -99,7 +99,10 @@ pub(super) struct Endpoint {
 }
 
 impl Endpoint {
-    pub(super) fn attach(seg: Arc<Segment>, role: Role) -> Result<Endpoint> {
+    /// Attach as `role`. `header_signal`: the design lets a reader act on
+    /// a published record header without a lock (`Variant::HEADER_SIGNAL`);
+    /// the fast paths are off (`fast_lim` 0) otherwise.
+    pub(crate) fn attach(seg: Arc<Segment>, role: Role, header_signal: bool) -> Result<Endpoint> {
         let (lock, epoch) = segment::attach(&seg, role)?;
         // Truncated since it was opened (our stores above may have landed
         // on zero pages): refuse now rather than at the first operation.
@@ -128,7 +131,7 @@ impl Endpoint {
         let max = layout::max_message(g.capacity);
         let ep = Endpoint {
             light,
-            fast_lim: if light || !g.wait.sleeps() {
+            fast_lim: if header_signal && (light || !g.wait.sleeps()) {
                 max as u64 + 1
             } else {
                 0
@@ -166,7 +169,7 @@ impl Endpoint {
     }
 
     #[inline(always)]
-    pub(super) fn h(&self) -> &Header {
+    pub(crate) fn h(&self) -> &Header {
         // SAFETY: `hdr` is `self.seg.header()`, which lives (and does not
         // move) as long as `self.seg`; all its fields are atomics.
         unsafe { self.hdr.as_ref() }
@@ -178,7 +181,7 @@ impl Endpoint {
     /// # Safety
     /// `off & self.word_mask == off`.
     #[inline(always)]
-    pub(super) unsafe fn word_masked(&self, off: u64) -> &AtomicU64 {
+    pub(crate) unsafe fn word_masked(&self, off: u64) -> &AtomicU64 {
         debug_assert_eq!(off & self.word_mask, off);
         #[cfg(not(loom))]
         {
@@ -197,7 +200,7 @@ impl Endpoint {
     /// from `pos & mask` of checked, 8-aligned positions, or from validated
     /// record lengths).
     #[inline]
-    pub(super) fn word(&self, off: u64) -> &AtomicU64 {
+    pub(crate) fn word(&self, off: u64) -> &AtomicU64 {
         #[cfg(not(loom))]
         {
             let off = off & self.word_mask;
@@ -215,12 +218,12 @@ impl Endpoint {
 
     /// Whether the handle failed for good (`check_broken` says why).
     #[inline(always)]
-    pub(super) fn is_broken(&self) -> bool {
+    pub(crate) fn is_broken(&self) -> bool {
         self.broken.is_some()
     }
 
     #[inline]
-    pub(super) fn check_broken(&self) -> Result<()> {
+    pub(crate) fn check_broken(&self) -> Result<()> {
         match self.broken {
             None => Ok(()),
             Some(Broken::Corrupted(what, value)) => Err(Error::Corrupted { what, value }),
@@ -242,7 +245,7 @@ impl Endpoint {
     /// the index and lock checks report as corruption: such an error is
     /// reported as `Truncated` instead.
     #[inline]
-    pub(super) fn note<T>(&mut self, r: Result<T>) -> Result<T> {
+    pub(crate) fn note<T>(&mut self, r: Result<T>) -> Result<T> {
         if matches!(r, Err(Error::Corrupted { .. } | Error::LockNotRecoverable))
             && self.broken.is_none()
             && self.seg.truncated(false)
@@ -263,24 +266,22 @@ impl Endpoint {
         r
     }
 
-    /// Take the locked ring's lock (see `crate::locked::lock`); a
-    /// corruption sticks.
-    pub(super) fn lock(&mut self, until: Option<Instant>) -> Result<Option<crate::locked::Guard>> {
-        let role_lock = &self.lock;
-        let mut role_dead = |role: Role| -> Result<bool> {
-            match role_lock {
-                Some(l) => Ok(!l.is_held(role)?),
-                None => Ok(false), // heap ring: both ends live in this process
-            }
-        };
-        let mut locker = crate::locked::Locker {
-            h: self.seg.header(),
-            me: crate::locked::owner_word(self.role, self.epoch),
-            capacity: self.cap,
-            role_dead: &mut role_dead,
-        };
-        let r = crate::locked::lock(&mut locker, until);
-        self.note(r)
+    /// Our role and this attachment's epoch of it (what names us in the
+    /// locked ring's lock word).
+    pub(crate) fn owner(&self) -> (Role, u32) {
+        (self.role, self.epoch)
+    }
+
+    /// Whether the process attached as `role` is gone: its OFD role lock is
+    /// free (never, for a heap ring: both ends live in this process).
+    ///
+    /// # Errors
+    /// `Io` in a forked child that inherited this handle.
+    pub(crate) fn role_dead(&self, role: Role) -> Result<bool> {
+        match &self.lock {
+            Some(l) => Ok(!l.is_held(role)?),
+            None => Ok(false),
+        }
     }
 
     /// The peer's "publishes with the light barrier" flag.
@@ -288,12 +289,12 @@ impl Endpoint {
         self.role.peer().words(self.h()).light
     }
 
-    pub(super) fn peer_word(&self) -> &AtomicU32 {
+    pub(crate) fn peer_word(&self) -> &AtomicU32 {
         self.role.peer().words(self.h()).state
     }
 
     /// Where the peer sleeps, and our wake-syscall counter.
-    pub(super) fn peer_wait(&self) -> (&WaitWord, &AtomicU64) {
+    pub(crate) fn peer_wait(&self) -> (&WaitWord, &AtomicU64) {
         let h = self.h();
         (
             self.role.peer().words(h).wait,
@@ -302,7 +303,7 @@ impl Endpoint {
     }
 
     /// Where we sleep.
-    pub(super) fn own_wait(&self) -> &WaitWord {
+    pub(crate) fn own_wait(&self) -> &WaitWord {
         self.role.words(self.h()).wait
     }
 
@@ -310,7 +311,7 @@ impl Endpoint {
     /// its last answer was "alive" and is less than a slice old (a heap
     /// ring has no kernel to ask). One coarse clock read.
     #[inline(always)]
-    pub(super) fn alive_verdict_fresh(&self) -> bool {
+    pub(crate) fn alive_verdict_fresh(&self) -> bool {
         match (&self.lock, self.last_peer_check) {
             (None, _) => true,
             (Some(_), Some((t, false))) => {
@@ -333,7 +334,7 @@ impl Endpoint {
     /// `Check::Word` asks the kernel only for a `CLOSED` word (an error
     /// path); `Check::Rated` also asks about an attached peer at most once
     /// per `wait::SLICE`; `Check::Force` asks now.
-    pub(super) fn peer_gone(&mut self, how: Check) -> Result<Option<PeerGone>> {
+    pub(crate) fn peer_gone(&mut self, how: Check) -> Result<Option<PeerGone>> {
         // Acquire: pairs with the peer's Release/SeqCst store of its state,
         // so a consumer that sees CLOSED also sees the last records.
         let st = self.peer_word().load(Ordering::Acquire);
@@ -416,7 +417,7 @@ impl Endpoint {
     /// The peer's state, asking the kernel about its role lock (one syscall),
     /// which decides over the peer's state word.
     /// `work_seen`: the caller saw the peer's work (a message received).
-    pub(super) fn peer_status(&self, work_seen: bool) -> Result<PeerStatus> {
+    pub(crate) fn peer_status(&self, work_seen: bool) -> Result<PeerStatus> {
         if self.seg.truncated(false) {
             return Err(self.seg.truncated_error());
         }
@@ -449,7 +450,7 @@ impl Endpoint {
     /// consumer's `head`), then `index = index_value` if given (the
     /// producer's `tail`, informational), then wake the peer if it sleeps.
     #[inline(always)]
-    pub(super) fn publish(&self, signal: &AtomicU64, value: u64, index: Option<(&AtomicU64, u64)>) {
+    pub(crate) fn publish(&self, signal: &AtomicU64, value: u64, index: Option<(&AtomicU64, u64)>) {
         if self.light || !self.wait.sleeps() {
             self.publish_light(signal, value, index);
             return;
@@ -483,7 +484,7 @@ impl Endpoint {
     /// registers, and the flag reads 0 (a peer that writes it anyway only
     /// costs us a wake call).
     #[inline(always)]
-    pub(super) fn publish_light(
+    pub(crate) fn publish_light(
         &self,
         signal: &AtomicU64,
         value: u64,
@@ -515,7 +516,7 @@ impl Endpoint {
 
     /// Wake the sleeper registered on `w`, if any (one syscall per registration).
     #[cold]
-    pub(super) fn wake(&self, w: &WaitWord, counter: &AtomicU64) {
+    pub(crate) fn wake(&self, w: &WaitWord, counter: &AtomicU64) {
         // SeqCst swap: only one waker per registration; pairs with the
         // sleeper's SeqCst store of `waiting`.
         if w.waiting.swap(0, Ordering::SeqCst) == 0 {
@@ -536,7 +537,7 @@ impl Endpoint {
     /// Sleep on our wait word until woken, `until`, or `changed()` says to
     /// retry. `changed` must load the peer's signal word and state with
     /// SeqCst.
-    pub(super) fn sleep(&self, until: Instant, changed: impl Fn() -> bool) {
+    pub(crate) fn sleep(&self, until: Instant, changed: impl Fn() -> bool) {
         let w = self.own_wait();
         // Acquire: pairs with the waker's Release fetch_add of `seq`.
         let seq = w.seq.load(Ordering::Acquire);
@@ -580,13 +581,13 @@ impl Endpoint {
 
     /// Whether this process attached the handle and has not closed it (a
     /// forked child that inherited it has not).
-    pub(super) fn attached_here(&self) -> bool {
+    pub(crate) fn attached_here(&self) -> bool {
         self.pid == std::process::id()
     }
 
     /// Mark our side closed and wake the peer. Skipped in a forked child that
     /// inherited the handle: only the process that attached closes the role.
-    pub(super) fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         if self.pid != std::process::id() {
             return;
         }
@@ -608,7 +609,7 @@ impl Endpoint {
     }
 
     /// Close our side now, reporting what drop would swallow.
-    pub(super) fn close_explicit(&mut self) -> Result<()> {
+    pub(crate) fn close_explicit(&mut self) -> Result<()> {
         if self.pid != std::process::id() {
             return Err(Error::io(
                 "closing the endpoint",

@@ -52,35 +52,172 @@ mod private {
     pub trait Sealed {}
 }
 
+pub(crate) use consumer::Found;
+pub(crate) use endpoint::Endpoint;
+pub(crate) use producer::Slot;
+
 /// Which ring design a handle speaks: [`LockFree`] or [`Locked`]. Sealed.
-pub trait Variant: private::Sealed + Send + Sync + 'static {
+///
+/// Besides its names, a variant is the set of hooks where the locked
+/// design departs from the lock-free protocol that `Producer` and
+/// `Consumer` run: taking the lock, reserving, looking, publishing,
+/// sleeping and releasing (DESIGN.md §7). Every hook's default is the
+/// lock-free protocol; `crate::locked` overrides them. The hooks are not
+/// part of the public API (their argument types cannot be named outside
+/// the crate).
+pub trait Variant: private::Sealed + Sized + Send + Sync + 'static {
     /// Code recorded in the segment header.
     #[doc(hidden)]
     const CODE: u32;
-    /// Human-readable name.
-    const NAME: &'static str;
-    /// Whether a process-shared lock guards the indices.
+    /// The design as a value.
+    const KIND: crate::VariantKind;
+    /// Its name (`KIND`'s): `"lockfree"` or `"locked"`.
+    const NAME: &'static str = Self::KIND.name();
+    /// Whether a process-shared lock guards the indices (for a
+    /// `WaitSet`'s watch, which reads them without a handle).
     #[doc(hidden)]
     const LOCKED: bool = Self::CODE == layout::VARIANT_LOCKED;
+    /// Whether a published record header is the signal a reader may act on
+    /// without a lock: the fast paths (`fast_slot`, `fast_look`,
+    /// `quick_empty`, the blocking calls' first try) exist only then.
+    #[doc(hidden)]
+    const HEADER_SIGNAL: bool = true;
+
+    /// What an operation holds while it works on the indices.
+    #[doc(hidden)]
+    type Guard;
+    /// The consumer's own state for this design.
+    #[doc(hidden)]
+    type ConsumerState: Default;
+
+    /// Enter an operation on the indices: `until = None` tries once;
+    /// `Ok(None)`: still busy at `until`.
+    #[doc(hidden)]
+    fn enter(
+        ep: &mut Endpoint,
+        until: Option<std::time::Instant>,
+    ) -> crate::Result<Option<Self::Guard>>;
+
+    // ---- producer ----
+
+    /// At attach: the end of the committed records, and where the count of
+    /// the records committed after the last checkpoint stops.
+    #[doc(hidden)]
+    fn producer_attach(p: &mut Producer<Self>, head: u64, tail: u64) -> crate::Result<(u64, u64)> {
+        p.attach_end(head, tail)
+    }
+    /// Reserve room for a record of `len` payload bytes (inside `enter`).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn reserve(p: &mut Producer<Self>, len: usize) -> crate::Result<Option<Slot>> {
+        p.reserve(len)
+    }
+    /// A waiting producer's look without entering: `true` if it can tell
+    /// there is no room for `len` bytes.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn full_at_a_glance(_p: &mut Producer<Self>, _len: usize) -> bool {
+        false
+    }
+    /// Publish a written record: the signal `(offset, word)`, the tail.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn publish(p: &mut Producer<Self>, signal: (u64, u64)) {
+        p.publish_signal(signal)
+    }
+    /// `Producer::send_batch`.
+    #[doc(hidden)]
+    fn send_batch<M: AsRef<[u8]>>(p: &mut Producer<Self>, msgs: &[M]) -> crate::Result<()> {
+        p.send_run(msgs)
+    }
+    /// `Producer::try_send_batch` (with `msgs` not empty).
+    #[doc(hidden)]
+    fn try_send_batch<M: AsRef<[u8]>>(p: &mut Producer<Self>, msgs: &[M]) -> crate::Result<usize> {
+        p.try_send_run(msgs)
+    }
+
+    // ---- consumer ----
+
+    /// At attach: check the indices found.
+    #[doc(hidden)]
+    fn consumer_attach(c: &mut Consumer<Self>, head: u64, tail: u64) -> crate::Result<()> {
+        c.check_attach(head, tail)
+    }
+    /// One look for a message (inside `enter`).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn look(c: &mut Consumer<Self>) -> crate::Result<Option<Found>> {
+        c.look()
+    }
+    /// Whether a record is published at `head` (no validation).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn has_record(c: &Consumer<Self>) -> bool {
+        c.header_published()
+    }
+    /// A waiting consumer's look without entering: `true` if it can tell
+    /// the ring is empty.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn empty_at_a_glance(_c: &mut Consumer<Self>) -> bool {
+        false
+    }
+    /// Found empty, once per liveness slice: cross-check the indices.
+    #[doc(hidden)]
+    fn cross_check_empty(c: &Consumer<Self>) -> crate::Result<()> {
+        c.cross_check_empty()
+    }
+    /// Whether something was published since the last look.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn data_moved(c: &Consumer<Self>) -> bool {
+        c.header_published()
+    }
+    /// The word a sleeping consumer waits on, and the value it saw there.
+    #[doc(hidden)]
+    fn data_signal(c: &Consumer<Self>) -> (&crate::sync::AtomicU64, u64) {
+        (c.head_word(), 0)
+    }
+    /// Release a message lent by `peek`.
+    #[doc(hidden)]
+    fn release(c: &mut Consumer<Self>, found: Found) {
+        c.publish_head(found.next)
+    }
+    /// Before closing: publish what `release` left pending.
+    #[doc(hidden)]
+    fn finish_release(_c: &mut Consumer<Self>) {}
+    /// Start a `drain`: `Ok(None)`: busy, nothing read; else what is held
+    /// and, where the indices decide, the `tail` that bounds the batch.
+    #[doc(hidden)]
+    #[allow(clippy::type_complexity)]
+    fn drain_begin(
+        _c: &mut Consumer<Self>,
+    ) -> crate::Result<Option<(Option<Self::Guard>, Option<u64>)>> {
+        Ok(Some((None, None)))
+    }
 }
 
 /// The lock-free single-producer/single-consumer ring.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LockFree;
 /// The textbook "shared memory + lock" ring: a process-shared lock guards
-/// the same indices and records.
+/// the same indices and records (its hooks are in `crate::locked`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Locked;
 
 impl private::Sealed for LockFree {}
 impl private::Sealed for Locked {}
+// `impl Variant for Locked` is in `crate::locked`.
 impl Variant for LockFree {
     const CODE: u32 = layout::VARIANT_LOCKFREE;
-    const NAME: &'static str = "lock-free";
-}
-impl Variant for Locked {
-    const CODE: u32 = layout::VARIANT_LOCKED;
-    const NAME: &'static str = "locked";
+    const KIND: crate::VariantKind = crate::VariantKind::LockFree;
+    type Guard = ();
+    type ConsumerState = ();
+
+    #[inline(always)]
+    fn enter(_ep: &mut Endpoint, _until: Option<std::time::Instant>) -> crate::Result<Option<()>> {
+        Ok(Some(()))
+    }
 }
 
 /// State of an endpoint as recorded in the segment.

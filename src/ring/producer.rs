@@ -23,13 +23,13 @@ const FULL_POLL_PAUSES: u32 = 16;
 
 /// Where a reserved record goes.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Slot {
+pub struct Slot {
     /// Tail before the reservation.
-    start: u64,
+    pub(crate) start: u64,
     /// Bytes of padding before the record (0 if none).
-    pad: u64,
+    pub(crate) pad: u64,
     /// Offset of the record header in the data area.
-    off: u64,
+    pub(crate) off: u64,
 }
 
 /// The sending end of a ring. `Send`, not `Sync`: one thread at a time.
@@ -37,12 +37,12 @@ pub(super) struct Slot {
 /// Dropping it closes the producer side: the consumer drains what was
 /// committed, then gets [`Error::Disconnected`].
 pub struct Producer<V: Variant = LockFree> {
-    ep: Endpoint,
-    /// Lock-free: our authoritative tail. Locked: last tail seen under the lock.
-    tail: u64,
+    pub(crate) ep: Endpoint,
+    /// Our authoritative tail (locked: the last tail seen under the lock).
+    pub(crate) tail: u64,
     /// Last `head` we loaded.
-    head_cache: u64,
-    /// Lock-free: where the fast path's records must end: the end of
+    pub(crate) head_cache: u64,
+    /// Where the fast path's records must end: the end of
     /// `tail`'s lap (no wrap) or `head_cache + cap - HDR` (room, with the
     /// header slot zeroed ahead), whichever is lower. Recomputed by the
     /// full paths when `tail` or `head_cache` moves; it can only be stale
@@ -63,7 +63,7 @@ unsafe impl<V: Variant> Send for Producer<V> {}
 
 impl<V: Variant> Producer<V> {
     pub(crate) fn attach(seg: Arc<Segment>) -> Result<Self> {
-        let ep = Endpoint::attach(seg, Role::Producer)?;
+        let ep = Endpoint::attach(seg, Role::Producer, V::HEADER_SIGNAL)?;
         let h = ep.h();
         // Acquire: pair with the peers' Release stores of the indices (a
         // takeover continues from the committed positions and their bytes).
@@ -80,21 +80,11 @@ impl<V: Variant> Producer<V> {
             ep,
             _v: PhantomData,
         };
-        let mut end = tail;
-        if !V::LOCKED {
-            let r = p.committed_end(head, tail);
-            end = p.ep.note(r)?;
-            if end != tail {
-                // Release: pairs with Acquire loads of `tail` (checks, takeover).
-                p.ep.h().prod.tail.store(end, Ordering::Release);
-            }
-            p.tail = end;
-        }
+        let (end, stop) = V::producer_attach(&mut p, head, tail)?;
         // Count what earlier producers committed after their last
         // checkpoint (all of it if they closed: they checkpoint then).
         // A checkpoint that does not lead to the end of the records was
         // forged; counters are informational, so it is taken as it is.
-        let stop = if V::LOCKED { tail } else { u64::MAX };
         if let Ok(w) = counts::walk(&p.ep.seg, c.at.min(head), c.at, head, stop) {
             if w.end == end {
                 p.msgs = p.msgs.wrapping_add(w.messages);
@@ -106,15 +96,26 @@ impl<V: Variant> Producer<V> {
         Ok(p)
     }
 
-    /// Recompute `fast_end` from `tail` and `head_cache` (lock-free only:
-    /// the locked ring has no fast path). Saturating: the positions were
-    /// validated (below 2^62), but this must not be where a forged one
-    /// overflows.
-    #[inline]
-    fn refresh_fast_end(&mut self) {
-        if V::LOCKED {
-            return;
+    /// A takeover continues after the last committed record (the `tail`
+    /// word may lag it): returns that end and, for the count of records
+    /// since the last checkpoint, no stop before it.
+    pub(crate) fn attach_end(&mut self, head: u64, tail: u64) -> Result<(u64, u64)> {
+        let r = self.committed_end(head, tail);
+        let end = self.ep.note(r)?;
+        if end != tail {
+            // Release: pairs with Acquire loads of `tail` (checks, takeover).
+            self.ep.h().prod.tail.store(end, Ordering::Release);
         }
+        self.tail = end;
+        Ok((end, u64::MAX))
+    }
+
+    /// Recompute `fast_end` from `tail` and `head_cache` (meaningless, and
+    /// unused, without a header signal: `fast_lim` is 0 then). Saturating:
+    /// the positions were validated (below 2^62), but this must not be
+    /// where a forged one overflows.
+    #[inline]
+    pub(crate) fn refresh_fast_end(&mut self) {
         let lap_end = (self.tail & !self.ep.mask).saturating_add(self.ep.cap);
         self.fast_end = lap_end.min(self.head_cache.saturating_add(self.ep.cap - HDR));
     }
@@ -123,7 +124,7 @@ impl<V: Variant> Producer<V> {
     /// reload `head` (the argument of `ring::counts` needs that), at attach
     /// and at close: never per message in the lock-free ring.
     #[inline(never)]
-    fn checkpoint(&mut self) {
+    pub(crate) fn checkpoint(&mut self) {
         let c = counts::Checkpoint {
             at: self.tail,
             messages: self.msgs,
@@ -250,7 +251,7 @@ impl<V: Variant> Producer<V> {
     /// Padding and bytes needed at `tail` for a record of `len` payload
     /// bytes, including the header slot zeroed ahead of it.
     #[inline]
-    fn need(&self, tail: u64, len: usize) -> (u64, u64) {
+    pub(crate) fn need(&self, tail: u64, len: usize) -> (u64, u64) {
         let rec = frame::record_len(len as u64);
         let off = tail & self.ep.mask;
         let contiguous = self.ep.cap - off;
@@ -260,28 +261,10 @@ impl<V: Variant> Producer<V> {
 
     /// Reserve room for a record of `len` payload bytes. `Ok(None)` if full.
     #[inline]
-    fn reserve(&mut self, len: usize) -> Result<Option<Slot>> {
-        if V::LOCKED {
-            let h = self.ep.h();
-            // Relaxed: ordered by the lock.
-            let tail = h.prod.tail.load(Ordering::Relaxed);
-            self.head_cache = h.cons.head.load(Ordering::Relaxed);
-            check_span(self.head_cache, tail, self.ep.cap)?;
-            // We are `tail`'s only writer: anything else was written by
-            // someone else (and would stall or corrupt both sides).
-            if tail != self.tail {
-                return Err(Error::corrupted(
-                    "tail was changed by another process",
-                    tail,
-                ));
-            }
-        }
+    pub(crate) fn reserve(&mut self, len: usize) -> Result<Option<Slot>> {
         let tail = self.tail;
-        let (pad, need) = self.need(tail, len);
+        let (_, need) = self.need(tail, len);
         if tail + need - self.head_cache > self.ep.cap {
-            if V::LOCKED {
-                return Ok(None);
-            }
             // Acquire: pairs with the consumer's Release (SeqCst) store of
             // `head` in `Consumer::publish_head`, so its reads of the slots
             // we are about to reuse happened before our writes.
@@ -299,11 +282,19 @@ impl<V: Variant> Producer<V> {
                 return Ok(None);
             }
         }
-        Ok(Some(Slot {
+        Ok(Some(self.slot_at_tail(len)))
+    }
+
+    /// The slot of a `len`-byte record at `tail` (room checked).
+    #[inline]
+    pub(crate) fn slot_at_tail(&self, len: usize) -> Slot {
+        let tail = self.tail;
+        let (pad, _) = self.need(tail, len);
+        Slot {
             start: tail,
             pad,
             off: if pad == 0 { tail & self.ep.mask } else { 0 },
-        }))
+        }
     }
 
     /// Publish the record reserved as `slot` with `len` payload bytes:
@@ -313,7 +304,7 @@ impl<V: Variant> Producer<V> {
     #[inline(always)]
     fn commit_slot(&mut self, slot: Slot, len: usize) {
         let signal = self.write_slot(slot, len);
-        self.publish_signal(signal);
+        V::publish(self, signal);
         self.refresh_fast_end();
     }
 
@@ -321,7 +312,7 @@ impl<V: Variant> Producer<V> {
     /// at offset 0 for a wrap, our tail and counters. Returns where the
     /// signal goes and its value.
     #[inline(always)]
-    fn write_slot(&mut self, slot: Slot, len: usize) -> (u64, u64) {
+    pub(crate) fn write_slot(&mut self, slot: Slot, len: usize) -> (u64, u64) {
         let rec = frame::record_len(len as u64);
         let msg_word = frame::encode(KIND_MSG, len as u32);
         // Zero ahead: the consumer, having read this record, looks at the
@@ -349,34 +340,18 @@ impl<V: Variant> Producer<V> {
     }
 
     /// Store the signal `(offset, word)` (with `tail` and the wake-up):
-    /// everything written before becomes visible. Then the counters.
+    /// everything written before becomes visible.
     #[inline(always)]
-    fn publish_signal(&mut self, (signal_off, signal_word): (u64, u64)) {
-        let h = self.ep.seg.header();
-        let p = &h.prod;
-        if V::LOCKED {
-            // Under the lock the consumer reads `tail` (the lock orders the
-            // header before it), so `tail` is the signal a sleeping locked
-            // consumer re-checks.
-            self.ep
-                .word(signal_off)
-                .store(signal_word, Ordering::Relaxed);
-            self.ep.publish(&p.tail, self.tail, None);
-        } else {
-            // The header store pairs with the consumer's Acquire load in
-            // `Consumer::look` (and, for the wake-up, with its registration
-            // in `Endpoint::sleep`); `tail` follows on our own line.
-            self.ep.publish(
-                self.ep.word(signal_off),
-                signal_word,
-                Some((&p.tail, self.tail)),
-            );
-        }
-        if V::LOCKED {
-            // The locked ring checkpoints every commit (under the lock; its
-            // `head` is reloaded by every operation).
-            self.checkpoint();
-        }
+    pub(crate) fn publish_signal(&mut self, (signal_off, signal_word): (u64, u64)) {
+        // The header store pairs with the consumer's Acquire load in
+        // `Consumer::look` (and, for the wake-up, with its registration in
+        // `Endpoint::sleep`); `tail` follows on our own line.
+        let p = &self.ep.seg.header().prod;
+        self.ep.publish(
+            self.ep.word(signal_off),
+            signal_word,
+            Some((&p.tail, self.tail)),
+        );
     }
 
     /// Lock-free: write as many of `msgs` as fit now and publish them with
@@ -414,7 +389,7 @@ impl<V: Variant> Producer<V> {
             n += 1;
         }
         if let Some(signal) = first {
-            self.publish_signal(signal);
+            V::publish(self, signal);
         }
         (n, err)
     }
@@ -441,9 +416,11 @@ impl<V: Variant> Producer<V> {
     /// As [`Self::send`]. On an error the messages before the failing one
     /// were sent (and are received); the rest were not.
     pub fn send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<()> {
-        if V::LOCKED {
-            return msgs.iter().try_for_each(|m| self.send(m.as_ref()));
-        }
+        V::send_batch(self, msgs)
+    }
+
+    /// `send_batch` by runs of records published with one signal.
+    pub(crate) fn send_run<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<()> {
         let mut rest = msgs;
         while !rest.is_empty() {
             self.ep.check_broken()?;
@@ -480,19 +457,11 @@ impl<V: Variant> Producer<V> {
         if msgs.is_empty() {
             return Ok(0);
         }
-        if V::LOCKED {
-            let mut n = 0;
-            for m in msgs {
-                match self.try_send(m.as_ref()) {
-                    Ok(()) => n += 1,
-                    // As the lock-free ring: what was sent is counted, the
-                    // next call reports the failure.
-                    Err(_) if n > 0 => break,
-                    Err(e) => return Err(e),
-                }
-            }
-            return Ok(n);
-        }
+        V::try_send_batch(self, msgs)
+    }
+
+    /// `try_send_batch` as one run of records published with one signal.
+    pub(crate) fn try_send_run<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<usize> {
         self.ep.check_broken()?;
         self.consumer_gone(Check::Word)?;
         match self.publish_run(msgs) {
@@ -512,32 +481,19 @@ impl<V: Variant> Producer<V> {
         len: usize,
         mode: Mode,
         check_peer: bool,
-    ) -> Result<Option<(Slot, Option<crate::locked::Guard>)>> {
+    ) -> Result<Option<(Slot, Option<V::Guard>)>> {
         self.consumer_gone(Check::Word)?;
-        if V::LOCKED && matches!(mode, Mode::Until(_)) && !check_peer {
-            // Waiting in the locked ring: look at the indices without the
-            // lock first (except once per slice, when the attempt re-validates
-            // the indices under it), so a waiting side does not keep taking the lock
-            // away from the side that would make progress. Plain atomic
-            // loads; the decision is re-made under the lock.
-            let h = self.ep.h();
-            let tail = h.prod.tail.load(Ordering::Relaxed);
-            self.head_cache = h.cons.head.load(Ordering::Relaxed);
-            let used = tail.wrapping_sub(self.head_cache);
-            if used.saturating_add(self.need(tail, len).1) > self.ep.cap {
-                self.consumer_gone(Check::slow(check_peer))?;
-                return Ok(None);
-            }
+        // Waiting (except once per slice, when the attempt re-validates the
+        // indices): a design that must enter can often tell "full" first.
+        if matches!(mode, Mode::Until(_)) && !check_peer && V::full_at_a_glance(self, len) {
+            self.consumer_gone(Check::slow(check_peer))?;
+            return Ok(None);
         }
-        let guard = if V::LOCKED {
-            match self.ep.lock(mode_until(mode))? {
-                Some(g) => Some(g),
-                None => return Ok(None),
-            }
-        } else {
-            None
+        let Some(guard) = V::enter(&mut self.ep, mode_until(mode))? else {
+            return Ok(None);
         };
-        let r = self.reserve(len);
+        let guard = Some(guard);
+        let r = V::reserve(self, len);
         match self.ep.note(r)? {
             Some(slot) => Ok(Some((slot, guard))),
             None => {
@@ -591,7 +547,7 @@ impl<V: Variant> Producer<V> {
         &mut self,
         len: usize,
         deadline: Option<Instant>,
-    ) -> Result<(Slot, Option<crate::locked::Guard>)> {
+    ) -> Result<(Slot, Option<V::Guard>)> {
         self.ep.check_broken()?;
         self.check_len(len)?;
         let wait = self.ep.wait;
@@ -607,7 +563,7 @@ impl<V: Variant> Producer<V> {
     }
 
     #[inline(always)]
-    fn copy_in(&self, slot: Slot, msg: &[u8]) {
+    pub(crate) fn copy_in(&self, slot: Slot, msg: &[u8]) {
         // SAFETY: the slot has room for the header and msg.len() bytes
         // inside the data area; the region between tail and head+capacity is
         // the producer's, and `msg` cannot overlap the mapping's ring slots
@@ -706,7 +662,8 @@ impl<V: Variant> Producer<V> {
     /// offset. Anything else takes the full path, which reports or waits.
     #[inline(always)]
     fn fast_slot(&self, len: usize) -> Option<u64> {
-        if V::LOCKED || len as u64 >= self.ep.fast_lim {
+        // (`fast_lim` is 0 without a header signal.)
+        if len as u64 >= self.ep.fast_lim {
             return None;
         }
         if self.tail + frame::record_len(len as u64) > self.fast_end {
@@ -778,7 +735,7 @@ impl<V: Variant> Producer<V> {
 
     #[inline]
     fn send_deadline(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<()> {
-        if !V::LOCKED {
+        if V::HEADER_SIGNAL {
             // Fast path: room now and the consumer has not closed. No
             // clock read, no syscall, no closure.
             self.ep.check_broken()?;
@@ -903,7 +860,7 @@ pub struct Claim<'a, V: Variant = LockFree> {
     p: &'a mut Producer<V>,
     slot: Slot,
     len: usize,
-    _guard: Option<crate::locked::Guard>,
+    _guard: Option<V::Guard>,
 }
 
 impl<V: Variant> Claim<'_, V> {
