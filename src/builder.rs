@@ -255,7 +255,7 @@ impl<V: Variant> Pair<V> {
     ///
     /// let pair = Builder::new().capacity(4096).anonymous()?;
     /// let fd = pair.try_clone_fd()?; // e.g. sent to another process
-    /// let (mut tx, _rx) = pair.split()?;
+    /// let mut tx = pair.into_producer()?; // the consumer attaches in the other process
     /// tx.send(b"via fd")?;
     ///
     /// let mut rx = Pair::<shmpipe::LockFree>::from_fd(fd)?.into_consumer()?;
