@@ -1,6 +1,6 @@
 //! Iterators over a consumer's messages: `consumer.iter()` (blocking) and
 //! `consumer.try_iter()` (what is waiting now), inherent methods of
-//! [`Consumer`](crate::Consumer).
+//! [`Consumer`].
 //!
 //! Both borrow the consumer and copy each message into a buffer they reuse:
 //! the `for`-loop form ([`Iterator`]) yields each message as its own

@@ -18,8 +18,8 @@
 //! os.waitpid(-1, 0)
 //! ```
 //!
-//! (rustdoc does not run Python: `python/tests` runs the module's tests
-//! under pytest.)
+//! (rustdoc does not run Python: this snippet was run by hand against the
+//! built module; `python/tests` holds the module's pytest suite.)
 //!
 //! Files: `any.rs` (one type per end over both ring variants), `ends.rs`
 //! (the `Producer`, `Consumer` and `Message` classes), `buffer.rs` (the
