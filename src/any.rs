@@ -85,6 +85,15 @@ pub struct Attached<E> {
 impl AnyBuilder {
     /// A builder for rings of `kind`, with the [`Builder`](crate::Builder)
     /// defaults, that detects the variant of segments it opens.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let kind: VariantKind = "locked".parse().expect("a variant name"); // e.g. from a flag
+    /// let (mut tx, mut rx) = AnyBuilder::new(kind).capacity(4096).in_process()?.split()?;
+    /// tx.send(b"either")?;
+    /// assert_eq!(rx.recv_with(|m| m.to_vec())?, b"either");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn new(kind: VariantKind) -> Self {
         AnyBuilder {
             kind,
@@ -95,6 +104,12 @@ impl AnyBuilder {
     }
 
     /// The kind of ring this builder creates.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// assert_eq!(AnyBuilder::default().kind(), VariantKind::LockFree);
+    /// assert_eq!(AnyBuilder::new(VariantKind::Locked).kind(), VariantKind::Locked);
+    /// ```
     pub fn kind(&self) -> VariantKind {
         self.kind
     }
@@ -102,12 +117,29 @@ impl AnyBuilder {
     /// Whether opening a segment of the other kind attaches as that kind
     /// (`true`, the default) or fails with [`Error::WrongVariant`], which
     /// attaches nothing (`false`).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let name = format!("/shmpipe-doc-detect-{}", std::process::id());
+    /// let _tx = AnyBuilder::new(VariantKind::Locked).create_producer(&name)?;
+    /// let strict = AnyBuilder::new(VariantKind::LockFree).detect(false);
+    /// assert!(matches!(strict.open_consumer(&name), Err(Error::WrongVariant { .. })));
+    /// assert_eq!(strict.detect(true).open_consumer(&name)?.kind(), VariantKind::Locked);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn detect(mut self, yes: bool) -> Self {
         self.detect = yes;
         self
     }
 
     /// As [`Builder::capacity`](crate::Builder::capacity).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (tx, _rx) = AnyBuilder::new(VariantKind::Locked).capacity(8192).in_process()?.split()?;
+    /// assert_eq!(tx.capacity(), 8192);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn capacity(mut self, bytes: u64) -> Self {
         self.lock_free = self.lock_free.capacity(bytes);
         self.locked = self.locked.capacity(bytes);
@@ -115,6 +147,14 @@ impl AnyBuilder {
     }
 
     /// As [`Builder::wait`](crate::Builder::wait).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind, WaitStrategy};
+    /// let b = AnyBuilder::new(VariantKind::Locked).wait(WaitStrategy::SpinYield);
+    /// let (tx, _rx) = b.in_process()?.split()?;
+    /// assert_eq!(tx.wait_strategy(), WaitStrategy::SpinYield);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn wait(mut self, strategy: WaitStrategy) -> Self {
         self.lock_free = self.lock_free.wait(strategy);
         self.locked = self.locked.wait(strategy);
@@ -122,6 +162,14 @@ impl AnyBuilder {
     }
 
     /// As [`Builder::mode`](crate::Builder::mode).
+    ///
+    /// ```
+    /// use shmpipe::AnyBuilder;
+    /// let name = format!("/shmpipe-doc-anymode-{}", std::process::id());
+    /// let _tx = AnyBuilder::default().mode(0o640).create_producer(&name)?;
+    /// assert_eq!(shmpipe::inspect(&name)?.mode & 0o777, 0o640);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn mode(mut self, mode: u32) -> Self {
         self.lock_free = self.lock_free.mode(mode);
         self.locked = self.locked.mode(mode);
@@ -129,6 +177,15 @@ impl AnyBuilder {
     }
 
     /// As [`Builder::unlink_on_drop`](crate::Builder::unlink_on_drop).
+    ///
+    /// ```
+    /// use shmpipe::AnyBuilder;
+    /// let name = format!("/shmpipe-doc-anykeep-{}", std::process::id());
+    /// drop(AnyBuilder::default().unlink_on_drop(false).create_consumer(&name)?);
+    /// let _tx = AnyBuilder::default().open_producer(&name)?; // still there
+    /// shmpipe::remove(&name)?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn unlink_on_drop(mut self, yes: bool) -> Self {
         self.lock_free = self.lock_free.unlink_on_drop(yes);
         self.locked = self.locked.unlink_on_drop(yes);
@@ -136,6 +193,15 @@ impl AnyBuilder {
     }
 
     /// As [`Builder::open_timeout`](crate::Builder::open_timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmpipe::{AnyBuilder, Error};
+    /// let name = format!("/shmpipe-doc-anylate-{}", std::process::id());
+    /// let b = AnyBuilder::default().open_timeout(Duration::from_millis(100));
+    /// assert!(matches!(b.open_consumer(&name), Err(Error::NotFound { .. })));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.lock_free = self.lock_free.open_timeout(timeout);
         self.locked = self.locked.open_timeout(timeout);
@@ -143,6 +209,16 @@ impl AnyBuilder {
     }
 
     /// As [`Builder::allow_shared_permissions`](crate::Builder::allow_shared_permissions).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error};
+    /// let name = format!("/shmpipe-doc-anyshared-{}", std::process::id());
+    /// let _tx = AnyBuilder::default().mode(0o660).create_producer(&name)?;
+    /// let r = AnyBuilder::default().open_consumer(&name);
+    /// assert!(matches!(r, Err(Error::UnsafePermissions { .. })));
+    /// let _rx = AnyBuilder::default().allow_shared_permissions(true).open_consumer(&name)?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn allow_shared_permissions(mut self, yes: bool) -> Self {
         self.lock_free = self.lock_free.allow_shared_permissions(yes);
         self.locked = self.locked.allow_shared_permissions(yes);
@@ -152,6 +228,16 @@ impl AnyBuilder {
     /// Create the named segment `name` as a ring of this builder's kind and
     /// attach as its producer.
     ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let name = format!("/shmpipe-doc-anycp-{}", std::process::id());
+    /// let mut tx = AnyBuilder::new(VariantKind::Locked).create_producer(&name)?;
+    /// let mut rx = AnyBuilder::default().open_consumer(&name)?; // finds "locked"
+    /// tx.send(b"hi")?;
+    /// rx.recv_with(|m| assert_eq!(m, b"hi"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Builder::create_producer`](crate::Builder::create_producer).
     pub fn create_producer(&self, name: &str) -> Result<AnyProducer> {
@@ -159,6 +245,16 @@ impl AnyBuilder {
     }
 
     /// Create the named segment `name` and attach as its consumer.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let name = format!("/shmpipe-doc-anycc-{}", std::process::id());
+    /// let rx = AnyBuilder::new(VariantKind::Locked).create_consumer(&name)?;
+    /// assert_eq!(rx.kind(), VariantKind::Locked);
+    /// let again = AnyBuilder::default().create_consumer(&name);
+    /// assert!(matches!(again, Err(Error::AlreadyExists { .. })));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Self::create_producer`].
@@ -169,6 +265,15 @@ impl AnyBuilder {
     /// Open the existing segment `name` as its producer, of the kind its
     /// header records (see [`Self::detect`]).
     ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Builder, VariantKind};
+    /// let name = format!("/shmpipe-doc-anyop-{}", std::process::id());
+    /// let _rx = Builder::new().create_consumer(&name)?; // a lock-free ring
+    /// let tx = AnyBuilder::new(VariantKind::Locked).open_producer(&name)?;
+    /// assert_eq!(tx.kind(), VariantKind::LockFree); // the segment's kind wins
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Builder::open_producer`](crate::Builder::open_producer);
     /// `WrongVariant` only with detection off.
@@ -177,6 +282,15 @@ impl AnyBuilder {
     }
 
     /// Open the existing segment `name` as its consumer.
+    ///
+    /// ```
+    /// use shmpipe::{locked, AnyBuilder, VariantKind};
+    /// let name = format!("/shmpipe-doc-anyoc-{}", std::process::id());
+    /// let _tx = locked::Builder::default().create_producer(&name)?;
+    /// let rx = AnyBuilder::default().open_consumer(&name)?;
+    /// assert_eq!(rx.kind(), VariantKind::Locked);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Self::open_producer`].
@@ -188,6 +302,16 @@ impl AnyBuilder {
     /// open it as [`Self::open_producer`] does; a segment removed or created
     /// by another process in between is tried again.
     ///
+    /// ```
+    /// use shmpipe::AnyBuilder;
+    /// let name = format!("/shmpipe-doc-anyoop-{}", std::process::id());
+    /// let first = AnyBuilder::default().open_or_create_producer(&name)?;
+    /// assert!(first.created);
+    /// let second = AnyBuilder::default().open_or_create_consumer(&name)?;
+    /// assert!(!second.created);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::create_producer`] and [`Self::open_producer`].
     pub fn open_or_create_producer(&self, name: &str) -> Result<Attached<AnyProducer>> {
@@ -195,6 +319,16 @@ impl AnyBuilder {
     }
 
     /// As [`Self::open_or_create_producer`], for the consumer.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let name = format!("/shmpipe-doc-anyooc-{}", std::process::id());
+    /// let rx = AnyBuilder::new(VariantKind::Locked).open_or_create_consumer(&name)?;
+    /// assert!(rx.created && rx.end.kind() == VariantKind::Locked);
+    /// let tx = AnyBuilder::default().open_or_create_producer(&name)?; // opens, detecting
+    /// assert!(!tx.created && tx.end.kind() == VariantKind::Locked);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Self::open_or_create_producer`].
@@ -204,6 +338,17 @@ impl AnyBuilder {
 
     /// As [`Builder::anonymous`](crate::Builder::anonymous), of this
     /// builder's kind.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let pair = AnyBuilder::new(VariantKind::Locked).capacity(4096).anonymous()?;
+    /// let fd = pair.try_clone_fd()?; // or fork: see `Builder::anonymous`
+    /// let mut tx = pair.into_producer()?;
+    /// let mut rx = AnyBuilder::default().from_fd(fd)?.into_consumer()?;
+    /// tx.send(b"x")?;
+    /// rx.recv_with(|m| assert_eq!(m, b"x"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `InvalidCapacity`, `Io`.
@@ -217,6 +362,16 @@ impl AnyBuilder {
     /// As [`Builder::in_process`](crate::Builder::in_process), of
     /// this builder's kind.
     ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// for kind in [VariantKind::LockFree, VariantKind::Locked] {
+    ///     let (mut tx, mut rx) = AnyBuilder::new(kind).capacity(4096).in_process()?.split()?;
+    ///     tx.send(kind.name().as_bytes())?;
+    ///     rx.recv_with(|m| assert_eq!(m, kind.name().as_bytes()))?;
+    /// }
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `InvalidCapacity`, `Io`.
     pub fn in_process(&self) -> Result<AnyPair> {
@@ -228,6 +383,15 @@ impl AnyBuilder {
 
     /// As [`Pair::from_fd`](crate::Pair::from_fd), of the kind
     /// the segment records (see [`Self::detect`]).
+    ///
+    /// ```
+    /// use shmpipe::{locked, AnyBuilder, VariantKind};
+    /// let pair = locked::Builder::default().capacity(4096).anonymous()?;
+    /// let fd = pair.try_clone_fd()?; // e.g. received from another process
+    /// let other = AnyBuilder::default().from_fd(fd)?; // the variant is read from the segment
+    /// assert_eq!(other.kind(), VariantKind::Locked);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Pair::from_fd`](crate::Pair::from_fd); `Io` if the
@@ -341,6 +505,13 @@ pub enum AnyPair {
 
 impl AnyPair {
     /// The ring's variant.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let pair = AnyBuilder::new(VariantKind::Locked).in_process()?;
+    /// assert_eq!(pair.kind(), VariantKind::Locked);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn kind(&self) -> VariantKind {
         match self {
             AnyPair::LockFree(_) => VariantKind::LockFree,
@@ -349,6 +520,16 @@ impl AnyPair {
     }
 
     /// As [`Pair::into_producer`](crate::Pair::into_producer).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error};
+    /// let pair = AnyBuilder::default().capacity(4096).anonymous()?;
+    /// let fd = pair.try_clone_fd()?;
+    /// let _tx = pair.into_producer()?;
+    /// let again = AnyBuilder::default().from_fd(fd)?.into_producer();
+    /// assert!(matches!(again, Err(Error::RoleTaken { .. })));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `RoleTaken`, `Io`.
@@ -361,6 +542,17 @@ impl AnyPair {
 
     /// As [`Pair::into_consumer`](crate::Pair::into_consumer).
     ///
+    /// ```
+    /// use shmpipe::AnyBuilder;
+    /// let pair = AnyBuilder::default().capacity(4096).anonymous()?;
+    /// let fd = pair.try_clone_fd()?;
+    /// let mut rx = pair.into_consumer()?;
+    /// let mut tx = AnyBuilder::default().from_fd(fd)?.into_producer()?; // the other side
+    /// tx.send(b"y")?;
+    /// rx.recv_with(|m| assert_eq!(m, b"y"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `RoleTaken`, `Io`.
     pub fn into_consumer(self) -> Result<AnyConsumer> {
@@ -371,6 +563,14 @@ impl AnyPair {
     }
 
     /// As [`Pair::split`](crate::Pair::split).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// tx.send(b"z")?;
+    /// assert_eq!(rx.recv_with(|m| m.to_vec())?, b"z");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `Io`.
@@ -388,6 +588,14 @@ impl AnyPair {
     }
 
     /// As [`Pair::try_clone_fd`](crate::Pair::try_clone_fd).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error};
+    /// let _fd = AnyBuilder::default().anonymous()?.try_clone_fd()?;
+    /// let heap = AnyBuilder::default().in_process()?;
+    /// assert!(matches!(heap.try_clone_fd(), Err(Error::Io { .. }))); // no descriptor
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `Io` (for an in-process ring, which has no descriptor).
@@ -424,6 +632,14 @@ impl From<Producer<Locked>> for AnyProducer {
 
 impl AnyProducer {
     /// The ring's variant.
+    ///
+    /// ```
+    /// use shmpipe::{AnyProducer, Builder, VariantKind};
+    /// let (tx, _rx) = Builder::new().in_process()?.split()?;
+    /// let tx = AnyProducer::from(tx); // a generic producer, its kind now a value
+    /// assert_eq!(tx.kind(), VariantKind::LockFree);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn kind(&self) -> VariantKind {
         match self {
             AnyProducer::LockFree(_) => VariantKind::LockFree,
@@ -432,41 +648,99 @@ impl AnyProducer {
     }
 
     /// Size of the data area in bytes.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (tx, _rx) = AnyBuilder::new(VariantKind::Locked).capacity(4096).in_process()?.split()?;
+    /// assert_eq!(tx.capacity(), 4096);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     #[inline]
     pub fn capacity(&self) -> u64 {
         each!(AnyProducer, self, p => p.capacity())
     }
 
     /// Largest message the ring accepts.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let (mut tx, _rx) = AnyBuilder::new(VariantKind::Locked).capacity(4096).in_process()?.split()?;
+    /// assert_eq!(tx.max_message(), 2040);
+    /// assert!(matches!(tx.try_send(&[0; 2041]), Err(Error::TooLarge { .. })));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     #[inline]
     pub fn max_message(&self) -> usize {
         each!(AnyProducer, self, p => p.max_message())
     }
 
     /// The ring's wait strategy.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, WaitStrategy};
+    /// let (tx, _rx) = AnyBuilder::default().wait(WaitStrategy::Spin).in_process()?.split()?;
+    /// assert_eq!(tx.wait_strategy(), WaitStrategy::Spin);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     #[inline]
     pub fn wait_strategy(&self) -> WaitStrategy {
         each!(AnyProducer, self, p => p.wait_strategy())
     }
 
     /// As [`Producer::len_bytes`](crate::Producer::len_bytes): bytes of unread records.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (mut tx, _rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// tx.send(b"12345")?; // a 16-byte record: header and payload rounded up to 8
+    /// assert_eq!(tx.len_bytes(), 16);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     #[inline]
     pub fn len_bytes(&self) -> u64 {
         each!(AnyProducer, self, p => p.len_bytes())
     }
 
     /// Whether no record is waiting to be read.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// tx.send(b"x")?;
+    /// assert!(!tx.is_empty());
+    /// rx.try_recv_with(|_| ())?;
+    /// assert!(tx.is_empty());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     #[inline]
     pub fn is_empty(&self) -> bool {
         each!(AnyProducer, self, p => p.is_empty())
     }
 
     /// A snapshot of the ring's counters.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (mut tx, _rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// tx.send_batch(&[&b"ab"[..], b"cde"])?;
+    /// let s = tx.stats();
+    /// assert_eq!((s.messages_sent, s.bytes_sent), (2, 5));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn stats(&self) -> Stats {
         each!(AnyProducer, self, p => p.stats())
     }
 
     /// As [`Producer::peer_status`](crate::Producer::peer_status).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, PeerStatus};
+    /// let (tx, rx) = AnyBuilder::default().in_process()?.split()?;
+    /// assert_eq!(tx.peer_status()?, PeerStatus::Alive);
+    /// drop(rx);
+    /// assert_eq!(tx.peer_status()?, PeerStatus::Closed);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As the generic method.
@@ -475,11 +749,30 @@ impl AnyProducer {
     }
 
     /// Whether the consumer is attached and alive.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (tx, rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// assert!(tx.is_peer_alive());
+    /// rx.close()?;
+    /// assert!(!tx.is_peer_alive());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn is_peer_alive(&self) -> bool {
         each!(AnyProducer, self, p => p.is_peer_alive())
     }
 
     /// Close the producer side in order.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// tx.send(b"bye")?;
+    /// tx.close()?;
+    /// rx.recv_with(|m| assert_eq!(m, b"bye"))?;
+    /// assert!(matches!(rx.recv_with(|_| ()), Err(Error::Disconnected)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Producer::close`](crate::Producer::close).
@@ -488,6 +781,14 @@ impl AnyProducer {
     }
 
     /// As [`Producer::try_send`](crate::Producer::try_send).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let (mut tx, _rx) = AnyBuilder::new(VariantKind::Locked).capacity(64).in_process()?.split()?;
+    /// tx.try_send(&[1; 24])?;
+    /// assert!(matches!(tx.try_send(&[2; 24]), Err(Error::Full)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As the generic method.
@@ -498,6 +799,17 @@ impl AnyProducer {
 
     /// As [`Producer::send`](crate::Producer::send).
     ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).capacity(64).in_process()?.split()?;
+    /// let t = std::thread::spawn(move || (0..100u8).try_for_each(|i| tx.send(&[i])));
+    /// for i in 0..100u8 {
+    ///     rx.recv_with(|m| assert_eq!(m, [i]))?; // the sender sleeps while the ring is full
+    /// }
+    /// t.join().unwrap()?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As the generic method.
     #[inline]
@@ -506,6 +818,16 @@ impl AnyProducer {
     }
 
     /// As [`Producer::send_timeout`](crate::Producer::send_timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let (mut tx, _rx) = AnyBuilder::new(VariantKind::Locked).capacity(64).in_process()?.split()?;
+    /// tx.send_timeout(&[1; 24], Duration::from_millis(10))?;
+    /// let r = tx.send_timeout(&[2; 24], Duration::from_millis(10)); // full, nobody reads
+    /// assert!(matches!(r, Err(Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As the generic method.
@@ -516,6 +838,16 @@ impl AnyProducer {
 
     /// As [`Producer::send_batch`](crate::Producer::send_batch).
     ///
+    /// ```
+    /// use shmpipe::AnyBuilder;
+    /// let (mut tx, mut rx) = AnyBuilder::default().in_process()?.split()?;
+    /// tx.send_batch(&["a", "b", "c"])?;
+    /// let mut got = Vec::new();
+    /// rx.drain(usize::MAX, |m| got.extend_from_slice(m))?;
+    /// assert_eq!(got, b"abc");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As the generic method.
     pub fn send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<()> {
@@ -524,6 +856,15 @@ impl AnyProducer {
 
     /// As [`Producer::try_send_batch`](crate::Producer::try_send_batch).
     ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let (mut tx, _rx) = AnyBuilder::new(VariantKind::Locked).capacity(64).in_process()?.split()?;
+    /// let msgs = [[1u8; 16], [2; 16], [3; 16]]; // 24-byte records
+    /// assert_eq!(tx.try_send_batch(&msgs)?, 2); // as many as fit
+    /// assert!(matches!(tx.try_send_batch(&msgs[2..]), Err(Error::Full)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As the generic method.
     pub fn try_send_batch<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<usize> {
@@ -531,6 +872,15 @@ impl AnyProducer {
     }
 
     /// As [`Producer::try_claim`](crate::Producer::try_claim).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).capacity(64).in_process()?.split()?;
+    /// tx.try_claim(24)?.commit(); // 24 zero bytes
+    /// assert!(matches!(tx.try_claim(24), Err(Error::Full)));
+    /// rx.try_recv_with(|m| assert_eq!(m, [0; 24]))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As the generic method.
@@ -544,6 +894,16 @@ impl AnyProducer {
 
     /// As [`Producer::claim`](crate::Producer::claim).
     ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// let mut claim = tx.claim(5)?; // written in place (locked: under the lock)
+    /// claim.copy_from_slice(b"hello");
+    /// claim.commit();
+    /// rx.recv_with(|m| assert_eq!(m, b"hello"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As the generic method.
     #[inline]
@@ -555,6 +915,16 @@ impl AnyProducer {
     }
 
     /// As [`Producer::claim_timeout`](crate::Producer::claim_timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmpipe::{AnyBuilder, Error};
+    /// let (mut tx, _rx) = AnyBuilder::default().capacity(64).in_process()?.split()?;
+    /// tx.claim_timeout(24, Duration::from_millis(10))?.commit();
+    /// let r = tx.claim_timeout(24, Duration::from_millis(10));
+    /// assert!(matches!(r, Err(Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As the generic method.
@@ -568,6 +938,17 @@ impl AnyProducer {
 
     /// Watch this producer in `set`, ready when a message of `len` bytes
     /// fits: [`WaitSet::add_producer_for`](crate::WaitSet::add_producer_for).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Events, VariantKind, WaitSet};
+    /// let (tx, _rx) = AnyBuilder::new(VariantKind::Locked).capacity(4096).in_process()?.split()?;
+    /// let mut set = WaitSet::new()?;
+    /// let t = tx.add_to(&mut set, 100)?; // ready when 100 bytes fit
+    /// let mut events = Events::new();
+    /// set.wait(&mut events, None)?;
+    /// assert!(events.contains(t));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As the `WaitSet` method.
@@ -601,6 +982,14 @@ pub enum AnyClaim<'a> {
 
 impl AnyClaim<'_> {
     /// The ring's variant.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (mut tx, _rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// let claim = tx.claim(8)?;
+    /// assert_eq!(claim.kind(), VariantKind::Locked);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn kind(&self) -> VariantKind {
         match self {
             AnyClaim::LockFree(_) => VariantKind::LockFree,
@@ -609,12 +998,32 @@ impl AnyClaim<'_> {
     }
 
     /// Publish the whole claim as one message.
+    ///
+    /// ```
+    /// use shmpipe::AnyBuilder;
+    /// let (mut tx, mut rx) = AnyBuilder::default().in_process()?.split()?;
+    /// let mut claim = tx.claim(3)?;
+    /// claim.copy_from_slice(b"abc");
+    /// claim.commit();
+    /// rx.try_recv_with(|m| assert_eq!(m, b"abc"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     #[inline]
     pub fn commit(self) {
         each!(AnyClaim, self, c => c.commit())
     }
 
     /// Publish its first `n` bytes as one message.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// let mut claim = tx.claim(64)?; // room for the longest
+    /// claim[..2].copy_from_slice(b"ok");
+    /// claim.commit_len(2); // publish only what was written
+    /// rx.try_recv_with(|m| assert_eq!(m, b"ok"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Panics
     /// As [`Claim::commit_len`](crate::Claim::commit_len): if `n`
@@ -676,6 +1085,13 @@ impl From<Consumer<Locked>> for AnyConsumer {
 
 impl AnyConsumer {
     /// The ring's variant.
+    ///
+    /// ```
+    /// use shmpipe::{locked, AnyConsumer, VariantKind};
+    /// let (_tx, rx) = locked::Builder::default().in_process()?.split()?;
+    /// assert_eq!(AnyConsumer::from(rx).kind(), VariantKind::Locked);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn kind(&self) -> VariantKind {
         match self {
             AnyConsumer::LockFree(_) => VariantKind::LockFree,
@@ -684,41 +1100,98 @@ impl AnyConsumer {
     }
 
     /// Size of the data area in bytes.
+    ///
+    /// ```
+    /// use shmpipe::AnyBuilder;
+    /// let (_tx, rx) = AnyBuilder::default().capacity(4096).in_process()?.split()?;
+    /// assert_eq!(rx.capacity(), 4096);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     #[inline]
     pub fn capacity(&self) -> u64 {
         each!(AnyConsumer, self, c => c.capacity())
     }
 
     /// Largest message the ring carries.
+    ///
+    /// ```
+    /// use shmpipe::AnyBuilder;
+    /// let (_tx, rx) = AnyBuilder::default().capacity(4096).in_process()?.split()?;
+    /// assert_eq!(rx.max_message(), 2040); // capacity / 2 - 8
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     #[inline]
     pub fn max_message(&self) -> usize {
         each!(AnyConsumer, self, c => c.max_message())
     }
 
     /// The ring's wait strategy.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, WaitStrategy};
+    /// let (_tx, rx) = AnyBuilder::default().in_process()?.split()?;
+    /// assert_eq!(rx.wait_strategy(), WaitStrategy::Futex); // the default
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     #[inline]
     pub fn wait_strategy(&self) -> WaitStrategy {
         each!(AnyConsumer, self, c => c.wait_strategy())
     }
 
     /// As [`Consumer::len_bytes`](crate::Consumer::len_bytes): bytes of unread records.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (mut tx, rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// tx.send(b"1234567890")?; // 8 + 16 bytes
+    /// assert_eq!(rx.len_bytes(), 24);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     #[inline]
     pub fn len_bytes(&self) -> u64 {
         each!(AnyConsumer, self, c => c.len_bytes())
     }
 
     /// Whether no record is waiting to be read.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (mut tx, rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// assert!(rx.is_empty());
+    /// tx.send(b"x")?;
+    /// assert!(!rx.is_empty());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     #[inline]
     pub fn is_empty(&self) -> bool {
         each!(AnyConsumer, self, c => c.is_empty())
     }
 
     /// A snapshot of the ring's counters.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// tx.send(b"abc")?;
+    /// rx.recv_with(|_| ())?;
+    /// let s = rx.stats();
+    /// assert_eq!((s.messages_received, s.bytes_received), (1, 3));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn stats(&self) -> Stats {
         each!(AnyConsumer, self, c => c.stats())
     }
 
     /// As [`Consumer::peer_status`](crate::Consumer::peer_status).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, PeerStatus, VariantKind};
+    /// let (tx, rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// assert_eq!(rx.peer_status()?, PeerStatus::Alive);
+    /// tx.close()?;
+    /// assert_eq!(rx.peer_status()?, PeerStatus::Closed);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As the generic method.
@@ -727,11 +1200,28 @@ impl AnyConsumer {
     }
 
     /// Whether the producer is attached and alive.
+    ///
+    /// ```
+    /// use shmpipe::AnyBuilder;
+    /// let (tx, rx) = AnyBuilder::default().in_process()?.split()?;
+    /// assert!(rx.is_peer_alive());
+    /// drop(tx);
+    /// assert!(!rx.is_peer_alive());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn is_peer_alive(&self) -> bool {
         each!(AnyConsumer, self, c => c.is_peer_alive())
     }
 
     /// Close the consumer side in order.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let (mut tx, rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// rx.close()?;
+    /// assert!(matches!(tx.send(b"anyone?"), Err(Error::Disconnected)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Consumer::close`](crate::Consumer::close).
@@ -740,6 +1230,15 @@ impl AnyConsumer {
     }
 
     /// As [`Consumer::try_recv_with`](crate::Consumer::try_recv_with).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// assert!(matches!(rx.try_recv_with(|m| m.len()), Err(Error::Empty)));
+    /// tx.send(b"four")?;
+    /// assert_eq!(rx.try_recv_with(|m| m.len())?, 4);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As the generic method.
@@ -750,6 +1249,15 @@ impl AnyConsumer {
 
     /// As [`Consumer::recv_with`](crate::Consumer::recv_with).
     ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// let t = std::thread::spawn(move || tx.send(b"later"));
+    /// assert_eq!(rx.recv_with(|m| m.to_vec())?, b"later"); // waits for it
+    /// t.join().unwrap()?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As the generic method.
     #[inline]
@@ -758,6 +1266,15 @@ impl AnyConsumer {
     }
 
     /// As [`Consumer::recv_with_timeout`](crate::Consumer::recv_with_timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let (_tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// let r = rx.recv_with_timeout(Duration::from_millis(10), |m| m.len());
+    /// assert!(matches!(r, Err(Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As the generic method.
@@ -772,6 +1289,16 @@ impl AnyConsumer {
 
     /// As [`Consumer::try_recv`](crate::Consumer::try_recv).
     ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// let mut buf = Vec::new();
+    /// assert!(matches!(rx.try_recv(&mut buf), Err(Error::Empty)));
+    /// tx.send(b"now")?;
+    /// assert_eq!((rx.try_recv(&mut buf)?, &buf[..]), (3, &b"now"[..]));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As the generic method.
     #[inline]
@@ -780,6 +1307,16 @@ impl AnyConsumer {
     }
 
     /// As [`Consumer::recv`](crate::Consumer::recv).
+    ///
+    /// ```
+    /// use shmpipe::AnyBuilder;
+    /// let (mut tx, mut rx) = AnyBuilder::default().in_process()?.split()?;
+    /// tx.send(b"copied")?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(rx.recv(&mut buf)?, 6);
+    /// assert_eq!(buf, b"copied");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As the generic method.
@@ -790,6 +1327,15 @@ impl AnyConsumer {
 
     /// As [`Consumer::recv_timeout`](crate::Consumer::recv_timeout).
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmpipe::{AnyBuilder, Error};
+    /// let (_tx, mut rx) = AnyBuilder::default().in_process()?.split()?;
+    /// let r = rx.recv_timeout(&mut Vec::new(), Duration::from_millis(10));
+    /// assert!(matches!(r, Err(Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As the generic method.
     #[inline]
@@ -798,6 +1344,16 @@ impl AnyConsumer {
     }
 
     /// As [`Consumer::try_recv_into`](crate::Consumer::try_recv_into).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// tx.send(b"twelve bytes")?;
+    /// let r = rx.try_recv_into(&mut [0u8; 4]);
+    /// assert!(matches!(r, Err(Error::BufferTooSmall { len: 12, buf_len: 4 }))); // kept
+    /// assert_eq!(rx.try_recv_into(&mut [0u8; 16])?, 12);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As the generic method.
@@ -808,6 +1364,16 @@ impl AnyConsumer {
 
     /// As [`Consumer::recv_into`](crate::Consumer::recv_into).
     ///
+    /// ```
+    /// use shmpipe::AnyBuilder;
+    /// let (mut tx, mut rx) = AnyBuilder::default().in_process()?.split()?;
+    /// tx.send(&42u64.to_le_bytes())?;
+    /// let mut buf = [0u8; 8];
+    /// rx.recv_into(&mut buf)?;
+    /// assert_eq!(u64::from_le_bytes(buf), 42);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As the generic method.
     #[inline]
@@ -817,6 +1383,15 @@ impl AnyConsumer {
 
     /// As [`Consumer::recv_into_timeout`](crate::Consumer::recv_into_timeout).
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let (_tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// let r = rx.recv_into_timeout(&mut [0u8; 64], Duration::from_millis(10));
+    /// assert!(matches!(r, Err(Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As the generic method.
     #[inline]
@@ -825,6 +1400,17 @@ impl AnyConsumer {
     }
 
     /// As [`Consumer::try_peek`](crate::Consumer::try_peek).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// assert!(matches!(rx.try_peek(), Err(Error::Empty)));
+    /// tx.send(b"job")?;
+    /// drop(rx.try_peek()?); // not released: still there
+    /// rx.try_peek()?.release();
+    /// assert!(rx.is_empty());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As the generic method.
@@ -838,6 +1424,16 @@ impl AnyConsumer {
 
     /// As [`Consumer::peek`](crate::Consumer::peek).
     ///
+    /// ```
+    /// use shmpipe::AnyBuilder;
+    /// let (mut tx, mut rx) = AnyBuilder::default().in_process()?.split()?;
+    /// tx.send(b"in place")?;
+    /// let msg = rx.peek()?;
+    /// assert_eq!(&*msg, b"in place");
+    /// msg.release();
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As the generic method.
     #[inline]
@@ -849,6 +1445,14 @@ impl AnyConsumer {
     }
 
     /// As [`Consumer::peek_timeout`](crate::Consumer::peek_timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmpipe::{AnyBuilder, Error, VariantKind};
+    /// let (_tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// assert!(matches!(rx.peek_timeout(Duration::from_millis(10)), Err(Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As the generic method.
@@ -862,6 +1466,18 @@ impl AnyConsumer {
 
     /// As [`Consumer::drain`](crate::Consumer::drain).
     ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// for i in 0..5u8 {
+    ///     tx.send(&[i])?;
+    /// }
+    /// let mut sum = 0;
+    /// assert_eq!(rx.drain(usize::MAX, |m| sum += m[0])?, 5);
+    /// assert_eq!(sum, 10);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As the generic method.
     #[inline]
@@ -871,6 +1487,18 @@ impl AnyConsumer {
 
     /// Watch this consumer in `set`:
     /// [`WaitSet::add_consumer`](crate::WaitSet::add_consumer).
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Events, VariantKind, WaitSet};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// let mut set = WaitSet::new()?;
+    /// let t = rx.add_to(&mut set)?;
+    /// tx.send(b"x")?;
+    /// let mut events = Events::new();
+    /// set.wait(&mut events, None)?;
+    /// assert!(events.contains(t));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As the `WaitSet` method.
@@ -899,6 +1527,14 @@ pub enum AnyMessage<'a> {
 
 impl AnyMessage<'_> {
     /// The ring's variant.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, VariantKind};
+    /// let (mut tx, mut rx) = AnyBuilder::new(VariantKind::Locked).in_process()?.split()?;
+    /// tx.send(b"x")?;
+    /// assert_eq!(rx.peek()?.kind(), VariantKind::Locked);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn kind(&self) -> VariantKind {
         match self {
             AnyMessage::LockFree(_) => VariantKind::LockFree,
@@ -907,6 +1543,15 @@ impl AnyMessage<'_> {
     }
 
     /// Free the message's space in the ring.
+    ///
+    /// ```
+    /// use shmpipe::{AnyBuilder, Error};
+    /// let (mut tx, mut rx) = AnyBuilder::default().in_process()?.split()?;
+    /// tx.send(b"a")?;
+    /// rx.try_peek()?.release(); // the producer may reuse its space
+    /// assert!(matches!(rx.try_peek(), Err(Error::Empty)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     #[inline]
     pub fn release(self) {
         each!(AnyMessage, self, m => m.release())

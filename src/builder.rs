@@ -97,18 +97,45 @@ impl<V: Variant> Builder<V> {
     /// Data-area size in bytes: a power of two from
     /// [`crate::MIN_CAPACITY`] to [`crate::MAX_CAPACITY`]. The largest
     /// message is `capacity / 2 - 8` bytes. Checked when the ring is made.
+    ///
+    /// ```
+    /// use shmpipe::{Builder, Error};
+    /// let (tx, _rx) = Builder::new().capacity(8192).in_process()?.split()?;
+    /// assert_eq!((tx.capacity(), tx.max_message()), (8192, 4088));
+    /// assert!(matches!(Builder::new().capacity(1000).in_process(), Err(Error::InvalidCapacity { .. })));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn capacity(mut self, bytes: u64) -> Self {
         self.opts.capacity = bytes;
         self
     }
 
     /// How idle endpoints wait; recorded in the segment at creation.
+    ///
+    /// ```
+    /// use shmpipe::{Builder, WaitStrategy};
+    /// // Spin: lowest latency, a core busy while idle; Futex (default): sleeps.
+    /// let (tx, rx) = Builder::new().wait(WaitStrategy::Spin).in_process()?.split()?;
+    /// assert_eq!((tx.wait_strategy(), rx.wait_strategy()), (WaitStrategy::Spin, WaitStrategy::Spin));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn wait(mut self, strategy: WaitStrategy) -> Self {
         self.opts.wait = strategy;
         self
     }
 
     /// Permission bits of a new named segment (default `0o600`).
+    ///
+    /// ```
+    /// use shmpipe::{Builder, Error};
+    /// let name = format!("/shmpipe-doc-mode-{}", std::process::id());
+    /// let _tx = Builder::new().mode(0o640).create_producer(&name)?;
+    /// assert_eq!(shmpipe::inspect(&name)?.mode & 0o777, 0o640);
+    /// // Group access is refused unless the opener accepts it:
+    /// assert!(matches!(Builder::new().open_consumer(&name), Err(Error::UnsafePermissions { .. })));
+    /// let _rx = Builder::new().allow_shared_permissions(true).open_consumer(&name)?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn mode(mut self, mode: u32) -> Self {
         self.opts.mode = mode;
         self
@@ -117,6 +144,16 @@ impl<V: Variant> Builder<V> {
     /// Whether the creator of a named segment removes its name when its
     /// endpoint is dropped (default `true`). Peers that already opened it
     /// keep working.
+    ///
+    /// ```
+    /// use shmpipe::{Builder, Error};
+    /// let name = format!("/shmpipe-doc-keep-{}", std::process::id());
+    /// drop(Builder::new().unlink_on_drop(false).create_producer(&name)?);
+    /// let _rx = Builder::new().open_consumer(&name)?; // the name outlived its creator
+    /// shmpipe::remove(&name)?;
+    /// assert!(matches!(Builder::new().open_consumer(&name), Err(Error::NotFound { .. })));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn unlink_on_drop(mut self, yes: bool) -> Self {
         self.opts.unlink_on_drop = yes;
         self
@@ -124,6 +161,17 @@ impl<V: Variant> Builder<V> {
 
     /// How long `open_*` waits for a segment's creator to finish
     /// initialising it (default 1 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmpipe::{Builder, Error};
+    /// let name = format!("/shmpipe-doc-late-{}", std::process::id());
+    /// let b = Builder::new().open_timeout(Duration::from_millis(100));
+    /// assert!(matches!(b.open_consumer(&name), Err(Error::NotFound { .. }))); // no creator at all
+    /// let _tx = Builder::new().create_producer(&name)?;
+    /// let _rx = b.open_consumer(&name)?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.opts.open_timeout = timeout;
         self
@@ -131,6 +179,14 @@ impl<V: Variant> Builder<V> {
 
     /// Accept segments whose permissions give group or others access
     /// (default `false`: they are refused).
+    ///
+    /// ```
+    /// use shmpipe::Builder;
+    /// let name = format!("/shmpipe-doc-shared-{}", std::process::id());
+    /// let _tx = Builder::new().mode(0o660).create_producer(&name)?; // a group's ring
+    /// let _rx = Builder::new().allow_shared_permissions(true).open_consumer(&name)?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn allow_shared_permissions(mut self, yes: bool) -> Self {
         self.opts.allow_shared_permissions = yes;
         self
@@ -161,6 +217,17 @@ impl<V: Variant> Builder<V> {
 
     /// Create the named segment `name` (it must not exist) and attach as its producer.
     ///
+    /// ```
+    /// use shmpipe::{Builder, Error};
+    /// let name = format!("/shmpipe-doc-cp-{}", std::process::id());
+    /// let mut tx = Builder::new().capacity(4096).create_producer(&name)?;
+    /// assert!(matches!(Builder::new().create_producer(&name), Err(Error::AlreadyExists { .. })));
+    /// let mut rx = Builder::new().open_consumer(&name)?; // usually another process
+    /// tx.send(b"hi")?;
+    /// rx.recv_with(|m| assert_eq!(m, b"hi"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `InvalidName`, `InvalidCapacity`, `InvalidOption`, `AlreadyExists`,
     /// or `Io` (naming the segment).
@@ -170,6 +237,16 @@ impl<V: Variant> Builder<V> {
 
     /// Create the named segment `name` and attach as its consumer.
     ///
+    /// ```
+    /// use shmpipe::Builder;
+    /// let name = format!("/shmpipe-doc-cc-{}", std::process::id());
+    /// let mut rx = Builder::new().capacity(4096).create_consumer(&name)?; // a server waits
+    /// let mut tx = Builder::new().open_producer(&name)?; // a client connects
+    /// tx.send(b"request")?;
+    /// rx.recv_with(|m| assert_eq!(m, b"request"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::create_producer`].
     pub fn create_consumer(&self, name: &str) -> Result<Consumer<V>> {
@@ -178,6 +255,16 @@ impl<V: Variant> Builder<V> {
 
     /// Open the existing segment `name` as its producer. Capacity and wait
     /// strategy come from the segment.
+    ///
+    /// ```
+    /// use shmpipe::{Builder, Error};
+    /// let name = format!("/shmpipe-doc-op-{}", std::process::id());
+    /// let _rx = Builder::new().capacity(4096).create_consumer(&name)?;
+    /// let tx = Builder::new().open_producer(&name)?;
+    /// assert_eq!(tx.capacity(), 4096); // from the segment
+    /// assert!(matches!(Builder::new().open_producer(&name), Err(Error::RoleTaken { .. })));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `InvalidName`, `NotShmpipe`, `VersionMismatch`, `WrongVariant`,
@@ -189,6 +276,17 @@ impl<V: Variant> Builder<V> {
 
     /// Open the existing segment `name` as its consumer.
     ///
+    /// ```
+    /// use shmpipe::{locked, Builder, Error};
+    /// let name = format!("/shmpipe-doc-oc-{}", std::process::id());
+    /// let _tx = Builder::new().create_producer(&name)?;
+    /// let _rx = Builder::new().open_consumer(&name)?;
+    /// // The variant must match the segment's:
+    /// let r = locked::Builder::default().open_consumer(&name);
+    /// assert!(matches!(r, Err(Error::WrongVariant { .. })));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::open_producer`].
     pub fn open_consumer(&self, name: &str) -> Result<Consumer<V>> {
@@ -197,6 +295,17 @@ impl<V: Variant> Builder<V> {
 
     /// Open `name` as its producer, creating it first if it does not exist.
     ///
+    /// ```
+    /// use shmpipe::Builder;
+    /// let name = format!("/shmpipe-doc-oop-{}", std::process::id());
+    /// // Whichever side starts first creates the ring; the other opens it.
+    /// let mut rx = Builder::new().open_or_create_consumer(&name)?;
+    /// let mut tx = Builder::new().open_or_create_producer(&name)?;
+    /// tx.send(b"either order")?;
+    /// rx.recv_with(|m| assert_eq!(m, b"either order"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::create_producer`] and [`Self::open_producer`].
     pub fn open_or_create_producer(&self, name: &str) -> Result<Producer<V>> {
@@ -204,6 +313,16 @@ impl<V: Variant> Builder<V> {
     }
 
     /// Open `name` as its consumer, creating it first if it does not exist.
+    ///
+    /// ```
+    /// use shmpipe::Builder;
+    /// let name = format!("/shmpipe-doc-ooc-{}", std::process::id());
+    /// let mut tx = Builder::new().open_or_create_producer(&name)?;
+    /// let mut rx = Builder::new().open_or_create_consumer(&name)?;
+    /// tx.send(b"x")?;
+    /// rx.recv_with(|m| assert_eq!(m, b"x"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Self::open_or_create_producer`].
@@ -214,6 +333,16 @@ impl<V: Variant> Builder<V> {
     /// A ring in an anonymous, sealed memfd, to share with a child across
     /// `fork()`: fork first, then call [`Pair::into_producer`] in one
     /// process and [`Pair::into_consumer`] in the other.
+    ///
+    /// ```
+    /// let pair = shmpipe::Builder::new().capacity(4096).anonymous()?;
+    /// // Usually: fork here, then `into_producer` in one process, `into_consumer`
+    /// // in the other. In one process (as a test) both ends attach:
+    /// let (mut tx, mut rx) = pair.split()?;
+    /// tx.send(b"no name")?;
+    /// rx.recv_with(|m| assert_eq!(m, b"no name"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `InvalidCapacity`, `Io`.
@@ -226,6 +355,14 @@ impl<V: Variant> Builder<V> {
 
     /// A ring on the heap for threads of this process (also what Miri and
     /// loom run). Same protocol and code as a shared segment.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let t = std::thread::spawn(move || tx.send(b"from a thread"));
+    /// rx.recv_with(|m| assert_eq!(m, b"from a thread"))?;
+    /// t.join().unwrap()?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `InvalidCapacity`, `Io`.
@@ -255,7 +392,7 @@ impl<V: Variant> Pair<V> {
     ///
     /// let pair = Builder::new().capacity(4096).anonymous()?;
     /// let fd = pair.try_clone_fd()?; // e.g. sent to another process
-    /// let (mut tx, _rx) = pair.split()?;
+    /// let mut tx = pair.into_producer()?; // the consumer attaches in the other process
     /// tx.send(b"via fd")?;
     ///
     /// let mut rx = Pair::<shmpipe::LockFree>::from_fd(fd)?.into_consumer()?;
@@ -278,6 +415,15 @@ impl<V: Variant> Pair<V> {
 
     /// A new close-on-exec descriptor of this ring's memfd, to pass to a
     /// process that opens it with [`Self::from_fd`].
+    ///
+    /// ```
+    /// use shmpipe::{Builder, Error};
+    /// let pair = Builder::new().capacity(4096).anonymous()?;
+    /// let _fd = pair.try_clone_fd()?; // e.g. for `shmpipe::process` or SCM_RIGHTS
+    /// let heap = Builder::new().in_process()?;
+    /// assert!(matches!(heap.try_clone_fd(), Err(Error::Io { .. }))); // no descriptor
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `Io` (for an in-process ring, which has no descriptor).
@@ -316,6 +462,17 @@ impl<V: Variant> std::fmt::Debug for Pair<V> {
 impl<V: Variant> Pair<V> {
     /// Attach as the producer (in this process, after any `fork`).
     ///
+    /// ```
+    /// use shmpipe::{Builder, Error};
+    /// let pair = Builder::new().capacity(4096).anonymous()?;
+    /// let fd = pair.try_clone_fd()?;
+    /// let mut tx = pair.into_producer()?;
+    /// tx.send(b"x")?;
+    /// let again = shmpipe::Pair::<shmpipe::LockFree>::from_fd(fd)?.into_producer();
+    /// assert!(matches!(again, Err(Error::RoleTaken { .. }))); // one producer at a time
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `RoleTaken` if the producer is already attached, `Io`.
     pub fn into_producer(self) -> Result<Producer<V>> {
@@ -324,6 +481,17 @@ impl<V: Variant> Pair<V> {
 
     /// Attach as the consumer (in this process, after any `fork`).
     ///
+    /// ```
+    /// use shmpipe::{Builder, Pair};
+    /// let pair = Builder::new().capacity(4096).anonymous()?;
+    /// let fd = pair.try_clone_fd()?;
+    /// let mut tx = pair.into_producer()?;
+    /// let mut rx: shmpipe::Consumer = Pair::from_fd(fd)?.into_consumer()?; // the other side
+    /// tx.send(b"y")?;
+    /// rx.recv_with(|m| assert_eq!(m, b"y"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `RoleTaken` if the consumer is already attached, `Io`.
     pub fn into_consumer(self) -> Result<Consumer<V>> {
@@ -331,6 +499,13 @@ impl<V: Variant> Pair<V> {
     }
 
     /// Attach both ends in this process (to hand to two threads).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// tx.send(b"z")?;
+    /// assert_eq!(rx.recv_with(|m| m.to_vec())?, b"z");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `Io`.

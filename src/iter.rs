@@ -1,6 +1,6 @@
 //! Iterators over a consumer's messages: `consumer.iter()` (blocking) and
 //! `consumer.try_iter()` (what is waiting now), inherent methods of
-//! [`Consumer`](crate::Consumer).
+//! [`Consumer`].
 //!
 //! Both borrow the consumer and copy each message into a buffer they reuse:
 //! the `for`-loop form ([`Iterator`]) yields each message as its own
@@ -107,6 +107,18 @@ fn step(r: Result<usize>, done: &mut bool) -> Option<Result<()>> {
 impl<V: Variant> Iter<'_, V> {
     /// The next message, copied into the iterator's reused buffer and lent
     /// out until the next call (`while let Some(m) = it.next_ref()`).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// tx.send_batch(&["one", "two"])?;
+    /// drop(tx); // the iterator ends after the last message
+    /// let (mut it, mut total) = (rx.iter(), 0);
+    /// while let Some(msg) = it.next_ref() {
+    ///     total += msg?.len(); // no allocation per message
+    /// }
+    /// assert_eq!(total, 6);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn next_ref(&mut self) -> Option<Result<&[u8]>> {
         if self.done {
             return None;
@@ -119,6 +131,15 @@ impl<V: Variant> Iter<'_, V> {
 impl<V: Variant> TryIter<'_, V> {
     /// The next waiting message, lent from the reused buffer; see
     /// [`Iter::next_ref`].
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// tx.send(b"waiting")?;
+    /// let mut it = rx.try_iter();
+    /// assert_eq!(it.next_ref().transpose()?, Some(&b"waiting"[..]));
+    /// assert!(it.next_ref().is_none()); // empty now: the iterator ends
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn next_ref(&mut self) -> Option<Result<&[u8]>> {
         if self.done {
             return None;

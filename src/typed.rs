@@ -133,6 +133,15 @@ mod pod {
 
     impl<T: Pod, V: Variant> Sender<T, V> {
         /// Wrap a producer.
+        ///
+        /// ```
+        /// use shmpipe::typed::{Receiver, Sender};
+        /// let (tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let (mut tx, mut rx) = (Sender::<u64>::new(tx), Receiver::<u64>::new(rx));
+        /// tx.send(&7)?;
+        /// assert_eq!(rx.recv()?, 7);
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         pub fn new(tx: Producer<V>) -> Self {
             Sender {
                 tx,
@@ -141,17 +150,44 @@ mod pod {
         }
 
         /// The producer, for byte-level calls.
+        ///
+        /// ```
+        /// use shmpipe::typed::Sender;
+        /// let (tx, _rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let mut tx = Sender::<u64>::new(tx);
+        /// tx.send(&1)?;
+        /// assert_eq!(tx.get_mut().len_bytes(), 16); // one 8-byte value + its header
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         pub fn get_mut(&mut self) -> &mut Producer<V> {
             &mut self.tx
         }
 
         /// Unwrap the producer.
+        ///
+        /// ```
+        /// use shmpipe::typed::Sender;
+        /// let (tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let mut tx = Sender::<u16>::new(tx).into_inner(); // back to bytes
+        /// tx.send(b"raw")?;
+        /// rx.recv_with(|m| assert_eq!(m, b"raw"))?;
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         pub fn into_inner(self) -> Producer<V> {
             self.tx
         }
 
         /// Send `value`, written in place into the ring through a claim,
         /// waiting for room per the wait strategy.
+        ///
+        /// ```
+        /// use shmpipe::typed::Sender;
+        /// let (tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let mut tx = Sender::<[u32; 2]>::new(tx);
+        /// tx.send(&[1, 2])?;
+        /// rx.recv_with(|m| assert_eq!(m, [1u32.to_ne_bytes(), 2u32.to_ne_bytes()].concat()))?;
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         ///
         /// # Errors
         /// As [`Producer::send`]: `TooLarge` if `size_of::<T>()` is above the
@@ -162,6 +198,15 @@ mod pod {
 
         /// Like [`Self::send`] if there is room now.
         ///
+        /// ```
+        /// use shmpipe::typed::Sender;
+        /// let (tx, _rx) = shmpipe::Builder::new().capacity(64).in_process()?.split()?;
+        /// let mut tx = Sender::<[u8; 24]>::new(tx);
+        /// tx.try_send(&[1; 24])?;
+        /// assert!(matches!(tx.try_send(&[2; 24]), Err(shmpipe::Error::Full)));
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
+        ///
         /// # Errors
         /// As [`Producer::try_send`] (`Full` if there is no room).
         pub fn try_send(&mut self, value: &T) -> Result<()> {
@@ -169,6 +214,17 @@ mod pod {
         }
 
         /// Like [`Self::send`], waiting at most `timeout` for room.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmpipe::typed::Sender;
+        /// let (tx, _rx) = shmpipe::Builder::new().capacity(64).in_process()?.split()?;
+        /// let mut tx = Sender::<[u8; 24]>::new(tx);
+        /// tx.send_timeout(&[1; 24], Duration::from_millis(10))?;
+        /// let r = tx.send_timeout(&[2; 24], Duration::from_millis(10)); // full, nobody reads
+        /// assert!(matches!(r, Err(shmpipe::Error::Timeout)));
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         ///
         /// # Errors
         /// As [`Producer::send_timeout`].
@@ -182,6 +238,15 @@ mod pod {
         /// Build the value in place: `f` gets a zeroed `&mut T` in the ring
         /// and the message is committed when it returns. Only for `T` with
         /// `align_of::<T>() <= 8` (refused at compile time otherwise).
+        ///
+        /// ```
+        /// use shmpipe::typed::{Receiver, Sender};
+        /// let (tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let (mut tx, mut rx) = (Sender::<[u64; 32]>::new(tx), Receiver::<[u64; 32]>::new(rx));
+        /// tx.send_with(|v| v[31] = 9)?; // filled in the ring: no copy of the whole array
+        /// assert_eq!(rx.recv_with(|v| (v[0], v[31]))?, (0, 9));
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         ///
         /// # Errors
         /// As [`Self::send`].
@@ -215,6 +280,15 @@ mod pod {
 
     impl<T: Pod, V: Variant> Receiver<T, V> {
         /// Wrap a consumer.
+        ///
+        /// ```
+        /// use shmpipe::typed::Receiver;
+        /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let mut rx = Receiver::<u32>::new(rx);
+        /// tx.send(&5u32.to_ne_bytes())?; // any producer of the right bytes will do
+        /// assert_eq!(rx.recv()?, 5);
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         pub fn new(rx: Consumer<V>) -> Self {
             Receiver {
                 rx,
@@ -223,16 +297,45 @@ mod pod {
         }
 
         /// The consumer, for byte-level calls.
+        ///
+        /// ```
+        /// use shmpipe::typed::Receiver;
+        /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let mut rx = Receiver::<u32>::new(rx);
+        /// tx.send(&1u32.to_ne_bytes())?;
+        /// assert!(!rx.get_mut().is_empty());
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         pub fn get_mut(&mut self) -> &mut Consumer<V> {
             &mut self.rx
         }
 
         /// Unwrap the consumer.
+        ///
+        /// ```
+        /// use shmpipe::typed::Receiver;
+        /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let mut rx = Receiver::<u32>::new(rx).into_inner();
+        /// tx.send(b"bytes")?;
+        /// rx.recv_with(|m| assert_eq!(m, b"bytes"))?;
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         pub fn into_inner(self) -> Consumer<V> {
             self.rx
         }
 
         /// Receive the next value (a copy), waiting per the wait strategy.
+        ///
+        /// ```
+        /// use shmpipe::typed::Receiver;
+        /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let mut rx = Receiver::<u32>::new(rx);
+        /// tx.send(b"abc")?; // 3 bytes: not a u32
+        /// assert!(matches!(rx.recv(), Err(shmpipe::Error::Decode { len: 3, .. })));
+        /// tx.send(&8u32.to_ne_bytes())?;
+        /// assert_eq!(rx.recv()?, 8); // the ring stays usable
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         ///
         /// # Errors
         /// `Decode` if the message is not exactly `size_of::<T>()` bytes
@@ -243,6 +346,16 @@ mod pod {
 
         /// Like [`Self::recv`] if a message is waiting now.
         ///
+        /// ```
+        /// use shmpipe::typed::{Receiver, Sender};
+        /// let (tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let (mut tx, mut rx) = (Sender::<i64>::new(tx), Receiver::<i64>::new(rx));
+        /// assert!(matches!(rx.try_recv(), Err(shmpipe::Error::Empty)));
+        /// tx.send(&-1)?;
+        /// assert_eq!(rx.try_recv()?, -1);
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
+        ///
         /// # Errors
         /// As [`Self::recv`], plus `Empty`.
         pub fn try_recv(&mut self) -> Result<T> {
@@ -250,6 +363,16 @@ mod pod {
         }
 
         /// Like [`Self::recv`], waiting at most `timeout`.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmpipe::typed::Receiver;
+        /// let (_tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let mut rx = Receiver::<u64>::new(rx);
+        /// let r = rx.recv_timeout(Duration::from_millis(10));
+        /// assert!(matches!(r, Err(shmpipe::Error::Timeout)));
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         ///
         /// # Errors
         /// As [`Self::recv`], plus `Timeout`.
@@ -260,6 +383,16 @@ mod pod {
         /// Lend the next value in place (no copy) to `f`, then release it.
         /// Only for `T` with `align_of::<T>() <= 8` (refused at compile
         /// time otherwise): payloads are 8-byte aligned.
+        ///
+        /// ```
+        /// use shmpipe::typed::{Receiver, Sender};
+        /// let (tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let (mut tx, mut rx) = (Sender::<[u64; 64]>::new(tx), Receiver::<[u64; 64]>::new(rx));
+        /// tx.send(&[3; 64])?;
+        /// let sum: u64 = rx.recv_with(|v| v.iter().sum())?; // read in place, no copy
+        /// assert_eq!(sum, 192);
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         ///
         /// # Errors
         /// `Decode` if the message has the wrong length (or, which the ring
@@ -362,22 +495,60 @@ mod serde_msg {
 
     impl<V: Variant> SerdeSender<V> {
         /// Wrap a producer.
+        ///
+        /// ```
+        /// use shmpipe::typed::{SerdeReceiver, SerdeSender};
+        /// let (tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let (mut tx, mut rx) = (SerdeSender::new(tx), SerdeReceiver::new(rx));
+        /// tx.send(&vec!["a", "b"])?;
+        /// assert_eq!(rx.recv::<Vec<String>>()?, ["a", "b"]);
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         pub fn new(tx: Producer<V>) -> Self {
             SerdeSender { tx }
         }
 
         /// The producer, for byte-level calls.
+        ///
+        /// ```
+        /// use shmpipe::typed::SerdeSender;
+        /// let (tx, _rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let mut tx = SerdeSender::new(tx);
+        /// tx.send(&1u8)?;
+        /// assert_eq!(tx.get_mut().stats().bytes_sent, 1); // postcard: one byte
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         pub fn get_mut(&mut self) -> &mut Producer<V> {
             &mut self.tx
         }
 
         /// Unwrap the producer.
+        ///
+        /// ```
+        /// use shmpipe::typed::SerdeSender;
+        /// let (tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let mut tx = SerdeSender::new(tx).into_inner();
+        /// tx.send(b"raw")?;
+        /// rx.recv_with(|m| assert_eq!(m, b"raw"))?;
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         pub fn into_inner(self) -> Producer<V> {
             self.tx
         }
 
         /// Encode `value` into the ring (one size pass, then in place
         /// through a claim of exactly that size), waiting for room.
+        ///
+        /// ```
+        /// use shmpipe::typed::SerdeSender;
+        /// let (tx, mut rx) = shmpipe::Builder::new().capacity(64).in_process()?.split()?;
+        /// let mut tx = SerdeSender::new(tx);
+        /// tx.send(&(1u8, "hi"))?;
+        /// rx.recv_with(|m| assert_eq!(m, [1, 2, b'h', b'i']))?; // postcard bytes
+        /// let long = "x".repeat(100);
+        /// assert!(matches!(tx.send(&long), Err(shmpipe::Error::TooLarge { len: 101, max: 24 })));
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         ///
         /// # Errors
         /// `TooLarge { len, max }` with the encoded length, `Decode` if serde
@@ -389,6 +560,15 @@ mod serde_msg {
 
         /// Like [`Self::send`] if there is room now (`Full` otherwise).
         ///
+        /// ```
+        /// use shmpipe::typed::SerdeSender;
+        /// let (tx, _rx) = shmpipe::Builder::new().capacity(64).in_process()?.split()?;
+        /// let mut tx = SerdeSender::new(tx);
+        /// tx.try_send(&"x".repeat(20))?;
+        /// assert!(matches!(tx.try_send(&"y".repeat(20)), Err(shmpipe::Error::Full)));
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
+        ///
         /// # Errors
         /// As [`Self::send`], plus `Full`.
         pub fn try_send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
@@ -396,6 +576,17 @@ mod serde_msg {
         }
 
         /// Like [`Self::send`], waiting at most `timeout` for room.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmpipe::typed::SerdeSender;
+        /// let (tx, _rx) = shmpipe::Builder::new().capacity(64).in_process()?.split()?;
+        /// let mut tx = SerdeSender::new(tx);
+        /// tx.send_timeout(&"x".repeat(20), Duration::from_millis(10))?;
+        /// let r = tx.send_timeout(&"y".repeat(20), Duration::from_millis(10));
+        /// assert!(matches!(r, Err(shmpipe::Error::Timeout)));
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         ///
         /// # Errors
         /// As [`Self::send`], plus `Timeout`.
@@ -416,21 +607,59 @@ mod serde_msg {
 
     impl<V: Variant> SerdeReceiver<V> {
         /// Wrap a consumer.
+        ///
+        /// ```
+        /// use shmpipe::typed::SerdeReceiver;
+        /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let mut rx = SerdeReceiver::new(rx);
+        /// tx.send(&[3, b'a', b'b', b'c'])?; // postcard for "abc", from any producer
+        /// assert_eq!(rx.recv::<String>()?, "abc");
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         pub fn new(rx: Consumer<V>) -> Self {
             SerdeReceiver { rx }
         }
 
         /// The consumer, for byte-level calls.
+        ///
+        /// ```
+        /// use shmpipe::typed::SerdeReceiver;
+        /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let mut rx = SerdeReceiver::new(rx);
+        /// tx.send(&[0])?;
+        /// assert_eq!(rx.get_mut().len_bytes(), 16);
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         pub fn get_mut(&mut self) -> &mut Consumer<V> {
             &mut self.rx
         }
 
         /// Unwrap the consumer.
+        ///
+        /// ```
+        /// use shmpipe::typed::SerdeReceiver;
+        /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let mut rx = SerdeReceiver::new(rx).into_inner();
+        /// tx.send(b"bytes")?;
+        /// rx.recv_with(|m| assert_eq!(m, b"bytes"))?;
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         pub fn into_inner(self) -> Consumer<V> {
             self.rx
         }
 
         /// Receive and decode the next message as a `T`, waiting for it.
+        ///
+        /// ```
+        /// use shmpipe::typed::{SerdeReceiver, SerdeSender};
+        /// let (tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let (mut tx, mut rx) = (SerdeSender::new(tx), SerdeReceiver::new(rx));
+        /// tx.send(&(1u32, 2u32))?;
+        /// assert!(matches!(rx.recv::<u32>(), Err(shmpipe::Error::Decode { .. }))); // bytes left over
+        /// tx.send(&(1u32, 2u32))?;
+        /// assert_eq!(rx.recv::<(u32, u32)>()?, (1, 2));
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         ///
         /// # Errors
         /// `Decode` if it is not a postcard encoding of a `T` (with no bytes
@@ -442,6 +671,16 @@ mod serde_msg {
 
         /// Like [`Self::recv`] if a message is waiting now.
         ///
+        /// ```
+        /// use shmpipe::typed::{SerdeReceiver, SerdeSender};
+        /// let (tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let (mut tx, mut rx) = (SerdeSender::new(tx), SerdeReceiver::new(rx));
+        /// assert!(matches!(rx.try_recv::<bool>(), Err(shmpipe::Error::Empty)));
+        /// tx.send(&true)?;
+        /// assert!(rx.try_recv::<bool>()?);
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
+        ///
         /// # Errors
         /// As [`Self::recv`], plus `Empty`.
         pub fn try_recv<T: DeserializeOwned>(&mut self) -> Result<T> {
@@ -449,6 +688,16 @@ mod serde_msg {
         }
 
         /// Like [`Self::recv`], waiting at most `timeout`.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use shmpipe::typed::SerdeReceiver;
+        /// let (_tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// let mut rx = SerdeReceiver::new(rx);
+        /// let r = rx.recv_timeout::<String>(Duration::from_millis(10));
+        /// assert!(matches!(r, Err(shmpipe::Error::Timeout)));
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
         ///
         /// # Errors
         /// As [`Self::recv`], plus `Timeout`.

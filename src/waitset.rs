@@ -144,22 +144,84 @@ pub struct Events {
 
 impl Events {
     /// An empty list.
+    ///
+    /// ```
+    /// use shmpipe::{Events, WaitSet};
+    /// let mut events = Events::new();
+    /// let mut set = WaitSet::new()?; // nothing to watch yet: the wait times out
+    /// assert_eq!(set.wait(&mut events, Some(std::time::Duration::ZERO))?, 0);
+    /// assert!(events.is_empty());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn new() -> Events {
         Events::default()
     }
     /// The events found by the last wait.
+    ///
+    /// ```
+    /// use shmpipe::{Builder, Events, WaitSet};
+    /// let (mut tx, rx) = Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut set = WaitSet::new()?;
+    /// let t = set.add_consumer(&rx)?;
+    /// tx.send(b"x")?;
+    /// let mut events = Events::new();
+    /// set.wait(&mut events, None)?;
+    /// let ready: Vec<_> = events.iter().map(|e| (e.token, e.peer_gone)).collect();
+    /// assert_eq!(ready, [(t, false)]);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = &Event> + '_ {
         self.list.iter()
     }
     /// How many.
+    ///
+    /// ```
+    /// use shmpipe::{Builder, Events, WaitSet};
+    /// let (mut tx1, rx1) = Builder::new().capacity(4096).in_process()?.split()?;
+    /// let (mut tx2, rx2) = Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut set = WaitSet::new()?;
+    /// set.add_consumer(&rx1)?;
+    /// set.add_consumer(&rx2)?;
+    /// tx1.send(b"1")?;
+    /// tx2.send(b"2")?;
+    /// let mut events = Events::new();
+    /// set.wait(&mut events, None)?;
+    /// assert_eq!(events.len(), 2);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.list.len()
     }
     /// Whether none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmpipe::{Builder, Events, WaitSet};
+    /// let (_tx, rx) = Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut set = WaitSet::new()?;
+    /// set.add_consumer(&rx)?;
+    /// let mut events = Events::new();
+    /// set.wait(&mut events, Some(Duration::from_millis(10)))?; // nothing sent
+    /// assert!(events.is_empty());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
     /// Whether `token` is among them.
+    ///
+    /// ```
+    /// use shmpipe::{Builder, Events, WaitSet};
+    /// let (mut tx1, rx1) = Builder::new().capacity(4096).in_process()?.split()?;
+    /// let (_tx2, rx2) = Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut set = WaitSet::new()?;
+    /// let (t1, t2) = (set.add_consumer(&rx1)?, set.add_consumer(&rx2)?);
+    /// tx1.send(b"1")?;
+    /// let mut events = Events::new();
+    /// set.wait(&mut events, None)?;
+    /// assert!(events.contains(t1) && !events.contains(t2));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn contains(&self, token: Token) -> bool {
         self.list.iter().any(|e| e.token == token)
     }
@@ -335,6 +397,12 @@ impl std::fmt::Debug for WaitSet {
 impl WaitSet {
     /// An empty set.
     ///
+    /// ```
+    /// let set = shmpipe::WaitSet::new()?;
+    /// assert!(set.is_empty());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `Io` if the kernel lacks `futex_waitv(2)` (Linux < 5.16) or an
     /// eventfd cannot be created.
@@ -375,6 +443,14 @@ impl WaitSet {
     /// tighter and costs an idle set more: one `fcntl` (a few
     /// microseconds) per checked ring per slice. Tests use a very long one
     /// so that a lost wake-up shows as a hang.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut set = shmpipe::WaitSet::new()?;
+    /// // Check rings whose peer's process cannot be followed every 100 ms:
+    /// set.set_slice(Duration::from_millis(100));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn set_slice(&mut self, slice: Duration) {
         let ns = slice.as_nanos().clamp(1_000_000, u64::MAX as u128) as u64;
         self.shared.slice_ns.store(ns, Ordering::Relaxed);
@@ -382,17 +458,48 @@ impl WaitSet {
     }
 
     /// Number of registrations.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut set = shmpipe::WaitSet::new()?;
+    /// set.add_consumer(&rx)?;
+    /// set.add_producer(&tx)?;
+    /// assert_eq!(set.len(), 2);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.shared.entries().iter().flatten().count()
     }
 
     /// Whether nothing is registered.
+    ///
+    /// ```
+    /// let (_tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut set = shmpipe::WaitSet::new()?;
+    /// let t = set.add_consumer(&rx)?;
+    /// assert!(!set.is_empty());
+    /// set.remove(t);
+    /// assert!(set.is_empty());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Watch `consumer`: ready when a message waits or the producer is gone.
     /// The handle stays the caller's; see the type docs for the rules.
+    ///
+    /// ```
+    /// use shmpipe::{Builder, Events, WaitSet};
+    /// let (tx, rx) = Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut set = WaitSet::new()?;
+    /// let t = set.add_consumer(&rx)?; // `rx` stays ours
+    /// drop(tx); // a gone producer makes the consumer ready too
+    /// let mut events = Events::new();
+    /// set.wait(&mut events, None)?;
+    /// assert!(events.iter().any(|e| e.token == t && e.peer_gone));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `InvalidOption` for a `Semaphore` ring.
@@ -405,6 +512,21 @@ impl WaitSet {
     /// Watch `producer`: ready when a message of [`Producer::max_message`]
     /// bytes fits (so any send succeeds), or the consumer is gone.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmpipe::{Builder, Events, WaitSet};
+    /// let (mut tx, mut rx) = Builder::new().capacity(64).in_process()?.split()?;
+    /// tx.send(&[0; 24])?; // no room left for a max_message (24 bytes)
+    /// let mut set = WaitSet::new()?;
+    /// let t = set.add_producer(&tx)?;
+    /// let mut events = Events::new();
+    /// assert_eq!(set.wait(&mut events, Some(Duration::from_millis(10)))?, 0);
+    /// rx.try_recv_with(|_| ())?;
+    /// set.wait(&mut events, None)?;
+    /// assert!(events.contains(t)); // room again
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `InvalidOption` for a `Semaphore` ring.
     pub fn add_producer<V: Variant>(&mut self, producer: &Producer<V>) -> Result<Token> {
@@ -414,6 +536,20 @@ impl WaitSet {
 
     /// Watch `producer`: ready when a message of `len` bytes fits, or the
     /// consumer is gone.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmpipe::{Builder, Events, WaitSet};
+    /// let (mut tx, _rx) = Builder::new().capacity(64).in_process()?.split()?;
+    /// tx.send(&[0; 24])?;
+    /// let mut set = WaitSet::new()?;
+    /// let t = set.add_producer_for(&tx, 8)?; // ready when 8 bytes fit
+    /// let mut events = Events::new();
+    /// set.wait(&mut events, Some(Duration::ZERO))?;
+    /// assert!(events.contains(t));
+    /// assert!(matches!(set.add_producer_for(&tx, 25), Err(shmpipe::Error::TooLarge { .. })));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `InvalidOption` for a `Semaphore` ring; `TooLarge` if `len` is above
@@ -452,6 +588,19 @@ impl WaitSet {
     /// nothing of the ring: it never kept the ring mapped (see the [module
     /// docs](crate::waitset)), and its pidfd for the peer's process is
     /// closed with the last ring that follows it.
+    ///
+    /// ```
+    /// use shmpipe::{Builder, Events, WaitSet};
+    /// let (mut tx, rx) = Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut set = WaitSet::new()?;
+    /// let t = set.add_consumer(&rx)?;
+    /// assert!(set.remove(t));
+    /// assert!(!set.remove(t)); // already gone
+    /// tx.send(b"x")?;
+    /// let mut events = Events::new();
+    /// assert_eq!(set.wait(&mut events, Some(std::time::Duration::ZERO))?, 0);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn remove(&mut self, token: Token) -> bool {
         let (was, _removed) = {
             let mut e = self.shared.entries();
@@ -510,6 +659,24 @@ impl WaitSet {
     /// `shmpipe-tokio` crate docs for the pattern). The descriptor is the
     /// same open eventfd for the set's whole life (what
     /// `AsyncFd::register` requires of its caller).
+    ///
+    /// ```
+    /// use std::os::fd::AsRawFd;
+    /// use std::time::Duration;
+    /// use shmpipe::{Builder, Events, WaitSet};
+    /// let (mut tx, rx) = Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut set = WaitSet::new()?;
+    /// let t = set.add_consumer(&rx)?;
+    /// let fd = set.as_fd().as_raw_fd(); // e.g. for epoll or tokio's AsyncFd
+    /// tx.send(b"x")?;
+    /// let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    /// // SAFETY: one valid pollfd.
+    /// assert_eq!(unsafe { libc::poll(&mut pfd, 1, 10_000) }, 1); // readable
+    /// let mut events = Events::new();
+    /// set.wait(&mut events, Some(Duration::ZERO))?;
+    /// assert!(events.contains(t));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         if !self.fd_mode.swap(true, Ordering::Relaxed) {
             self.start_threads();
@@ -520,6 +687,20 @@ impl WaitSet {
     /// Wait until a registered ring is ready or `timeout` passes (`None`:
     /// no timeout), and put the ready registrations into `events`; returns
     /// how many. `Some(Duration::ZERO)` only looks.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmpipe::{Builder, Error, Events, WaitSet};
+    /// let (mut tx, rx) = Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut set = WaitSet::new()?;
+    /// set.add_consumer(&rx)?;
+    /// let mut events = Events::new();
+    /// assert_eq!(set.wait(&mut events, Some(Duration::from_millis(10)))?, 0); // timed out
+    /// let t = std::thread::spawn(move || tx.send(b"wake"));
+    /// assert_eq!(set.wait(&mut events, None)?, 1); // slept until the send
+    /// t.join().unwrap()?;
+    /// # Ok::<(), Error>(())
+    /// ```
     ///
     /// # Errors
     /// `Io` if `poll(2)` on the eventfd fails (sets of more than 127 rings).

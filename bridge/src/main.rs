@@ -1,5 +1,14 @@
 //! `shmpipe-bridge`: carry a shmpipe ring across machines over zenoh.
 //!
+//! ```text
+//! # host B: subscribe, feed the local ring /rx, read it
+//! B$ shmpipe-bridge in demo/ring /rx --listen tcp/0.0.0.0:7447 &
+//! B$ shmpipe read /rx > copy.bin
+//! # host A: consume the local ring /tx, publish it
+//! A$ shmpipe-bridge out /tx demo/ring --connect tcp/HOST_B:7447 &
+//! A$ shmpipe write /tx < data.bin
+//! ```
+//!
 //! `out` consumes a local ring and publishes each message as one zenoh
 //! sample; `in` subscribes and produces each sample into a local ring. See
 //! `bridge/README.md` for the guarantees and the failure outcomes.

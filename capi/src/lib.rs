@@ -5,6 +5,49 @@
 //! and committed) declares every function, type and constant, with the docs
 //! written here. See `README.md` beside this crate for how to build and link.
 //!
+//! ```c
+//! #include <assert.h>
+//! #include <stdio.h>
+//! #include <string.h>
+//! #include "shmpipe.h"
+//!
+//! int main(void) {
+//!     shmpipe_options o;
+//!     shmpipe_options_default(&o);          /* 1 MiB, futex waits, lock-free */
+//!     o.capacity = 4096;
+//!
+//!     shmpipe_pair *pair;                   /* two threads; named: shmpipe_producer_create */
+//!     shmpipe_producer *tx;                 /* and shmpipe_consumer_open in two processes */
+//!     shmpipe_consumer *rx;
+//!     if (shmpipe_pair_in_process(&o, &pair) != SHMPIPE_OK ||
+//!         shmpipe_pair_split(pair, &tx, &rx) != SHMPIPE_OK) {
+//!         fprintf(stderr, "shmpipe: %s\n", shmpipe_last_error_message());
+//!         return 1;
+//!     }
+//!     shmpipe_send(tx, "hello", 5);
+//!     shmpipe_producer_free(tx);            /* closes the producer side */
+//!
+//!     char buf[64];
+//!     size_t len;
+//!     assert(shmpipe_recv(rx, buf, sizeof buf, &len) == SHMPIPE_OK);
+//!     assert(len == 5 && memcmp(buf, "hello", 5) == 0);
+//!     assert(shmpipe_recv(rx, buf, sizeof buf, &len) == SHMPIPE_DISCONNECTED);
+//!     shmpipe_consumer_free(rx);
+//!     return 0;
+//! }
+//! ```
+//!
+//! ```text
+//! cargo build --release -p shmpipe-capi && capi/install.sh ~/.local
+//! export PKG_CONFIG_PATH=~/.local/lib/pkgconfig
+//! cc -std=c99 first.c $(pkg-config --cflags --libs shmpipe-static) -o first && ./first
+//! ```
+//!
+//! rustdoc does not compile C, so `cargo test` does not run this snippet
+//! (it was checked by hand against `include/shmpipe.h` and the static
+//! library); `tests/c_api.rs` builds and runs `tests/c/capi_test.c` and the
+//! programs in `examples/` (`producer.c`, `consumer.c`, `parent_child.c`).
+//!
 //! How the boundary is kept safe:
 //! - No Rust panic crosses it: every entry point runs its body under
 //!   `catch_unwind` ([`handle::ffi`]); a caught panic is `SHMPIPE_PANIC`,

@@ -1,5 +1,19 @@
 //! `shmpipe`: move bytes between processes through a shared-memory ring,
 //! look at rings, clean them up, and check the ring under load.
+//!
+//! ```text
+//! $ shmpipe read /demo | sha256sum &            # ring -> stdout, like a FIFO's reader
+//! $ shmpipe write /demo -c 1MiB < big.bin       # stdin -> ring (created if needed)
+//! $ shmpipe write /jobs --variant locked < jobs.bin &
+//! $ shmpipe inspect /jobs --json                # header, fill level, counters, endpoints
+//! $ shmpipe ls                                  # the shmpipe segments in /dev/shm
+//! $ shmpipe rm /jobs
+//! $ shmpipe stress --seconds 5 --variant locked # forked pair, every message verified
+//! $ shmpipe bench --quick                       # against pipes, sockets, mqueues, TCP
+//! ```
+//!
+//! `shmpipe --help` and each subcommand's `--help` give the options and
+//! the exit statuses.
 
 mod args;
 mod bench;

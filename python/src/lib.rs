@@ -2,6 +2,25 @@
 //! maturin (`pip install ./python`). See `python/README.md` for the Python
 //! API and `shmpipe.pyi` for its types.
 //!
+//! ```python
+//! import os
+//! import shmpipe
+//!
+//! producer, consumer = shmpipe.pipe(capacity=1 << 16)   # an anonymous ring
+//! if os.fork() == 0:                                     # child: the producer
+//!     consumer.close()
+//!     with producer:                                     # closing ends the stream
+//!         for i in range(3):
+//!             producer.send(f"job {i}".encode())
+//!     os._exit(0)
+//! producer.close()                                       # parent: the consumer
+//! assert [bytes(m) for m in consumer] == [b"job 0", b"job 1", b"job 2"]
+//! os.waitpid(-1, 0)
+//! ```
+//!
+//! (rustdoc does not run Python: this snippet was run by hand against the
+//! built module; `python/tests` holds the module's pytest suite.)
+//!
 //! Files: `any.rs` (one type per end over both ring variants), `ends.rs`
 //! (the `Producer`, `Consumer` and `Message` classes), `buffer.rs` (the
 //! buffer protocol under the abi3 ABI), this file (module, exceptions,

@@ -262,6 +262,12 @@ impl Reactor {
 /// Shorter costs more while idle (one `fcntl`, a few microseconds, per
 /// checked ring per slice). Starts the reactor if it is not running.
 ///
+/// ```
+/// // Report a killed peer whose process cannot be followed within ~100 ms:
+/// shmpipe_tokio::set_slice(std::time::Duration::from_millis(100))?;
+/// # Ok::<(), shmpipe::Error>(())
+/// ```
+///
 /// # Errors
 /// As the reactor's start: `Io` if the kernel lacks `futex_waitv(2)`
 /// (Linux < 5.16) or a thread or eventfd cannot be created.
@@ -328,6 +334,20 @@ impl Drop for Registration {
     }
 }
 
+/// Refuse a ring the reactor cannot wait on: a `Semaphore` ring's wake-up
+/// is a post to its counting semaphore, which the set does not sleep on
+/// (see [`shmpipe::WaitSet`]).
+fn check_strategy(strategy: shmpipe::WaitStrategy) -> Result<()> {
+    if strategy == shmpipe::WaitStrategy::Semaphore {
+        return Err(Error::InvalidOption {
+            reason: "shmpipe-tokio cannot wait on a Semaphore ring; create it with \
+                     WaitStrategy::Futex (or Spin/SpinYield, which are polled)"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Consumer
 
@@ -355,16 +375,20 @@ impl std::fmt::Debug for AsyncConsumer {
 impl AsyncConsumer {
     /// Wrap `rx`.
     ///
+    /// ```
+    /// use shmpipe::{Builder, Error, WaitStrategy};
+    /// use shmpipe_tokio::AsyncConsumer;
+    /// let (_tx, rx) = Builder::new().capacity(4096).in_process()?.split()?;
+    /// let _rx = AsyncConsumer::new(rx)?; // Futex: the default
+    /// let (_tx, rx) = Builder::new().wait(WaitStrategy::Semaphore).in_process()?.split()?;
+    /// assert!(matches!(AsyncConsumer::new(rx), Err(Error::InvalidOption { .. })));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `InvalidOption` for a `Semaphore` ring (it cannot be multiplexed).
     pub fn new(rx: Consumer) -> Result<AsyncConsumer> {
-        if rx.wait_strategy() == shmpipe::WaitStrategy::Semaphore {
-            return Err(Error::InvalidOption {
-                reason: "shmpipe-tokio cannot wait on a Semaphore ring; create it with \
-                         WaitStrategy::Futex (or Spin/SpinYield, which are polled)"
-                    .into(),
-            });
-        }
+        check_strategy(rx.wait_strategy())?;
         Ok(AsyncConsumer {
             rx,
             reg: Registration::default(),
@@ -374,6 +398,14 @@ impl AsyncConsumer {
     }
 
     /// The wrapped handle.
+    ///
+    /// ```
+    /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut rx = shmpipe_tokio::AsyncConsumer::new(rx)?;
+    /// tx.send(b"x")?;
+    /// assert_eq!(rx.get_mut().len_bytes(), 16); // the blocking handle's calls
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn get_mut(&mut self) -> &mut Consumer {
         &mut self.rx
     }
@@ -382,6 +414,15 @@ impl AsyncConsumer {
     /// `AsyncRead` still holds the rest of a message larger than the
     /// buffer it was read into, the wrapper is handed back as `Err` (read
     /// on until it is empty).
+    ///
+    /// ```
+    /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let rx = shmpipe_tokio::AsyncConsumer::new(rx)?;
+    /// let mut rx = rx.into_inner().expect("no partly read message");
+    /// tx.send(b"blocking again")?;
+    /// rx.recv_with(|m| assert_eq!(m, b"blocking again"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     #[allow(clippy::result_large_err)]
     pub fn into_inner(self) -> std::result::Result<Consumer, AsyncConsumer> {
         if self.partial_pos < self.partial.len() {
@@ -396,6 +437,13 @@ impl AsyncConsumer {
     /// sends then fail with `Disconnected`. The same as dropping the
     /// handle, but errors are reported.
     ///
+    /// ```
+    /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// shmpipe_tokio::AsyncConsumer::new(rx)?.close()?;
+    /// assert!(matches!(tx.send(b"x"), Err(shmpipe::Error::Disconnected)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Consumer::close`] (e.g. removing the name of a segment this
     /// handle created failed).
@@ -407,6 +455,19 @@ impl AsyncConsumer {
 
     /// Poll one receive: `f` sees the next message. Ready with `f`'s result
     /// or an error other than `Empty`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmpipe::Result<()> {
+    /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut rx = shmpipe_tokio::AsyncConsumer::new(rx)?;
+    /// tx.send(b"polled")?;
+    /// // E.g. inside a hand-written Future's `poll`:
+    /// let n = std::future::poll_fn(|cx| rx.poll_recv_with(cx, |m| m.len())).await?;
+    /// assert_eq!(n, 6);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn poll_recv_with<R>(
         &mut self,
         cx: &mut Context<'_>,
@@ -459,6 +520,20 @@ impl AsyncConsumer {
     /// Cancel safe: a message is taken out of the ring only in the poll
     /// that completes the future; dropping it earlier loses nothing.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmpipe::Result<()> {
+    /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut rx = shmpipe_tokio::AsyncConsumer::new(rx)?;
+    /// let t = std::thread::spawn(move || tx.send(b"from a blocking peer"));
+    /// let mut buf = Vec::new();
+    /// assert_eq!(rx.recv(&mut buf).await?, 20); // parks the task, not the thread
+    /// assert_eq!(buf, b"from a blocking peer");
+    /// t.join().unwrap()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// As [`Consumer::recv`].
     pub async fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize> {
@@ -476,6 +551,20 @@ impl AsyncConsumer {
     ///
     /// Cancel safe: as [`AsyncConsumer::recv`] (`f` runs only in the
     /// completing poll).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmpipe::Result<()> {
+    /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut rx = shmpipe_tokio::AsyncConsumer::new(rx)?;
+    /// tx.send(b"a b c")?;
+    /// drop(tx);
+    /// let words = rx.recv_with(|m| m.split(|&b| b == b' ').count()).await?; // no copy
+    /// assert_eq!(words, 3);
+    /// assert!(matches!(rx.recv_with(|_| ()).await, Err(shmpipe::Error::Disconnected)));
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// As [`Consumer::recv_with`].
@@ -588,16 +677,20 @@ fn closed() -> Error {
 impl AsyncProducer {
     /// Wrap `tx`.
     ///
+    /// ```
+    /// use shmpipe::{Builder, Error, WaitStrategy};
+    /// use shmpipe_tokio::AsyncProducer;
+    /// let (tx, _rx) = Builder::new().wait(WaitStrategy::Spin).in_process()?.split()?;
+    /// let _tx = AsyncProducer::new(tx)?; // Spin rings are polled by the reactor
+    /// let (tx, _rx) = Builder::new().wait(WaitStrategy::Semaphore).in_process()?.split()?;
+    /// assert!(matches!(AsyncProducer::new(tx), Err(Error::InvalidOption { .. })));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// `InvalidOption` for a `Semaphore` ring.
     pub fn new(tx: Producer) -> Result<AsyncProducer> {
-        if tx.wait_strategy() == shmpipe::WaitStrategy::Semaphore {
-            return Err(Error::InvalidOption {
-                reason: "shmpipe-tokio cannot wait on a Semaphore ring; create it with \
-                         WaitStrategy::Futex (or Spin/SpinYield, which are polled)"
-                    .into(),
-            });
-        }
+        check_strategy(tx.wait_strategy())?;
         Ok(AsyncProducer {
             tx: Some(tx),
             reg: Registration::default(),
@@ -607,6 +700,15 @@ impl AsyncProducer {
 
     /// The wrapped handle; `None` once the side was closed
     /// (`Sink::poll_close` / `AsyncWrite::poll_shutdown`).
+    ///
+    /// ```
+    /// let (tx, _rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut tx = shmpipe_tokio::AsyncProducer::new(tx)?;
+    /// let p = tx.get_mut().expect("not closed");
+    /// p.try_send(b"sync")?;
+    /// assert_eq!(p.stats().messages_sent, 1);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn get_mut(&mut self) -> Option<&mut Producer> {
         self.tx.as_mut()
     }
@@ -615,6 +717,15 @@ impl AsyncProducer {
     /// item that `Sink::start_send` accepted is still waiting for room
     /// (flush first), or the side was closed, the wrapper is handed back
     /// unchanged as `Err`.
+    ///
+    /// ```
+    /// let (tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let tx = shmpipe_tokio::AsyncProducer::new(tx)?;
+    /// let mut tx = tx.into_inner().expect("nothing pending");
+    /// tx.send(b"blocking")?;
+    /// rx.recv_with(|m| assert_eq!(m, b"blocking"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     #[allow(clippy::result_large_err)]
     pub fn into_inner(self) -> std::result::Result<Producer, AsyncProducer> {
         match self {
@@ -634,6 +745,19 @@ impl AsyncProducer {
     /// accepted, if any (waiting for room), then close the side as
     /// [`Producer::close`] does, so the consumer receives every message,
     /// then `Disconnected`. Closing twice is not an error.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmpipe::Result<()> {
+    /// let (tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut tx = shmpipe_tokio::AsyncProducer::new(tx)?;
+    /// tx.send(b"last").await?;
+    /// tx.close().await?;
+    /// rx.recv_with(|m| assert_eq!(m, b"last"))?; // delivered, then the end
+    /// assert!(matches!(rx.recv_with(|_| ()), Err(shmpipe::Error::Disconnected)));
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// The error of that last send (`Disconnected`, `PeerDied`, ...: the
@@ -664,6 +788,21 @@ impl AsyncProducer {
 
     /// Poll until a message of `len` bytes fits (Ready(Ok)) or the
     /// consumer is gone (Ready(Err)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmpipe::Result<()> {
+    /// use std::future::poll_fn;
+    /// let (tx, mut rx) = shmpipe::Builder::new().capacity(64).in_process()?.split()?;
+    /// let mut tx = shmpipe_tokio::AsyncProducer::new(tx)?;
+    /// tx.send(&[0; 24]).await?; // now full for 24 bytes
+    /// let t = std::thread::spawn(move || rx.recv_with(|_| ()).map(|_| rx));
+    /// poll_fn(|cx| tx.poll_room(cx, 24)).await?; // ready once the reader made room
+    /// tx.get_mut().unwrap().try_send(&[1; 24])?;
+    /// let _rx = t.join().unwrap()?; // (still attached)
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn poll_room(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<Result<()>> {
         self.poll_try(cx, len, |tx| tx.try_claim(len).map(drop))
     }
@@ -698,6 +837,18 @@ impl AsyncProducer {
     }
 
     /// Poll one send of `msg`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmpipe::Result<()> {
+    /// let (tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut tx = shmpipe_tokio::AsyncProducer::new(tx)?;
+    /// // E.g. inside a hand-written Future's `poll`:
+    /// std::future::poll_fn(|cx| tx.poll_send(cx, b"polled")).await?;
+    /// rx.recv_with(|m| assert_eq!(m, b"polled"))?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn poll_send(&mut self, cx: &mut Context<'_>, msg: &[u8]) -> Poll<Result<()>> {
         self.poll_try(cx, msg.len(), |tx| tx.try_send(msg))
     }
@@ -710,6 +861,19 @@ impl AsyncProducer {
     /// This inherent method takes `&[u8]`; the `Sink` one (which takes a
     /// `Vec<u8>`) is `SinkExt::send(&mut tx, vec)`.
     ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmpipe::Result<()> {
+    /// let (tx, mut rx) = shmpipe::Builder::new().capacity(64).in_process()?.split()?;
+    /// let mut tx = shmpipe_tokio::AsyncProducer::new(tx)?;
+    /// let reader = std::thread::spawn(move || (rx.recv_with(|m| m[0]), rx.recv_with(|m| m[0])));
+    /// tx.send(&[1; 24]).await?;
+    /// tx.send(&[2; 24]).await?; // parks the task until the reader made room
+    /// assert!(matches!(reader.join().unwrap(), (Ok(1), Ok(2))));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// As [`Producer::send`]; `Io` (`BrokenPipe`) once the side was closed.
     pub async fn send(&mut self, msg: &[u8]) -> Result<()> {
@@ -721,6 +885,19 @@ impl AsyncProducer {
     ///
     /// Cancel safe: the claim is taken in the completing poll; dropping
     /// the future earlier commits nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shmpipe::Result<()> {
+    /// let (tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut tx = shmpipe_tokio::AsyncProducer::new(tx)?;
+    /// let mut claim = tx.claim(4).await?; // waits for room, then lends it
+    /// claim.copy_from_slice(&9u32.to_le_bytes());
+    /// claim.commit();
+    /// rx.recv_with(|m| assert_eq!(m, 9u32.to_le_bytes()))?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// As [`Producer::claim`]; `Io` (`BrokenPipe`) once the side was closed.

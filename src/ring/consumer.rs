@@ -97,16 +97,35 @@ impl<V: Variant> Consumer<V> {
     }
 
     /// Data-area capacity in bytes.
+    ///
+    /// ```
+    /// let (_tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// assert_eq!(rx.capacity(), 4096);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn capacity(&self) -> u64 {
         self.ep.cap
     }
 
     /// Largest message this ring accepts.
+    ///
+    /// ```
+    /// let (_tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// assert_eq!(rx.max_message(), 2040); // capacity / 2 - 8
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn max_message(&self) -> usize {
         self.ep.max
     }
 
     /// The wait strategy recorded in the segment.
+    ///
+    /// ```
+    /// use shmpipe::{Builder, WaitStrategy};
+    /// let (_tx, rx) = Builder::new().wait(WaitStrategy::Spin).in_process()?.split()?;
+    /// assert_eq!(rx.wait_strategy(), WaitStrategy::Spin);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn wait_strategy(&self) -> WaitStrategy {
         self.ep.wait
     }
@@ -126,17 +145,43 @@ impl<V: Variant> Consumer<V> {
     }
 
     /// Whether no committed record is waiting.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// assert!(rx.is_empty());
+    /// tx.send(b"x")?;
+    /// assert!(!rx.is_empty());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         !V::has_record(self)
     }
 
     /// A snapshot of the ring's counters.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// tx.send(b"hello")?;
+    /// rx.try_recv_with(|_| ())?;
+    /// let s = rx.stats();
+    /// assert_eq!((s.messages_received, s.bytes_received, s.used_bytes), (1, 5, 0));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn stats(&self) -> Stats {
         stats_of(&self.ep.seg)
     }
 
     /// The producer's state: attached and alive, closed, died, or not
     /// attached yet (see [`crate::Producer::peer_status`]).
+    ///
+    /// ```
+    /// use shmpipe::PeerStatus;
+    /// let (tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// assert_eq!(rx.peer_status()?, PeerStatus::Alive);
+    /// drop(tx);
+    /// assert_eq!(rx.peer_status()?, PeerStatus::Closed);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`crate::Producer::peer_status`].
@@ -145,6 +190,14 @@ impl<V: Variant> Consumer<V> {
     }
 
     /// Whether the producer is attached and its process alive now.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// assert!(rx.is_peer_alive());
+    /// tx.close()?;
+    /// assert!(!rx.is_peer_alive());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn is_peer_alive(&self) -> bool {
         matches!(self.peer_status(), Ok(PeerStatus::Alive))
     }
@@ -152,6 +205,13 @@ impl<V: Variant> Consumer<V> {
     /// Close the consumer side now: the producer's sends then fail with
     /// [`Error::Disconnected`]. The same as dropping the handle, but errors
     /// are reported instead of ignored.
+    ///
+    /// ```
+    /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// rx.close()?;
+    /// assert!(matches!(tx.send(b"anyone?"), Err(shmpipe::Error::Disconnected)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`crate::Producer::close`].
@@ -567,6 +627,16 @@ impl<V: Variant> Consumer<V> {
 
     /// Like [`Self::recv_with`], waiting at most `timeout`.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let t = Duration::from_millis(10);
+    /// assert!(matches!(rx.recv_with_timeout(t, |m| m.len()), Err(shmpipe::Error::Timeout)));
+    /// tx.send(b"late")?;
+    /// assert_eq!(rx.recv_with_timeout(t, |m| m.len())?, 4);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::recv_with`], plus `Timeout`.
     pub fn recv_with_timeout<R>(
@@ -579,6 +649,16 @@ impl<V: Variant> Consumer<V> {
 
     /// Copy the next message into `buf` (replacing its contents), if any.
     /// Returns the message length.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut buf = Vec::new();
+    /// assert!(matches!(rx.try_recv(&mut buf), Err(shmpipe::Error::Empty)));
+    /// tx.send(b"now")?;
+    /// assert_eq!(rx.try_recv(&mut buf)?, 3);
+    /// assert_eq!(buf, b"now");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Self::try_recv_with`].
@@ -608,6 +688,18 @@ impl<V: Variant> Consumer<V> {
     }
 
     /// Copy the next message into `buf`, waiting at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut buf = Vec::new();
+    /// let t = Duration::from_millis(10);
+    /// assert!(matches!(rx.recv_timeout(&mut buf, t), Err(shmpipe::Error::Timeout)));
+    /// tx.send(b"here")?;
+    /// rx.recv_timeout(&mut buf, t)?;
+    /// assert_eq!(buf, b"here");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Self::recv_with_timeout`].
@@ -654,6 +746,15 @@ impl<V: Variant> Consumer<V> {
 
     /// Like [`Self::try_recv_into`], waiting for a message per the wait strategy.
     ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// tx.send(&7u32.to_le_bytes())?;
+    /// let mut buf = [0u8; 4];
+    /// let n = rx.recv_into(&mut buf)?; // no allocation
+    /// assert_eq!((n, u32::from_le_bytes(buf)), (4, 7));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::try_recv_into`], without `Empty`.
     #[inline(always)]
@@ -673,6 +774,15 @@ impl<V: Variant> Consumer<V> {
     }
 
     /// Like [`Self::recv_into`], waiting at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (_tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut buf = [0u8; 64];
+    /// let r = rx.recv_into_timeout(&mut buf, Duration::from_millis(10));
+    /// assert!(matches!(r, Err(shmpipe::Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Self::recv_into`], plus `Timeout`.
@@ -747,6 +857,16 @@ impl<V: Variant> Consumer<V> {
 
     /// Like [`Self::try_peek`], waiting for a message per the wait strategy.
     ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// tx.send(b"task")?;
+    /// let msg = rx.peek()?;
+    /// assert_eq!(&*msg, b"task"); // e.g. process it, then free its space:
+    /// msg.release();
+    /// assert!(rx.is_empty());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::recv_with`].
     pub fn peek(&mut self) -> Result<Message<'_, V>> {
@@ -758,6 +878,16 @@ impl<V: Variant> Consumer<V> {
     }
 
     /// Like [`Self::peek`], waiting at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let t = Duration::from_millis(10);
+    /// assert!(matches!(rx.peek_timeout(t), Err(shmpipe::Error::Timeout)));
+    /// tx.send(b"x")?;
+    /// rx.peek_timeout(t)?.release();
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Self::recv_with_timeout`].
@@ -886,6 +1016,16 @@ pub struct Message<'a, V: Variant = LockFree> {
 
 impl<V: Variant> Message<'_, V> {
     /// Free the message's space: the producer may reuse it.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// tx.send(b"a")?;
+    /// let msg = rx.try_peek()?;
+    /// assert_eq!(&*msg, b"a");
+    /// msg.release(); // the producer may now reuse its space
+    /// assert!(matches!(rx.try_peek(), Err(shmpipe::Error::Empty)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn release(self) {
         let found = self.found;
         V::release(self.c, found);

@@ -146,16 +146,37 @@ impl<V: Variant> Producer<V> {
     }
 
     /// Data-area capacity in bytes.
+    ///
+    /// ```
+    /// let (tx, _rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// assert_eq!(tx.capacity(), 4096);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn capacity(&self) -> u64 {
         self.ep.cap
     }
 
     /// Largest message this ring accepts (`capacity / 2 - 8` bytes).
+    ///
+    /// ```
+    /// let (mut tx, _rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// assert_eq!(tx.max_message(), 4096 / 2 - 8);
+    /// let big = vec![0u8; tx.max_message() + 1];
+    /// assert!(matches!(tx.try_send(&big), Err(shmpipe::Error::TooLarge { len: 2041, max: 2040 })));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn max_message(&self) -> usize {
         self.ep.max
     }
 
     /// The wait strategy recorded in the segment.
+    ///
+    /// ```
+    /// use shmpipe::{Builder, WaitStrategy};
+    /// let (tx, _rx) = Builder::new().wait(WaitStrategy::Spin).in_process()?.split()?;
+    /// assert_eq!(tx.wait_strategy(), WaitStrategy::Spin);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn wait_strategy(&self) -> WaitStrategy {
         self.ep.wait
     }
@@ -175,11 +196,28 @@ impl<V: Variant> Producer<V> {
     }
 
     /// Whether every committed record has been read.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// tx.send(b"x")?;
+    /// assert!(!tx.is_empty());
+    /// rx.try_recv_with(|_| ())?;
+    /// assert!(tx.is_empty()); // the consumer read everything
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len_bytes() == 0
     }
 
     /// A snapshot of the ring's counters.
+    ///
+    /// ```
+    /// let (mut tx, _rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// tx.send(b"hello")?;
+    /// let s = tx.stats();
+    /// assert_eq!((s.messages_sent, s.bytes_sent, s.messages_received), (1, 5, 0));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn stats(&self) -> Stats {
         stats_of(&self.ep.seg)
     }
@@ -187,6 +225,15 @@ impl<V: Variant> Producer<V> {
     /// The consumer's state: attached and alive, closed, died, or not
     /// attached yet. Asks the kernel whether its role lock is held (one
     /// `fcntl`), so it is exact even when the consumer was killed.
+    ///
+    /// ```
+    /// use shmpipe::PeerStatus;
+    /// let (tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// assert_eq!(tx.peer_status()?, PeerStatus::Alive);
+    /// rx.close()?;
+    /// assert_eq!(tx.peer_status()?, PeerStatus::Closed);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `Corrupted` if the consumer's state word holds an invalid value; `Io`
@@ -196,6 +243,14 @@ impl<V: Variant> Producer<V> {
     }
 
     /// Whether the consumer is attached and its process alive now.
+    ///
+    /// ```
+    /// let (tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// assert!(tx.is_peer_alive());
+    /// drop(rx); // closes the consumer side
+    /// assert!(!tx.is_peer_alive());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn is_peer_alive(&self) -> bool {
         matches!(self.ep.peer_status(false), Ok(PeerStatus::Alive))
     }
@@ -203,6 +258,16 @@ impl<V: Variant> Producer<V> {
     /// Close the producer side now: the consumer receives every committed
     /// message, then [`Error::Disconnected`]. The same as dropping the
     /// handle, but errors are reported instead of ignored.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// tx.send(b"last")?;
+    /// tx.close()?;
+    /// let mut buf = Vec::new();
+    /// rx.recv(&mut buf)?; // what was committed is still delivered
+    /// assert!(matches!(rx.recv(&mut buf), Err(shmpipe::Error::Disconnected)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `Io` if this handle was inherited across `fork()` (only the process
@@ -448,6 +513,16 @@ impl<V: Variant> Producer<V> {
 
     /// Send as many of `msgs` as fit now (in order, published together as
     /// by [`Self::send_batch`]); returns how many were sent.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(64).in_process()?.split()?;
+    /// let msgs = [[1u8; 16], [2; 16], [3; 16]]; // 24-byte records
+    /// assert_eq!(tx.try_send_batch(&msgs)?, 2); // the third does not fit now
+    /// assert!(matches!(tx.try_send_batch(&msgs[2..]), Err(shmpipe::Error::Full)));
+    /// assert_eq!(rx.drain(usize::MAX, |_| ())?, 2);
+    /// assert_eq!(tx.try_send_batch(&msgs[2..])?, 1);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `Full` if not even the first fits; otherwise as [`Self::try_send`].
@@ -727,6 +802,17 @@ impl<V: Variant> Producer<V> {
 
     /// Send `msg`, waiting at most `timeout` for room.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (mut tx, _rx) = shmpipe::Builder::new().capacity(64).in_process()?.split()?;
+    /// tx.send_timeout(b"fits", Duration::from_millis(10))?;
+    /// let big = [0u8; 24];
+    /// tx.send_timeout(&big, Duration::from_millis(10))?;
+    /// // Full, and nobody reads: the wait ends after the timeout.
+    /// assert!(matches!(tx.send_timeout(&big, Duration::from_millis(10)), Err(shmpipe::Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::send`], plus `Timeout`.
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<()> {
@@ -761,6 +847,16 @@ impl<V: Variant> Producer<V> {
     /// is room now. Write into the returned guard, then [`Claim::commit`];
     /// dropping the guard aborts. In the locked variant the guard holds the
     /// lock.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(64).in_process()?.split()?;
+    /// let mut claim = tx.try_claim(24)?;
+    /// claim.fill(7);
+    /// claim.commit();
+    /// assert!(matches!(tx.try_claim(24), Err(shmpipe::Error::Full)));
+    /// rx.try_recv_with(|m| assert_eq!(m, [7; 24]))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Self::try_send`].
@@ -818,6 +914,15 @@ impl<V: Variant> Producer<V> {
 
     /// Like [`Self::claim`], waiting at most `timeout`.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (mut tx, _rx) = shmpipe::Builder::new().capacity(64).in_process()?.split()?;
+    /// tx.claim_timeout(24, Duration::from_millis(10))?.commit();
+    /// let full = tx.claim_timeout(24, Duration::from_millis(10));
+    /// assert!(matches!(full, Err(shmpipe::Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::send_timeout`].
     pub fn claim_timeout(&mut self, len: usize, timeout: Duration) -> Result<Claim<'_, V>> {
@@ -865,6 +970,15 @@ pub struct Claim<'a, V: Variant = LockFree> {
 
 impl<V: Variant> Claim<'_, V> {
     /// Publish the whole claimed length as one message.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut claim = tx.claim(3)?;
+    /// claim.copy_from_slice(b"abc");
+    /// claim.commit();
+    /// rx.try_recv_with(|m| assert_eq!(m, b"abc"))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn commit(self) {
         let len = self.len;
         self.commit_len(len);
@@ -872,6 +986,15 @@ impl<V: Variant> Claim<'_, V> {
 
     /// Publish the first `n` bytes as one message (`n` is clamped to the
     /// claimed length).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+    /// let mut claim = tx.claim(64)?; // room for the longest reply
+    /// let n = std::io::Write::write(&mut &mut claim[..], b"short")?;
+    /// claim.commit_len(n);
+    /// rx.try_recv_with(|m| assert_eq!(m, b"short"))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn commit_len(self, n: usize) {
         let n = n.min(self.len);
         self.p.commit_slot(self.slot, n);
