@@ -129,14 +129,14 @@ pub(crate) struct WaitWord {
     pub seq: AtomicU32,
     /// 1 while the sleeper is registered; the waker swaps it to 0.
     pub waiting: AtomicU32,
-    /// The `Semaphore` strategy's count (`crate::wait::sem_post` /
+    /// The `Semaphore` strategy's count (`wait.rs`'s `sem_post` /
     /// `sem_wait`): posts not yet taken. Its own futex word; any value is a
     /// count, so a peer cannot make it invalid.
     pub count: AtomicU32,
 }
 
 /// The locked variant's lock: one futex word owned by a role (see
-/// `crate::locked`), with no pointer or glibc object a peer could poison.
+/// `src/locked.rs`), with no pointer or glibc object a peer could poison.
 #[repr(C)]
 pub(crate) struct LockLine {
     pub word: AtomicU32,

@@ -62,7 +62,7 @@ pub(crate) use producer::Slot;
 /// design departs from the lock-free protocol that `Producer` and
 /// `Consumer` run: taking the lock, reserving, looking, publishing,
 /// sleeping and releasing (DESIGN.md §7). Every hook's default is the
-/// lock-free protocol; `crate::locked` overrides them. The hooks are not
+/// lock-free protocol; the locked module (`src/locked.rs`) overrides them. The hooks are not
 /// part of the public API (their argument types cannot be named outside
 /// the crate).
 pub trait Variant: private::Sealed + Sized + Send + Sync + 'static {
@@ -201,13 +201,13 @@ pub trait Variant: private::Sealed + Sized + Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LockFree;
 /// The textbook "shared memory + lock" ring: a process-shared lock guards
-/// the same indices and records (its hooks are in `crate::locked`).
+/// the same indices and records (its hooks are in `src/locked.rs`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Locked;
 
 impl private::Sealed for LockFree {}
 impl private::Sealed for Locked {}
-// `impl Variant for Locked` is in `crate::locked`.
+// `impl Variant for Locked` is in `src/locked.rs`.
 impl Variant for LockFree {
     const CODE: u32 = layout::VARIANT_LOCKFREE;
     const KIND: crate::VariantKind = crate::VariantKind::LockFree;
