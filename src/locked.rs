@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::frame::check_span;
 use crate::layout::{self, Header};
-use crate::ring::{Endpoint, Found, Slot, Variant};
+use crate::ring::{mode_until, Endpoint, Found, Mode, Slot, Variant};
 use crate::segment::Role;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -74,7 +74,9 @@ impl Variant for crate::Locked {
     type ConsumerState = ConsumerState;
 
     /// Take the ring lock (see [`lock`]); a corruption sticks.
-    fn enter(ep: &mut Endpoint, until: Option<Instant>) -> Result<Option<Guard>> {
+    fn enter(ep: &mut Endpoint, mode: Mode) -> Result<Option<Guard>> {
+        // The clock is read here only: the lock-free ring reads none per attempt.
+        let until = mode_until(mode);
         let (role, epoch) = ep.owner();
         let r = {
             let mut role_dead = |role: Role| ep.role_dead(role);
@@ -217,7 +219,7 @@ impl Variant for crate::Locked {
         c.var.deferred = true;
         c.head = found.next;
         // An error sticks to the handle (`enter` notes it); the next call reports it.
-        if let Ok(Some(guard)) = Self::enter(&mut c.ep, None) {
+        if let Ok(Some(guard)) = Self::enter(&mut c.ep, Mode::Try) {
             flush_release(c);
             drop(guard);
         }
@@ -232,8 +234,7 @@ impl Variant for crate::Locked {
         }
         let until = Instant::now() + Duration::from_millis(100);
         while Instant::now() < until {
-            let slice = Some(crate::wait::slice_end(Some(until)));
-            match Self::enter(&mut c.ep, slice) {
+            match Self::enter(&mut c.ep, Mode::Until(Some(until))) {
                 Ok(Some(guard)) => {
                     flush_release(c);
                     drop(guard);
@@ -248,7 +249,7 @@ impl Variant for crate::Locked {
     /// Take the lock (not waiting), publish deferred releases, and bound
     /// the batch by `tail`.
     fn drain_begin(c: &mut crate::Consumer<Self>) -> Result<Option<(Option<Guard>, Option<u64>)>> {
-        let Some(g) = Self::enter(&mut c.ep, None)? else {
+        let Some(g) = Self::enter(&mut c.ep, Mode::Try)? else {
             return Ok(None);
         };
         flush_release(c);

@@ -11,7 +11,7 @@ use crate::wait::{self, WaitStrategy};
 
 /// Blocking mode of one attempt.
 #[derive(Clone, Copy)]
-pub(super) enum Mode {
+pub enum Mode {
     /// Never wait (for the lock either).
     Try,
     /// May wait for the lock for one slice, bounded by this deadline.
@@ -19,7 +19,7 @@ pub(super) enum Mode {
 }
 
 /// When the locked variant's lock wait of one attempt ends.
-pub(super) fn mode_until(mode: Mode) -> Option<Instant> {
+pub(crate) fn mode_until(mode: Mode) -> Option<Instant> {
     match mode {
         Mode::Try => None,
         // Computed only here, on the locked path: no clock read per

@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::block::{block, deadline_after, mode_until, Mode};
+use super::block::{block, deadline_after, Mode};
 use super::endpoint::{Check, Endpoint, PeerGone};
 use super::{bump, stats_of, LockFree, PeerStatus, Stats, Variant};
 use crate::error::{Error, Result};
@@ -430,7 +430,7 @@ impl<V: Variant> Consumer<V> {
         if matches!(mode, Mode::Until(_)) && !check_peer && V::empty_at_a_glance(self) {
             return self.empty_reason(Check::slow(check_peer)).map(Step::Idle);
         }
-        let Some(guard) = V::enter(&mut self.ep, mode_until(mode))? else {
+        let Some(guard) = V::enter(&mut self.ep, mode)? else {
             return Ok(Step::Idle(Idle::Empty)); // busy
         };
         let r = V::look(self);

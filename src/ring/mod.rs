@@ -52,6 +52,7 @@ mod private {
     pub trait Sealed {}
 }
 
+pub(crate) use block::{mode_until, Mode};
 pub(crate) use consumer::Found;
 pub(crate) use endpoint::Endpoint;
 pub(crate) use producer::Slot;
@@ -90,13 +91,11 @@ pub trait Variant: private::Sealed + Sized + Send + Sync + 'static {
     #[doc(hidden)]
     type ConsumerState: Default;
 
-    /// Enter an operation on the indices: `until = None` tries once;
-    /// `Ok(None)`: still busy at `until`.
+    /// Enter an operation on the indices: `Mode::Try` tries once,
+    /// `Mode::Until` may wait one slice (see `mode_until`); `Ok(None)`:
+    /// still busy then.
     #[doc(hidden)]
-    fn enter(
-        ep: &mut Endpoint,
-        until: Option<std::time::Instant>,
-    ) -> crate::Result<Option<Self::Guard>>;
+    fn enter(ep: &mut Endpoint, mode: Mode) -> crate::Result<Option<Self::Guard>>;
 
     // ---- producer ----
 
@@ -215,7 +214,7 @@ impl Variant for LockFree {
     type ConsumerState = ();
 
     #[inline(always)]
-    fn enter(_ep: &mut Endpoint, _until: Option<std::time::Instant>) -> crate::Result<Option<()>> {
+    fn enter(_ep: &mut Endpoint, _mode: Mode) -> crate::Result<Option<()>> {
         Ok(Some(()))
     }
 }

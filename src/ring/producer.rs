@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::block::{block, deadline_after, mode_until, Mode};
+use super::block::{block, deadline_after, Mode};
 use super::endpoint::{Check, Endpoint, PeerGone};
 use super::{bump, counts, stats_of, LockFree, PeerStatus, Stats, Variant};
 use crate::error::{Error, Result};
@@ -564,7 +564,7 @@ impl<V: Variant> Producer<V> {
             self.consumer_gone(Check::slow(check_peer))?;
             return Ok(None);
         }
-        let Some(guard) = V::enter(&mut self.ep, mode_until(mode))? else {
+        let Some(guard) = V::enter(&mut self.ep, mode)? else {
             return Ok(None);
         };
         let guard = Some(guard);
