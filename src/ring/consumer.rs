@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 
 use super::block::{block, deadline_after, Mode};
 use super::endpoint::{Check, Endpoint, PeerGone};
-use super::{bump, stats_of, LockFree, PeerStatus, Stats, Variant};
+use super::{bump, LockFree, PeerStatus, Variant};
 use crate::error::{Error, Result};
 use crate::frame::{self, check_lag, HDR, KIND_MSG, KIND_PAD};
 use crate::layout::STATE_ATTACHED;
 use crate::segment::{Role, Segment};
 use crate::sync::Ordering;
-use crate::wait::WaitStrategy;
 
 /// A long `drain` publishes its head each time it has read this fraction
 /// of the ring (lock-free), so the producer refills while it reads; a
@@ -96,53 +95,7 @@ impl<V: Variant> Consumer<V> {
         self.ep.note(r)
     }
 
-    /// Data-area capacity in bytes.
-    ///
-    /// ```
-    /// let (_tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
-    /// assert_eq!(rx.capacity(), 4096);
-    /// # Ok::<(), shmpipe::Error>(())
-    /// ```
-    pub fn capacity(&self) -> u64 {
-        self.ep.cap
-    }
-
-    /// Largest message this ring accepts.
-    ///
-    /// ```
-    /// let (_tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
-    /// assert_eq!(rx.max_message(), 2040); // capacity / 2 - 8
-    /// # Ok::<(), shmpipe::Error>(())
-    /// ```
-    pub fn max_message(&self) -> usize {
-        self.ep.max
-    }
-
-    /// The wait strategy recorded in the segment.
-    ///
-    /// ```
-    /// use shmpipe::{Builder, WaitStrategy};
-    /// let (_tx, rx) = Builder::new().wait(WaitStrategy::Spin).in_process()?.split()?;
-    /// assert_eq!(rx.wait_strategy(), WaitStrategy::Spin);
-    /// # Ok::<(), shmpipe::Error>(())
-    /// ```
-    pub fn wait_strategy(&self) -> WaitStrategy {
-        self.ep.wait
-    }
-
-    /// Bytes of committed, unread records (framing included), as of now:
-    /// bytes, not messages (a message's record is its length rounded up
-    /// to 8, plus an 8-byte header; `stats()` counts messages).
-    ///
-    /// ```
-    /// let (mut tx, rx) = shmpipe::Builder::new().in_process()?.split()?;
-    /// tx.send(b"12345")?; // a 16-byte record
-    /// assert_eq!((tx.len_bytes(), rx.len_bytes()), (16, 16));
-    /// # Ok::<(), shmpipe::Error>(())
-    /// ```
-    pub fn len_bytes(&self) -> u64 {
-        super::used_bytes(self.ep.h(), self.ep.cap)
-    }
+    super::shared_accessors!();
 
     /// Whether no committed record is waiting.
     ///
@@ -155,20 +108,6 @@ impl<V: Variant> Consumer<V> {
     /// ```
     pub fn is_empty(&self) -> bool {
         !V::has_record(self)
-    }
-
-    /// A snapshot of the ring's counters.
-    ///
-    /// ```
-    /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
-    /// tx.send(b"hello")?;
-    /// rx.try_recv_with(|_| ())?;
-    /// let s = rx.stats();
-    /// assert_eq!((s.messages_received, s.bytes_received, s.used_bytes), (1, 5, 0));
-    /// # Ok::<(), shmpipe::Error>(())
-    /// ```
-    pub fn stats(&self) -> Stats {
-        stats_of(&self.ep.seg)
     }
 
     /// The producer's state: attached and alive, closed, died, or not

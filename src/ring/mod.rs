@@ -29,6 +29,80 @@
 //! DESIGN.md sections 2 and 3 give the orderings and the no-lost-wake-up
 //! argument.
 
+/// The accessors `Producer` and `Consumer` share, defined once (both keep
+/// their endpoint in a field `ep`).
+macro_rules! shared_accessors {
+    () => {
+        /// Data-area capacity in bytes.
+        ///
+        /// ```
+        /// let (tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// assert_eq!((tx.capacity(), rx.capacity()), (4096, 4096));
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
+        pub fn capacity(&self) -> u64 {
+            self.ep.cap
+        }
+
+        /// Largest message this ring accepts (`capacity / 2 - 8` bytes).
+        ///
+        /// ```
+        /// let (mut tx, rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// assert_eq!((tx.max_message(), rx.max_message()), (2040, 2040));
+        /// let big = vec![0u8; tx.max_message() + 1];
+        /// assert!(matches!(tx.try_send(&big), Err(shmpipe::Error::TooLarge { len: 2041, max: 2040 })));
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
+        pub fn max_message(&self) -> usize {
+            self.ep.max
+        }
+
+        /// The wait strategy recorded in the segment.
+        ///
+        /// ```
+        /// use shmpipe::{Builder, WaitStrategy};
+        /// let (tx, rx) = Builder::new().wait(WaitStrategy::Spin).in_process()?.split()?;
+        /// assert_eq!(tx.wait_strategy(), WaitStrategy::Spin);
+        /// assert_eq!(rx.wait_strategy(), WaitStrategy::Spin);
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
+        pub fn wait_strategy(&self) -> crate::WaitStrategy {
+            self.ep.wait
+        }
+
+        /// Bytes of committed, unread records (framing included), as of now:
+        /// bytes, not messages (a message's record is its length rounded up
+        /// to 8, plus an 8-byte header; `stats()` counts messages).
+        ///
+        /// ```
+        /// let (mut tx, rx) = shmpipe::Builder::new().in_process()?.split()?;
+        /// tx.send(b"12345")?; // a 16-byte record
+        /// assert_eq!((tx.len_bytes(), rx.len_bytes()), (16, 16));
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
+        pub fn len_bytes(&self) -> u64 {
+            $crate::ring::used_bytes(self.ep.h(), self.ep.cap)
+        }
+
+        /// A snapshot of the ring's counters (the same from either end).
+        ///
+        /// ```
+        /// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+        /// tx.send(b"hello")?;
+        /// assert_eq!(tx.stats().messages_received, 0);
+        /// rx.try_recv_with(|_| ())?;
+        /// let s = rx.stats();
+        /// assert_eq!((s.messages_sent, s.bytes_sent), (1, 5));
+        /// assert_eq!((s.messages_received, s.bytes_received, s.used_bytes), (1, 5, 0));
+        /// # Ok::<(), shmpipe::Error>(())
+        /// ```
+        pub fn stats(&self) -> $crate::Stats {
+            $crate::ring::stats_of(&self.ep.seg)
+        }
+    };
+}
+pub(crate) use shared_accessors;
+
 mod block;
 mod consumer;
 mod copy;

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 
 use super::block::{block, deadline_after, Mode};
 use super::endpoint::{Check, Endpoint, PeerGone};
-use super::{bump, counts, stats_of, LockFree, PeerStatus, Stats, Variant};
+use super::{bump, counts, LockFree, PeerStatus, Variant};
 use crate::error::{Error, Result};
 use crate::frame::{self, check_lag, check_span, HDR, KIND_MSG, KIND_PAD};
 use crate::layout::{STATE_ATTACHED, STATE_CLOSED};
 use crate::segment::{Role, Segment};
 use crate::sync::Ordering;
-use crate::wait::WaitStrategy;
 
 /// Spin-loop hints between two loads of `head` while waiting for room.
 #[cfg(not(loom))]
@@ -145,55 +144,7 @@ impl<V: Variant> Producer<V> {
         Ok(w.end)
     }
 
-    /// Data-area capacity in bytes.
-    ///
-    /// ```
-    /// let (tx, _rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
-    /// assert_eq!(tx.capacity(), 4096);
-    /// # Ok::<(), shmpipe::Error>(())
-    /// ```
-    pub fn capacity(&self) -> u64 {
-        self.ep.cap
-    }
-
-    /// Largest message this ring accepts (`capacity / 2 - 8` bytes).
-    ///
-    /// ```
-    /// let (mut tx, _rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
-    /// assert_eq!(tx.max_message(), 4096 / 2 - 8);
-    /// let big = vec![0u8; tx.max_message() + 1];
-    /// assert!(matches!(tx.try_send(&big), Err(shmpipe::Error::TooLarge { len: 2041, max: 2040 })));
-    /// # Ok::<(), shmpipe::Error>(())
-    /// ```
-    pub fn max_message(&self) -> usize {
-        self.ep.max
-    }
-
-    /// The wait strategy recorded in the segment.
-    ///
-    /// ```
-    /// use shmpipe::{Builder, WaitStrategy};
-    /// let (tx, _rx) = Builder::new().wait(WaitStrategy::Spin).in_process()?.split()?;
-    /// assert_eq!(tx.wait_strategy(), WaitStrategy::Spin);
-    /// # Ok::<(), shmpipe::Error>(())
-    /// ```
-    pub fn wait_strategy(&self) -> WaitStrategy {
-        self.ep.wait
-    }
-
-    /// Bytes of committed, unread records (framing included), as of now:
-    /// bytes, not messages (a message's record is its length rounded up
-    /// to 8, plus an 8-byte header; `stats()` counts messages).
-    ///
-    /// ```
-    /// let (mut tx, rx) = shmpipe::Builder::new().in_process()?.split()?;
-    /// tx.send(b"12345")?; // a 16-byte record
-    /// assert_eq!((tx.len_bytes(), rx.len_bytes()), (16, 16));
-    /// # Ok::<(), shmpipe::Error>(())
-    /// ```
-    pub fn len_bytes(&self) -> u64 {
-        super::used_bytes(self.ep.h(), self.ep.cap)
-    }
+    super::shared_accessors!();
 
     /// Whether every committed record has been read.
     ///
@@ -207,19 +158,6 @@ impl<V: Variant> Producer<V> {
     /// ```
     pub fn is_empty(&self) -> bool {
         self.len_bytes() == 0
-    }
-
-    /// A snapshot of the ring's counters.
-    ///
-    /// ```
-    /// let (mut tx, _rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
-    /// tx.send(b"hello")?;
-    /// let s = tx.stats();
-    /// assert_eq!((s.messages_sent, s.bytes_sent, s.messages_received), (1, 5, 0));
-    /// # Ok::<(), shmpipe::Error>(())
-    /// ```
-    pub fn stats(&self) -> Stats {
-        stats_of(&self.ep.seg)
     }
 
     /// The consumer's state: attached and alive, closed, died, or not
