@@ -290,52 +290,55 @@ typedef void (*shmpipe_drain_fn)(void *ctx, const void *msg, size_t len);
 typedef uint32_t shmpipe_endpoint_state;
 
 /**
- * A snapshot of a ring's counters. The peers write them; they are
+ * A snapshot of a ring's counters: the library's `Stats` for C, the same
+ * counters under the same names, with the endpoint states as
+ * `SHMPIPE_ENDPOINT_*` codes. The peers write them; they are
  * informational only.
  */
 typedef struct {
   /**
-   * Size of the data area in bytes.
+   * The ring's capacity, as `shmpipe_*_limits` gives it.
    */
   uint64_t capacity;
   /**
-   * Bytes of committed, unread records (framing included).
+   * Bytes in the ring not yet received, framing included.
    */
   uint64_t used_bytes;
   /**
-   * Messages committed by producers.
+   * Messages sent (`shmpipe_*send*`, `shmpipe_commit`) by this and any
+   * earlier producer of the ring.
    */
   uint64_t messages_sent;
   /**
-   * Payload bytes committed by producers.
+   * Bytes of those messages, framing excluded.
    */
   uint64_t bytes_sent;
   /**
-   * Messages consumed.
+   * Messages received (`shmpipe_*recv*`, `shmpipe_release`, `shmpipe_drain`).
    */
   uint64_t messages_received;
   /**
-   * Payload bytes consumed.
+   * Bytes of those messages, framing excluded.
    */
   uint64_t bytes_received;
   /**
-   * Times a producer found the ring full and had to wait.
+   * Waiting sends and claims that found no room and slept.
    */
   uint64_t full_waits;
   /**
-   * Times a consumer found the ring empty and had to wait.
+   * Waiting receives and peeks that found nothing and slept.
    */
   uint64_t empty_waits;
   /**
-   * Wake-up syscalls made by the producer.
+   * Syscalls the producer made to wake a sleeping consumer.
    */
   uint64_t producer_wake_syscalls;
   /**
-   * Wake-up syscalls made by the consumer.
+   * Syscalls the consumer made to wake a sleeping producer.
    */
   uint64_t consumer_wake_syscalls;
   /**
-   * Times the locked variant recovered its lock from a dead holder.
+   * Locked variant only: times a lock held by a dead process was taken over.
    */
   uint64_t lock_repairs;
   /**
