@@ -297,48 +297,47 @@ typedef uint32_t shmpipe_endpoint_state;
  */
 typedef struct {
   /**
-   * The ring's capacity, as `shmpipe_*_limits` gives it.
+   * Size of the data area in bytes.
    */
   uint64_t capacity;
   /**
-   * Bytes in the ring not yet received, framing included.
+   * Bytes of committed, unread records (framing included).
    */
   uint64_t used_bytes;
   /**
-   * Messages sent (`shmpipe_*send*`, `shmpipe_commit`) by this and any
-   * earlier producer of the ring.
+   * Messages committed by producers.
    */
   uint64_t messages_sent;
   /**
-   * Bytes of those messages, framing excluded.
+   * Payload bytes committed by producers.
    */
   uint64_t bytes_sent;
   /**
-   * Messages received (`shmpipe_*recv*`, `shmpipe_release`, `shmpipe_drain`).
+   * Messages consumed.
    */
   uint64_t messages_received;
   /**
-   * Bytes of those messages, framing excluded.
+   * Payload bytes consumed.
    */
   uint64_t bytes_received;
   /**
-   * Waiting sends and claims that found no room and slept.
+   * Times a producer found the ring full and had to wait.
    */
   uint64_t full_waits;
   /**
-   * Waiting receives and peeks that found nothing and slept.
+   * Times a consumer found the ring empty and had to wait.
    */
   uint64_t empty_waits;
   /**
-   * Syscalls the producer made to wake a sleeping consumer.
+   * Wake-up syscalls made by the producer.
    */
   uint64_t producer_wake_syscalls;
   /**
-   * Syscalls the consumer made to wake a sleeping producer.
+   * Wake-up syscalls made by the consumer.
    */
   uint64_t consumer_wake_syscalls;
   /**
-   * Locked variant only: times a lock held by a dead process was taken over.
+   * Times the locked variant recovered its lock from a dead holder.
    */
   uint64_t lock_repairs;
   /**

@@ -26,28 +26,27 @@ pub const SHMPIPE_ENDPOINT_INVALID: shmpipe_endpoint_state = 3;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct shmpipe_stats {
-    /// The ring's capacity, as `shmpipe_*_limits` gives it.
+    /// Size of the data area in bytes.
     pub capacity: u64,
-    /// Bytes in the ring not yet received, framing included.
+    /// Bytes of committed, unread records (framing included).
     pub used_bytes: u64,
-    /// Messages sent (`shmpipe_*send*`, `shmpipe_commit`) by this and any
-    /// earlier producer of the ring.
+    /// Messages committed by producers.
     pub messages_sent: u64,
-    /// Bytes of those messages, framing excluded.
+    /// Payload bytes committed by producers.
     pub bytes_sent: u64,
-    /// Messages received (`shmpipe_*recv*`, `shmpipe_release`, `shmpipe_drain`).
+    /// Messages consumed.
     pub messages_received: u64,
-    /// Bytes of those messages, framing excluded.
+    /// Payload bytes consumed.
     pub bytes_received: u64,
-    /// Waiting sends and claims that found no room and slept.
+    /// Times a producer found the ring full and had to wait.
     pub full_waits: u64,
-    /// Waiting receives and peeks that found nothing and slept.
+    /// Times a consumer found the ring empty and had to wait.
     pub empty_waits: u64,
-    /// Syscalls the producer made to wake a sleeping consumer.
+    /// Wake-up syscalls made by the producer.
     pub producer_wake_syscalls: u64,
-    /// Syscalls the consumer made to wake a sleeping producer.
+    /// Wake-up syscalls made by the consumer.
     pub consumer_wake_syscalls: u64,
-    /// Locked variant only: times a lock held by a dead process was taken over.
+    /// Times the locked variant recovered its lock from a dead holder.
     pub lock_repairs: u64,
     /// `SHMPIPE_ENDPOINT_*` of the producer.
     pub producer_state: shmpipe_endpoint_state,
