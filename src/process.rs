@@ -18,7 +18,7 @@
 //! // Parent:
 //! let (mut child, duplex) = process::spawn(&mut Command::new("my-worker"), &Builder::new())?;
 //! let mut client = duplex.into_client();
-//! let answer = client.call(br#"{"id":1,"method":"ping"}"#, Duration::from_secs(5))?;
+//! let answer = client.call_timeout(br#"{"id":1,"method":"ping"}"#, Duration::from_secs(5))?;
 //! # let _ = (answer, child.kill());
 //!
 //! // Child (`my-worker`):
@@ -69,11 +69,35 @@ pub struct Duplex {
 
 impl Duplex {
     /// As the calling side of `shmpipe::rpc`.
+    ///
+    /// ```
+    /// use std::process::Command;
+    /// use shmpipe::{process, Builder, Error};
+    ///
+    /// // A child that never attaches (it exits at once): calls end with `PeerDied`.
+    /// let (mut child, duplex) = process::spawn(&mut Command::new("true"), &Builder::new())?;
+    /// let mut client = duplex.into_client();
+    /// child.wait().expect("the child ran");
+    /// assert!(matches!(client.call(b"anyone?"), Err(Error::PeerDied)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn into_client(self) -> Client {
         Client::new(self.tx, self.rx)
     }
 
-    /// As the answering side of `shmpipe::rpc`.
+    /// As the answering side of `shmpipe::rpc` (usually the child's, from
+    /// [`Duplex::from_env`]; here the parent serves a child that exits).
+    ///
+    /// ```
+    /// use std::process::Command;
+    /// use shmpipe::{process, Builder, Error};
+    ///
+    /// let (mut child, duplex) = process::spawn(&mut Command::new("true"), &Builder::new())?;
+    /// let mut server = duplex.into_server();
+    /// child.wait().expect("the child ran");
+    /// assert!(matches!(server.next_request(), Err(Error::PeerDied)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn into_server(self) -> Server {
         Server::new(self.tx, self.rx)
     }
@@ -84,6 +108,25 @@ impl Duplex {
     /// declares; magic, version, variant; the memfd seals), then made
     /// close-on-exec so it does not leak into our own children. Works once
     /// per process.
+    ///
+    /// ```
+    /// use std::process::Command;
+    /// use shmpipe::{process, Builder};
+    ///
+    /// if std::env::var_os(process::ENV_VAR).is_some() {
+    ///     // The child: this same program, started below.
+    ///     let mut server = process::Duplex::from_env()?.into_server();
+    ///     server.serve(|req| req.to_ascii_uppercase())?;
+    ///     return Ok(());
+    /// }
+    /// let me = std::env::current_exe().expect("the path of this program");
+    /// let (mut child, duplex) = process::spawn(&mut Command::new(me), &Builder::new())?;
+    /// let mut client = duplex.into_client();
+    /// assert_eq!(client.call(b"hello")?, b"HELLO");
+    /// client.close()?; // the child's `serve` returns
+    /// assert!(child.wait().expect("the child ran").success());
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `InvalidOption` if the variable is missing or malformed or the
@@ -142,6 +185,25 @@ impl Duplex {
 /// from `builder`) that the child opens with [`Duplex::from_env`]. Returns
 /// the child and the parent's side. The child's stdin/stdout/stderr are as
 /// `cmd` says; [`ENV_VAR`] is added to its environment.
+///
+/// ```
+/// use std::process::Command;
+/// use shmpipe::{process, Builder};
+///
+/// if std::env::var_os(process::ENV_VAR).is_some() {
+///     // The child: this same program, started below.
+///     let mut server = process::Duplex::from_env()?.into_server();
+///     server.serve(|req| req.to_ascii_uppercase())?;
+///     return Ok(());
+/// }
+/// let me = std::env::current_exe().expect("the path of this program");
+/// let (mut child, duplex) = process::spawn(&mut Command::new(me), &Builder::new())?;
+/// let mut client = duplex.into_client();
+/// assert_eq!(client.call(b"hello")?, b"HELLO");
+/// client.close()?; // the child's `serve` returns
+/// assert!(child.wait().expect("the child ran").success());
+/// # Ok::<(), shmpipe::Error>(())
+/// ```
 ///
 /// # Errors
 /// As [`Builder::anonymous`]; `Io` if spawning fails.

@@ -25,7 +25,11 @@
 //! **Matching.** Many requests may be in flight: [`Client::send_request`]
 //! returns the id, [`Client::recv_response`] returns whichever response
 //! comes next, [`Client::wait_response`] the one for a given id (others that
-//! arrive meanwhile are kept for later). A response whose id is not in
+//! arrive meanwhile are kept for later).
+//!
+//! **Waiting.** As the rings' own calls: a method waits per the wait
+//! strategy until it can complete or the peer is gone; its `_timeout`
+//! twin waits at most a given time (`Timeout`); `try_` ones do not wait. A response whose id is not in
 //! flight (its call timed out, or it was cancelled) is dropped and counted
 //! in [`Client::late_responses`]; it never reaches another call.
 //!
@@ -41,9 +45,9 @@
 //! // Usually `fork()` here: the client in one process, the server in the other.
 //! let (mut client, mut server) = rings.split()?;
 //! let id = client.send_request(b"ping")?;
-//! let req = server.next_request(Duration::from_secs(1))?;
+//! let req = server.next_request_timeout(Duration::from_secs(1))?;
 //! server.respond(req.id, &[req.body.as_slice(), b"-pong"].concat())?;
-//! assert_eq!(client.wait_response(id, Duration::from_secs(1))?, b"ping-pong");
+//! assert_eq!(client.wait_response_timeout(id, Duration::from_secs(1))?, b"ping-pong");
 //! # Ok::<(), shmpipe::Error>(())
 //! ```
 
@@ -156,6 +160,17 @@ fn ring_names(name: &str) -> Result<(String, String)> {
 /// `AlreadyExists` if another `listen` created the name meanwhile; the
 /// open errors if an existing `NAME.req`/`NAME.resp` is not a segment of
 /// ours (`NotShmpipe`, `NotOwner`, ...; it is left alone).
+///
+/// ```
+///     use shmpipe::{rpc, Builder};
+///     let name = format!("/doc-listen-{}", std::process::id());
+///     let mut server = rpc::listen(&name, &Builder::new())?;
+///     // Usually in another process:
+///     let mut client = rpc::connect(&name, &Builder::new())?;
+///     let id = client.send_request(b"hi")?;
+///     assert_eq!(server.next_request()?.id, id);
+/// # Ok::<(), shmpipe::Error>(())
+/// ```
 pub fn listen<V: Variant>(name: &str, builder: &Builder<V>) -> Result<Server<V>> {
     let (req, resp) = ring_names(name)?;
     let rx = create_or_take_over(&req, Role::Consumer, || builder.create_consumer(&req))?;
@@ -182,6 +197,16 @@ fn create_or_take_over<T>(name: &str, role: Role, create: impl Fn() -> Result<T>
 /// # Errors
 /// As [`Builder::open_producer`]; `RoleTaken` while another live client
 /// is connected.
+///
+/// ```
+///     use shmpipe::{rpc, Builder, Error};
+///     let name = format!("/doc-connect-{}", std::process::id());
+///     assert!(matches!(rpc::connect(&name, &Builder::new()), Err(Error::NotFound { .. })));
+///     let _server = rpc::listen(&name, &Builder::new())?;
+///     let client = rpc::connect(&name, &Builder::new())?;
+///     assert_eq!(client.in_flight(), 0);
+/// # Ok::<(), shmpipe::Error>(())
+/// ```
 pub fn connect<V: Variant>(name: &str, builder: &Builder<V>) -> Result<Client<V>> {
     let (req, resp) = ring_names(name)?;
     let rx = builder.open_consumer(&resp)?;
@@ -198,6 +223,22 @@ pub fn connect<V: Variant>(name: &str, builder: &Builder<V>) -> Result<Client<V>
 /// As [`connect`]. When `timeout` passes without a live server: the last
 /// attempt's error, `NotFound` (no server made the names) or `PeerDied`
 /// (only a server that is gone left them).
+///
+/// ```
+///     use std::time::Duration;
+///     use shmpipe::{rpc, Builder};
+///     let name = format!("/doc-connect-timeout-{}", std::process::id());
+///     let n = name.clone();
+///     let server = std::thread::spawn(move || {
+///         std::thread::sleep(Duration::from_millis(20)); // a server that is starting
+///         rpc::listen(&n, &Builder::new())?.serve(|b| b.to_vec())
+///     });
+///     let mut client = rpc::connect_timeout(&name, &Builder::new(), Duration::from_secs(10))?;
+///     assert_eq!(client.call(b"echo")?, b"echo");
+///     client.close()?;
+///     server.join().unwrap()?;
+/// # Ok::<(), shmpipe::Error>(())
+/// ```
 #[cfg(not(any(loom, miri)))]
 pub fn connect_timeout<V: Variant>(
     name: &str,
@@ -242,6 +283,14 @@ pub struct Rings<V: Variant = LockFree> {
 impl<V: Variant> Rings<V> {
     /// Two anonymous sealed-memfd rings with `builder`'s options.
     ///
+    /// ```
+    /// use shmpipe::{rpc, Builder};
+    /// let rings = rpc::Rings::anonymous(&Builder::new().capacity(64 * 1024))?;
+    /// // fork() here: `rings.into_client()` in one process, `into_server()` in the other.
+    /// # let _ = rings;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Builder::anonymous`].
     pub fn anonymous(builder: &Builder<V>) -> Result<Self> {
@@ -252,6 +301,14 @@ impl<V: Variant> Rings<V> {
     }
 
     /// Two in-process (heap) rings, for threads.
+    ///
+    /// ```
+    /// use shmpipe::{rpc, Builder};
+    /// let (client, server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// std::thread::spawn(move || drop(server));
+    /// # drop(client);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Builder::in_process`].
@@ -264,6 +321,15 @@ impl<V: Variant> Rings<V> {
 
     /// Attach the client's ends (producer of requests, consumer of responses).
     ///
+    /// ```
+    /// use shmpipe::{rpc, Builder};
+    /// let rings = rpc::Rings::anonymous(&Builder::new())?;
+    /// // In the parent after fork() (the child calls `into_server`):
+    /// let client = rings.into_client()?;
+    /// assert_eq!(client.in_flight(), 0);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Pair::into_producer`].
     pub fn into_client(self) -> Result<Client<V>> {
@@ -275,6 +341,15 @@ impl<V: Variant> Rings<V> {
 
     /// Attach the server's ends (consumer of requests, producer of responses).
     ///
+    /// ```
+    /// use shmpipe::{rpc, Builder};
+    /// let rings = rpc::Rings::anonymous(&Builder::new())?;
+    /// // In the child after fork() (the parent calls `into_client`):
+    /// let server = rings.into_server()?;
+    /// assert_eq!(server.served(), 0);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Pair::into_consumer`].
     pub fn into_server(self) -> Result<Server<V>> {
@@ -285,6 +360,14 @@ impl<V: Variant> Rings<V> {
     }
 
     /// Both, in this process (for threads).
+    ///
+    /// ```
+    /// use shmpipe::{rpc, Builder};
+    /// let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let id = client.send_request(b"x")?;
+    /// assert_eq!(server.next_request()?.id, id);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Pair::split`].
@@ -327,6 +410,19 @@ pub struct Client<V: Variant = LockFree> {
 
 impl<V: Variant> Client<V> {
     /// A client over a request producer and a response consumer.
+    ///
+    /// ```
+    /// use shmpipe::{rpc, Builder};
+    /// let (req_tx, req_rx) = Builder::new().in_process()?.split()?;
+    /// let (resp_tx, resp_rx) = Builder::new().in_process()?.split()?;
+    /// let mut client = rpc::Client::new(req_tx, resp_rx);
+    /// let mut server = rpc::Server::new(resp_tx, req_rx);
+    /// let id = client.send_request(b"x")?;
+    /// let req = server.next_request()?;
+    /// server.respond(req.id, b"y")?;
+    /// assert_eq!(client.wait_response(id)?, b"y");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn new(tx: Producer<V>, rx: Consumer<V>) -> Self {
         Client {
             tx,
@@ -341,22 +437,67 @@ impl<V: Variant> Client<V> {
 
     /// Requests sent and not yet answered (nor cancelled, nor ended by the
     /// server's death).
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let id = client.send_request(b"a")?;
+    /// assert_eq!(client.in_flight(), 1);
+    /// # let req = server.next_request()?;
+    /// # server.respond(req.id, b"b")?;
+    /// client.wait_response(id)?;
+    /// assert_eq!(client.in_flight(), 0);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn in_flight(&self) -> usize {
         self.pending.len() + self.ready.len()
     }
 
     /// Responses dropped because their id was not in flight (a timed-out
     /// or cancelled call, or an unknown id).
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let id = client.send_request(b"a")?;
+    /// client.cancel(id);
+    /// # let req = server.next_request()?;
+    /// server.respond(req.id, b"too late")?;
+    /// let next = client.send_request(b"b")?;
+    /// # let req = server.next_request()?;
+    /// # server.respond(req.id, b"c")?;
+    /// assert_eq!(client.wait_response(next)?, b"c");
+    /// assert_eq!(client.late_responses(), 1);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn late_responses(&self) -> u64 {
         self.late
     }
 
     /// Largest request body the request ring accepts.
+    ///
+    /// ```
+    /// use shmpipe::{rpc, Builder, Error};
+    /// let (mut client, _server) = rpc::Rings::in_process(&Builder::new().capacity(4096))?.split()?;
+    /// let too_big = vec![0u8; client.max_request() + 1];
+    /// assert!(matches!(client.send_request(&too_big), Err(Error::TooLarge { .. })));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn max_request(&self) -> usize {
         self.tx.max_message().saturating_sub(ID_LEN)
     }
 
     /// The two rings (requests, responses), for statistics.
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// client.send_request(b"abc")?;
+    /// let (requests, _responses) = client.rings();
+    /// assert_eq!(requests.stats().messages_sent, 1);
+    /// # drop(server);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn rings(&self) -> (&Producer<V>, &Consumer<V>) {
         (&self.tx, &self.rx)
     }
@@ -434,7 +575,18 @@ impl<V: Variant> Client<V> {
     }
 
     /// Send a request without waiting for its response; returns its id.
-    /// Waits for room in the request ring (bounded by the server's liveness).
+    /// Waits for room in the request ring per its wait strategy (bounded
+    /// by the server's liveness).
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let a = client.send_request(b"first")?;
+    /// let b = client.send_request(b"second")?;
+    /// assert_ne!(a, b);
+    /// assert_eq!(server.next_request()?.body, b"first");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `TooLarge` (the body's length and [`Self::max_request`]),
@@ -445,6 +597,17 @@ impl<V: Variant> Client<V> {
 
     /// Like [`Self::send_request`], waiting at most `timeout` for room.
     ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmpipe::{rpc, Builder, Error};
+    /// let (mut client, _server) = rpc::Rings::in_process(&Builder::new().capacity(4096))?.split()?;
+    /// // Fill the request ring: nobody serves it.
+    /// while client.send_request_timeout(&[0; 512], Duration::ZERO).is_ok() {}
+    /// let r = client.send_request_timeout(&[0; 512], Duration::from_millis(10));
+    /// assert!(matches!(r, Err(Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::send_request`], plus `Timeout` (nothing was sent).
     pub fn send_request_timeout(&mut self, body: &[u8], timeout: Duration) -> Result<RequestId> {
@@ -454,20 +617,19 @@ impl<V: Variant> Client<V> {
     }
 
     /// One response from the ring, in flight or not; unknown ids are
-    /// dropped and counted here. `try_only`: do not wait (`Empty`).
+    /// dropped and counted here. `try_only`: do not wait (`Empty`);
+    /// `deadline` `None`: wait per the ring's wait strategy.
     fn recv_one(
         &mut self,
         deadline: Option<Instant>,
         try_only: bool,
     ) -> Result<(RequestId, Vec<u8>)> {
+        let split = |m: &[u8]| split_id(m).map(|(id, b)| (id, b.to_vec()));
         loop {
-            let r = if try_only {
-                self.rx
-                    .try_recv_with(|m| split_id(m).map(|(id, b)| (id, b.to_vec())))
-            } else {
-                self.rx.recv_with_timeout(remaining(deadline), |m| {
-                    split_id(m).map(|(id, b)| (id, b.to_vec()))
-                })
+            let r = match (try_only, deadline) {
+                (true, _) => self.rx.try_recv_with(split),
+                (false, None) => self.rx.recv_with(split),
+                (false, Some(_)) => self.rx.recv_with_timeout(remaining(deadline), split),
             };
             let (id, body) = match r {
                 Ok(r) => r?,
@@ -480,14 +642,46 @@ impl<V: Variant> Client<V> {
         }
     }
 
-    /// The next response to any request in flight, waiting at most
-    /// `timeout`. Its request is then no longer in flight.
+    /// The next response to any request in flight, waiting for it per the
+    /// ring's wait strategy. Its request is then no longer in flight.
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let id = client.send_request(b"ping")?;
+    /// # let req = server.next_request()?;
+    /// # server.respond(req.id, b"pong")?;
+    /// assert_eq!(client.recv_response()?, (id, b"pong".to_vec()));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// `Empty` if no request is in flight, `Timeout`, `Disconnected` /
-    /// `PeerDied` (every pending call ended: the server is gone), `Decode`
-    /// for a response without an id (dropped), `Corrupted`.
-    pub fn recv_response(&mut self, timeout: Duration) -> Result<(RequestId, Vec<u8>)> {
+    /// `Empty` if no request is in flight, `Disconnected` / `PeerDied`
+    /// (every pending call ended: the server is gone), `Decode` for a
+    /// response without an id (dropped), `Corrupted`.
+    pub fn recv_response(&mut self) -> Result<(RequestId, Vec<u8>)> {
+        self.recv_response_until(None)
+    }
+
+    /// [`Self::recv_response`], waiting at most `timeout`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmpipe::{rpc, Builder, Error};
+    /// # let (mut client, _server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// client.send_request(b"unanswered")?;
+    /// let r = client.recv_response_timeout(Duration::from_millis(10));
+    /// assert!(matches!(r, Err(Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::recv_response`], plus `Timeout`.
+    pub fn recv_response_timeout(&mut self, timeout: Duration) -> Result<(RequestId, Vec<u8>)> {
+        self.recv_response_until(deadline_after(timeout))
+    }
+
+    fn recv_response_until(&mut self, deadline: Option<Instant>) -> Result<(RequestId, Vec<u8>)> {
         if let Some(&id) = self.ready.keys().next() {
             let body = self.ready.remove(&id).unwrap_or_default();
             return Ok((id, body));
@@ -496,18 +690,52 @@ impl<V: Variant> Client<V> {
         if self.pending.is_empty() {
             return Err(Error::Empty);
         }
-        self.recv_one(deadline_after(timeout), false)
+        self.recv_one(deadline, false)
     }
 
-    /// The response to `id`, waiting at most `timeout`; responses to other
-    /// requests that arrive meanwhile are kept for [`Self::recv_response`]
-    /// and [`Self::wait_response`]. A timeout leaves `id` in flight (see
-    /// [`Self::cancel`]).
+    /// The response to `id`, waiting for it per the ring's wait strategy;
+    /// responses to other requests that arrive meanwhile are kept for
+    /// [`Self::recv_response`] and [`Self::wait_response`].
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let first = client.send_request(b"1")?;
+    /// let second = client.send_request(b"2")?;
+    /// # for _ in 0..2 { let r = server.next_request()?; server.respond(r.id, &r.body)?; }
+    /// assert_eq!(client.wait_response(second)?, b"2"); // `first`'s answer is kept
+    /// assert_eq!(client.wait_response(first)?, b"1");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `InvalidOption` if `id` is not in flight; otherwise as
     /// [`Self::recv_response`].
-    pub fn wait_response(&mut self, id: RequestId, timeout: Duration) -> Result<Vec<u8>> {
+    pub fn wait_response(&mut self, id: RequestId) -> Result<Vec<u8>> {
+        self.wait_response_until(id, None)
+    }
+
+    /// [`Self::wait_response`], waiting at most `timeout`. A timeout leaves
+    /// `id` in flight (see [`Self::cancel`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmpipe::{rpc, Builder, Error};
+    /// # let (mut client, _server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let id = client.send_request(b"slow")?;
+    /// let r = client.wait_response_timeout(id, Duration::from_millis(10));
+    /// assert!(matches!(r, Err(Error::Timeout)));
+    /// assert_eq!(client.in_flight(), 1);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::wait_response`], plus `Timeout`.
+    pub fn wait_response_timeout(&mut self, id: RequestId, timeout: Duration) -> Result<Vec<u8>> {
+        self.wait_response_until(id, deadline_after(timeout))
+    }
+
+    fn wait_response_until(&mut self, id: RequestId, deadline: Option<Instant>) -> Result<Vec<u8>> {
         if let Some(body) = self.ready.remove(&id) {
             return Ok(body);
         }
@@ -519,7 +747,6 @@ impl<V: Variant> Client<V> {
                 ),
             });
         }
-        let deadline = deadline_after(timeout);
         loop {
             let (got, body) = self.recv_one(deadline, false)?;
             if got == id {
@@ -532,6 +759,17 @@ impl<V: Variant> Client<V> {
     /// Stop waiting for `id`: its response, if it still comes, is dropped
     /// and counted in [`Self::late_responses`]. Returns whether it was in
     /// flight (an already-arrived response is discarded and counted).
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let id = client.send_request(b"never mind")?;
+    /// assert!(client.cancel(id));
+    /// assert!(!client.cancel(id));
+    /// assert_eq!(client.in_flight(), 0);
+    /// # drop(server);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn cancel(&mut self, id: RequestId) -> bool {
         if self.ready.remove(&id).is_some() {
             self.late += 1;
@@ -540,20 +778,51 @@ impl<V: Variant> Client<V> {
         self.pending.remove(&id)
     }
 
-    /// Send `body` and wait for its response, at most `timeout` in all. On
-    /// timeout the request is cancelled: a late response is dropped and
-    /// counted, never returned to a later call.
+    /// Send `body` and wait for its response, per the rings' wait strategy.
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let t = std::thread::spawn(move || server.serve(|body| body.to_ascii_uppercase()));
+    /// assert_eq!(client.call(b"hello")?, b"HELLO");
+    /// client.close()?; // the server's `serve` returns
+    /// # t.join().unwrap()?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Self::send_request`] and [`Self::wait_response`].
-    pub fn call(&mut self, body: &[u8], timeout: Duration) -> Result<Vec<u8>> {
-        let deadline = deadline_after(timeout);
+    pub fn call(&mut self, body: &[u8]) -> Result<Vec<u8>> {
+        self.call_until(body, None)
+    }
+
+    /// [`Self::call`], at most `timeout` in all. On timeout the request is
+    /// cancelled: a late response is dropped and counted, never returned
+    /// to a later call.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmpipe::{rpc, Builder, Error};
+    /// # let (mut client, _server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let r = client.call_timeout(b"nobody answers", Duration::from_millis(10));
+    /// assert!(matches!(r, Err(Error::Timeout)));
+    /// assert_eq!(client.in_flight(), 0); // cancelled
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::call`], plus `Timeout`.
+    pub fn call_timeout(&mut self, body: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        self.call_until(body, deadline_after(timeout))
+    }
+
+    fn call_until(&mut self, body: &[u8], deadline: Option<Instant>) -> Result<Vec<u8>> {
         let id = self.send_until(deadline, body.len(), |b| b.copy_from_slice(body))?;
         self.finish_call(id, deadline)
     }
 
     fn finish_call(&mut self, id: RequestId, deadline: Option<Instant>) -> Result<Vec<u8>> {
-        match self.wait_response(id, remaining(deadline)) {
+        match self.wait_response_until(id, deadline) {
             Err(Error::Timeout) => {
                 self.cancel(id);
                 Err(Error::Timeout)
@@ -565,14 +834,53 @@ impl<V: Variant> Client<V> {
     /// [`Self::call`] with postcard-encoded values: `req` is encoded
     /// straight into the request ring, the response decoded as `Resp`.
     ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let t = std::thread::spawn(move || server.serve_as(|(a, b): (u32, u32)| a + b));
+    /// let sum: u32 = client.call_as(&(2u32, 3u32))?;
+    /// assert_eq!(sum, 5);
+    /// # client.close()?;
+    /// # t.join().unwrap()?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::call`]; `Decode` if the response is not a `Resp`.
     pub fn call_as<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
         &mut self,
         req: &Req,
+    ) -> Result<Resp> {
+        self.call_as_until(req, None)
+    }
+
+    /// [`Self::call_as`], at most `timeout` in all (cancelled on timeout,
+    /// as [`Self::call_timeout`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmpipe::{rpc, Builder, Error};
+    /// # let (mut client, _server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let r: Result<u32, _> = client.call_as_timeout(&7u32, Duration::from_millis(10));
+    /// assert!(matches!(r, Err(Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::call_as`], plus `Timeout`.
+    pub fn call_as_timeout<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &mut self,
+        req: &Req,
         timeout: Duration,
     ) -> Result<Resp> {
-        let deadline = deadline_after(timeout);
+        self.call_as_until(req, deadline_after(timeout))
+    }
+
+    fn call_as_until<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &mut self,
+        req: &Req,
+        deadline: Option<Instant>,
+    ) -> Result<Resp> {
         let id = self.send_request_as_until(req, deadline)?;
         let body = self.finish_call(id, deadline)?;
         crate::typed::decode(&body)
@@ -580,10 +888,40 @@ impl<V: Variant> Client<V> {
 
     /// [`Self::send_request`] with a postcard-encoded value.
     ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let id = client.send_request_as(&("add", 2u32))?;
+    /// let req = server.next_request()?;
+    /// assert_eq!(req.id, id);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Self::send_request`].
     pub fn send_request_as<Req: Serialize + ?Sized>(&mut self, req: &Req) -> Result<RequestId> {
         self.send_request_as_until(req, None)
+    }
+
+    /// [`Self::send_request_as`], waiting at most `timeout` for room.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, _server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// client.send_request_as_timeout(&[1u8, 2, 3], Duration::from_millis(10))?;
+    /// assert_eq!(client.in_flight(), 1);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::send_request_as`], plus `Timeout` (nothing was sent).
+    pub fn send_request_as_timeout<Req: Serialize + ?Sized>(
+        &mut self,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<RequestId> {
+        self.send_request_as_until(req, deadline_after(timeout))
     }
 
     fn send_request_as_until<Req: Serialize + ?Sized>(
@@ -621,6 +959,14 @@ impl<V: Variant> Client<V> {
 
     /// Close both rings in order, reporting errors (dropping closes too).
     ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder, Error};
+    /// let (client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// client.close()?;
+    /// assert!(matches!(server.next_request(), Err(Error::Disconnected)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Producer::close`].
     pub fn close(self) -> Result<()> {
@@ -639,7 +985,21 @@ pub struct Server<V: Variant = LockFree> {
 }
 
 impl<V: Variant> Server<V> {
-    /// A server over a response producer and a request consumer.
+    /// A server over a response producer and a request consumer (as
+    /// [`Client::new`]).
+    ///
+    /// ```
+    /// use shmpipe::{rpc, Builder};
+    /// let (req_tx, req_rx) = Builder::new().in_process()?.split()?;
+    /// let (resp_tx, resp_rx) = Builder::new().in_process()?.split()?;
+    /// let mut client = rpc::Client::new(req_tx, resp_rx);
+    /// let mut server = rpc::Server::new(resp_tx, req_rx);
+    /// let id = client.send_request(b"x")?;
+    /// let req = server.next_request()?;
+    /// server.respond(req.id, b"y")?;
+    /// assert_eq!(client.wait_response(id)?, b"y");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn new(tx: Producer<V>, rx: Consumer<V>) -> Self {
         Server {
             tx,
@@ -650,16 +1010,45 @@ impl<V: Variant> Server<V> {
     }
 
     /// Responses sent so far.
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// # let id = client.send_request(b"a")?;
+    /// let req = server.next_request()?;
+    /// server.respond(req.id, b"b")?;
+    /// assert_eq!(server.served(), 1);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn served(&self) -> u64 {
         self.served
     }
 
     /// Largest response body the response ring accepts.
+    ///
+    /// ```
+    /// use shmpipe::{rpc, Builder, Error};
+    /// let (mut client, mut server) = rpc::Rings::in_process(&Builder::new().capacity(4096))?.split()?;
+    /// client.send_request(b"big answer please")?;
+    /// let req = server.next_request()?;
+    /// let r = server.respond(req.id, &vec![0u8; server.max_response() + 1]);
+    /// assert!(matches!(r, Err(Error::TooLarge { .. })));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn max_response(&self) -> usize {
         self.tx.max_message().saturating_sub(ID_LEN)
     }
 
     /// The two rings (responses, requests), for statistics.
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// client.send_request(b"abc")?;
+    /// let (_responses, requests) = server.rings();
+    /// assert_eq!(requests.stats().messages_sent, 1);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn rings(&self) -> (&Producer<V>, &Consumer<V>) {
         (&self.tx, &self.rx)
     }
@@ -670,20 +1059,65 @@ impl<V: Variant> Server<V> {
     /// `Empty` if none is waiting; `Disconnected` (the client closed) /
     /// `PeerDied` (it died) once every request it sent was received;
     /// `Decode` for a message without an id (dropped); `Corrupted`.
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder, Error};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// assert!(matches!(server.try_next_request(), Err(Error::Empty)));
+    /// client.send_request(b"now")?;
+    /// assert_eq!(server.try_next_request()?.body, b"now");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn try_next_request(&mut self) -> Result<Request> {
         self.rx.try_recv_with(to_request)?
     }
 
-    /// The next request, waiting at most `timeout`.
+    /// The next request, waiting for one per the ring's wait strategy.
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let id = client.send_request(b"job")?;
+    /// let req = server.next_request()?;
+    /// assert_eq!((req.id, req.body.as_slice()), (id, &b"job"[..]));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::try_next_request`], without `Empty`.
+    pub fn next_request(&mut self) -> Result<Request> {
+        self.rx.recv_with(to_request)?
+    }
+
+    /// [`Self::next_request`], waiting at most `timeout`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmpipe::{rpc, Builder, Error};
+    /// # let (_client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let r = server.next_request_timeout(Duration::from_millis(10));
+    /// assert!(matches!(r, Err(Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Self::try_next_request`], `Timeout` instead of `Empty`.
-    pub fn next_request(&mut self, timeout: Duration) -> Result<Request> {
+    pub fn next_request_timeout(&mut self, timeout: Duration) -> Result<Request> {
         self.rx.recv_with_timeout(timeout, to_request)?
     }
 
-    /// Send the response to request `id`, waiting for room (bounded by the
-    /// client's liveness).
+    /// Send the response to request `id`, waiting for room per the ring's
+    /// wait strategy (bounded by the client's liveness).
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// # let id = client.send_request(b"2+2")?;
+    /// let req = server.next_request()?;
+    /// server.respond(req.id, b"4")?;
+    /// # assert_eq!(client.wait_response(id)?, b"4");
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// `TooLarge` (the body's length and [`Self::max_response`]),
@@ -694,7 +1128,41 @@ impl<V: Variant> Server<V> {
         Ok(())
     }
 
+    /// [`Self::respond`], waiting at most `timeout` for room.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// # client.send_request(b"q")?;
+    /// let req = server.next_request()?;
+    /// server.respond_timeout(req.id, b"a", Duration::from_millis(100))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::respond`], plus `Timeout` (nothing was sent).
+    pub fn respond_timeout(&mut self, id: RequestId, body: &[u8], timeout: Duration) -> Result<()> {
+        put(
+            self.tx.claim_timeout(ID_LEN + body.len(), timeout),
+            id,
+            body,
+        )?;
+        self.served += 1;
+        Ok(())
+    }
+
     /// [`Self::respond`] with a postcard-encoded value, encoded in place.
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// # let id = client.send_request_as(&2u32)?;
+    /// let req = server.next_request()?;
+    /// server.respond_as(req.id, &4u32)?;
+    /// # assert_eq!(client.wait_response(id)?.len(), 1);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Self::respond`].
@@ -703,10 +1171,42 @@ impl<V: Variant> Server<V> {
         id: RequestId,
         resp: &Resp,
     ) -> Result<()> {
+        self.respond_as_with(id, resp, |tx, n| tx.claim(n))
+    }
+
+    /// [`Self::respond_as`], waiting at most `timeout` for room.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmpipe::{rpc, Builder};
+    /// # let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// # client.send_request_as(&2u32)?;
+    /// let req = server.next_request()?;
+    /// server.respond_as_timeout(req.id, &4u32, Duration::from_millis(100))?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::respond_as`], plus `Timeout` (nothing was sent).
+    pub fn respond_as_timeout<Resp: Serialize + ?Sized>(
+        &mut self,
+        id: RequestId,
+        resp: &Resp,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.respond_as_with(id, resp, |tx, n| tx.claim_timeout(n, timeout))
+    }
+
+    fn respond_as_with<Resp: Serialize + ?Sized>(
+        &mut self,
+        id: RequestId,
+        resp: &Resp,
+        claim: impl for<'a> Fn(&'a mut Producer<V>, usize) -> Result<Claim<'a, V>>,
+    ) -> Result<()> {
         crate::typed::encode_into_claim(
             resp,
             ID_LEN,
-            |n| self.tx.claim(n),
+            |n| claim(&mut self.tx, n),
             |head| head.copy_from_slice(&id.to_le_bytes()),
         )?;
         self.served += 1;
@@ -726,6 +1226,19 @@ impl<V: Variant> Server<V> {
     /// done. `Decode` for a request without an id (dropped: call `serve`
     /// again to go on); `Corrupted`; `TooLarge` if `f` returns a body above
     /// [`Self::max_response`].
+    ///
+    /// ```
+    /// use shmpipe::{rpc, Builder};
+    /// let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let t = std::thread::spawn(move || {
+    ///     server.serve(|body| body.iter().rev().copied().collect())?;
+    ///     Ok::<u64, shmpipe::Error>(server.served())
+    /// });
+    /// assert_eq!(client.call(b"abc")?, b"cba");
+    /// client.close()?; // `serve` returns Ok
+    /// assert_eq!(t.join().unwrap()?, 1);
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn serve(&mut self, mut f: impl FnMut(&[u8]) -> Vec<u8>) -> Result<()> {
         loop {
             let buf = &mut self.buf;
@@ -752,6 +1265,17 @@ impl<V: Variant> Server<V> {
     /// As [`Self::serve`]; `Decode` if a request is not a `Req` (it is
     /// dropped unanswered; the client's call times out: call `serve_as`
     /// again to go on).
+    ///
+    /// ```
+    /// use shmpipe::{rpc, Builder};
+    /// let (mut client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// let t = std::thread::spawn(move || server.serve_as(|name: String| format!("hello, {name}")));
+    /// let greeting: String = client.call_as("world")?;
+    /// assert_eq!(greeting, "hello, world");
+    /// client.close()?;
+    /// t.join().unwrap()?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     pub fn serve_as<Req: DeserializeOwned, Resp: Serialize>(
         &mut self,
         mut f: impl FnMut(Req) -> Resp,
@@ -771,12 +1295,41 @@ impl<V: Variant> Server<V> {
     }
 
     /// Wait until a client is attached to both rings (after the previous
-    /// one died or closed), at most `timeout`; checks every 2 ms.
+    /// one died or closed); checks every 2 ms.
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder};
+    /// // A pair split in one process has both ends attached at once.
+    /// let (_client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// server.wait_for_client()?;
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// `Timeout`; `Io` if liveness cannot be checked.
-    pub fn wait_for_client(&mut self, timeout: Duration) -> Result<()> {
-        let deadline = deadline_after(timeout);
+    /// `Io` if liveness cannot be checked.
+    pub fn wait_for_client(&mut self) -> Result<()> {
+        self.wait_for_client_until(None)
+    }
+
+    /// [`Self::wait_for_client`], at most `timeout`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use shmpipe::{rpc, Builder, Error};
+    /// let (client, mut server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// client.close()?;
+    /// let r = server.wait_for_client_timeout(Duration::from_millis(10));
+    /// assert!(matches!(r, Err(Error::Timeout)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Self::wait_for_client`], plus `Timeout`.
+    pub fn wait_for_client_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.wait_for_client_until(deadline_after(timeout))
+    }
+
+    fn wait_for_client_until(&mut self, deadline: Option<Instant>) -> Result<()> {
         loop {
             let a = self.rx.peer_status()?;
             let b = self.tx.peer_status()?;
@@ -791,6 +1344,14 @@ impl<V: Variant> Server<V> {
     }
 
     /// Close both rings in order, reporting errors (dropping closes too).
+    ///
+    /// ```
+    /// # use shmpipe::{rpc, Builder, Error};
+    /// let (mut client, server) = rpc::Rings::in_process(&Builder::new())?.split()?;
+    /// server.close()?;
+    /// assert!(matches!(client.call(b"anyone?"), Err(Error::Disconnected)));
+    /// # Ok::<(), shmpipe::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Producer::close`].

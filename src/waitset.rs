@@ -96,7 +96,7 @@ use crate::ring::watch::{Readiness, Watch};
 mod deaths;
 use crate::ring::{Consumer, Producer, Variant};
 use crate::wait::{self, FutexWaitv, WaitStrategy, Waited};
-use deaths::{Deaths, PidFd};
+use deaths::{Deaths, Followed, PidFd};
 
 /// Rings one thread waits on in one `futex_waitv` (the kernel's limit is
 /// 128 words; one is the set's own control word).
@@ -844,6 +844,71 @@ fn check_strategy(w: WaitStrategy) -> Result<()> {
     Ok(())
 }
 
+/// Make `e` follow `pid` (what its peer's pid word says now; 0: no peer
+/// attached). Called from a look at the ring when the word differs from
+/// the pid `e` follows; several threads may look at once, so the entry's
+/// lock serialises them.
+fn follow(shared: &Arc<Shared>, e: &Entry, pid: u32) {
+    let mut slot = e.pidfd.lock().unwrap_or_else(|p| p.into_inner());
+    if e.pid.load(Ordering::SeqCst) == pid {
+        return; // another look did it
+    }
+    // SeqCst: before following, so a death event for `pid` from now on
+    // finds this entry (`alarm` compares `e.pid`).
+    e.pid.store(pid, Ordering::SeqCst);
+    *slot = None;
+    e.covered.store(false, Ordering::SeqCst);
+    if pid == 0 {
+        return;
+    }
+    let thread = || -> Box<dyn FnOnce() + Send> {
+        let s = Arc::clone(shared);
+        Box::new(move || s.deaths.run(|pid| alarm(&s, pid)))
+    };
+    match shared.deaths.follow(pid, thread) {
+        Followed::Watching(fd) => {
+            // SeqCst with the death thread's SeqCst `fired` store and `alarm`'s `covered` store:
+            // either we see `fired` here, or its `covered = false` lands
+            // after ours.
+            let live = !fd.fired();
+            *slot = Some(fd);
+            e.covered.store(live, Ordering::SeqCst);
+            if !live {
+                e.check_now.store(true, Ordering::Release);
+            }
+        }
+        Followed::Exited => e.check_now.store(true, Ordering::Release),
+        Followed::Unavailable => {}
+    }
+}
+
+/// Every ring that follows `pid`: look at its peer's role lock now, and
+/// wake the waiters that watch it.
+fn alarm(shared: &Shared, pid: u32) {
+    let mut groups = 0u32; // bit per control word (CTL_WORDS <= 32)
+    {
+        let entries = shared.entries();
+        for (i, e) in entries.iter().enumerate() {
+            let Some(e) = e else { continue };
+            if e.pid.load(Ordering::SeqCst) == pid {
+                // SeqCst: see `follow`. A pid that exited while the role
+                // lock stays held (a bogus pid, or an inheriting child)
+                // leaves the ring to the slice checks.
+                e.covered.store(false, Ordering::SeqCst);
+                // Release: pairs with the Acquire swap in `push_ready`;
+                // the `poke` below makes the waiter look.
+                e.check_now.store(true, Ordering::Release);
+                groups |= 1 << ((i / GROUP) % CTL_WORDS);
+            }
+        }
+    }
+    for g in 0..CTL_WORDS {
+        if groups & (1 << g) != 0 {
+            shared.poke(g);
+        }
+    }
+}
+
 /// Look at one ring (if any endpoint still holds it) and push an event if
 /// it is ready or its peer is gone. Follows the pid the peer recorded when
 /// it changed, and checks the peer's role lock every `slice` (every
@@ -861,9 +926,9 @@ fn push_ready(
     };
     let pid = p.peer_pid();
     if pid != e.pid.load(Ordering::Relaxed) {
-        deaths::follow(shared, e, pid);
+        follow(shared, e, pid);
     }
-    // Acquire: pairs with the Release store in `deaths::alarm`/`follow`.
+    // Acquire: pairs with the Release store in `alarm`/`follow`.
     let force = e.check_now.load(Ordering::Relaxed) && e.check_now.swap(false, Ordering::Acquire);
     let every = if e.covered.load(Ordering::Relaxed) {
         slice.saturating_mul(COVERED_SLICES)

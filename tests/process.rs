@@ -40,7 +40,9 @@ fn worker(mode: &str) -> Result<(), String> {
             })
             .map_err(|e| e.to_string()),
         "stall" => loop {
-            server.next_request(LONG).map_err(|e| e.to_string())?;
+            server
+                .next_request_timeout(LONG)
+                .map_err(|e| e.to_string())?;
         },
         other => Err(format!("unknown worker mode {other}")),
     }
@@ -83,7 +85,7 @@ fn child_answers_100k_json_requests() {
             pending.insert(id, sent);
             sent += 1;
         }
-        let (id, resp) = client.recv_response(LONG).unwrap();
+        let (id, resp) = client.recv_response_timeout(LONG).unwrap();
         let seq = pending
             .remove(&id)
             .expect("a response to a request in flight");
@@ -120,11 +122,14 @@ fn killing_the_child_ends_pending_calls() {
     child.kill().unwrap();
     let start = Instant::now();
     for id in ids {
-        let r = client.wait_response(id, LONG);
+        let r = client.wait_response_timeout(id, LONG);
         assert!(matches!(r, Err(Error::PeerDied)), "{r:?}");
     }
     assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
-    assert!(matches!(client.call(b"{}", LONG), Err(Error::PeerDied)));
+    assert!(matches!(
+        client.call_timeout(b"{}", LONG),
+        Err(Error::PeerDied)
+    ));
     child.wait().unwrap();
 }
 
@@ -161,7 +166,7 @@ fn child_that_never_attaches_ends_calls_with_peer_died() {
             let (mut child, duplex) = spawn("exit-early");
             let mut client = duplex.into_client();
             let start = Instant::now();
-            let r = client.call(b"{\"id\":1}", LONG);
+            let r = client.call_timeout(b"{\"id\":1}", LONG);
             assert!(matches!(r, Err(Error::PeerDied)), "call: {r:?}");
             assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
             let r = client.send_request(&[7u8; 1000]);
@@ -206,7 +211,7 @@ fn foreign_or_missing_program() {
         let (mut child, duplex) =
             process::spawn(&mut Command::new("false"), &Builder::new().capacity(4096)).unwrap();
         let mut client = duplex.into_client();
-        let r = client.call(b"ping", LONG);
+        let r = client.call_timeout(b"ping", LONG);
         assert!(matches!(r, Err(Error::PeerDied)), "{r:?}");
         assert!(!child.wait().unwrap().success());
     });

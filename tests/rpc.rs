@@ -73,12 +73,12 @@ fn pipelined_calls_between_processes_all_match() {
         // Half the batches by id in reverse order, half in arrival order.
         if rng.below(2) == 0 {
             for &id in ids.iter().rev() {
-                let resp = client.wait_response(id, LONG).unwrap();
+                let resp = client.wait_response_timeout(id, LONG).unwrap();
                 assert_eq!(resp, answer(&sent.remove(&id).unwrap()), "id {id}");
             }
         } else {
             for _ in 0..batch {
-                let (id, resp) = client.recv_response(LONG).unwrap();
+                let (id, resp) = client.recv_response_timeout(LONG).unwrap();
                 let req = sent.remove(&id).expect("response to a request in flight");
                 assert_eq!(resp, answer(&req), "id {id}");
             }
@@ -88,7 +88,10 @@ fn pipelined_calls_between_processes_all_match() {
     assert!(sent.is_empty());
     assert_eq!(client.late_responses(), 0);
     assert!(depths[1] > 0 && depths[64] > 0, "depths 1 and 64 both used");
-    assert!(matches!(client.recv_response(LONG), Err(Error::Empty)));
+    assert!(matches!(
+        client.recv_response_timeout(LONG),
+        Err(Error::Empty)
+    ));
     client.close().unwrap();
     drop(dog);
     child.wait(Duration::from_secs(30)).unwrap();
@@ -100,7 +103,7 @@ fn pipelined_calls_between_processes_all_match() {
 fn late_response_after_timeout_is_dropped_and_counted() {
     let (mut client, mut server) = Rings::in_process(&builder()).unwrap().split().unwrap();
     assert!(matches!(
-        client.call(b"slow", Duration::from_millis(20)),
+        client.call_timeout(b"slow", Duration::from_millis(20)),
         Err(Error::Timeout)
     ));
     assert_eq!(client.in_flight(), 0);
@@ -108,21 +111,24 @@ fn late_response_after_timeout_is_dropped_and_counted() {
     assert_eq!(req.body, b"slow");
     server.respond(req.id, b"too late").unwrap();
     let t = std::thread::spawn(move || {
-        let req = server.next_request(LONG).unwrap();
+        let req = server.next_request_timeout(LONG).unwrap();
         server.respond(req.id, &answer(&req.body)).unwrap();
         server
     });
-    assert_eq!(client.call(b"fast", LONG).unwrap(), answer(b"fast"));
+    assert_eq!(client.call_timeout(b"fast", LONG).unwrap(), answer(b"fast"));
     assert_eq!(client.late_responses(), 1);
     let _server = t.join().unwrap();
     // Unknown ids are refused clearly.
-    let e = client.wait_response(12345, LONG).unwrap_err();
+    let e = client.wait_response_timeout(12345, LONG).unwrap_err();
     assert!(e.to_string().contains("not in flight"), "{e}");
     // Cancelled pipelined requests: their responses are counted, not returned.
     let a = client.send_request(b"a").unwrap();
     assert!(client.cancel(a));
     assert!(!client.cancel(a));
-    assert!(matches!(client.recv_response(LONG), Err(Error::Empty)));
+    assert!(matches!(
+        client.recv_response_timeout(LONG),
+        Err(Error::Empty)
+    ));
 }
 
 /// postcard-typed calls, and a request body above the ring's maximum.
@@ -135,7 +141,7 @@ fn typed_calls_and_too_large_requests() {
             .unwrap();
     });
     for i in 0..100u32 {
-        let s: String = client.call_as(&(i, "n".to_string()), LONG).unwrap();
+        let s: String = client.call_as_timeout(&(i, "n".to_string()), LONG).unwrap();
         assert_eq!(s, format!("n{i}"));
     }
     let max = client.max_request();
@@ -159,12 +165,16 @@ fn server_killed_mid_call_ends_every_pending_call() {
         let mut server = r.into_server().map_err(|e| e.to_string())?;
         // Answer 10 requests, then read one more and die mid-call.
         for _ in 0..10 {
-            let req = server.next_request(LONG).map_err(|e| e.to_string())?;
+            let req = server
+                .next_request_timeout(LONG)
+                .map_err(|e| e.to_string())?;
             server
                 .respond(req.id, &answer(&req.body))
                 .map_err(|e| e.to_string())?;
         }
-        server.next_request(LONG).map_err(|e| e.to_string())?;
+        server
+            .next_request_timeout(LONG)
+            .map_err(|e| e.to_string())?;
         // SAFETY: dying without closing, on purpose.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
         Ok(())
@@ -178,7 +188,7 @@ fn server_killed_mid_call_ends_every_pending_call() {
     let mut ok = 0;
     let mut died = 0;
     for &id in &ids {
-        match client.wait_response(id, LONG) {
+        match client.wait_response_timeout(id, LONG) {
             Ok(r) => {
                 assert!(died == 0, "a response after PeerDied");
                 assert_eq!(r.len(), 8 + 3);
@@ -192,7 +202,10 @@ fn server_killed_mid_call_ends_every_pending_call() {
     assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
     assert_eq!(client.in_flight(), 0);
     // A blocking call after the death returns at once, with the same error.
-    assert!(matches!(client.call(b"x", LONG), Err(Error::PeerDied)));
+    assert!(matches!(
+        client.call_timeout(b"x", LONG),
+        Err(Error::PeerDied)
+    ));
     drop(dog);
     assert!(child.wait(Duration::from_secs(10)).is_err(), "killed");
 }
@@ -205,7 +218,9 @@ fn blocked_call_returns_when_the_server_dies() {
     let rings = Rings::anonymous(&builder()).unwrap();
     let (child, rings) = fork_with(rings, |r| {
         let mut server = r.into_server().map_err(|e| e.to_string())?;
-        server.next_request(LONG).map_err(|e| e.to_string())?;
+        server
+            .next_request_timeout(LONG)
+            .map_err(|e| e.to_string())?;
         std::thread::sleep(Duration::from_millis(50));
         // SAFETY: dying without closing, on purpose.
         unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
@@ -214,10 +229,70 @@ fn blocked_call_returns_when_the_server_dies() {
     let dog = child.watchdog(Duration::from_secs(60), "rpc blocked call");
     let mut client = rings.into_client().unwrap();
     let start = Instant::now();
-    assert!(matches!(client.call(b"q", LONG), Err(Error::PeerDied)));
+    // No timeout: the call waits per the wait strategy, and the server's
+    // death ends it.
+    assert!(matches!(client.call(b"q"), Err(Error::PeerDied)));
     assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
     drop(dog);
     assert!(child.wait(Duration::from_secs(10)).is_err());
+}
+
+/// Each waiting method has a twin with a `_timeout` (as the rings' `recv` /
+/// `recv_timeout`): the plain one waits until the other side acts, the
+/// twin gives up with `Timeout` when it does not.
+#[test]
+fn waiting_methods_and_their_timeout_twins() {
+    let (mut client, mut server) = Rings::in_process(&builder()).unwrap().split().unwrap();
+    let short = Duration::from_millis(10);
+    assert!(matches!(
+        server.next_request_timeout(short),
+        Err(Error::Timeout)
+    ));
+    let id = client.send_request(b"q").unwrap();
+    assert!(matches!(
+        client.recv_response_timeout(short),
+        Err(Error::Timeout)
+    ));
+    assert!(matches!(
+        client.wait_response_timeout(id, short),
+        Err(Error::Timeout)
+    ));
+    let t = std::thread::spawn(move || {
+        server.wait_for_client().unwrap();
+        // Answered late, so that the client's plain calls have to wait.
+        let late = || std::thread::sleep(Duration::from_millis(30));
+        let r = server.next_request().unwrap();
+        late();
+        server.respond(r.id, &answer(&r.body)).unwrap();
+        let r = server.next_request().unwrap();
+        late();
+        server
+            .respond_timeout(r.id, &answer(&r.body), LONG)
+            .unwrap();
+        let r = server.next_request().unwrap();
+        late();
+        let n: u32 = postcard::from_bytes(&r.body).unwrap();
+        server.respond_as_timeout(r.id, &(n + 1), LONG).unwrap();
+        let r = server.next_request().unwrap();
+        late();
+        server.respond(r.id, &answer(&r.body)).unwrap();
+        server.serve(answer).unwrap();
+        server
+    });
+    assert_eq!(client.wait_response(id).unwrap(), answer(b"q"));
+    let id = client.send_request(b"r").unwrap();
+    assert_eq!(client.recv_response().unwrap(), (id, answer(b"r")));
+    let n: u32 = client.call_as(&41u32).unwrap();
+    assert_eq!(n, 42);
+    assert_eq!(client.call(b"s").unwrap(), answer(b"s"));
+    assert_eq!(client.call_timeout(b"t", LONG).unwrap(), answer(b"t"));
+    client.close().unwrap();
+    let mut server = t.join().unwrap();
+    assert_eq!(server.served(), 5);
+    assert!(matches!(
+        server.wait_for_client_timeout(short),
+        Err(Error::Timeout)
+    ));
 }
 
 /// Named rings: a client killed mid-call ends `serve` with `PeerDied`; the
@@ -236,7 +311,7 @@ fn client_killed_server_continues_with_next_client() {
         if !died {
             return None;
         }
-        server.wait_for_client(LONG).unwrap();
+        server.wait_for_client_timeout(LONG).unwrap();
         let second = server.serve(answer);
         Some((second, server.served()))
     });
@@ -244,7 +319,9 @@ fn client_killed_server_continues_with_next_client() {
     let (c1, _) = fork_with((), move |()| {
         let mut c = rpc::connect(&n, &builder()).map_err(|e| e.to_string())?;
         for i in 0..5u64 {
-            let r = c.call(&i.to_le_bytes(), LONG).map_err(|e| e.to_string())?;
+            let r = c
+                .call_timeout(&i.to_le_bytes(), LONG)
+                .map_err(|e| e.to_string())?;
             if r != answer(&i.to_le_bytes()) {
                 return Err("wrong answer".into());
             }
@@ -271,7 +348,7 @@ fn client_killed_server_continues_with_next_client() {
         let mut rng = Rng::new(7);
         for seq in 0..1000 {
             let req = request(seq, &mut rng);
-            let r = c.call(&req, LONG).map_err(|e| e.to_string())?;
+            let r = c.call_timeout(&req, LONG).map_err(|e| e.to_string())?;
             if r != answer(&req) {
                 return Err(format!("call {seq}: wrong answer"));
             }
@@ -307,7 +384,7 @@ fn anonymous_client_killed_server_says_so() {
     assert!(start.elapsed() < BOUND);
     assert!(child.wait(Duration::from_secs(10)).is_err());
     assert!(matches!(
-        server.wait_for_client(Duration::from_millis(50)),
+        server.wait_for_client_timeout(Duration::from_millis(50)),
         Err(Error::Timeout)
     ));
 }
@@ -348,7 +425,7 @@ fn connect_timeout_waits_for_a_starting_server() {
         server.serve(answer).map_err(|e| e.to_string())
     });
     let mut client = rpc::connect_timeout(name.as_str(), &builder(), LONG).unwrap();
-    let r = client.call(b"late", LONG).unwrap();
+    let r = client.call_timeout(b"late", LONG).unwrap();
     assert_eq!(r, answer(b"late"));
     client.close().unwrap();
     child.wait(Duration::from_secs(30)).unwrap();
@@ -377,13 +454,13 @@ fn listen_takes_over_a_dead_server_never_a_live_one() {
     });
     // A client of the first server: its calls work.
     let mut c1 = rpc::connect_timeout(name.as_str(), &builder(), LONG).unwrap();
-    assert_eq!(c1.call(b"one", LONG).unwrap(), answer(b"one"));
+    assert_eq!(c1.call_timeout(b"one", LONG).unwrap(), answer(b"one"));
     // A live server is never taken over.
     match rpc::listen(name.as_str(), &builder()) {
         Err(Error::RoleTaken { role: "consumer" }) => {}
         other => panic!("listen on a live server's name: {other:?}"),
     }
-    assert_eq!(c1.call(b"still", LONG).unwrap(), answer(b"still"));
+    assert_eq!(c1.call_timeout(b"still", LONG).unwrap(), answer(b"still"));
     server1.kill();
     assert!(server1.wait(Duration::from_secs(10)).is_err());
     let req = format!("/dev/shm/{}.req", &name.as_str()[1..]);
@@ -392,14 +469,17 @@ fn listen_takes_over_a_dead_server_never_a_live_one() {
         "the dead server left {req}"
     );
     // The old client learns of the death.
-    assert!(matches!(c1.call(b"dead", LONG), Err(Error::PeerDied)));
+    assert!(matches!(
+        c1.call_timeout(b"dead", LONG),
+        Err(Error::PeerDied)
+    ));
     drop(c1);
     // The next server takes the name over; a new client is served.
     let mut server2 = rpc::listen(name.as_str(), &builder()).unwrap();
     let n = name.as_str().to_string();
     let (client2, _) = fork_with((), move |()| {
         let mut c = rpc::connect_timeout(&n, &builder(), LONG).map_err(|e| e.to_string())?;
-        let r = c.call(b"two", LONG).map_err(|e| e.to_string())?;
+        let r = c.call_timeout(b"two", LONG).map_err(|e| e.to_string())?;
         if r != answer(b"two") {
             return Err("wrong answer".into());
         }

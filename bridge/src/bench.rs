@@ -31,7 +31,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Message sizes (bytes, K/KiB allowed), comma-separated; at least 16
-    #[arg(long, value_delimiter = ',', default_value = "64,64K", value_parser = crate::parse_size)]
+    #[arg(long, value_delimiter = ',', default_value = "64,64K", value_parser = crate::args::parse_size)]
     sizes: Vec<u64>,
     /// Only the loopback path (skip the veth pair even as root)
     #[arg(long)]

@@ -13,7 +13,7 @@ use crate::ledger::Ledger;
 use crate::rings::{self, Create};
 use crate::session::{self, Net};
 use crate::signals::{Signals, TICK};
-use crate::stats::{Counters, Schedule};
+use crate::stats::Counters;
 use crate::track::{Note, Tracker, Verdict};
 use crate::wire::{Header, Kind};
 
@@ -78,19 +78,13 @@ pub fn run(o: &Opts, sig: &Signals) -> Result<u8, String> {
         .wait()
         .map_err(|e| format!("declaring a subscriber on {:?}: {e}", o.key))?;
     eprintln!("shmpipe-bridge in: {:?} -> {}", o.key, o.ring);
-    let mut c = Counters::new("in");
-    let mut sched = Schedule::new(o.stats_interval);
+    let mut c = Counters::new("in", o.stats_interval);
     let mut notes = Vec::new();
     let end = 'main: loop {
         if sig.stop_requested() {
             break End::Signal;
         }
-        if sig.take_usr1() {
-            c.report("SIGUSR1");
-        }
-        if sched.due() {
-            c.report("interval");
-        }
+        c.report_if_asked(sig);
         let sample = match sub.recv_timeout(TICK) {
             Ok(Some(s)) => s,
             Ok(None) => continue,
@@ -169,9 +163,7 @@ pub fn run(o: &Opts, sig: &Signals) -> Result<u8, String> {
                         );
                         break 'main End::Signal;
                     }
-                    if sig.take_usr1() {
-                        c.report("SIGUSR1");
-                    }
+                    c.report_if_asked(sig);
                 }
                 Err(Error::Disconnected) => {
                     break 'main End::Reader(format!("the reader of {} closed it", o.ring))

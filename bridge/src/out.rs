@@ -22,7 +22,7 @@ use zenoh::Wait;
 use crate::rings::{self, Create};
 use crate::session::{self, Net};
 use crate::signals::{Signals, TICK};
-use crate::stats::{Counters, Schedule};
+use crate::stats::Counters;
 use crate::wire::{Header, Kind};
 
 /// Everything `out` needs.
@@ -219,9 +219,8 @@ pub fn run(o: &Opts, sig: &Signals) -> Result<u8, String> {
         "shmpipe-bridge out: {} -> {:?}: stream {stream:016x}, resuming at ring position {pos0}",
         o.ring, o.key
     );
-    let mut c = Counters::new("out");
+    let mut c = Counters::new("out", o.stats_interval);
     c.streams = 1;
-    let mut sched = Schedule::new(o.stats_interval);
     let mut seq: u64 = 0;
     // Where the next message's record starts in the source ring.
     let mut pos = pos0;
@@ -237,12 +236,7 @@ pub fn run(o: &Opts, sig: &Signals) -> Result<u8, String> {
         if sig.stop_requested() {
             break End::Signal;
         }
-        if sig.take_usr1() {
-            c.report("SIGUSR1");
-        }
-        if sched.due() {
-            c.report("interval");
-        }
+        c.report_if_asked(sig);
         if !matching.get() {
             if waiting_since.is_none() {
                 eprintln!("shmpipe-bridge out: no subscriber on {:?}; waiting (messages stay in the ring)", o.key);

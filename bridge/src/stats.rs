@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::signals::Signals;
+
 /// What one bridge has done so far.
 #[derive(Debug)]
 pub struct Counters {
@@ -24,11 +26,13 @@ pub struct Counters {
     last_at: Instant,
     last_messages: u64,
     last_bytes: u64,
+    schedule: Schedule,
 }
 
 impl Counters {
-    /// Fresh counters for `role` ("out" or "in").
-    pub fn new(role: &'static str) -> Self {
+    /// Fresh counters for `role` ("out" or "in"), reported every `every`
+    /// (if given) by [`Counters::report_if_asked`].
+    pub fn new(role: &'static str, every: Option<Duration>) -> Self {
         let now = Instant::now();
         Counters {
             role,
@@ -43,6 +47,18 @@ impl Counters {
             last_at: now,
             last_messages: 0,
             last_bytes: 0,
+            schedule: Schedule::new(every),
+        }
+    }
+
+    /// Report if SIGUSR1 arrived or an interval report is due: the main
+    /// loops call it between bounded waits.
+    pub fn report_if_asked(&mut self, sig: &Signals) {
+        if sig.take_usr1() {
+            self.report("SIGUSR1");
+        }
+        if self.schedule.due() {
+            self.report("interval");
         }
     }
 
@@ -75,14 +91,14 @@ impl Counters {
 
 /// When to print stats next: on request (SIGUSR1) or every interval.
 #[derive(Debug)]
-pub struct Schedule {
+struct Schedule {
     every: Option<Duration>,
     next: Option<Instant>,
 }
 
 impl Schedule {
     /// Print every `every`, if given.
-    pub fn new(every: Option<Duration>) -> Self {
+    fn new(every: Option<Duration>) -> Self {
         Schedule {
             every,
             next: every.map(|d| Instant::now() + d),
@@ -90,7 +106,7 @@ impl Schedule {
     }
 
     /// Whether an interval report is due now (and schedule the next one).
-    pub fn due(&mut self) -> bool {
+    fn due(&mut self) -> bool {
         match (self.every, self.next) {
             (Some(d), Some(t)) if Instant::now() >= t => {
                 self.next = Some(t + d);

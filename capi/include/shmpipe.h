@@ -290,7 +290,9 @@ typedef void (*shmpipe_drain_fn)(void *ctx, const void *msg, size_t len);
 typedef uint32_t shmpipe_endpoint_state;
 
 /**
- * A snapshot of a ring's counters. The peers write them; they are
+ * A snapshot of a ring's counters: the library's `Stats` for C, the same
+ * counters under the same names, with the endpoint states as
+ * `SHMPIPE_ENDPOINT_*` codes. The peers write them; they are
  * informational only.
  */
 typedef struct {

@@ -12,7 +12,7 @@ use std::ffi::{c_char, c_void};
 use self_cell::{self_cell, MutBorrow};
 use shmpipe_core::{AnyConsumer, AnyMessage};
 
-use crate::endpoint::{free, lookup, make, new_handle, Opaque};
+use crate::endpoint::{free, lookup, make, opaque, Attach};
 use crate::handle::{bytes_mut, ffi, out, Handle, Wait};
 use crate::options::shmpipe_options;
 use crate::stats::{limits_of, peer_state_of, shmpipe_peer_state, shmpipe_stats, stats_of};
@@ -24,23 +24,7 @@ pub struct shmpipe_consumer {
     h: Handle<ConsState>,
 }
 
-impl Opaque for shmpipe_consumer {
-    type State = ConsState;
-    type End = AnyConsumer;
-    const WHAT: &'static str = "consumer";
-    fn from_state(s: ConsState) -> Self {
-        shmpipe_consumer { h: Handle::new(s) }
-    }
-    fn handle(&self) -> &Handle<ConsState> {
-        &self.h
-    }
-    fn into_state(self) -> ConsState {
-        self.h.into_state()
-    }
-    fn idle(s: &mut ConsState) -> Result<&mut AnyConsumer, Fail> {
-        s.idle()
-    }
-}
+opaque!(shmpipe_consumer, ConsState, AnyConsumer, "consumer");
 
 type PeekedMessage<'a> = Option<AnyMessage<'a>>;
 
@@ -140,11 +124,6 @@ fn recv_in(c: &mut AnyConsumer, buf: &mut [u8], wait: Wait) -> shmpipe_core::Res
     }
 }
 
-/// The handle for a new consumer (from a pair).
-pub(crate) fn new_consumer(c: AnyConsumer) -> *mut shmpipe_consumer {
-    new_handle(ConsState::Idle(c))
-}
-
 /// Create the named segment `name` (it must not exist) and attach as its
 /// consumer. As `shmpipe_producer_create`.
 ///
@@ -157,11 +136,7 @@ pub unsafe extern "C" fn shmpipe_consumer_create(
     out: *mut *mut shmpipe_consumer,
 ) -> shmpipe_status {
     // SAFETY: the same contract.
-    unsafe {
-        make(name, opts, out, |b, n| {
-            b.create_consumer(n).map(ConsState::Idle)
-        })
-    }
+    unsafe { make(name, opts, out, Attach::Create) }
 }
 
 /// Open the existing segment `name` as its consumer. As `shmpipe_producer_open`.
@@ -175,11 +150,7 @@ pub unsafe extern "C" fn shmpipe_consumer_open(
     out: *mut *mut shmpipe_consumer,
 ) -> shmpipe_status {
     // SAFETY: the same contract.
-    unsafe {
-        make(name, opts, out, |b, n| {
-            b.open_consumer(n).map(ConsState::Idle)
-        })
-    }
+    unsafe { make(name, opts, out, Attach::Open) }
 }
 
 /// Close the consumer side and free the handle (as dropping the Rust

@@ -4,14 +4,14 @@
 
 use std::ffi::c_char;
 
-use shmpipe_core::{AnyBuilder, AnyConsumer, AnyProducer, PeerStatus, Stats};
+use shmpipe_core::{AnyBuilder, AnyConsumer, AnyPair, AnyProducer, PeerStatus, Stats};
 
 use crate::handle::{ffi, name_arg, out, Handle};
 use crate::options::{shmpipe_options, Opts};
 use crate::status::{shmpipe_status, Fail};
 
 /// An opaque C handle type (`shmpipe_producer`, `shmpipe_consumer`): one
-/// heap box around a [`Handle`] of its state.
+/// heap box around a [`Handle`] of its state. Implemented by [`opaque!`].
 pub(crate) trait Opaque: Sized {
     /// What the handle holds between calls.
     type State;
@@ -22,12 +22,55 @@ pub(crate) trait Opaque: Sized {
     fn from_state(s: Self::State) -> Self;
     fn handle(&self) -> &Handle<Self::State>;
     fn into_state(self) -> Self::State;
+    /// The state of a fresh endpoint (no claim or peek open).
+    fn fresh(e: Self::End) -> Self::State;
     /// The endpoint, when no claim or peek is open on it.
     fn idle(s: &mut Self::State) -> Result<&mut Self::End, Fail>;
 }
 
-/// What the stats, limits and peer-state calls read from either endpoint.
-pub(crate) trait Endpoint {
+/// `impl Opaque for $handle`, a struct `{ h: Handle<$state> }` whose state
+/// has an `Idle($end)` variant and an `idle()` method.
+macro_rules! opaque {
+    ($handle:ident, $state:ident, $end:ty, $what:literal) => {
+        impl $crate::endpoint::Opaque for $handle {
+            type State = $state;
+            type End = $end;
+            const WHAT: &'static str = $what;
+            fn from_state(s: $state) -> Self {
+                $handle {
+                    h: $crate::handle::Handle::new(s),
+                }
+            }
+            fn handle(&self) -> &$crate::handle::Handle<$state> {
+                &self.h
+            }
+            fn into_state(self) -> $state {
+                self.h.into_state()
+            }
+            fn fresh(e: $end) -> $state {
+                $state::Idle(e)
+            }
+            fn idle(s: &mut $state) -> Result<&mut $end, $crate::status::Fail> {
+                s.idle()
+            }
+        }
+    };
+}
+pub(crate) use opaque;
+
+/// Whether `make` creates the segment or opens an existing one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Attach {
+    Create,
+    Open,
+}
+
+/// What the handles' calls need from either endpoint of the library: how
+/// to attach one by name, and the stats, limits and peer-state reads.
+pub(crate) trait Endpoint: Sized {
+    fn attach(b: &AnyBuilder, name: &str, how: Attach) -> shmpipe_core::Result<Self>;
+    /// Attach as this end of `pair`.
+    fn from_pair(pair: AnyPair) -> shmpipe_core::Result<Self>;
     fn stats(&self) -> Stats;
     fn max_message(&self) -> usize;
     fn capacity(&self) -> u64;
@@ -35,8 +78,17 @@ pub(crate) trait Endpoint {
 }
 
 macro_rules! endpoint_for {
-    ($t:ty) => {
+    ($t:ty, $create:ident, $open:ident, $from_pair:ident) => {
         impl Endpoint for $t {
+            fn attach(b: &AnyBuilder, name: &str, how: Attach) -> shmpipe_core::Result<Self> {
+                match how {
+                    Attach::Create => b.$create(name),
+                    Attach::Open => b.$open(name),
+                }
+            }
+            fn from_pair(pair: AnyPair) -> shmpipe_core::Result<Self> {
+                pair.$from_pair()
+            }
             fn stats(&self) -> Stats {
                 <$t>::stats(self)
             }
@@ -52,12 +104,17 @@ macro_rules! endpoint_for {
         }
     };
 }
-endpoint_for!(AnyProducer);
-endpoint_for!(AnyConsumer);
+endpoint_for!(AnyProducer, create_producer, open_producer, into_producer);
+endpoint_for!(AnyConsumer, create_consumer, open_consumer, into_consumer);
 
 /// A new heap handle holding `s`, for C.
 pub(crate) fn new_handle<T: Opaque>(s: T::State) -> *mut T {
     Box::into_raw(Box::new(T::from_state(s)))
+}
+
+/// A new heap handle for the fresh endpoint `e` (from a pair), for C.
+pub(crate) fn new_idle<T: Opaque>(e: T::End) -> *mut T {
+    new_handle(T::fresh(e))
 }
 
 /// The handle behind `p`.
@@ -75,8 +132,9 @@ pub(crate) unsafe fn lookup<'a, T: Opaque + 'a>(p: *const T) -> Result<&'a Handl
     }
 }
 
-/// Attach a new endpoint with `attach` (a create or an open of the builder
-/// `*opts` describes) and store its handle in `*out_p` (NULL on failure).
+/// Attach a new endpoint to the segment `name` (`how`: create it or open
+/// it, with the builder `*opts` describes) and store its handle in `*out_p`
+/// (NULL on failure).
 ///
 /// # Safety
 /// `name` is NULL or a NUL-terminated string; `opts` is NULL or points to a
@@ -85,7 +143,7 @@ pub(crate) unsafe fn make<T: Opaque>(
     name: *const c_char,
     opts: *const shmpipe_options,
     out_p: *mut *mut T,
-    attach: impl FnOnce(&AnyBuilder, &str) -> shmpipe_core::Result<T::State>,
+    how: Attach,
 ) -> shmpipe_status {
     ffi(|| {
         let out_p = out(out_p, "out")?;
@@ -95,9 +153,9 @@ pub(crate) unsafe fn make<T: Opaque>(
         let name = unsafe { name_arg(name) }?;
         // SAFETY: per the callers' contracts.
         let o = unsafe { Opts::read(opts) }?;
-        let state = attach(&o.builder(), name)?;
+        let end = T::End::attach(&o.builder(), name, how)?;
         // SAFETY: as above.
-        unsafe { out_p.write(new_handle(state)) };
+        unsafe { out_p.write(new_idle(end)) };
         Ok(())
     })
 }

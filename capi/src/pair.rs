@@ -3,10 +3,11 @@
 
 use shmpipe_core::AnyPair;
 
-use crate::consumer::{new_consumer, shmpipe_consumer};
+use crate::consumer::shmpipe_consumer;
+use crate::endpoint::{new_idle, Endpoint, Opaque};
 use crate::handle::{ffi, out};
 use crate::options::{shmpipe_options, Opts};
-use crate::producer::{new_producer, shmpipe_producer};
+use crate::producer::shmpipe_producer;
 use crate::status::shmpipe_status;
 
 /// A new ring whose endpoints are not attached yet (opaque). Each process
@@ -96,17 +97,8 @@ pub unsafe extern "C" fn shmpipe_pair_into_producer(
     pair: *mut shmpipe_pair,
     out: *mut *mut shmpipe_producer,
 ) -> shmpipe_status {
-    ffi(|| {
-        let out = crate::handle::out(out, "out")?;
-        let pair = crate::handle::out(pair, "pair")?;
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { out.write(std::ptr::null_mut()) };
-        // SAFETY: per the contract.
-        let p = unsafe { take(pair) }.into_producer()?;
-        // SAFETY: as above.
-        unsafe { out.write(new_producer(p)) };
-        Ok(())
-    })
+    // SAFETY: the same contract.
+    unsafe { into_end(pair, out) }
 }
 
 /// Attach as the consumer of `pair`. As `shmpipe_pair_into_producer`.
@@ -118,15 +110,24 @@ pub unsafe extern "C" fn shmpipe_pair_into_consumer(
     pair: *mut shmpipe_pair,
     out: *mut *mut shmpipe_consumer,
 ) -> shmpipe_status {
+    // SAFETY: the same contract.
+    unsafe { into_end(pair, out) }
+}
+
+/// `shmpipe_pair_into_*`: attach `pair`'s end of type `T`.
+///
+/// # Safety
+/// As `shmpipe_pair_into_producer`.
+unsafe fn into_end<T: Opaque>(pair: *mut shmpipe_pair, out_p: *mut *mut T) -> shmpipe_status {
     ffi(|| {
-        let out = crate::handle::out(out, "out")?;
-        let pair = crate::handle::out(pair, "pair")?;
+        let out_p = out(out_p, "out")?;
+        let pair = out(pair, "pair")?;
         // SAFETY: non-NULL and writable per the contract.
-        unsafe { out.write(std::ptr::null_mut()) };
+        unsafe { out_p.write(std::ptr::null_mut()) };
         // SAFETY: per the contract.
-        let c = unsafe { take(pair) }.into_consumer()?;
+        let end = T::End::from_pair(unsafe { take(pair) })?;
         // SAFETY: as above.
-        unsafe { out.write(new_consumer(c)) };
+        unsafe { out_p.write(new_idle::<T>(end)) };
         Ok(())
     })
 }
@@ -158,8 +159,8 @@ pub unsafe extern "C" fn shmpipe_pair_split(
         let (p, c) = unsafe { take(pair) }.split()?;
         // SAFETY: as above.
         unsafe {
-            producer.write(new_producer(p));
-            consumer.write(new_consumer(c));
+            producer.write(new_idle::<shmpipe_producer>(p));
+            consumer.write(new_idle::<shmpipe_consumer>(c));
         }
         Ok(())
     })

@@ -12,7 +12,7 @@ use std::thread::{self, ThreadId};
 use self_cell::{self_cell, MutBorrow};
 use shmpipe_core::{AnyClaim, AnyProducer, VariantKind};
 
-use crate::endpoint::{free, lookup, make, new_handle, Opaque};
+use crate::endpoint::{free, lookup, make, opaque, Attach};
 use crate::handle::{bytes, ffi, out, Handle, Wait};
 use crate::options::shmpipe_options;
 use crate::stats::{limits_of, peer_state_of, shmpipe_peer_state, shmpipe_stats, stats_of};
@@ -25,23 +25,7 @@ pub struct shmpipe_producer {
     h: Handle<ProdState>,
 }
 
-impl Opaque for shmpipe_producer {
-    type State = ProdState;
-    type End = AnyProducer;
-    const WHAT: &'static str = "producer";
-    fn from_state(s: ProdState) -> Self {
-        shmpipe_producer { h: Handle::new(s) }
-    }
-    fn handle(&self) -> &Handle<ProdState> {
-        &self.h
-    }
-    fn into_state(self) -> ProdState {
-        self.h.into_state()
-    }
-    fn idle(s: &mut ProdState) -> Result<&mut AnyProducer, Fail> {
-        s.idle()
-    }
-}
+opaque!(shmpipe_producer, ProdState, AnyProducer, "producer");
 
 type OpenClaim<'a> = Option<AnyClaim<'a>>;
 
@@ -182,11 +166,7 @@ pub unsafe extern "C" fn shmpipe_producer_create(
     out: *mut *mut shmpipe_producer,
 ) -> shmpipe_status {
     // SAFETY: the same contract.
-    unsafe {
-        make(name, opts, out, |b, n| {
-            b.create_producer(n).map(ProdState::Idle)
-        })
-    }
+    unsafe { make(name, opts, out, Attach::Create) }
 }
 
 /// Open the existing segment `name` as its producer. Capacity and wait
@@ -208,16 +188,7 @@ pub unsafe extern "C" fn shmpipe_producer_open(
     out: *mut *mut shmpipe_producer,
 ) -> shmpipe_status {
     // SAFETY: the same contract.
-    unsafe {
-        make(name, opts, out, |b, n| {
-            b.open_producer(n).map(ProdState::Idle)
-        })
-    }
-}
-
-/// The handle for a new producer (from a pair).
-pub(crate) fn new_producer(p: AnyProducer) -> *mut shmpipe_producer {
-    new_handle(ProdState::Idle(p))
+    unsafe { make(name, opts, out, Attach::Open) }
 }
 
 /// Close the producer side and free the handle (as dropping the Rust

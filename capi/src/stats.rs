@@ -19,7 +19,9 @@ pub const SHMPIPE_ENDPOINT_CLOSED: shmpipe_endpoint_state = 2;
 /// The state word holds a value no endpoint writes (see `producer_state_raw`).
 pub const SHMPIPE_ENDPOINT_INVALID: shmpipe_endpoint_state = 3;
 
-/// A snapshot of a ring's counters. The peers write them; they are
+/// A snapshot of a ring's counters: the library's `Stats` for C, the same
+/// counters under the same names, with the endpoint states as
+/// `SHMPIPE_ENDPOINT_*` codes. The peers write them; they are
 /// informational only.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,29 +69,30 @@ fn endpoint(s: EndpointState) -> (shmpipe_endpoint_state, u32) {
     }
 }
 
-/// Write `s` to the checked out-pointer `out`.
-fn fill_stats(out: *mut shmpipe_stats, s: &Stats) {
-    let (producer_state, producer_state_raw) = endpoint(s.producer);
-    let (consumer_state, consumer_state_raw) = endpoint(s.consumer);
-    let st = shmpipe_stats {
-        capacity: s.capacity,
-        used_bytes: s.used_bytes,
-        messages_sent: s.messages_sent,
-        bytes_sent: s.bytes_sent,
-        messages_received: s.messages_received,
-        bytes_received: s.bytes_received,
-        full_waits: s.full_waits,
-        empty_waits: s.empty_waits,
-        producer_wake_syscalls: s.producer_wake_syscalls,
-        consumer_wake_syscalls: s.consumer_wake_syscalls,
-        lock_repairs: s.lock_repairs,
-        producer_state,
-        consumer_state,
-        producer_state_raw,
-        consumer_state_raw,
-    };
-    // SAFETY: the callers checked `out` for NULL; writable per their contract.
-    unsafe { out.write(st) };
+impl From<&Stats> for shmpipe_stats {
+    /// The library's counters, as they are; the states as codes (`head` and
+    /// `tail` are not part of the C struct).
+    fn from(s: &Stats) -> Self {
+        let (producer_state, producer_state_raw) = endpoint(s.producer);
+        let (consumer_state, consumer_state_raw) = endpoint(s.consumer);
+        shmpipe_stats {
+            capacity: s.capacity,
+            used_bytes: s.used_bytes,
+            messages_sent: s.messages_sent,
+            bytes_sent: s.bytes_sent,
+            messages_received: s.messages_received,
+            bytes_received: s.bytes_received,
+            full_waits: s.full_waits,
+            empty_waits: s.empty_waits,
+            producer_wake_syscalls: s.producer_wake_syscalls,
+            consumer_wake_syscalls: s.consumer_wake_syscalls,
+            lock_repairs: s.lock_repairs,
+            producer_state,
+            consumer_state,
+            producer_state_raw,
+            consumer_state_raw,
+        }
+    }
 }
 
 /// What `shmpipe_*_peer_state` found (`SHMPIPE_PEER_STATE_*`).
@@ -125,7 +128,8 @@ pub(crate) unsafe fn stats_of<T: Opaque>(p: *const T, stats: *mut shmpipe_stats)
         let h = unsafe { lookup(p) }?;
         let stats = out(stats, "stats")?;
         let st = h.with(|s| Ok(T::idle(s)?.stats()))?;
-        fill_stats(stats, &st);
+        // SAFETY: non-NULL (checked) and writable per the contract.
+        unsafe { stats.write(shmpipe_stats::from(&st)) };
         Ok(())
     })
 }

@@ -239,43 +239,53 @@ mod tests {
         assert!(parse_size("99999999999GiB").is_err());
     }
 
+    /// `parse` accepts each `(text, value)` of `good` and refuses each of `bad`.
+    fn check<T: PartialEq + std::fmt::Debug>(
+        parse: fn(&str) -> Result<T, String>,
+        good: &[(&str, T)],
+        bad: &[&str],
+    ) {
+        for (text, value) in good {
+            assert_eq!(parse(text).as_ref(), Ok(value), "{text:?}");
+        }
+        for text in bad {
+            assert!(parse(text).is_err(), "{text:?} was accepted");
+        }
+    }
+
     #[test]
     fn capacities() {
-        assert_eq!(parse_capacity("64"), Ok(64));
-        assert_eq!(parse_capacity("4GiB"), Ok(1 << 32));
-        assert!(parse_capacity("8GiB").is_err());
-        assert!(parse_capacity("32").is_err());
-        assert!(parse_capacity("1000").is_err());
-        assert!(parse_capacity("0").is_err());
+        check(
+            parse_capacity,
+            &[("64", 64), ("4GiB", 1 << 32)],
+            &["8GiB", "32", "1000", "0"],
+        );
     }
 
     #[test]
     fn ranges() {
-        assert_eq!(
-            parse_size_range("16..4KiB"),
-            Ok(SizeRange { min: 16, max: 4096 })
+        let range = |min, max| SizeRange { min, max };
+        check(
+            parse_size_range,
+            &[
+                ("16..4KiB", range(16, 4096)),
+                ("16..=32", range(16, 32)),
+                ("100", range(100, 100)),
+            ],
+            &["32..16", "..16"],
         );
-        assert_eq!(
-            parse_size_range("16..=32"),
-            Ok(SizeRange { min: 16, max: 32 })
-        );
-        assert_eq!(
-            parse_size_range("100"),
-            Ok(SizeRange { min: 100, max: 100 })
-        );
-        assert!(parse_size_range("32..16").is_err());
-        assert!(parse_size_range("..16").is_err());
     }
 
     #[test]
     fn seconds() {
-        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_seconds("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_seconds("0").is_err());
-        assert!(parse_seconds("-1").is_err());
-        assert!(parse_seconds("nan").is_err());
-        assert!(parse_seconds("inf").is_err());
-        assert!(parse_seconds("1e300").is_err());
+        check(
+            parse_seconds,
+            &[
+                ("0.5", Duration::from_millis(500)),
+                ("3", Duration::from_secs(3)),
+            ],
+            &["0", "-1", "nan", "inf", "1e300"],
+        );
     }
 
     #[test]

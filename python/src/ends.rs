@@ -10,7 +10,7 @@
 //!
 //! An end made by `pipe()` holds a not-yet-attached `Pair` and attaches
 //! (takes its role) in the process that first uses it. Every attached end
-//! remembers the fork generation it was attached in ([`crate::fork_epoch`]):
+//! remembers the fork generation it was attached in ([`crate::fork::fork_epoch`]):
 //! a forked child that inherited it gets an error if it uses it, and when it
 //! drops or closes it the handle is leaked instead of dropped, so the child
 //! neither closes the parent's role nor unlinks the parent's segment name
@@ -25,15 +25,18 @@ use std::time::Instant;
 
 use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyMemoryView};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyType};
 
 use shmpipe_core::{EndpointState, Error, Stats};
 
 use crate::any::{
     AnyConsumer, AnyMessage, AnyPair, AnyProducer, MessageBytes, VariantKind, WaitMessage, WaitRoom,
 };
-use crate::buffer::Input;
-use crate::{deadline_of, err, error, fork_epoch, poll_then_wait};
+use crate::blocking::{deadline_of, poll_then_wait};
+use crate::errors::{err, error, exc};
+use crate::fork::fork_epoch;
+use crate::input::Input;
 
 /// What a new end knows about its ring without attaching.
 #[derive(Debug, Clone)]
@@ -592,7 +595,7 @@ impl Consumer {
         let py = slf.py();
         // Made first, so that a failure to make it cannot leave a message
         // lent to no object.
-        let obj = crate::message_type(py).call0()?;
+        let obj = message_type(py).call0()?;
         let mut st = lock(&slf.get().state, "Consumer")?;
         let st = &mut *st;
         let gen = st.next_gen;
@@ -723,7 +726,7 @@ impl Consumer {
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         match self.recv_impl(py, Some(None)) {
             Ok(m) => Ok(m),
-            Err(e) if e.is_instance(py, crate::exc(py).disconnected.bind(py)) => Ok(None),
+            Err(e) if e.is_instance(py, exc(py).disconnected.bind(py)) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -1021,4 +1024,15 @@ impl Drop for MessageBase {
             }
         }
     }
+}
+
+/// `shmpipe.Message`, set when the module is imported (made in
+/// `buffer::message_type`).
+pub(crate) static MESSAGE_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn message_type(py: Python<'_>) -> &Bound<'_, PyType> {
+    MESSAGE_TYPE
+        .get(py)
+        .expect("the Message type is made when the module is imported")
+        .bind(py)
 }

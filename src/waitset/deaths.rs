@@ -27,8 +27,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 
-use super::{Entry, Shared, GROUP};
-
 /// `epoll_event.u64` of the thread's own eventfd (stop).
 const WAKE_KEY: u64 = u64::MAX;
 
@@ -37,6 +35,13 @@ pub(super) struct PidFd {
     fd: OwnedFd,
     /// The process exited (the fd polled readable); set once.
     fired: AtomicBool,
+}
+
+impl PidFd {
+    /// The process exited (SeqCst: see the `fired` store in `exited`).
+    pub(super) fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
 }
 
 /// What following a pid gave.
@@ -64,6 +69,8 @@ pub(super) struct Deaths {
     epfd: Option<OwnedFd>,
     /// Written to stop the thread.
     wake: Option<OwnedFd>,
+    /// Set by `stop` before it wakes the thread: the thread returns.
+    stopping: AtomicBool,
     table: Mutex<Table>,
 }
 
@@ -111,6 +118,7 @@ impl Deaths {
         Deaths {
             epfd,
             wake,
+            stopping: AtomicBool::new(false),
             table: Mutex::new(Table {
                 fds: HashMap::new(),
                 swept: 0,
@@ -125,13 +133,18 @@ impl Deaths {
     }
 
     /// Follow `pid` (non-zero): share its open pidfd, or open one and add
-    /// it to the epoll (starting the thread on first use).
-    fn follow(shared: &Arc<Shared>, pid: u32) -> Followed {
-        let d = &shared.deaths;
-        let Some(epfd) = &d.epfd else {
+    /// it to the epoll. On first use this starts the thread, which runs
+    /// what `thread` makes: [`Deaths::run`] on this `Deaths`, through an
+    /// owner that outlives the thread (the set's shared state).
+    pub(super) fn follow(
+        &self,
+        pid: u32,
+        thread: impl FnOnce() -> Box<dyn FnOnce() + Send>,
+    ) -> Followed {
+        let Some(epfd) = &self.epfd else {
             return Followed::Unavailable;
         };
-        let mut t = d.table();
+        let mut t = self.table();
         if let Some(fd) = t.fds.get(&pid).and_then(Weak::upgrade) {
             if !fd.fired.load(Ordering::SeqCst) {
                 return Followed::Watching(fd);
@@ -143,10 +156,9 @@ impl Deaths {
             Err(_) => return Followed::Unavailable,
         };
         if t.thread.is_none() {
-            let s = shared.clone();
             match std::thread::Builder::new()
                 .name("shmpipe-waitset-deaths".into())
-                .spawn(move || run(&s))
+                .spawn(thread())
             {
                 Ok(h) => t.thread = Some(h),
                 Err(_) => return Followed::Unavailable,
@@ -173,8 +185,11 @@ impl Deaths {
         Followed::Watching(fd)
     }
 
-    /// Stop the thread (the set is being dropped; `stop` is set).
+    /// Stop the thread (the set is being dropped).
     pub(super) fn stop(&self) {
+        // SeqCst: before the wake-up write, so the thread sees it when
+        // `epoll_wait` returns.
+        self.stopping.store(true, Ordering::SeqCst);
         let h = self.table().thread.take();
         if let Some(h) = h {
             if let Some(w) = &self.wake {
@@ -201,6 +216,37 @@ impl Deaths {
             let _ = ctl(ep, libc::EPOLL_CTL_MOD, &fd.fd, events, pid as u64);
         }
     }
+    /// The death thread: sleep in `epoll_wait` on the pidfds; when one
+    /// fires, mark it fired and call `on_exit(pid)` (which makes every ring
+    /// following that pid check its peer's role lock now).
+    pub(super) fn run(&self, on_exit: impl Fn(u32)) {
+        let Some(ep) = &self.epfd else { return };
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 32];
+        loop {
+            // SAFETY: valid epoll fd and a buffer of `evs.len()` events.
+            let n =
+                unsafe { libc::epoll_wait(ep.as_raw_fd(), evs.as_mut_ptr(), evs.len() as i32, -1) };
+            // SeqCst: pairs with the store in `stop`.
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            if n < 0 {
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return; // cannot happen with valid arguments; rings fall back to slices
+            }
+            for ev in &evs[..n as usize] {
+                let key = ev.u64;
+                if key == WAKE_KEY {
+                    continue; // `stopping` is checked above
+                }
+                let pid = key as u32;
+                self.exited(pid);
+                on_exit(pid);
+            }
+        }
+    }
 }
 
 fn ctl(epfd: &OwnedFd, op: i32, fd: &OwnedFd, events: u32, key: u64) -> std::io::Result<()> {
@@ -210,95 +256,4 @@ fn ctl(epfd: &OwnedFd, op: i32, fd: &OwnedFd, events: u32, key: u64) -> std::io:
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Make `e` follow `pid` (what its peer's pid word says now; 0: no peer
-/// attached). Called from a look at the ring when the word differs from
-/// the pid `e` follows; several threads may look at once, so the entry's
-/// lock serialises them.
-pub(super) fn follow(shared: &Arc<Shared>, e: &Entry, pid: u32) {
-    let mut slot = e.pidfd.lock().unwrap_or_else(|p| p.into_inner());
-    if e.pid.load(Ordering::SeqCst) == pid {
-        return; // another look did it
-    }
-    // SeqCst: before following, so a death event for `pid` from now on
-    // finds this entry (`alarm` compares `e.pid`).
-    e.pid.store(pid, Ordering::SeqCst);
-    *slot = None;
-    e.covered.store(false, Ordering::SeqCst);
-    if pid == 0 {
-        return;
-    }
-    match Deaths::follow(shared, pid) {
-        Followed::Watching(fd) => {
-            // SeqCst with `run`'s SeqCst `fired` store and `covered` store:
-            // either we see `fired` here, or its `covered = false` lands
-            // after ours.
-            let live = !fd.fired.load(Ordering::SeqCst);
-            *slot = Some(fd);
-            e.covered.store(live, Ordering::SeqCst);
-            if !live {
-                e.check_now.store(true, Ordering::Release);
-            }
-        }
-        Followed::Exited => e.check_now.store(true, Ordering::Release),
-        Followed::Unavailable => {}
-    }
-}
-
-/// The death thread: sleep in `epoll_wait` on the pidfds; when one fires,
-/// make every ring following that pid check its peer's role lock now.
-fn run(shared: &Arc<Shared>) {
-    let d = &shared.deaths;
-    let Some(ep) = &d.epfd else { return };
-    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 32];
-    loop {
-        // SAFETY: valid epoll fd and a buffer of `evs.len()` events.
-        let n = unsafe { libc::epoll_wait(ep.as_raw_fd(), evs.as_mut_ptr(), evs.len() as i32, -1) };
-        if shared.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        if n < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return; // cannot happen with valid arguments; rings fall back to slices
-        }
-        for ev in &evs[..n as usize] {
-            let key = ev.u64;
-            if key == WAKE_KEY {
-                continue; // `stop` is checked above
-            }
-            let pid = key as u32;
-            d.exited(pid);
-            alarm(shared, pid);
-        }
-    }
-}
-
-/// Every ring that follows `pid`: look at its peer's role lock now, and
-/// wake the waiters that watch it.
-fn alarm(shared: &Shared, pid: u32) {
-    let mut groups = 0u32; // bit per control word (CTL_WORDS <= 32)
-    {
-        let entries = shared.entries();
-        for (i, e) in entries.iter().enumerate() {
-            let Some(e) = e else { continue };
-            if e.pid.load(Ordering::SeqCst) == pid {
-                // SeqCst: see `follow`. A pid that exited while the role
-                // lock stays held (a bogus pid, or an inheriting child)
-                // leaves the ring to the slice checks.
-                e.covered.store(false, Ordering::SeqCst);
-                // Release: pairs with the Acquire swap in `push_ready`;
-                // the `poke` below makes the waiter look.
-                e.check_now.store(true, Ordering::Release);
-                groups |= 1 << ((i / GROUP) % super::CTL_WORDS);
-            }
-        }
-    }
-    for g in 0..super::CTL_WORDS {
-        if groups & (1 << g) != 0 {
-            shared.poke(g);
-        }
-    }
 }

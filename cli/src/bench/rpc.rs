@@ -210,7 +210,7 @@ impl Link for Shm {
     }
     fn recv(&mut self) -> Result<Vec<u8>, String> {
         self.client
-            .recv_response(SHM_TIMEOUT)
+            .recv_response_timeout(SHM_TIMEOUT)
             .map(|(_, body)| body)
             .map_err(|e| e.to_string())
     }
