@@ -7,9 +7,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::layout;
-use crate::ring::Variant;
 
-/// Which ring design a segment uses: the run-time twin of the [`Variant`]
+/// Which ring design a segment uses: the run-time twin of the [`crate::Variant`]
 /// type parameter.
 ///
 /// Its one spelling, for display and parsing, is `lockfree` / `locked` (the
@@ -35,15 +34,6 @@ pub enum VariantKind {
 impl VariantKind {
     /// Both kinds, the default first.
     pub const ALL: [VariantKind; 2] = [VariantKind::LockFree, VariantKind::Locked];
-
-    /// The kind of the type parameter `V`.
-    pub fn of<V: Variant>() -> VariantKind {
-        if V::CODE == layout::VARIANT_LOCKED {
-            VariantKind::Locked
-        } else {
-            VariantKind::LockFree
-        }
-    }
 
     /// The kind recorded as `code` in a segment header (`None`: no kind).
     pub(crate) fn from_code(code: u32) -> Option<VariantKind> {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::block::{block, deadline_after, Mode};
 use super::endpoint::{Check, Endpoint, PeerGone};
-use super::{bump, LockFree, PeerStatus, Variant};
+use super::stats::{bump, PeerStatus};
+use super::{LockFree, Variant};
 use crate::error::{Error, Result};
 use crate::frame::{self, check_lag, HDR, KIND_MSG, KIND_PAD};
 use crate::layout::STATE_ATTACHED;

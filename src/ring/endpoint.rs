@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::PeerStatus;
+use super::stats::{bump, PeerStatus};
 
 /// How long a peer's state word may say CLOSED while its process still
 /// holds the role lock (an orderly close releases it right after the store;
@@ -522,7 +522,7 @@ impl Endpoint {
         if w.waiting.swap(0, Ordering::SeqCst) == 0 {
             return;
         }
-        super::bump(counter);
+        bump(counter);
         match self.wait {
             WaitStrategy::Futex => {
                 // Release: pairs with the sleeper's Acquire load of `seq`.
