@@ -13,6 +13,21 @@ use crate::wait::WaitStrategy;
 /// Read a named segment's header, counters and endpoint liveness without
 /// attaching to it. Any variant is accepted.
 ///
+///
+/// ```
+/// use shmpipe::{inspect, Builder, EndpointState, VariantKind};
+/// let name = format!("/doc-inspect-{}", std::process::id());
+/// let mut tx = Builder::new().capacity(4096).create_producer(&name)?;
+/// tx.send(b"waiting")?;
+/// let info = inspect(&name)?;
+/// assert_eq!((info.variant, info.capacity), (VariantKind::LockFree, 4096));
+/// assert_eq!(info.stats.messages_sent, 1);
+/// assert_eq!(info.stats.producer, EndpointState::Attached);
+/// drop(tx); // the creator removes the name
+/// assert!(matches!(inspect(&name), Err(shmpipe::Error::NotFound { .. })));
+/// # Ok::<(), shmpipe::Error>(())
+/// ```
+///
 /// # Errors
 /// The errors of opening a segment (`NotFound`, `NotShmpipe`,
 /// `VersionMismatch`, `SizeMismatch`, `NotOwner`, ...); `Io` if a role lock

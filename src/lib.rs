@@ -107,6 +107,13 @@ pub use waitset::{Event, Events, Token, WaitSet};
 pub struct ReadmeDoctests;
 
 /// Largest message a ring of `capacity` bytes accepts (`capacity / 2 - 8`).
+///
+/// ```
+/// assert_eq!(shmpipe::max_message_for(4096), 2040);
+/// let (tx, _rx) = shmpipe::Builder::new().capacity(4096).in_process()?.split()?;
+/// assert_eq!(tx.max_message(), shmpipe::max_message_for(4096));
+/// # Ok::<(), shmpipe::Error>(())
+/// ```
 pub fn max_message_for(capacity: u64) -> usize {
     layout::max_message(capacity)
 }
@@ -119,6 +126,16 @@ pub fn max_message_for(capacity: u64) -> usize {
 /// A consumer that knows where it started (`stats().head` before its first
 /// receive) can so name the position of every message it reads, e.g. to
 /// join two runs of a forwarder without counting messages.
+///
+/// ```
+/// let (mut tx, mut rx) = shmpipe::Builder::new().capacity(64).in_process()?.split()?;
+/// let start = rx.stats().head;
+/// tx.send(&[7; 20])?; // a 32-byte record at offset 0
+/// rx.recv_with(|_| ())?;
+/// assert_eq!(rx.stats().head, shmpipe::position_after(64, start, 20));
+/// assert_eq!(shmpipe::position_after(64, 48, 20), 96); // no room before the end: wraps
+/// # Ok::<(), shmpipe::Error>(())
+/// ```
 pub fn position_after(capacity: u64, pos: u64, len: usize) -> u64 {
     let rec = frame::record_len(len as u64);
     let contiguous = capacity.wrapping_sub(pos & capacity.wrapping_sub(1));

@@ -45,6 +45,10 @@ impl VariantKind {
     }
 
     /// The name: `"lockfree"` or `"locked"`.
+    ///
+    /// ```
+    /// assert_eq!(shmpipe::VariantKind::Locked.name(), "locked");
+    /// ```
     pub const fn name(self) -> &'static str {
         match self {
             VariantKind::LockFree => "lockfree",

@@ -62,6 +62,10 @@ impl WaitStrategy {
     }
 
     /// Lower-case name, as used by the command line.
+    ///
+    /// ```
+    /// assert_eq!(shmpipe::WaitStrategy::Futex.name(), "futex");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             WaitStrategy::Spin => "spin",

@@ -177,6 +177,12 @@ pub(crate) struct Options {
 
 /// Check a POSIX shared-memory name. The name the user gives is the name in
 /// `/dev/shm` (minus the leading slash); nothing is added to it.
+///
+/// ```
+/// assert!(shmpipe::validate_name("/jobs").is_ok());
+/// let err = shmpipe::validate_name("jobs/today").unwrap_err();
+/// assert!(matches!(err, shmpipe::Error::InvalidName { .. }), "{err}");
+/// ```
 pub fn validate_name(name: &str) -> Result<CString> {
     let bad = |reason| Error::InvalidName {
         name: name.to_string(),

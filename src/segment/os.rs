@@ -351,6 +351,16 @@ pub(crate) fn dup_fd(seg: &Segment) -> Result<OwnedFd> {
 }
 
 /// Remove a named segment.
+///
+/// ```
+/// use shmpipe::Builder;
+/// let name = format!("/doc-remove-{}", std::process::id());
+/// let tx = Builder::new().capacity(4096).unlink_on_drop(false).create_producer(&name)?;
+/// drop(tx); // the name stays (unlink_on_drop(false))
+/// shmpipe::remove(&name)?;
+/// assert!(matches!(shmpipe::remove(&name), Err(shmpipe::Error::NotFound { .. })));
+/// # Ok::<(), shmpipe::Error>(())
+/// ```
 pub fn remove(name: &str) -> Result<()> {
     let cname = validate_name(name)?;
     match shm_unlink(&cname) {
