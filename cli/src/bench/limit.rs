@@ -261,6 +261,10 @@ fn records<const N: usize>(
     // reloading them through references after every store to the ring.)
     let word = move |off: u64| unsafe { &*(data.add((off & mask) as usize) as *const AtomicU64) };
     let pid = fork_run(cpus, move || {
+        // Named through `N` here: a body that used only the captured `len`
+        // would be the same for every `N`, and was merged into one copy
+        // with a run-time length (a call to `memcpy`).
+        let len = if N == 0 { len } else { N };
         while start.load(Ordering::Acquire) == 0 {
             std::hint::spin_loop();
         }
