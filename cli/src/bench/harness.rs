@@ -95,6 +95,33 @@ pub fn spin_step(rounds: &mut u32) -> Result<(), String> {
     Ok(())
 }
 
+/// Busy-poll `attempt` until it succeeds: an error for which `busy` holds
+/// (full, empty) means "not yet" and takes a [`spin_step`]; any other is the
+/// row's error, prefixed with `what`.
+#[inline]
+pub fn spin_until<T, E: std::fmt::Display>(
+    what: &str,
+    busy: impl Fn(&E) -> bool,
+    mut attempt: impl FnMut() -> Result<T, E>,
+) -> Result<T, String> {
+    let mut rounds = 0;
+    loop {
+        match attempt() {
+            Ok(v) => return Ok(v),
+            Err(e) if busy(&e) => spin_step(&mut rounds)?,
+            Err(e) => return Err(format!("{what}: {e}")),
+        }
+    }
+}
+
+/// A name no other session uses: `prefix`, this process's id and a count
+/// of the names it made.
+pub fn unique_name(prefix: &str) -> String {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
 /// The failed call `what` with the OS error, for a row's error text.
 pub fn os_err(what: &str) -> String {
     format!("{what}: {}", std::io::Error::last_os_error())

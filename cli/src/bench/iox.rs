@@ -6,7 +6,6 @@
 //! Everything is created after the fork, in each process, under names
 //! unique to the session.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use iceoryx2::port::listener::Listener;
@@ -16,7 +15,7 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::port::{BackpressureAction, BackpressureInfo};
 use iceoryx2::prelude::*;
 
-use super::harness::{aborted, spin_step, Endpoint, Mode, Transport};
+use super::harness::{aborted, spin_step, unique_name, Endpoint, Mode, Transport};
 
 pub struct Iceoryx2;
 
@@ -68,13 +67,8 @@ impl Transport for Iceoryx2 {
         true
     }
     fn setup(&self, _size: usize) -> Result<IoxNames, String> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
         set_log_level(LogLevel::Fatal);
-        let base = format!(
-            "shmpipe-bench/{}/{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let base = unique_name("shmpipe-bench");
         Ok(IoxNames {
             down: format!("{base}/down"),
             up: format!("{base}/up"),

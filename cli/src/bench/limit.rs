@@ -7,17 +7,21 @@
 //!   framing, no checks beyond one load per slot: what the cache-coherence
 //!   fabric moves, in 64-byte messages per second. Rows of up to 64 B are
 //!   compared with it in msgs/s.
-//! - `limit-records`: the format-v2 protocol done as well as it can be, with
-//!   nothing else, at the row's own message size: records of an 8-byte
-//!   header and the payload (rounded up to 8) in a 1 MiB ring, the header
-//!   word as the consumer's signal, the next header zeroed ahead, the
-//!   producer caching `head` and reading it only when the ring looks full
-//!   (then waiting for a quarter of the ring, polling sparingly), the
-//!   consumer copying each payload out and publishing `head` lazily (each
-//!   sixteenth of the ring, and whenever it finds the ring empty). No
-//!   validation, no `tail` store, no counters, no API; the payload copies
-//!   have a constant length at 8-64 B. No library row of the same protocol
-//!   can beat it: the gap between it and a row is the library's.
+//! - `limit-records`: shmpipe's protocol (format v2/v3 records) with
+//!   nothing but what moving and checking a message takes, at the row's own
+//!   message size: records of an 8-byte header and the payload (rounded up
+//!   to 8) in a 1 MiB ring, the header word as the consumer's signal, the
+//!   next header zeroed ahead, padding at the wrap. The producer stamps the
+//!   sequence number into its message, copies it in, and reloads `head`
+//!   only when its cached room runs out; the consumer copies each payload
+//!   out, checks its sequence number (a wrong one fails the run), and
+//!   publishes `head` once per batch of whatever it found ready (within a
+//!   long batch each sixteenth of the ring, as `drain` does). Either side,
+//!   finding nothing (no record; no room), looks again only after a few
+//!   spin hints, so neither races the other through a line it is writing.
+//!   No validation, no `tail`, no counters, no liveness, no API; constant
+//!   length copies at 8-64 B. Every shmpipe row does all of this and more,
+//!   so none can beat it: the gap between it and a row is the library's.
 //! - `limit-memcpy`: one core copying messages of the row's size into a
 //!   1 MiB buffer, in bytes/s. Every transport copies each message at
 //!   least once on each side, so rows above 64 B are compared with it in
@@ -32,9 +36,11 @@
 //! parent's); medians of the runs are reported.
 
 use nix::errno::Errno;
+use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -82,22 +88,19 @@ struct Shared {
 
 impl Shared {
     fn new(len: usize) -> Result<Shared, String> {
-        // SAFETY: a fresh anonymous shared mapping; checked for failure.
+        let size = NonZeroUsize::new(len).ok_or("an empty shared mapping")?;
+        // SAFETY: a fresh anonymous shared mapping, no address asked for.
         let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
+            mmap_anonymous(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
             )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(harness::os_err("mmap"));
         }
+        .map_err(|e| format!("mmap: {e}"))?;
         Ok(Shared {
-            ptr: ptr.cast(),
+            ptr: ptr.as_ptr().cast(),
             len,
         })
     }
@@ -195,22 +198,46 @@ pub fn slots_run(cpus: Option<Cpus>, n: u64) -> Result<f64, String> {
 }
 
 /// One run of the bare format-v2 protocol with `size`-byte messages: the
-/// child produces `n`, we consume them (copying each payload out, as
-/// `try_recv_into` does); messages per second.
+/// child produces `n`, we consume them, copying each payload out and
+/// checking its sequence number, as every row's receiver does; messages
+/// per second.
 pub fn records_run(cpus: Option<Cpus>, size: usize, n: u64) -> Result<f64, String> {
+    records_stamped(cpus, size, n, |i| i)
+}
+
+/// [`records_run`] with the sequence number of message `i` written as
+/// `stamp(i)` (tests corrupt it to see the consumer's check fail).
+pub fn records_stamped(
+    cpus: Option<Cpus>,
+    size: usize,
+    n: u64,
+    stamp: impl Fn(u64) -> u64,
+) -> Result<f64, String> {
     // Constant-length copies where the library's sizes are small (what a
     // library specialised for them could do); a plain memcpy otherwise.
     match size {
-        8 => records::<8>(cpus, size, n),
-        16 => records::<16>(cpus, size, n),
-        32 => records::<32>(cpus, size, n),
-        64 => records::<64>(cpus, size, n),
-        _ => records::<0>(cpus, size, n),
+        8 => records::<8>(cpus, size, n, stamp),
+        16 => records::<16>(cpus, size, n, stamp),
+        32 => records::<32>(cpus, size, n, stamp),
+        64 => records::<64>(cpus, size, n, stamp),
+        _ => records::<0>(cpus, size, n, stamp),
     }
 }
 
-/// [`records_run`] with payload copies of `N` bytes (`N == 0`: `size`).
-fn records<const N: usize>(cpus: Option<Cpus>, size: usize, n: u64) -> Result<f64, String> {
+/// Spin-loop hints between two looks at a word the other side writes, when
+/// the last look found nothing (the consumer: an empty ring; the producer:
+/// still no room). Looking sparingly keeps each side out of the line the
+/// other is writing, so the consumer reads lines the producer has finished
+/// instead of racing it through the one it is still writing.
+const SPARING: u32 = 16;
+
+/// [`records_stamped`] with payload copies of `N` bytes (`N == 0`: `size`).
+fn records<const N: usize>(
+    cpus: Option<Cpus>,
+    size: usize,
+    n: u64,
+    stamp: impl Fn(u64) -> u64,
+) -> Result<f64, String> {
     const KIND_MSG: u64 = 1 << 32;
     const KIND_PAD: u64 = 2 << 32;
     let len = if N == 0 { size } else { N };
@@ -226,40 +253,49 @@ fn records<const N: usize>(cpus: Option<Cpus>, size: usize, n: u64) -> Result<f6
     let shm = Shared::new(1024 + cap as usize)?;
     let (head, start) = (shm.word(256), shm.word(512));
     let data = shm.ptr.wrapping_add(1024);
-    // SAFETY (both closures): `off & mask` is 8-aligned and below `cap`,
-    // and the data area is `cap` bytes from `data`, 1024 bytes into the
+    // SAFETY (both sides): `off & mask` is 8-aligned and below `cap`, and
+    // the data area is `cap` bytes from `data`, 1024 bytes into the
     // page-aligned mapping: an aligned word inside the mapping, which lives
     // until `shm` drops after the child was reaped.
-    let word = |off: u64| unsafe { &*(data.add((off & mask) as usize) as *const AtomicU64) };
-    let pid = fork_run(cpus, || {
+    // (`move` closures: the loops keep these values in registers instead of
+    // reloading them through references after every store to the ring.)
+    let word = move |off: u64| unsafe { &*(data.add((off & mask) as usize) as *const AtomicU64) };
+    let pid = fork_run(cpus, move || {
+        // Named through `N` here: a body that used only the captured `len`
+        // would be the same for every `N`, and was merged into one copy
+        // with a run-time length (a call to `memcpy`).
+        let len = if N == 0 { len } else { N };
         while start.load(Ordering::Acquire) == 0 {
             std::hint::spin_loop();
         }
         let mut msg = vec![7u8; len];
-        let (mut tail, mut head_cache) = (0u64, 0u64);
+        // `room_end`: the cached `head` plus the capacity, refreshed only
+        // when a record does not fit below it.
+        let (mut tail, mut room_end) = (0u64, cap);
         // Orderings as in the library (DESIGN.md section 2): the header's
         // Release store pairs with the consumer's Acquire load of it, and
         // the consumer's Release store of `head` with the Acquire load here.
         for i in 0..n {
             let off = tail & mask;
-            let pad = if cap - off >= rec { 0 } else { cap - off };
-            let need = pad + rec + 8;
-            if tail + need - head_cache > cap {
-                // Full: wait for a quarter of the ring, polling `head` sparingly.
-                loop {
-                    head_cache = head.load(Ordering::Acquire);
-                    if cap - (tail - head_cache) >= need.max(cap / 4) {
-                        break;
-                    }
-                    for _ in 0..16 {
+            let (at, pad) = if off + rec <= cap {
+                (off, 0)
+            } else {
+                (0, cap - off)
+            };
+            // The record, padding before it at a wrap, and the header slot
+            // after it, which is zeroed.
+            while tail + pad + rec + 8 > room_end {
+                room_end = head.load(Ordering::Acquire) + cap;
+                if tail + pad + rec + 8 > room_end {
+                    for _ in 0..SPARING {
                         std::hint::spin_loop();
                     }
                 }
             }
-            let at = if pad == 0 { off } else { 0 };
-            msg[..8].copy_from_slice(&i.to_le_bytes());
-            // SAFETY: `at + 8 + len <= cap` (the record fits before the end);
-            // these bytes are the producer's until the header is published.
+            msg[..8].copy_from_slice(&stamp(i).to_le_bytes());
+            // SAFETY: `at + len < at + rec <= cap` (the record fits before
+            // the end); these bytes are the producer's until the header is
+            // published.
             unsafe {
                 std::ptr::copy_nonoverlapping(msg.as_ptr(), data.add(at as usize + 8), len);
             }
@@ -277,53 +313,69 @@ fn records<const N: usize>(cpus: Option<Cpus>, size: usize, n: u64) -> Result<f6
     })?;
     let t0 = Instant::now();
     start.store(1, Ordering::Release);
-    let (mut h, mut published) = (0u64, 0u64);
-    let mut sum = 0u64;
-    let mut buf = vec![0u8; len];
-    let mut i = 0;
-    let mut rounds = 0u32;
-    while i < n {
-        let mut off = h & mask;
-        // Acquire: pairs with the producer's Release header store.
-        let mut hw = word(off).load(Ordering::Acquire);
-        if hw == 0 {
-            if h != published {
+    let consumed = (move || {
+        let mut buf = vec![0u8; len];
+        let (mut h, mut i) = (0u64, 0u64);
+        let mut empty = 0u32;
+        while i < n {
+            // A batch: whatever is ready, up to a sixteenth of the ring (as
+            // `drain` publishes within a long batch); `head` once after it.
+            let (from, part_end) = (h, h + cap / 16);
+            while i < n && h < part_end {
+                let off = h & mask;
+                // Acquire: pairs with the producer's Release header store.
+                let hw = word(off).load(Ordering::Acquire);
+                if hw == 0 {
+                    break;
+                }
+                // At a wrap the message is at offset 0, its header stored
+                // before the padding's (not read: the length is known).
+                let at = if hw & KIND_PAD != 0 {
+                    h += cap - off;
+                    0
+                } else {
+                    off
+                };
+                // SAFETY: `at + 8 + len <= cap`: the producer writes every
+                // record whole before the end of the area; `buf` is `len` bytes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(data.add(at as usize + 8), buf.as_mut_ptr(), len);
+                }
+                let mut seq = [0u8; 8];
+                seq.copy_from_slice(&buf[..8]);
+                let seq = u64::from_le_bytes(seq);
+                if seq != i {
+                    return Err(format!(
+                        "limit-records: message {i} carried sequence number {seq}"
+                    ));
+                }
+                h += rec;
+                i += 1;
+            }
+            if h != from {
                 // Release: pairs with the producer's Acquire load of `head`.
                 head.store(h, Ordering::Release);
-                published = h;
+                continue;
             }
-            rounds = rounds.wrapping_add(1);
-            if rounds & 0xffff == 0 && t0.elapsed() > Duration::from_secs(60) {
-                break; // the child died: reported below
+            empty = empty.wrapping_add(1);
+            if empty & 0x3ff == 0 && t0.elapsed() > Duration::from_secs(60) {
+                return Err(format!(
+                    "limit-records: the producer stopped after {i} of {n} records"
+                ));
             }
-            std::hint::spin_loop();
-            continue;
+            for _ in 0..SPARING {
+                std::hint::spin_loop();
+            }
         }
-        if hw & KIND_PAD != 0 {
-            h += cap - off;
-            off = 0;
-            hw = word(0).load(Ordering::Acquire);
-        }
-        let got = ((hw & 0xffff_ffff) as usize).min(len);
-        // SAFETY: `off + 8 + got <= cap`: records are written whole, and
-        // `got <= len == buf.len()`.
-        unsafe { std::ptr::copy_nonoverlapping(data.add(off as usize + 8), buf.as_mut_ptr(), got) };
-        let mut seq = [0u8; 8];
-        seq.copy_from_slice(&buf[..8]);
-        sum = sum.wrapping_add(u64::from_le_bytes(seq));
-        h += rec;
-        i += 1;
-        if h - published >= cap / 16 {
-            // Release: as above.
-            head.store(h, Ordering::Release);
-            published = h;
-        }
-    }
+        Ok(())
+    })();
     let secs = t0.elapsed().as_secs_f64();
-    reap(pid, Instant::now() + Duration::from_secs(10))?;
-    if i < n || sum != n.wrapping_mul(n.wrapping_sub(1)) / 2 {
-        return Err("bare record ring lost a record".into());
+    if consumed.is_err() {
+        // Killing our own child, which may be waiting for room forever.
+        let _ = kill(pid, Signal::SIGKILL);
     }
+    reap(pid, Instant::now() + Duration::from_secs(10))?;
+    consumed?;
     Ok(n as f64 / secs)
 }
 
@@ -418,7 +470,7 @@ pub fn measure(cpus: Option<Cpus>, quick: bool, size: usize) -> Result<Limits, S
         records_runs: records,
         memcpy_bytes_per_sec: (!memcpy.is_empty()).then(|| median(memcpy.clone())),
         memcpy_runs: memcpy,
-        method: "limit-slots: bare SPSC ring of 1024 64-byte slots, index published every 16 slots, across fork() on the same CPUs; limit-records: the bare format-v2 protocol at the rows' size (header as signal, zero ahead, cached head, head published lazily, payload copied in and out, no validation, no tail store) in a 1 MiB ring; limit-memcpy: one core copying messages of the rows' size into a 1 MiB buffer, bytes/s (sizes above 64 B); limit-atomic: bare ping-pong of two atomic words on separate lines, p50 of round trips timed one by one as the transports' are; medians of 3 runs",
+        method: "limit-slots: bare SPSC ring of 1024 64-byte slots, index published every 16 slots, across fork() on the same CPUs; limit-records: shmpipe's record protocol at the rows' size with nothing else (header as signal, zero ahead, wrap padding, head reloaded only when the cached room runs out, head published once per batch of ready records, payload copied in and out, every sequence number checked; no validation, tail, counters or liveness) in a 1 MiB ring; limit-memcpy: one core copying messages of the rows' size into a 1 MiB buffer, bytes/s (sizes above 64 B); limit-atomic: bare ping-pong of two atomic words on separate lines, p50 of round trips timed one by one as the transports' are; medians of 3 runs",
     })
 }
 
@@ -500,7 +552,7 @@ pub fn table(per_size: &[(usize, &Limits)], xs: &[XLimit]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\nhardware limit, same run and CPUs, measured next to each size's rows: limit-slots = bare 64-byte slot ring (index every 16 slots), limit-records = the bare format-v2 protocol at that size done as well as it can be (no checks: no row can beat it), limit-memcpy = one core copying such messages (bytes/s, above 64 B), limit-atomic = bare atomic ping-pong (p50)"
+        "\nhardware limit, same run and CPUs, measured next to each size's rows: limit-slots = bare 64-byte slot ring (index every 16 slots), limit-records = shmpipe's record protocol at that size with only the copies and the sequence check (head once per batch: no row can beat it), limit-memcpy = one core copying such messages (bytes/s, above 64 B), limit-atomic = bare atomic ping-pong (p50)"
     );
     for (size, l) in per_size {
         let memcpy = l.memcpy_bytes_per_sec.map_or(String::new(), |b| {
@@ -508,10 +560,10 @@ pub fn table(per_size: &[(usize, &Limits)], xs: &[XLimit]) -> String {
         });
         let _ = writeln!(
             s,
-            "  next to {:>6}: limit-slots {:.1}M msgs/s, limit-records {:.1}M msgs/s ({:.0} MB/s){memcpy}, limit-atomic {:.0} ns",
+            "  next to {:>6}: limit-slots {} msgs/s, limit-records {} msgs/s ({:.0} MB/s){memcpy}, limit-atomic {:.0} ns",
             super::report::size_label(*size),
-            l.slots_msgs_per_sec / 1e6,
-            l.records_msgs_per_sec / 1e6,
+            super::report::count(l.slots_msgs_per_sec),
+            super::report::count(l.records_msgs_per_sec),
             l.records_msgs_per_sec * *size as f64 / 1e6,
             l.atomic_round_trip_ns
         );

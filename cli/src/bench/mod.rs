@@ -367,7 +367,11 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     if let Some(path) = &args.plot {
-        std::fs::write(path, plot::svg(&res)?)
+        let records: Vec<(usize, f64)> = measured
+            .iter()
+            .map(|(size, l)| (*size, l.records_msgs_per_sec * *size as f64 / 1e6))
+            .collect();
+        std::fs::write(path, plot::svg(&res, &records)?)
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     let failed = res.failed_rows();

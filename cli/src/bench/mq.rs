@@ -2,9 +2,8 @@
 //! opened by name in each process (so O_NONBLOCK is per process).
 
 use std::ffi::CString;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::harness::{os_err, retry_or_fail, Endpoint, Mode, Transport};
+use super::harness::{os_err, retry_or_fail, unique_name, Endpoint, Mode, Transport};
 
 fn proc_limit(file: &str) -> Option<usize> {
     std::fs::read_to_string(format!("/proc/sys/fs/mqueue/{file}"))
@@ -63,12 +62,9 @@ impl Transport for Mq {
         }
     }
     fn setup(&self, size: usize) -> Result<MqNames, String> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
         let pid = std::process::id();
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let mk = |dir: &str| {
-            CString::new(format!("/shmpipe-bench-{pid}-{n}-{dir}")).map_err(|e| e.to_string())
-        };
+        let base = unique_name("/shmpipe-bench");
+        let mk = |dir: &str| CString::new(format!("{base}-{dir}")).map_err(|e| e.to_string());
         let names = MqNames {
             down: mk("down")?,
             up: mk("up")?,
@@ -149,6 +145,18 @@ fn soon() -> libc::timespec {
     ts
 }
 
+/// The deadline of one call: none while busy-polling (the queues are then
+/// O_NONBLOCK, so the call returns at once, as `mq_send`/`mq_receive`
+/// would), else [`soon`].
+fn deadline(spin: bool) -> Option<libc::timespec> {
+    (!spin).then(soon)
+}
+
+/// `ts` as the timeout argument of the timed calls (null: no deadline).
+fn at(ts: &Option<libc::timespec>) -> *const libc::timespec {
+    ts.as_ref().map_or(std::ptr::null(), |t| t)
+}
+
 impl Endpoint for MqEnd {
     fn set_mode(&mut self, mode: Mode) -> Result<(), String> {
         self.spin = mode == Mode::Spin;
@@ -167,14 +175,11 @@ impl Endpoint for MqEnd {
     fn send(&mut self, msg: &[u8]) -> Result<(), String> {
         let mut rounds = 0;
         loop {
-            let rc = if self.spin {
-                // SAFETY: `msg` is a valid buffer of that length.
-                unsafe { libc::mq_send(self.tx, msg.as_ptr().cast(), msg.len(), 0) }
-            } else {
-                let ts = soon();
-                // SAFETY: as above; `ts` is a valid timespec.
-                unsafe { libc::mq_timedsend(self.tx, msg.as_ptr().cast(), msg.len(), 0, &ts) }
-            };
+            let ts = deadline(self.spin);
+            // SAFETY: `msg` is a valid buffer of that length; `ts` is null
+            // or a valid timespec that outlives the call.
+            let rc =
+                unsafe { libc::mq_timedsend(self.tx, msg.as_ptr().cast(), msg.len(), 0, at(&ts)) };
             if rc == 0 {
                 return Ok(());
             }
@@ -186,28 +191,17 @@ impl Endpoint for MqEnd {
         let mut rounds = 0;
         loop {
             let buf = &mut self.scratch;
-            let n = if self.spin {
-                // SAFETY: `buf` is writable and at least mq_msgsize bytes.
-                unsafe {
-                    libc::mq_receive(
-                        self.rx,
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        std::ptr::null_mut(),
-                    )
-                }
-            } else {
-                let ts = soon();
-                // SAFETY: as above; `ts` is a valid timespec.
-                unsafe {
-                    libc::mq_timedreceive(
-                        self.rx,
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        std::ptr::null_mut(),
-                        &ts,
-                    )
-                }
+            let ts = deadline(self.spin);
+            // SAFETY: `buf` is writable and at least mq_msgsize bytes; `ts`
+            // is null or a valid timespec that outlives the call.
+            let n = unsafe {
+                libc::mq_timedreceive(
+                    self.rx,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    std::ptr::null_mut(),
+                    at(&ts),
+                )
             };
             if n >= 0 {
                 let n = n as usize;

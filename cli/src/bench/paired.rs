@@ -147,6 +147,11 @@ fn ratio_defs(kind: Kind) -> &'static [(&'static str, &'static str, &'static str
             ("spin / limit-records", "shmpipe-spin", "limit-records"),
             ("futex / limit-records", "shmpipe-futex", "limit-records"),
             (
+                "drain / limit-records",
+                "shmpipe-spin-drain",
+                "limit-records",
+            ),
+            (
                 "drain / try_recv_into",
                 "shmpipe-spin-drain",
                 "shmpipe-spin",

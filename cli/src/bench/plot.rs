@@ -11,20 +11,18 @@ use super::report::{size_label, Results};
 const W: u32 = 1400;
 const H: u32 = 900;
 const FONT: &str = "sans-serif";
-const COLORS: [RGBColor; 12] = [
-    RGBColor(0x00, 0x00, 0x00),
-    RGBColor(0xe6, 0x19, 0x4b),
-    RGBColor(0x3c, 0xb4, 0x4b),
-    RGBColor(0x43, 0x63, 0xd8),
-    RGBColor(0xf5, 0x82, 0x31),
-    RGBColor(0x91, 0x1e, 0xb4),
-    RGBColor(0x42, 0xd4, 0xf4),
-    RGBColor(0xf0, 0x32, 0xe6),
-    RGBColor(0x9a, 0x63, 0x24),
-    RGBColor(0x80, 0x80, 0x00),
-    RGBColor(0x46, 0x99, 0x90),
-    RGBColor(0x80, 0x00, 0x00),
+/// The series' colours, 0xRRGGBB, one per transport in report order.
+const COLORS: [u32; 12] = [
+    0x000000, 0xe6194b, 0x3cb44b, 0x4363d8, 0xf58231, 0x911eb4, 0x42d4f4, 0xf032e6, 0x9a6324,
+    0x808000, 0x469990, 0x800000,
 ];
+
+/// The colour of the `i`-th series.
+fn color(i: usize) -> RGBColor {
+    let [_, r, g, b] = COLORS[i % COLORS.len()].to_be_bytes();
+    RGBColor(r, g, b)
+}
+
 const SPIN: RGBColor = RGBColor(0x43, 0x63, 0xd8);
 const BLOCK: RGBColor = RGBColor(0xf5, 0x82, 0x31);
 
@@ -42,11 +40,13 @@ fn headline_size(res: &Results) -> usize {
         .unwrap_or(sizes.first().copied().unwrap_or(64))
 }
 
-/// Draw every chart of `res` as one SVG document.
+/// Draw every chart of `res` as one SVG document; `records` is
+/// `limit-records` in MB/s next to each size measured (drawn as the
+/// throughput chart's dashed ceiling).
 ///
 /// # Errors
 /// A message if plotters fails to lay out a chart.
-pub fn svg(res: &Results) -> Result<String, String> {
+pub fn svg(res: &Results, records: &[(usize, f64)]) -> Result<String, String> {
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
@@ -55,7 +55,8 @@ pub fn svg(res: &Results) -> Result<String, String> {
         let (thr, lat) = bottom.split_horizontally(760);
         let (thr_chart, thr_legend) = thr.split_horizontally(560);
         headline(&top, res).map_err(|e| format!("plot (headline): {e}"))?;
-        throughput(&thr_chart, &thr_legend, res).map_err(|e| format!("plot (throughput): {e}"))?;
+        throughput(&thr_chart, &thr_legend, res, records)
+            .map_err(|e| format!("plot (throughput): {e}"))?;
         latency(&lat, res).map_err(|e| format!("plot (latency): {e}"))?;
         root.present().map_err(|e| format!("plot: {e}"))?;
     }
@@ -63,6 +64,17 @@ pub fn svg(res: &Results) -> Result<String, String> {
 }
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A log axis over `vals`: from the smallest divided by `below` to the
+/// largest times `above`, or `empty` when there is nothing to show.
+fn log_range(vals: &[f64], empty: (f64, f64), below: f64, above: f64) -> (f64, f64) {
+    if vals.is_empty() {
+        return empty;
+    }
+    let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = vals.iter().copied().fold(0.0, f64::max);
+    (lo / below, hi * above)
+}
 
 /// The upper end of a segmented axis of `n` slots (plotters' segmented
 /// range `0..k` has `k + 1` slots).
@@ -120,7 +132,7 @@ fn headline(area: &Area, res: &Results) -> DrawResult {
         })
         .draw()?;
     for (i, (name, r, rf)) in rows.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+        let color = color(i);
         let y0 = SegmentValue::Exact(i);
         let y1 = SegmentValue::Exact(i + 1);
         match r {
@@ -150,22 +162,18 @@ fn headline(area: &Area, res: &Results) -> DrawResult {
     Ok(())
 }
 
-/// MB/s against message size, log-log, one line per transport; the legend
-/// is drawn in `legend`, beside the chart, so no label covers a line.
-fn throughput(area: &Area, legend: &Area, res: &Results) -> DrawResult {
+/// MB/s against message size, log-log, one line per transport and a dashed
+/// one for `limit-records` (`records`: size, MB/s); the legend is drawn in
+/// `legend`, beside the chart, so no label covers a line.
+fn throughput(area: &Area, legend: &Area, res: &Results, records: &[(usize, f64)]) -> DrawResult {
     let vals: Vec<f64> = res
         .transports
         .iter()
         .flat_map(|t| t.results.iter().filter_map(|c| c.mb_per_sec))
+        .chain(records.iter().map(|r| r.1))
         .filter(|v| *v > 0.0)
         .collect();
-    let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = vals.iter().copied().fold(0.0, f64::max);
-    let (lo, hi) = if vals.is_empty() {
-        (1.0, 10.0)
-    } else {
-        (lo / 1.5, hi * 1.5)
-    };
+    let (lo, hi) = log_range(&vals, (1.0, 10.0), 1.5, 1.5);
     let log2 = |n: usize| (n.max(1) as f64).log2();
     let xmin = res.sizes.first().map_or(3.0, |&s| log2(s));
     let xmax = res.sizes.last().map_or(16.0, |&s| log2(s)).max(xmin + 1.0);
@@ -196,7 +204,7 @@ fn throughput(area: &Area, legend: &Area, res: &Results) -> DrawResult {
         })
         .draw()?;
     for (i, t) in res.transports.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+        let color = color(i);
         let pts: Vec<(f64, f64)> = t
             .results
             .iter()
@@ -210,6 +218,23 @@ fn throughput(area: &Area, legend: &Area, res: &Results) -> DrawResult {
             color.stroke_width(3),
         ))?;
         legend.draw(&Text::new(t.name, (32, y - 7), (FONT, 13)))?;
+    }
+    let pts: Vec<(f64, f64)> = records
+        .iter()
+        .filter(|r| r.1 > 0.0)
+        .map(|&(size, v)| (log2(size), v))
+        .collect();
+    if !pts.is_empty() {
+        chart.draw_series(DashedLineSeries::new(pts, 6, 4, BLACK.stroke_width(2)))?;
+        let y = 60 + res.transports.len() as i32 * 20;
+        let dash = |x: i32| PathElement::new(vec![(x, y), (x + 8, y)], BLACK.stroke_width(3));
+        legend.draw(&dash(4))?;
+        legend.draw(&dash(18))?;
+        legend.draw(&Text::new(
+            "limit-records (ceiling)",
+            (32, y - 7),
+            (FONT, 13),
+        ))?;
     }
     Ok(())
 }
@@ -231,14 +256,8 @@ fn latency(area: &Area, res: &Results) -> DrawResult {
         })
         .collect();
     let vals: Vec<f64> = rows.iter().flat_map(|r| [r.1, r.2]).flatten().collect();
-    let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = vals.iter().copied().fold(0.0, f64::max);
     // Headroom above the tallest bar keeps the legend clear of the bars.
-    let (lo, hi) = if vals.is_empty() {
-        (0.1, 10.0)
-    } else {
-        (lo / 2.0, hi * 12.0)
-    };
+    let (lo, hi) = log_range(&vals, (0.1, 10.0), 2.0, 12.0);
     let n = rows.len().max(1);
     let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
     let mut chart = ChartBuilder::on(area)

@@ -18,7 +18,6 @@
 //! other side's producer (which only unlinks the file: the mappings stay).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use ringfire::{
     FlowControl, FutexWait, RingConsumer, RingProducer, RingProducerBuilder, RingfireError,
@@ -26,7 +25,8 @@ use ringfire::{
 };
 
 use super::harness::{
-    aborted, session, spin_step, Cpus, Endpoint, Mode, Plan, SessionOut, Transport,
+    aborted, session, spin_step, spin_until, unique_name, Cpus, Endpoint, Mode, Plan, SessionOut,
+    Transport,
 };
 
 /// The message sizes this bench has a slot type for.
@@ -81,12 +81,7 @@ impl<const N: usize> Transport for Ringfire<N> {
         if size != N {
             return Err(format!("ringfire slot of {N} bytes asked to carry {size}"));
         }
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let base = format!(
-            "/dev/shm/shmpipe-bench-ringfire-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let base = unique_name("/dev/shm/shmpipe-bench-ringfire");
         let (down_path, up_path) = (
             PathBuf::from(format!("{base}-down")),
             PathBuf::from(format!("{base}-up")),
@@ -168,14 +163,11 @@ impl<const N: usize> Endpoint for RfEnd<N> {
             self.tx.push(item);
             return Ok(());
         }
-        let mut rounds = 0;
-        loop {
-            match self.tx.try_push(item) {
-                Ok(()) => return Ok(()),
-                Err(RingfireError::BackpressureBufferFull) => spin_step(&mut rounds)?,
-                Err(err) => return Err(format!("try_push: {err}")),
-            }
-        }
+        spin_until(
+            "try_push",
+            |e| matches!(e, RingfireError::BackpressureBufferFull),
+            || self.tx.try_push(item),
+        )
     }
 
     #[inline]

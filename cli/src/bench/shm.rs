@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 
 use shmpipe::{Builder, Consumer, Error, Pair, Producer, Variant, WaitStrategy};
 
-use super::harness::{spin_step, Endpoint, Mode, Transport};
+use super::harness::{spin_step, spin_until, Endpoint, Mode, Transport};
 
 /// A shmpipe ring of variant `V` with wait strategy `wait`.
 pub struct Shm<V: Variant> {
@@ -129,17 +129,19 @@ impl<V: Variant> Transport for Shm<V> {
         Ok((down, up))
     }
     fn parent(&self, (down, up): Self::Setup, size: usize) -> Result<ShmEnd<V>, String> {
-        Ok(ShmEnd::new(
-            down.into_producer().map_err(|e| e.to_string())?,
-            up.into_consumer().map_err(|e| e.to_string())?,
-            size,
-            self.drain,
-        ))
+        self.end(down, up, size)
     }
     fn child(&self, (down, up): Self::Setup, size: usize) -> Result<ShmEnd<V>, String> {
+        self.end(up, down, size)
+    }
+}
+
+impl<V: Variant> Shm<V> {
+    /// The end that sends through `tx` and receives through `rx`.
+    fn end(&self, tx: Pair<V>, rx: Pair<V>, size: usize) -> Result<ShmEnd<V>, String> {
         Ok(ShmEnd::new(
-            up.into_producer().map_err(|e| e.to_string())?,
-            down.into_consumer().map_err(|e| e.to_string())?,
+            tx.into_producer().map_err(|e| e.to_string())?,
+            rx.into_consumer().map_err(|e| e.to_string())?,
             size,
             self.drain,
         ))
@@ -157,14 +159,11 @@ impl<V: Variant> Endpoint for ShmEnd<V> {
         if !self.spin {
             return self.tx.send(msg).map_err(|e| format!("send: {e}"));
         }
-        let mut rounds = 0;
-        loop {
-            match self.tx.try_send(msg) {
-                Ok(()) => return Ok(()),
-                Err(Error::Full) => spin_step(&mut rounds)?,
-                Err(e) => return Err(format!("try_send: {e}")),
-            }
-        }
+        spin_until(
+            "try_send",
+            |e| matches!(e, Error::Full),
+            || self.tx.try_send(msg),
+        )
     }
 
     #[inline]
@@ -176,19 +175,8 @@ impl<V: Variant> Endpoint for ShmEnd<V> {
                 self.buf.len()
             ));
         }
-        if !self.spin {
-            let n = self
-                .rx
-                .recv_into(&mut self.buf)
-                .map_err(|e| format!("recv: {e}"))?;
-            return if n == len {
-                Ok(f(&self.buf))
-            } else {
-                Err(wrong(n))
-            };
-        }
         let mut rounds = 0;
-        if let Some(b) = &mut self.batch {
+        if let Some(b) = self.batch.as_mut().filter(|_| self.spin) {
             while b.next >= b.bytes.len() {
                 b.bytes.clear();
                 b.next = 0;
@@ -212,13 +200,21 @@ impl<V: Variant> Endpoint for ShmEnd<V> {
             b.next += len;
             return Ok(f(m));
         }
-        loop {
-            match self.rx.try_recv_into(&mut self.buf) {
-                Ok(n) if n == len => return Ok(f(&self.buf)),
-                Ok(n) => return Err(wrong(n)),
-                Err(Error::Empty) => spin_step(&mut rounds)?,
-                Err(e) => return Err(format!("try_recv_into: {e}")),
-            }
+        let n = if self.spin {
+            spin_until(
+                "try_recv_into",
+                |e| matches!(e, Error::Empty),
+                || self.rx.try_recv_into(&mut self.buf),
+            )?
+        } else {
+            self.rx
+                .recv_into(&mut self.buf)
+                .map_err(|e| format!("recv: {e}"))?
+        };
+        if n == len {
+            Ok(f(&self.buf))
+        } else {
+            Err(wrong(n))
         }
     }
 }

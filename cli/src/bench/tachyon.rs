@@ -15,10 +15,13 @@
 //! `MADV_DONTFORK`): each process listens, on a thread, for the bus it
 //! receives on (`tachyon_bus_listen` waits for its peer on a Unix socket)
 //! while it connects to the bus it sends on.
+//!
+//! Each bus is 1 MiB, or larger for large messages: tachyon's consumer
+//! publishes its read position only every 32 messages, so a bus must hold
+//! more records than that or it deadlocks once full ([`capacity`]).
 
 use std::ffi::CString;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use tachyon_sys::{
@@ -28,11 +31,32 @@ use tachyon_sys::{
     tachyon_get_state, tachyon_state_t_TACHYON_STATE_FATAL_ERROR,
 };
 
-use super::harness::{aborted, spin_step, Endpoint, Mode, Transport};
+use super::harness::{aborted, spin_step, unique_name, Endpoint, Mode, Transport};
 
 /// Ring bytes per bus (a power of two, as tachyon requires): 1 MiB, like
-/// the other rings.
+/// the other rings, or more where a message needs it ([`capacity`]).
 const CAPACITY: usize = 1 << 20;
+/// The largest bus this row makes.
+const MAX_CAPACITY: usize = 64 << 20;
+/// tachyon's consumer stores its read position (`tail`) only every this
+/// many messages (`Arena::BATCH_SIZE`): `tachyon_flush` flushes only the
+/// producer's side, and no call of the C API flushes the consumer's.
+const RX_PUBLISH_EVERY: usize = 32;
+/// tachyon's record: a 64-byte header, the payload, 64-byte alignment.
+const fn record(size: usize) -> usize {
+    (64 + size).next_multiple_of(64)
+}
+
+/// The bus for `size`-byte messages: 1 MiB, or the smallest power of two
+/// holding twice [`RX_PUBLISH_EVERY`] records. A bus holding fewer than
+/// that many deadlocks once full: its consumer has read every record but
+/// published none, and its producer waits for that room for ever (what
+/// hung the 64 KiB sessions: 15 records fit in 1 MiB).
+fn capacity(size: usize) -> usize {
+    (2 * RX_PUBLISH_EVERY * record(size))
+        .next_power_of_two()
+        .max(CAPACITY)
+}
 /// Spins before a blocking receive sleeps.
 const SPIN_THRESHOLD: u32 = 10_000;
 
@@ -69,10 +93,10 @@ impl Bus {
     }
 }
 
-fn listen(path: &CString) -> Result<Bus, String> {
+fn listen(path: &CString, capacity: usize) -> Result<Bus, String> {
     let mut raw = std::ptr::null_mut();
     // SAFETY: a valid C string and out pointer; blocks until a peer connects.
-    let err = unsafe { tachyon_bus_listen(path.as_ptr(), CAPACITY, &mut raw) };
+    let err = unsafe { tachyon_bus_listen(path.as_ptr(), capacity, &mut raw) };
     Bus::from_raw(raw, err, "listen")
 }
 
@@ -86,11 +110,11 @@ fn connect(path: &CString) -> Result<Bus, String> {
 /// This process's end: listen for the bus we receive on (the peer
 /// connects to send) while connecting to the bus we send on (retrying
 /// until the peer listens). Returns (receiver, sender).
-fn open_end(rx_path: &str, tx_path: &str) -> Result<(Bus, Bus), String> {
+fn open_end(rx_path: &str, tx_path: &str, size: usize) -> Result<(Bus, Bus), String> {
     let c = |p: &str| CString::new(p).map_err(|_| "socket path with a NUL byte".to_string());
     let (rx_path, tx_path) = (c(rx_path)?, c(tx_path)?);
     std::thread::scope(|s| {
-        let listener = s.spawn(|| listen(&rx_path));
+        let listener = s.spawn(|| listen(&rx_path, capacity(size)));
         let t0 = Instant::now();
         let tx = loop {
             match connect(&tx_path) {
@@ -139,38 +163,36 @@ impl Transport for Tachyon {
         Mode::Spin
     }
     fn supports(&self, size: usize) -> Result<(), String> {
-        // Known gap: a 64 KiB session hangs in this harness (the child
-        // stops receiving; cause not found yet), so larger sizes are not run.
-        if size > 1024 {
+        if capacity(size) > MAX_CAPACITY {
             return Err(format!(
-                "not run above 1 KiB: a 64 KiB tachyon session hangs in this harness (open question), {size} B skipped"
+                "not run above {} B: tachyon's consumer publishes its position every {RX_PUBLISH_EVERY} messages, so its bus must hold {} records ({} MiB at {size} B; this row makes buses of up to {} MiB)",
+                MAX_CAPACITY / (2 * RX_PUBLISH_EVERY) - 64,
+                2 * RX_PUBLISH_EVERY,
+                capacity(size) >> 20,
+                MAX_CAPACITY >> 20
             ));
         }
         Ok(())
     }
     fn setup(&self, _size: usize) -> Result<TySetup, String> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let base = format!(
-            "/tmp/shmpipe-bench-tachyon-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let base = unique_name("/tmp/shmpipe-bench-tachyon");
         Ok(TySetup {
             down: format!("{base}-down.sock"),
             up: format!("{base}-up.sock"),
         })
     }
     fn parent(&self, s: TySetup, size: usize) -> Result<TyEnd, String> {
-        let (rx, tx) = open_end(&s.up, &s.down)?;
-        Ok(TyEnd {
-            tx,
-            rx,
-            spin: true,
-            buf: vec![0; size],
-        })
+        TyEnd::new(&s.up, &s.down, size)
     }
     fn child(&self, s: TySetup, size: usize) -> Result<TyEnd, String> {
-        let (rx, tx) = open_end(&s.down, &s.up)?;
+        TyEnd::new(&s.down, &s.up, size)
+    }
+}
+
+impl TyEnd {
+    /// The end that receives on the bus at `rx_path` and sends on `tx_path`'s.
+    fn new(rx_path: &str, tx_path: &str, size: usize) -> Result<TyEnd, String> {
+        let (rx, tx) = open_end(rx_path, tx_path, size)?;
         Ok(TyEnd {
             tx,
             rx,
