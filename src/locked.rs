@@ -46,7 +46,9 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::frame::check_span;
 use crate::layout::{self, Header};
-use crate::ring::{mode_until, Endpoint, Found, Mode, Slot, Variant};
+use crate::ring::{
+    mode_until, ConsumerHooks, Endpoint, Found, Mode, ProducerHooks, Protocol, Slot,
+};
 use crate::segment::Role;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -63,9 +65,9 @@ pub type Pair = crate::builder::Pair<crate::Locked>;
 /// A message lent by [`Consumer::peek`] in a locked ring (the lock is not held).
 pub type Message<'a> = crate::ring::Message<'a, crate::Locked>;
 
-/// The locked design's departures from the lock-free protocol (the hooks
-/// of [`Variant`], called by `Producer` / `Consumer`).
-impl Variant for crate::Locked {
+/// The locked design: its codes, its guard (the lock) and how an
+/// operation takes it.
+impl Protocol for crate::Locked {
     const CODE: u32 = layout::VARIANT_LOCKED;
     const KIND: crate::VariantKind = crate::VariantKind::Locked;
     /// The indices decide, read under the lock: no header-signal fast path.
@@ -90,7 +92,11 @@ impl Variant for crate::Locked {
         };
         ep.note(r)
     }
+}
 
+/// The locked producer's departures from the lock-free protocol (the
+/// hooks of [`crate::Variant`], called by `Producer`).
+impl ProducerHooks for crate::Locked {
     /// Nothing to scan for: every commit stores `tail` under the lock.
     fn producer_attach(
         _p: &mut crate::Producer<Self>,
@@ -161,7 +167,11 @@ impl Variant for crate::Locked {
         }
         Ok(n)
     }
+}
 
+/// The locked consumer's departures from the lock-free protocol (the
+/// hooks of [`crate::Variant`], called by `Consumer`).
+impl ConsumerHooks for crate::Locked {
     /// Checked under the lock, by every operation.
     fn consumer_attach(c: &mut crate::Consumer<Self>, _head: u64, tail: u64) -> Result<()> {
         c.var.tail_seen = tail;

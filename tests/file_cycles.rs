@@ -32,15 +32,7 @@ const CRATES: &[&str] = &[
 
 /// Cycles still to be removed, as `(crate folder, file, file)` with the two
 /// files in sorted order.
-const KNOWN: &[(&str, &str, &str)] = &[
-    // The `Variant` trait's hooks take the endpoints they customise
-    // (`Producer<Self>`, `Consumer<Self>`), and the endpoints are generic
-    // over the trait: a trait and its users, mutually recursive by design
-    // (DESIGN.md, "The locked variant"). Everything else the endpoints
-    // share lives in leaf files (`stats.rs`, `endpoint.rs`, `block.rs`).
-    ("src", "ring/mod.rs", "ring/consumer.rs"),
-    ("src", "ring/mod.rs", "ring/producer.rs"),
-];
+const KNOWN: &[(&str, &str, &str)] = &[];
 
 /// A module path from the crate root (`[]` is `lib.rs`/`main.rs`).
 type ModPath = Vec<String>;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::block::{block, deadline_after, Mode};
 use super::endpoint::{Check, Endpoint, PeerGone};
+use super::protocol::{shared_accessors, LockFree, Protocol};
 use super::stats::{bump, PeerStatus};
-use super::{LockFree, Variant};
 use crate::error::{Error, Result};
 use crate::frame::{self, check_lag, HDR, KIND_MSG, KIND_PAD};
 use crate::layout::STATE_ATTACHED;
@@ -22,11 +22,76 @@ use crate::sync::Ordering;
 /// consumer that dies mid-`drain` gets at most that much delivered again.
 const DRAIN_PUBLISH_PARTS: u64 = 16;
 
+/// The consumer's hooks of a ring design (see [`super::Variant`]): each
+/// default is the lock-free step; `src/locked.rs` overrides them for
+/// `Locked`.
+pub trait ConsumerHooks: Protocol {
+    /// At attach: check the indices found.
+    #[doc(hidden)]
+    fn consumer_attach(c: &mut Consumer<Self>, head: u64, tail: u64) -> crate::Result<()> {
+        c.check_attach(head, tail)
+    }
+    /// One look for a message (inside `enter`).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn look(c: &mut Consumer<Self>) -> crate::Result<Option<Found>> {
+        c.look()
+    }
+    /// Whether a record is published at `head` (no validation).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn has_record(c: &Consumer<Self>) -> bool {
+        c.header_published()
+    }
+    /// A waiting consumer's look without entering: `true` if it can tell
+    /// the ring is empty.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn empty_at_a_glance(_c: &mut Consumer<Self>) -> bool {
+        false
+    }
+    /// Found empty, once per liveness slice: cross-check the indices.
+    #[doc(hidden)]
+    fn cross_check_empty(c: &Consumer<Self>) -> crate::Result<()> {
+        c.cross_check_empty()
+    }
+    /// Whether something was published since the last look.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn data_moved(c: &Consumer<Self>) -> bool {
+        c.header_published()
+    }
+    /// The word a sleeping consumer waits on, and the value it saw there.
+    #[doc(hidden)]
+    fn data_signal(c: &Consumer<Self>) -> (&crate::sync::AtomicU64, u64) {
+        (c.head_word(), 0)
+    }
+    /// Release a message lent by `peek`.
+    #[doc(hidden)]
+    fn release(c: &mut Consumer<Self>, found: Found) {
+        c.publish_head(found.next)
+    }
+    /// Before closing: publish what `release` left pending.
+    #[doc(hidden)]
+    fn finish_release(_c: &mut Consumer<Self>) {}
+    /// Start a `drain`: `Ok(None)`: busy, nothing read; else what is held
+    /// and, where the indices decide, the `tail` that bounds the batch.
+    #[doc(hidden)]
+    #[allow(clippy::type_complexity)]
+    fn drain_begin(
+        _c: &mut Consumer<Self>,
+    ) -> crate::Result<Option<(Option<Self::Guard>, Option<u64>)>> {
+        Ok(Some((None, None)))
+    }
+}
+
+impl ConsumerHooks for LockFree {}
+
 /// The receiving end of a ring. `Send`, not `Sync`.
 ///
 /// Dropping it closes the consumer side: the producer's sends then fail
 /// with [`Error::Disconnected`].
-pub struct Consumer<V: Variant = LockFree> {
+pub struct Consumer<V: ConsumerHooks = LockFree> {
     pub(crate) ep: Endpoint,
     /// Our authoritative head (locked: last head seen under the lock, or
     /// past messages released while the lock was busy).
@@ -43,7 +108,7 @@ pub struct Consumer<V: Variant = LockFree> {
 
 // SAFETY: as for `Producer`: the data pointer points into the owned
 // `Arc<Segment>`; `Cell<()>` keeps the handle !Sync.
-unsafe impl<V: Variant> Send for Consumer<V> {}
+unsafe impl<V: ConsumerHooks> Send for Consumer<V> {}
 
 /// Why a receive attempt found nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +133,7 @@ pub struct Found {
     pub(crate) next: u64,
 }
 
-impl<V: Variant> Consumer<V> {
+impl<V: ConsumerHooks> Consumer<V> {
     pub(crate) fn attach(seg: Arc<Segment>) -> Result<Self> {
         let ep = Endpoint::attach(seg, Role::Consumer, V::HEADER_SIGNAL)?;
         let h = ep.h();
@@ -96,7 +161,7 @@ impl<V: Variant> Consumer<V> {
         self.ep.note(r)
     }
 
-    super::shared_accessors!();
+    shared_accessors!();
 
     /// Whether no committed record is waiting.
     ///
@@ -949,12 +1014,12 @@ fn copy_to(buf: &mut Vec<u8>, m: &[u8]) -> usize {
 /// [`Message::release`] to free its space; dropping it without releasing
 /// keeps the message in the ring (it is returned again).
 #[must_use = "a peeked message stays in the ring until it is released"]
-pub struct Message<'a, V: Variant = LockFree> {
+pub struct Message<'a, V: ConsumerHooks = LockFree> {
     c: &'a mut Consumer<V>,
     found: Found,
 }
 
-impl<V: Variant> Message<'_, V> {
+impl<V: ConsumerHooks> Message<'_, V> {
     /// Free the message's space: the producer may reuse it.
     ///
     /// ```
@@ -972,14 +1037,14 @@ impl<V: Variant> Message<'_, V> {
     }
 }
 
-impl<V: Variant> std::ops::Deref for Message<'_, V> {
+impl<V: ConsumerHooks> std::ops::Deref for Message<'_, V> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         self.c.payload(self.found)
     }
 }
 
-impl<V: Variant> std::fmt::Debug for Message<'_, V> {
+impl<V: ConsumerHooks> std::fmt::Debug for Message<'_, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Message")
             .field("len", &self.found.len)
@@ -987,14 +1052,14 @@ impl<V: Variant> std::fmt::Debug for Message<'_, V> {
     }
 }
 
-impl<V: Variant> Drop for Consumer<V> {
+impl<V: ConsumerHooks> Drop for Consumer<V> {
     fn drop(&mut self) {
         V::finish_release(self);
         self.ep.close();
     }
 }
 
-impl<V: Variant> std::fmt::Debug for Consumer<V> {
+impl<V: ConsumerHooks> std::fmt::Debug for Consumer<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Consumer")
             .field("variant", &V::NAME)
@@ -1005,7 +1070,7 @@ impl<V: Variant> std::fmt::Debug for Consumer<V> {
     }
 }
 
-impl<V: Variant> std::io::Read for Consumer<V> {
+impl<V: ConsumerHooks> std::io::Read for Consumer<V> {
     /// Reads the ring as a byte stream: message boundaries are not kept,
     /// empty messages are skipped. Returns `Ok(0)` (end of file) once the
     /// producer closed in order and everything was read; a dead producer is

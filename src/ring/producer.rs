@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::block::{block, deadline_after, Mode};
+use super::counts;
 use super::endpoint::{Check, Endpoint, PeerGone};
+use super::protocol::{shared_accessors, LockFree, Protocol};
 use super::stats::{bump, PeerStatus};
-use super::{counts, LockFree, Variant};
 use crate::error::{Error, Result};
 use crate::frame::{self, check_lag, check_span, HDR, KIND_MSG, KIND_PAD};
 use crate::layout::{STATE_ATTACHED, STATE_CLOSED};
@@ -32,11 +33,54 @@ pub struct Slot {
     pub(crate) off: u64,
 }
 
+/// The producer's hooks of a ring design (see [`super::Variant`]): each
+/// default is the lock-free step; `src/locked.rs` overrides them for
+/// `Locked`.
+pub trait ProducerHooks: Protocol {
+    /// At attach: the end of the committed records, and where the count of
+    /// the records committed after the last checkpoint stops.
+    #[doc(hidden)]
+    fn producer_attach(p: &mut Producer<Self>, head: u64, tail: u64) -> crate::Result<(u64, u64)> {
+        p.attach_end(head, tail)
+    }
+    /// Reserve room for a record of `len` payload bytes (inside `enter`).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn reserve(p: &mut Producer<Self>, len: usize) -> crate::Result<Option<Slot>> {
+        p.reserve(len)
+    }
+    /// A waiting producer's look without entering: `true` if it can tell
+    /// there is no room for `len` bytes.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn full_at_a_glance(_p: &mut Producer<Self>, _len: usize) -> bool {
+        false
+    }
+    /// Publish a written record: the signal `(offset, word)`, the tail.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn publish(p: &mut Producer<Self>, signal: (u64, u64)) {
+        p.publish_signal(signal)
+    }
+    /// `Producer::send_batch`.
+    #[doc(hidden)]
+    fn send_batch<M: AsRef<[u8]>>(p: &mut Producer<Self>, msgs: &[M]) -> crate::Result<()> {
+        p.send_run(msgs)
+    }
+    /// `Producer::try_send_batch` (with `msgs` not empty).
+    #[doc(hidden)]
+    fn try_send_batch<M: AsRef<[u8]>>(p: &mut Producer<Self>, msgs: &[M]) -> crate::Result<usize> {
+        p.try_send_run(msgs)
+    }
+}
+
+impl ProducerHooks for LockFree {}
+
 /// The sending end of a ring. `Send`, not `Sync`: one thread at a time.
 ///
 /// Dropping it closes the producer side: the consumer drains what was
 /// committed, then gets [`Error::Disconnected`].
-pub struct Producer<V: Variant = LockFree> {
+pub struct Producer<V: ProducerHooks = LockFree> {
     pub(crate) ep: Endpoint,
     /// Our authoritative tail (locked: the last tail seen under the lock).
     pub(crate) tail: u64,
@@ -59,9 +103,9 @@ pub struct Producer<V: Variant = LockFree> {
 
 // SAFETY: the raw data pointer points into the `Arc<Segment>` the handle
 // owns; nothing is tied to the creating thread. `Cell<()>` keeps it !Sync.
-unsafe impl<V: Variant> Send for Producer<V> {}
+unsafe impl<V: ProducerHooks> Send for Producer<V> {}
 
-impl<V: Variant> Producer<V> {
+impl<V: ProducerHooks> Producer<V> {
     pub(crate) fn attach(seg: Arc<Segment>) -> Result<Self> {
         let ep = Endpoint::attach(seg, Role::Producer, V::HEADER_SIGNAL)?;
         let h = ep.h();
@@ -145,7 +189,7 @@ impl<V: Variant> Producer<V> {
         Ok(w.end)
     }
 
-    super::shared_accessors!();
+    shared_accessors!();
 
     /// Whether every committed record has been read.
     ///
@@ -875,7 +919,7 @@ impl<V: Variant> Producer<V> {
     }
 }
 
-impl<V: Variant> Drop for Producer<V> {
+impl<V: ProducerHooks> Drop for Producer<V> {
     fn drop(&mut self) {
         if self.ep.attached_here() {
             self.checkpoint(); // the walk of `stats()` then starts at our tail
@@ -884,7 +928,7 @@ impl<V: Variant> Drop for Producer<V> {
     }
 }
 
-impl<V: Variant> std::fmt::Debug for Producer<V> {
+impl<V: ProducerHooks> std::fmt::Debug for Producer<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
             .field("variant", &V::NAME)
@@ -900,14 +944,14 @@ impl<V: Variant> std::fmt::Debug for Producer<V> {
 /// dropping it discards it (nothing is written to the ring's headers
 /// before `commit`).
 #[must_use = "a claim publishes nothing unless committed"]
-pub struct Claim<'a, V: Variant = LockFree> {
+pub struct Claim<'a, V: ProducerHooks = LockFree> {
     p: &'a mut Producer<V>,
     slot: Slot,
     len: usize,
     _guard: Option<V::Guard>,
 }
 
-impl<V: Variant> Claim<'_, V> {
+impl<V: ProducerHooks> Claim<'_, V> {
     /// Publish the whole claimed length as one message.
     ///
     /// ```
@@ -941,7 +985,7 @@ impl<V: Variant> Claim<'_, V> {
     }
 }
 
-impl<V: Variant> std::ops::Deref for Claim<'_, V> {
+impl<V: ProducerHooks> std::ops::Deref for Claim<'_, V> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         // SAFETY: the claimed bytes are inside the data area and owned by
@@ -952,7 +996,7 @@ impl<V: Variant> std::ops::Deref for Claim<'_, V> {
     }
 }
 
-impl<V: Variant> std::ops::DerefMut for Claim<'_, V> {
+impl<V: ProducerHooks> std::ops::DerefMut for Claim<'_, V> {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `deref`; `&mut self` makes the borrow unique.
         unsafe {
@@ -964,7 +1008,7 @@ impl<V: Variant> std::ops::DerefMut for Claim<'_, V> {
     }
 }
 
-impl<V: Variant> std::io::Write for Producer<V> {
+impl<V: ProducerHooks> std::io::Write for Producer<V> {
     /// Sends up to [`Producer::max_message`] bytes of `buf` as one message.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = buf.len().min(self.ep.max);
