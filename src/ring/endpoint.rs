@@ -400,11 +400,15 @@ impl Endpoint {
             self.closed_seen = None;
             // A free lock: the peer closed (it stores CLOSED before
             // releasing; re-read, it may have closed after our first load),
-            // died, or never attached.
-            let st = self.peer_word().load(Ordering::Acquire);
-            if st == STATE_CLOSED {
+            // died, or never attached. Only the re-read's CLOSED counts: an
+            // ATTACHED there may come from a peer that took its lock after
+            // our query (it locks, then stores ATTACHED) and is alive. A
+            // peer is dead only if we saw it attached before the query
+            // (`peer_seen`, set from the first load above or earlier).
+            let st_now = self.peer_word().load(Ordering::Acquire);
+            if st_now == STATE_CLOSED {
                 Some(PeerGone::Closed)
-            } else if st == STATE_ATTACHED || self.peer_seen {
+            } else if self.peer_seen {
                 Some(PeerGone::Died)
             } else {
                 None
@@ -437,11 +441,17 @@ impl Endpoint {
         if lock.is_held(self.role.peer())? {
             return Ok(PeerStatus::Alive);
         }
-        Ok(match self.peer_word().load(Ordering::Acquire) {
-            STATE_CLOSED => PeerStatus::Closed,
-            STATE_ATTACHED => PeerStatus::Died,
-            _ if self.peer_seen || work_seen => PeerStatus::Died,
-            _ => PeerStatus::NotAttached,
+        // Free: closed (re-read: it may have closed after our first load),
+        // or dead if it was attached before the query (the first load; an
+        // ATTACHED only in the re-read may be a peer that locked after our
+        // query, as in `peer_gone`), else not attached (yet).
+        if self.peer_word().load(Ordering::Acquire) == STATE_CLOSED {
+            return Ok(PeerStatus::Closed);
+        }
+        Ok(if st == STATE_ATTACHED || self.peer_seen || work_seen {
+            PeerStatus::Died
+        } else {
+            PeerStatus::NotAttached
         })
     }
 
