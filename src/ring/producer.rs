@@ -154,12 +154,15 @@ impl<V: ProducerHooks> Producer<V> {
         Ok((end, u64::MAX))
     }
 
-    /// Recompute `fast_end` from `tail` and `head_cache` (meaningless, and
-    /// unused, without a header signal: `fast_lim` is 0 then). Saturating:
+    /// Recompute `fast_end` from `tail` and `head_cache` (not at all
+    /// without a header signal: no fast path reads it then). Saturating:
     /// the positions were validated (below 2^62), but this must not be
     /// where a forged one overflows.
     #[inline]
     pub(crate) fn refresh_fast_end(&mut self) {
+        if !V::HEADER_SIGNAL {
+            return; // no fast path reads it (compile-time constant)
+        }
         let lap_end = (self.tail & !self.ep.mask).saturating_add(self.ep.cap);
         self.fast_end = lap_end.min(self.head_cache.saturating_add(self.ep.cap - HDR));
     }
