@@ -32,7 +32,7 @@
 //! ROUNDS, divided by the difference in messages: set-up and tear-down
 //! cancel out (what `examples/instr.sh` does).
 
-use shmpipe::{AnyBuilder, Builder, Error, VariantKind};
+use shmpipe::{AnyBuilder, Builder, Consumer, Error, VariantKind};
 
 const BATCH: usize = 16;
 
@@ -44,8 +44,17 @@ fn check(m: &[u8], expect: u64, bad: &mut u64) {
     *bad += u64::from(u64::from_le_bytes(b) != expect);
 }
 
+/// One method's loop: `try_send` a batch, then `receive` it (given the
+/// consumer, the copy-out buffer, the batch's first sequence number and the
+/// count of bad messages). Generic over `receive`, so each method compiles
+/// to its own function and one method's code does not change another's
+/// register allocation.
 #[inline(never)]
-fn run(size: usize, method: &str, rounds: u64) -> Result<u64, Error> {
+fn run_with(
+    size: usize,
+    rounds: u64,
+    mut receive: impl FnMut(&mut Consumer, &mut [u8], u64, &mut u64) -> Result<(), Error>,
+) -> Result<u64, Error> {
     // A named ring, as two processes use it (role locks, liveness checks),
     // like ringfire's file below; the creator removes the name on drop.
     let name = format!("/shmpipe-instr-loop-{}", std::process::id());
@@ -60,33 +69,42 @@ fn run(size: usize, method: &str, rounds: u64) -> Result<u64, Error> {
             msg[..8].copy_from_slice(&(first + i).to_le_bytes());
             tx.try_send(&msg)?;
         }
-        match method {
-            "try_recv_into" => {
-                for i in 0..BATCH as u64 {
-                    let n = rx.try_recv_into(&mut buf)?;
-                    check(&buf[..n], first + i, &mut bad);
-                }
-            }
-            "recv_with" => {
-                for i in 0..BATCH as u64 {
-                    rx.recv_with(|m| check(m, first + i, &mut bad))?;
-                }
-            }
-            "drain" => {
-                let mut i = 0;
-                let n = rx.drain(usize::MAX, |m| {
-                    buf[..m.len()].copy_from_slice(m);
-                    check(&buf[..m.len()], first + i, &mut bad);
-                    i += 1;
-                })?;
-                assert_eq!(n, BATCH);
-            }
-            other => {
-                panic!("unknown method {other}: try_recv_into, recv_with, drain, any or ringfire")
-            }
-        }
+        receive(&mut rx, &mut buf, first, &mut bad)?;
     }
     Ok(bad)
+}
+
+fn run(size: usize, method: &str, rounds: u64) -> Result<u64, Error> {
+    match method {
+        "try_recv_into" => run_with(size, rounds, |rx, buf, first, bad| {
+            for i in 0..BATCH as u64 {
+                let n = rx.try_recv_into(buf)?;
+                check(&buf[..n], first + i, bad);
+            }
+            Ok(())
+        }),
+        "recv_with" => run_with(size, rounds, |rx, _, first, bad| {
+            for i in 0..BATCH as u64 {
+                rx.recv_with(|m| check(m, first + i, bad))?;
+            }
+            Ok(())
+        }),
+        "drain" => run_with(size, rounds, |rx, buf, first, bad| {
+            let mut i = 0;
+            let n = rx.drain(usize::MAX, |m| {
+                buf[..m.len()].copy_from_slice(m);
+                check(&buf[..m.len()], first + i, bad);
+                i += 1;
+            })?;
+            assert_eq!(n, BATCH);
+            Ok(())
+        }),
+        other => {
+            panic!(
+                "unknown method {other}: try_recv_into, recv_with, drain, fixed, any or ringfire"
+            )
+        }
+    }
 }
 
 /// `try_recv_into`'s loop through the run-time variant endpoints.

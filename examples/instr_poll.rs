@@ -3,7 +3,7 @@
 //! side costs per attempt while it waits, through a named ring.
 //!
 //! - `empty_poll` / `ringfire_empty_poll`: `try_recv_into` / `try_recv` on
-//!   an empty ring;
+//!   an empty ring; `drain_empty_poll`: `drain` on an empty ring;
 //! - `full_poll` / `ringfire_full_poll`: `try_send` / `try_push` on a full
 //!   ring.
 //!
@@ -30,6 +30,11 @@ fn run_poll(size: usize, method: &str, rounds: u64) -> Result<u64, Error> {
         "empty_poll" => {
             for _ in 0..rounds * BATCH as u64 {
                 bad += u64::from(!matches!(rx.try_recv_into(&mut buf), Err(Error::Empty)));
+            }
+        }
+        "drain_empty_poll" => {
+            for _ in 0..rounds * BATCH as u64 {
+                bad += u64::from(!matches!(rx.drain(usize::MAX, |m| buf[0] = m[0]), Ok(0)));
             }
         }
         "full_poll" => {

@@ -510,24 +510,23 @@ impl<V: ConsumerHooks> Consumer<V> {
         out
     }
 
-    /// The empty poll's quick answer (lock-free): nothing is published at
-    /// `head`, the handle is healthy, the producer's word says ATTACHED,
-    /// and the kernel said it was alive less than a slice ago — what the
-    /// full path (`empty_reason` with `Check::Rated`) would conclude,
-    /// without its `Result` plumbing. Two atomic loads and a coarse clock
-    /// read: a busy consumer's wait costs about as much as a ringfire poll
-    /// (`examples/instr_loop empty_poll`).
+    /// The empty poll's quick answer (lock-free): the header word at `head`
+    /// is zero (read again: passing `fast_look`'s word out costs the
+    /// message path more than the second load costs this one), the handle is healthy
+    /// and publishes light (`fast_lim` is not 0; also 0 in the locked
+    /// ring), the producer's word says ATTACHED, and the kernel said it was
+    /// alive less than a slice ago — what the full path (`empty_reason`
+    /// with `Check::Rated`) would conclude, without its `Result` plumbing.
+    /// One atomic load and a coarse clock read beyond the header's: a busy
+    /// consumer's wait costs about as much as a ringfire poll
+    /// (`examples/instr_poll empty_poll`).
     #[inline(always)]
     fn quick_empty(&self) -> bool {
-        if !V::HEADER_SIGNAL || self.ep.is_broken() {
-            return false;
-        }
-        // Acquire: as in `look`; a non-zero word takes the full path.
-        if self.ep.word(self.head).load(Ordering::Acquire) != 0 {
-            return false;
-        }
-        // Acquire: pairs with the producer's SeqCst store of its state.
-        self.ep.h().endpoints.producer.load(Ordering::Acquire) == STATE_ATTACHED
+        // Acquire: as in `fast_look`; a non-zero word takes the full path.
+        self.head_word().load(Ordering::Acquire) == 0
+            && self.ep.fast_lim != 0
+            // Acquire: pairs with the producer's SeqCst store of its state.
+            && self.ep.h().endpoints.producer.load(Ordering::Acquire) == STATE_ATTACHED
             && self.ep.alive_verdict_fresh()
     }
 
@@ -928,6 +927,10 @@ impl<V: ConsumerHooks> Consumer<V> {
     /// gone; `Corrupted` (messages before the bad record are still handed
     /// over and released first).
     pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        // A busy poll of an empty ring: answered before the batch set-up.
+        if self.quick_empty() {
+            return Ok(0);
+        }
         self.ep.check_broken()?;
         if max == 0 {
             return Ok(0);

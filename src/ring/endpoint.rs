@@ -83,9 +83,12 @@ pub struct Endpoint {
     /// Publish with the light barrier (this process is registered for
     /// membarrier and the strategy sleeps); see DESIGN.md.
     light: bool,
-    /// When we last asked the kernel about the peer's lock, and whether it was dead.
-    /// (`wait::coarse_nanos`, so an empty poll pays no precise clock read).
-    last_peer_check: Option<(u64, bool)>,
+    /// Until when (`wait::coarse_nanos`, so an empty poll pays no precise
+    /// clock read) the kernel's last answer about the peer's lock, "not
+    /// dead", stands: the query's time plus a slice; 0 after a "dead"
+    /// answer or before the first query; `u64::MAX` for a heap ring, which
+    /// has no kernel to ask.
+    alive_until: u64,
     /// We saw the peer attached (its word, its role lock, or its work: a
     /// message received, room made): a free role lock from now on means it
     /// died, whatever its word says.
@@ -146,9 +149,9 @@ impl Endpoint {
             max,
             wait: g.wait,
             role,
+            alive_until: if lock.is_none() { u64::MAX } else { 0 },
             lock,
             broken: None,
-            last_peer_check: None,
             peer_seen: false,
             closed_seen: None,
             pid: std::process::id(),
@@ -214,12 +217,6 @@ impl Endpoint {
         {
             self.seg.loom_word(off)
         }
-    }
-
-    /// Whether the handle failed for good (`check_broken` says why).
-    #[inline(always)]
-    pub(crate) fn is_broken(&self) -> bool {
-        self.broken.is_some()
     }
 
     #[inline]
@@ -312,13 +309,7 @@ impl Endpoint {
     /// ring has no kernel to ask). One coarse clock read.
     #[inline(always)]
     pub(crate) fn alive_verdict_fresh(&self) -> bool {
-        match (&self.lock, self.last_peer_check) {
-            (None, _) => true,
-            (Some(_), Some((t, false))) => {
-                wait::coarse_nanos().wrapping_sub(t) < wait::SLICE.as_nanos() as u64
-            }
-            _ => false,
-        }
+        wait::coarse_nanos() < self.alive_until
     }
 
     /// Is the peer gone? The kernel's role locks are the authority, the
@@ -362,10 +353,8 @@ impl Endpoint {
                 // Only an "alive" verdict is reused: a "dead" one is
                 // re-checked every time (an error path), so a
                 // replacement peer is seen as soon as it attaches.
-                if let Some((t, false)) = self.last_peer_check {
-                    if wait::coarse_nanos().wrapping_sub(t) < wait::SLICE.as_nanos() as u64 {
-                        return Ok(None);
-                    }
+                if self.alive_verdict_fresh() {
+                    return Ok(None);
                 }
             }
         }
@@ -414,7 +403,11 @@ impl Endpoint {
                 None
             }
         };
-        self.last_peer_check = Some((checked_at, verdict == Some(PeerGone::Died)));
+        self.alive_until = if verdict == Some(PeerGone::Died) {
+            0
+        } else {
+            checked_at.saturating_add(wait::SLICE.as_nanos() as u64)
+        };
         Ok(verdict)
     }
 
