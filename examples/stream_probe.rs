@@ -1,0 +1,142 @@
+//! Streaming small messages with nothing around the libraries: one thread
+//! pinned to CPU 1 sends N messages with `try_send` (ringfire: `try_push`)
+//! from a `[u8; SIZE]`, the main thread pinned to CPU 0 receives them with
+//! `try_recv_into` into a `[u8; SIZE]` (ringfire: `try_recv`, which returns
+//! the copy) and checks each sequence number; each side counts its failed
+//! polls. Trials alternate shmpipe and ringfire so both see the same
+//! minutes of the machine. `shmpipe bench` checks every byte of every
+//! message through a harness that costs more per message than either
+//! library at 8 B; this loop shows what the libraries themselves cost.
+//!
+//! ```text
+//! cargo run --release --example stream_probe -- 8 10   # SIZE (8 or 64), TRIALS
+//! ```
+//! See DESIGN.md §2 for what it showed.
+
+use shmpipe::{Builder, Error};
+use std::time::Instant;
+
+/// Messages per trial.
+const N: u64 = 10_000_000;
+
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Rate in M msgs/s, failed sends and failed receives per message.
+fn shmpipe_trial<const S: usize>() -> (f64, f64, f64) {
+    let name = format!("/shmpipe-probe-{}", std::process::id());
+    let mut tx = Builder::new().create_producer(&name).expect("producer");
+    let mut rx = Builder::new().open_consumer(&name).expect("consumer");
+    let t = std::thread::spawn(move || {
+        pin(1);
+        let mut msg = [0u8; S];
+        let mut full = 0u64;
+        for i in 0..N {
+            msg[..8].copy_from_slice(&i.to_le_bytes());
+            while let Err(e) = tx.try_send(&msg) {
+                assert!(matches!(e, Error::Full), "{e}");
+                full += 1;
+                std::hint::spin_loop();
+            }
+        }
+        full
+    });
+    pin(0);
+    let mut buf = [0u8; S];
+    let mut empty = 0u64;
+    let t0 = Instant::now();
+    for i in 0..N {
+        loop {
+            match rx.try_recv_into(&mut buf) {
+                Ok(_) => break,
+                Err(Error::Empty) => {
+                    empty += 1;
+                    std::hint::spin_loop();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), i);
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    let full = t.join().expect("producer thread");
+    (
+        N as f64 / dt / 1e6,
+        full as f64 / N as f64,
+        empty as f64 / N as f64,
+    )
+}
+
+fn ringfire_trial<const S: usize>() -> (f64, f64, f64) {
+    use ringfire::{FlowControl, RingConsumer, RingProducerBuilder};
+    let path = format!("/dev/shm/shmpipe-probe-rf-{}", std::process::id());
+    let slots = ((1usize << 20) / (8 + S)).next_power_of_two() as u64;
+    let mut tx = RingProducerBuilder::new(slots)
+        .flow_control(FlowControl::LosslessBackpressure)
+        .build::<[u8; S], _>(&path)
+        .expect("ringfire producer");
+    let mut rx = RingConsumer::<[u8; S]>::attach(&path).expect("ringfire consumer");
+    let t = std::thread::spawn(move || {
+        pin(1);
+        let mut msg = [0u8; S];
+        let mut full = 0u64;
+        for i in 0..N {
+            msg[..8].copy_from_slice(&i.to_le_bytes());
+            while tx.try_push(&msg).is_err() {
+                full += 1;
+                std::hint::spin_loop();
+            }
+        }
+        full
+    });
+    pin(0);
+    let mut empty = 0u64;
+    let t0 = Instant::now();
+    for i in 0..N {
+        let m = loop {
+            match rx.try_recv() {
+                Some(m) => break m,
+                None => {
+                    empty += 1;
+                    std::hint::spin_loop();
+                }
+            }
+        };
+        assert_eq!(u64::from_le_bytes(m[..8].try_into().unwrap()), i);
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    let full = t.join().expect("producer thread");
+    let _ = std::fs::remove_file(&path);
+    (
+        N as f64 / dt / 1e6,
+        full as f64 / N as f64,
+        empty as f64 / N as f64,
+    )
+}
+
+fn main() {
+    let mut a = std::env::args().skip(1);
+    let size: usize = a.next().map_or(8, |s| s.parse().expect("SIZE"));
+    assert!(matches!(size, 8 | 64), "SIZE {size}: 8 or 64");
+    let trials: u32 = a.next().map_or(10, |s| s.parse().expect("TRIALS"));
+    println!(
+        "{size} B, {N} messages per trial: M msgs/s (failed sends, failed receives per message)"
+    );
+    for t in 0..trials {
+        let (s, r) = match size {
+            8 => (shmpipe_trial::<8>(), ringfire_trial::<8>()),
+            64 => (shmpipe_trial::<64>(), ringfire_trial::<64>()),
+            other => panic!("SIZE {other}: 8 or 64"),
+        };
+        println!(
+            "trial {t:2}: shmpipe {:6.1} ({:.3}, {:.3})   ringfire {:6.1} ({:.3}, {:.3})",
+            s.0, s.1, s.2, r.0, r.1, r.2
+        );
+    }
+}
