@@ -150,6 +150,10 @@ pub fn aborted() -> bool {
 pub struct Pattern {
     base: Vec<u8>,
     stamps: Vec<usize>,
+    /// The stamps cover every byte (8 and 16 bytes): comparing them is the
+    /// full comparison, without stamping a copy and a `memcmp` call, which
+    /// cost more per message than the libraries measured at 8 B.
+    stamps_cover_all: bool,
 }
 
 /// What a received message turned out to be.
@@ -173,7 +177,12 @@ impl Pattern {
         if size >= 16 {
             stamps.push(size - 8);
         }
-        Pattern { base, stamps }
+        let stamps_cover_all = (0..size).all(|i| stamps.iter().any(|&o| (o..o + 8).contains(&i)));
+        Pattern {
+            base,
+            stamps,
+            stamps_cover_all,
+        }
     }
 
     /// A buffer to stamp and send.
@@ -234,7 +243,11 @@ impl Checker<'_> {
                 )),
             };
         }
-        if pat.full_check(expect) {
+        if pat.stamps_cover_all {
+            if pat.stamps.iter().all(|&o| read_u64(msg, o) == expect) {
+                return Check::Good;
+            }
+        } else if pat.full_check(expect) {
             pat.stamp(&mut self.expected, expect);
             if msg == &self.expected[..] {
                 return Check::Good;
@@ -845,5 +858,26 @@ mod tests {
             }
             assert!(matches!(ck.check(&b[..size - 1], 16), Check::Bad(_)));
         }
+    }
+
+    #[test]
+    fn small_messages_compared_by_their_stamps_catch_every_flipped_byte() {
+        for size in [8, 16] {
+            let p = Pattern::new(size);
+            assert!(p.stamps_cover_all, "size {size}");
+            let mut ck = p.checker();
+            for i in 0..size {
+                let mut b = p.buffer();
+                p.stamp(&mut b, 5);
+                assert!(matches!(ck.check(&b, 5), Check::Good));
+                b[i] ^= 0x10;
+                assert!(
+                    matches!(ck.check(&b, 5), Check::Bad(_)),
+                    "size {size} byte {i}"
+                );
+            }
+        }
+        assert!(!Pattern::new(15).stamps_cover_all);
+        assert!(!Pattern::new(64).stamps_cover_all);
     }
 }
