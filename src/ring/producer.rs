@@ -655,8 +655,8 @@ impl<V: ProducerHooks> Producer<V> {
     /// `Disconnected`/`PeerDied` if the consumer is gone; `Corrupted`.
     #[inline(always)]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<()> {
-        if let Some(off) = self.fast_slot(msg.len()) {
-            self.fast_send(off, msg);
+        if let Some((off, end)) = self.fast_slot(msg.len()) {
+            self.fast_send(off, end, msg);
             return Ok(());
         }
         self.try_send_slow(msg)
@@ -703,8 +703,8 @@ impl<V: ProducerHooks> Producer<V> {
     /// As [`Self::try_send`], without `Full`.
     #[inline(always)]
     pub fn send(&mut self, msg: &[u8]) -> Result<()> {
-        if let Some(off) = self.fast_slot(msg.len()) {
-            self.fast_send(off, msg);
+        if let Some((off, end)) = self.fast_slot(msg.len()) {
+            self.fast_send(off, end, msg);
             return Ok(());
         }
         self.send_slow(msg)
@@ -720,14 +720,16 @@ impl<V: ProducerHooks> Producer<V> {
     /// message allowed (`len < fast_lim`), its record ends before
     /// `fast_end` (no wrap, and within the room our cached `head`
     /// promises), and the consumer has not closed. Returns the record's
-    /// offset. Anything else takes the full path, which reports or waits.
+    /// offset and the `tail` after it. Anything else takes the full path,
+    /// which reports or waits.
     #[inline(always)]
-    fn fast_slot(&self, len: usize) -> Option<u64> {
+    fn fast_slot(&self, len: usize) -> Option<(u64, u64)> {
         // (`fast_lim` is 0 without a header signal.)
         if len as u64 >= self.ep.fast_lim {
             return None;
         }
-        if self.tail + frame::record_len(len as u64) > self.fast_end {
+        let end = self.tail + frame::record_len(len as u64);
+        if end > self.fast_end {
             return None;
         }
         // Acquire: pairs with the consumer's SeqCst store of CLOSED. The
@@ -737,7 +739,7 @@ impl<V: ProducerHooks> Producer<V> {
         if self.ep.h().endpoints.consumer.load(Ordering::Acquire) > STATE_ATTACHED {
             return None;
         }
-        Some(self.tail & self.ep.word_mask)
+        Some((self.tail & self.ep.word_mask, end))
     }
 
     /// A claim of the record at `off` (checked by `fast_slot`).
@@ -755,13 +757,12 @@ impl<V: ProducerHooks> Producer<V> {
         }
     }
 
-    /// Write `msg` as the record at `off` (checked by `fast_slot`) and
-    /// publish it: payload, zero ahead, counters, then the header word
+    /// Write `msg` as the record at `off`, ending at `tail` (both from
+    /// `fast_slot`), and publish it: payload, zero ahead, counters, then the header word
     /// (with the light publication: `fast_lim` is 0 for any other).
     #[inline(always)]
-    fn fast_send(&mut self, off: u64, msg: &[u8]) {
+    fn fast_send(&mut self, off: u64, tail: u64, msg: &[u8]) {
         let len = msg.len();
-        let tail = self.tail + frame::record_len(len as u64);
         let ep = &self.ep;
         // Every address before the first store: the payload copy stores
         // through a pointer the compiler cannot tell apart from `self`, so
@@ -855,7 +856,7 @@ impl<V: ProducerHooks> Producer<V> {
     /// # Errors
     /// As [`Self::try_send`].
     pub fn try_claim(&mut self, len: usize) -> Result<Claim<'_, V>> {
-        if let Some(off) = self.fast_slot(len) {
+        if let Some((off, _)) = self.fast_slot(len) {
             return Ok(self.fast_claim(off, len));
         }
         self.ep.check_broken()?;
@@ -894,7 +895,7 @@ impl<V: ProducerHooks> Producer<V> {
     /// # Errors
     /// As [`Self::send`].
     pub fn claim(&mut self, len: usize) -> Result<Claim<'_, V>> {
-        if let Some(off) = self.fast_slot(len) {
+        if let Some((off, _)) = self.fast_slot(len) {
             return Ok(self.fast_claim(off, len));
         }
         let (slot, guard) = self.reserve_blocking(len, None)?;

@@ -1,0 +1,183 @@
+//! Round trips with nothing around the libraries: the main thread, pinned
+//! to CPU 0, sends a `[u8; SIZE]` message carrying a sequence number on one
+//! ring and busy-polls a second ring for the echo; a thread pinned to CPU 1
+//! busy-polls the first ring and sends each message back. Both sides use
+//! `try_send` / `try_recv_into` (ringfire: `try_push` / `try_recv`) with a
+//! spin-loop hint after a failed poll, as `shmpipe bench`'s spin rows do.
+//! Each trial reports the mean and the median of the round trips, timed
+//! per batch of 64; trials alternate shmpipe and ringfire so both see the
+//! same minutes of the machine (whose cross-core cost moves, DESIGN.md §2).
+//!
+//! ```text
+//! cargo run --release --example rt_probe -- 8 10   # SIZE (8 or 64), TRIALS
+//! ```
+
+use shmpipe::{Builder, Error};
+use std::time::Instant;
+
+/// Round trips per trial, timed in batches of `BATCH`.
+const N: u64 = 200_000;
+const BATCH: u64 = 64;
+
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Mean and median round trip in ns, from per-batch times.
+fn summarize(mut batches: Vec<f64>) -> (f64, f64) {
+    let mean = batches.iter().sum::<f64>() / batches.len() as f64;
+    batches.sort_by(f64::total_cmp);
+    (mean, batches[batches.len() / 2])
+}
+
+/// Time `N` round trips of `rt(i)` in batches; each returns the echo's
+/// sequence number.
+fn time_trips(mut rt: impl FnMut(u64) -> u64) -> (f64, f64) {
+    let mut batches = Vec::with_capacity((N / BATCH) as usize);
+    let mut i = 0;
+    while i < N {
+        let t0 = Instant::now();
+        for _ in 0..BATCH {
+            assert_eq!(rt(i), i, "echo out of order");
+            i += 1;
+        }
+        batches.push(t0.elapsed().as_nanos() as f64 / BATCH as f64);
+    }
+    summarize(batches)
+}
+
+fn shmpipe_trial<const S: usize>() -> (f64, f64) {
+    let pid = std::process::id();
+    let (ping, pong) = (format!("/shmpipe-rt-a-{pid}"), format!("/shmpipe-rt-b-{pid}"));
+    let mut tx = Builder::new().create_producer(&ping).expect("ping producer");
+    let mut rx_echo = Builder::new().create_consumer(&pong).expect("pong consumer");
+    let mut rx = Builder::new().open_consumer(&ping).expect("ping consumer");
+    let mut tx_echo = Builder::new().open_producer(&pong).expect("pong producer");
+    let t = std::thread::spawn(move || {
+        pin(1);
+        let mut buf = [0u8; S];
+        for _ in 0..N {
+            let n = loop {
+                match rx.try_recv_into(&mut buf) {
+                    Ok(n) => break n,
+                    Err(Error::Empty) => std::hint::spin_loop(),
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            loop {
+                match tx_echo.try_send(&buf[..n]) {
+                    Ok(()) => break,
+                    Err(Error::Full) => std::hint::spin_loop(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+    });
+    pin(0);
+    let mut msg = [0u8; S];
+    let mut buf = [0u8; S];
+    let r = time_trips(|i| {
+        msg[..8].copy_from_slice(&i.to_le_bytes());
+        while let Err(e) = tx.try_send(&msg) {
+            assert!(matches!(e, Error::Full), "{e}");
+            std::hint::spin_loop();
+        }
+        loop {
+            match rx_echo.try_recv_into(&mut buf) {
+                Ok(_) => break,
+                Err(Error::Empty) => std::hint::spin_loop(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        u64::from_le_bytes(buf[..8].try_into().unwrap())
+    });
+    t.join().expect("echo thread");
+    r
+}
+
+fn ringfire_trial<const S: usize>() -> (f64, f64) {
+    use ringfire::{FlowControl, RingConsumer, RingProducerBuilder};
+    let pid = std::process::id();
+    let (ping, pong) = (
+        format!("/dev/shm/shmpipe-rt-rf-a-{pid}"),
+        format!("/dev/shm/shmpipe-rt-rf-b-{pid}"),
+    );
+    let slots = ((1usize << 20) / (8 + S)).next_power_of_two() as u64;
+    let ring = |path: &str| {
+        RingProducerBuilder::new(slots)
+            .flow_control(FlowControl::LosslessBackpressure)
+            .build::<[u8; S], _>(path)
+            .expect("ringfire producer")
+    };
+    let mut tx = ring(&ping);
+    let mut tx_echo = ring(&pong);
+    let mut rx = RingConsumer::<[u8; S]>::attach(&ping).expect("ringfire consumer");
+    let mut rx_echo = RingConsumer::<[u8; S]>::attach(&pong).expect("ringfire consumer");
+    let t = std::thread::spawn(move || {
+        pin(1);
+        for _ in 0..N {
+            let m = loop {
+                match rx.try_recv() {
+                    Some(m) => break m,
+                    None => std::hint::spin_loop(),
+                }
+            };
+            while tx_echo.try_push(&m).is_err() {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    pin(0);
+    let mut msg = [0u8; S];
+    let r = time_trips(|i| {
+        msg[..8].copy_from_slice(&i.to_le_bytes());
+        while tx.try_push(&msg).is_err() {
+            std::hint::spin_loop();
+        }
+        let m = loop {
+            match rx_echo.try_recv() {
+                Some(m) => break m,
+                None => std::hint::spin_loop(),
+            }
+        };
+        u64::from_le_bytes(m[..8].try_into().unwrap())
+    });
+    t.join().expect("echo thread");
+    let _ = std::fs::remove_file(&ping);
+    let _ = std::fs::remove_file(&pong);
+    r
+}
+
+fn main() {
+    let mut a = std::env::args().skip(1);
+    let size: usize = a.next().map_or(8, |s| s.parse().expect("SIZE"));
+    let trials: u32 = a.next().map_or(10, |s| s.parse().expect("TRIALS"));
+    println!("{size} B, {N} round trips per trial: ns per round trip, mean / median of batches");
+    let mut ratios = Vec::new();
+    for t in 0..trials {
+        let (s, r) = match size {
+            8 => (shmpipe_trial::<8>(), ringfire_trial::<8>()),
+            64 => (shmpipe_trial::<64>(), ringfire_trial::<64>()),
+            other => panic!("SIZE {other}: 8 or 64"),
+        };
+        ratios.push(s.1 / r.1);
+        println!(
+            "trial {t:2}: shmpipe {:6.1} / {:6.1}   ringfire {:6.1} / {:6.1}   median ratio {:.2}",
+            s.0,
+            s.1,
+            r.0,
+            r.1,
+            s.1 / r.1
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "median of the trials' ratios (shmpipe / ringfire time): {:.2}",
+        ratios[ratios.len() / 2]
+    );
+}
