@@ -60,6 +60,19 @@ def _interrupt_soon(delay=0.2):
     return timer
 
 
+@pytest.fixture(autouse=True)
+def _sigint_raises_keyboard_interrupt():
+    """Python turns SIGINT into KeyboardInterrupt only if the process did
+    not inherit it ignored, and a shell without job control starts its
+    background commands (`cmd &`, nohup) with SIGINT ignored: install the
+    handler these tests rely on, and put back what was there."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("variant", ["lockfree", "locked"])
 def test_keyboard_interrupt_during_blocking_recv(variant):
     p, c = shmpipe.pipe(capacity=4096, variant=variant)
