@@ -10,10 +10,15 @@
 //!
 //! ```text
 //! cargo run --release --example rt_probe -- 8 10   # SIZE (8 or 64), TRIALS
+//! cargo run --release --example rt_probe -- 8 10 4096   # and ring bytes (default 1 MiB)
 //! ```
 
 use shmpipe::{Builder, Error};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+/// Bytes of each ring (ringfire: its slots, rounded up to a power of two).
+static CAP: AtomicU64 = AtomicU64::new(1 << 20);
 
 /// Round trips per trial, timed in batches of `BATCH`.
 const N: u64 = 200_000;
@@ -54,8 +59,9 @@ fn time_trips(mut rt: impl FnMut(u64) -> u64) -> (f64, f64) {
 fn shmpipe_trial<const S: usize>() -> (f64, f64) {
     let pid = std::process::id();
     let (ping, pong) = (format!("/shmpipe-rt-a-{pid}"), format!("/shmpipe-rt-b-{pid}"));
-    let mut tx = Builder::new().create_producer(&ping).expect("ping producer");
-    let mut rx_echo = Builder::new().create_consumer(&pong).expect("pong consumer");
+    let b = Builder::new().capacity(CAP.load(Ordering::Relaxed));
+    let mut tx = b.create_producer(&ping).expect("ping producer");
+    let mut rx_echo = b.create_consumer(&pong).expect("pong consumer");
     let mut rx = Builder::new().open_consumer(&ping).expect("ping consumer");
     let mut tx_echo = Builder::new().open_producer(&pong).expect("pong producer");
     let t = std::thread::spawn(move || {
@@ -107,7 +113,7 @@ fn ringfire_trial<const S: usize>() -> (f64, f64) {
         format!("/dev/shm/shmpipe-rt-rf-a-{pid}"),
         format!("/dev/shm/shmpipe-rt-rf-b-{pid}"),
     );
-    let slots = ((1usize << 20) / (8 + S)).next_power_of_two() as u64;
+    let slots = (CAP.load(Ordering::Relaxed) as usize / (8 + S)).next_power_of_two() as u64;
     let ring = |path: &str| {
         RingProducerBuilder::new(slots)
             .flow_control(FlowControl::LosslessBackpressure)
@@ -157,7 +163,13 @@ fn main() {
     let mut a = std::env::args().skip(1);
     let size: usize = a.next().map_or(8, |s| s.parse().expect("SIZE"));
     let trials: u32 = a.next().map_or(10, |s| s.parse().expect("TRIALS"));
-    println!("{size} B, {N} round trips per trial: ns per round trip, mean / median of batches");
+    if let Some(cap) = a.next() {
+        CAP.store(cap.parse().expect("ring bytes"), Ordering::Relaxed);
+    }
+    println!(
+        "{size} B, {N} round trips per trial, rings of {} bytes: ns per round trip, mean / median of batches",
+        CAP.load(Ordering::Relaxed)
+    );
     let mut ratios = Vec::new();
     for t in 0..trials {
         let (s, r) = match size {
