@@ -58,7 +58,10 @@ fn time_trips(mut rt: impl FnMut(u64) -> u64) -> (f64, f64) {
 
 fn shmpipe_trial<const S: usize>() -> (f64, f64) {
     let pid = std::process::id();
-    let (ping, pong) = (format!("/shmpipe-rt-a-{pid}"), format!("/shmpipe-rt-b-{pid}"));
+    let (ping, pong) = (
+        format!("/shmpipe-rt-a-{pid}"),
+        format!("/shmpipe-rt-b-{pid}"),
+    );
     let b = Builder::new().capacity(CAP.load(Ordering::Relaxed));
     let mut tx = b.create_producer(&ping).expect("ping producer");
     let mut rx_echo = b.create_consumer(&pong).expect("pong consumer");

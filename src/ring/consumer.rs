@@ -390,9 +390,11 @@ impl<V: ConsumerHooks> Consumer<V> {
     #[inline(always)]
     fn publish_head_light(&mut self, new_head: u64) {
         self.head = new_head;
-        // As in `publish_head`.
+        // As in `publish_head`. The producer's `waiting` word is ours to
+        // check (DESIGN.md §3).
+        let h = self.ep.h();
         self.ep
-            .publish_light(&self.ep.h().cons.head, new_head, None);
+            .publish_light(&h.cons.head, new_head, None, &h.wait_producer.waiting);
     }
 
     /// A message received means a producer was attached: a free producer

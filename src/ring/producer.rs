@@ -774,7 +774,9 @@ impl<V: ProducerHooks> Producer<V> {
         let (payload, header) = unsafe { (ep.data.add((off + HDR) as usize), ep.word_masked(off)) };
         // Zero ahead (see `write_slot`): `fast_slot` left room for it.
         let ahead = ep.word(tail);
-        let index = &ep.h().prod.tail;
+        let h = ep.h();
+        // The consumer's `waiting` word, checked after the header store.
+        let (index, peer_waiting) = (&h.prod.tail, &h.wait_consumer.waiting);
         // SAFETY: as above; `msg` cannot overlap the ring.
         unsafe { super::copy::copy(msg.as_ptr(), payload, len) };
         // Relaxed: ordered before the header by its Release store below.
@@ -789,6 +791,7 @@ impl<V: ProducerHooks> Producer<V> {
             header,
             frame::encode(KIND_MSG, len as u32),
             Some((index, tail)),
+            peer_waiting,
         );
         self.tail = tail;
         self.msgs = self.msgs.wrapping_add(1);
