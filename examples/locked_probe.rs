@@ -13,14 +13,9 @@
 use shmpipe::{locked, Error};
 use std::time::Instant;
 
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::pin;
 
 fn stream(size: usize) -> f64 {
     let n = 1_000_000u64;

@@ -11,6 +11,10 @@ use std::time::Instant;
 
 use shmpipe::{Builder, Error, WaitStrategy};
 
+#[path = "common/mod.rs"]
+mod common;
+use common::pin;
+
 fn backoff() -> u32 {
     static B: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     *B.get_or_init(|| {
@@ -27,15 +31,6 @@ fn pbatch() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
-}
-
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
 }
 
 #[derive(Clone, Copy, Debug)]

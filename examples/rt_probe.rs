@@ -17,21 +17,16 @@ use shmpipe::{Builder, Error};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+#[path = "common/mod.rs"]
+mod common;
+use common::pin;
+
 /// Bytes of each ring (ringfire: its slots, rounded up to a power of two).
 static CAP: AtomicU64 = AtomicU64::new(1 << 20);
 
 /// Round trips per trial, timed in batches of `BATCH`.
 const N: u64 = 200_000;
 const BATCH: u64 = 64;
-
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
 
 /// Mean and median round trip in ns, from per-batch times.
 fn summarize(mut batches: Vec<f64>) -> (f64, f64) {

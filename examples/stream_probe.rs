@@ -16,17 +16,12 @@
 use shmpipe::{Builder, Error};
 use std::time::Instant;
 
+#[path = "common/mod.rs"]
+mod common;
+use common::pin;
+
 /// Messages per trial.
 const N: u64 = 10_000_000;
-
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; the call only reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
 
 /// Rate in M msgs/s, failed sends and failed receives per message.
 fn shmpipe_trial<const S: usize>() -> (f64, f64, f64) {

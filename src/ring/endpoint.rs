@@ -62,9 +62,6 @@ pub struct Endpoint {
     pub(crate) mask: u64,
     /// `mask & !7`: masks a position to an 8-aligned offset in the data area.
     pub(crate) word_mask: u64,
-    /// The peer's `waiting` flag, which a publication checks (the peer's
-    /// wait word; resolved at attach instead of per message).
-    peer_waiting: std::ptr::NonNull<AtomicU32>,
     pub(crate) max: usize,
     /// The fast paths' one test of the handle and the length: `max + 1`
     /// while the handle is healthy and publishes with one release store
@@ -130,7 +127,6 @@ impl Endpoint {
         // sleeper and fencing, so our loads of `waiting` after this barrier
         // see its registration even though we publish light.
         own_light.swap(light as u32, Ordering::SeqCst);
-        let peer_waiting = std::ptr::NonNull::from(&role.peer().words(seg.header()).wait.waiting);
         let max = layout::max_message(g.capacity);
         let ep = Endpoint {
             light,
@@ -145,7 +141,6 @@ impl Endpoint {
             last_word: g.capacity - crate::frame::HDR,
             mask: g.capacity - 1,
             word_mask: (g.capacity - 1) & !7,
-            peer_waiting,
             max,
             wait: g.wait,
             role,
@@ -454,13 +449,11 @@ impl Endpoint {
     /// producer's `tail`, informational), then wake the peer if it sleeps.
     #[inline(always)]
     pub(crate) fn publish(&self, signal: &AtomicU64, value: u64, index: Option<(&AtomicU64, u64)>) {
+        let peer_waiting = &self.peer_wait().0.waiting;
         if self.light || !self.wait.sleeps() {
-            // SAFETY: as below.
-            self.publish_light(signal, value, index, unsafe { self.peer_waiting.as_ref() });
+            self.publish_light(signal, value, index, peer_waiting);
             return;
         }
-        // SAFETY: as in `publish_light`.
-        let peer_waiting = unsafe { self.peer_waiting.as_ref() };
         // SeqCst store: pairs with the sleeper's SeqCst store of
         // `waiting` / SeqCst load of this word in `Endpoint::sleep`
         // (store-buffer pattern: no lost wake-up), and as a Release
@@ -486,10 +479,10 @@ impl Endpoint {
     /// which runs a full barrier on our CPU; the compiler fence keeps the
     /// compiler from reordering the two. With a spinning strategy nobody
     /// registers, and the flag reads 0 (a peer that writes it anyway only
-    /// costs us a wake call). `peer_waiting` is the peer's `waiting` word:
-    /// the fast paths name it through the header pointer they already
-    /// hold, which saves loading `self.peer_waiting` (one instruction a
-    /// message on each side, `examples/instr.sh`).
+    /// costs us a wake call). `peer_waiting` is the peer's `waiting` word
+    /// (`peer_wait().0.waiting`): the fast paths name it through the header
+    /// pointer they already hold, which saves a load per message on each
+    /// side (`examples/instr.sh`).
     #[inline(always)]
     pub(crate) fn publish_light(
         &self,
@@ -499,7 +492,7 @@ impl Endpoint {
         peer_waiting: &AtomicU32,
     ) {
         debug_assert!(self.light || !self.wait.sleeps());
-        debug_assert!(std::ptr::eq(peer_waiting, self.peer_waiting.as_ptr()));
+        debug_assert!(std::ptr::eq(peer_waiting, &self.peer_wait().0.waiting));
         // Release: pairs with the peer's Acquire load of the signal word.
         signal.store(value, Ordering::Release);
         if let Some((w, v)) = index {

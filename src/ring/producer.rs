@@ -758,8 +758,9 @@ impl<V: ProducerHooks> Producer<V> {
     }
 
     /// Write `msg` as the record at `off`, ending at `tail` (both from
-    /// `fast_slot`), and publish it: payload, zero ahead, counters, then the header word
-    /// (with the light publication: `fast_lim` is 0 for any other).
+    /// `fast_slot`), and publish it: payload, zero ahead, the header word
+    /// (with the light publication: `fast_lim` is 0 for any other), `tail`;
+    /// then the handle's `tail` and counts.
     #[inline(always)]
     fn fast_send(&mut self, off: u64, tail: u64, msg: &[u8]) {
         let len = msg.len();
