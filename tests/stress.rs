@@ -36,9 +36,62 @@ fn message_count() -> u64 {
         .unwrap_or(1_000_000)
 }
 
-/// Each side pauses once per this many messages, for `PAUSE`.
+/// Each side pauses once per this many messages, for `PAUSE`; with a
+/// sleeping strategy, until the peer's thread is seen asleep (`Peer`).
 const PAUSE_EVERY: u64 = 50_000;
 const PAUSE: Duration = Duration::from_millis(3);
+/// The longest a pause waits for the peer to fall asleep.
+const PAUSE_MAX: Duration = Duration::from_secs(2);
+
+/// The peer's thread, for a pause that waits until it sleeps: a fixed pause
+/// was not enough on a loaded machine, where a waiting side's backoff
+/// (`sched_yield` between polls) can give its CPU away for a whole time
+/// slice per yield, so it reaches its futex only tens of milliseconds
+/// after the ring filled or emptied, and no wake-up syscall ever showed.
+#[derive(Clone)]
+struct Peer {
+    /// `/proc/<pid>/task/<tid>/stat`, or `None` for a strategy that never
+    /// sleeps (a fixed pause is enough to make it wait).
+    stat: Option<String>,
+}
+
+impl Peer {
+    fn new(wait: WaitStrategy, pid: libc::pid_t, tid: libc::pid_t) -> Self {
+        let sleeps = matches!(wait, WaitStrategy::Futex | WaitStrategy::Semaphore);
+        Peer {
+            stat: sleeps.then(|| format!("/proc/{pid}/task/{tid}/stat")),
+        }
+    }
+
+    /// Whether the thread is in an interruptible sleep (state `S`: the
+    /// futex or semaphore wait; its backoff's `sched_yield` leaves it `R`).
+    fn asleep(path: &str) -> bool {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('S'))
+            })
+            .unwrap_or(false)
+    }
+
+    /// Pause so that the peer runs into a full or empty ring and waits.
+    fn pause(&self) {
+        std::thread::sleep(PAUSE);
+        if let Some(path) = &self.stat {
+            let start = Instant::now();
+            while !Self::asleep(path) && start.elapsed() < PAUSE_MAX {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// This thread's id (the producer's, recorded before the fork).
+fn gettid() -> libc::pid_t {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
 
 /// Deadline for the producer's whole run and then for the child to finish.
 const PRODUCER_DEADLINE: Duration = Duration::from_secs(600);
@@ -46,6 +99,7 @@ const CHILD_DEADLINE: Duration = Duration::from_secs(120);
 
 fn produce<V: Variant>(
     tx: &mut Producer<V>,
+    peer: &Peer,
     stream: MsgStream,
     count: u64,
     seed: u64,
@@ -57,7 +111,7 @@ fn produce<V: Variant>(
     for seq in 0..count {
         if seq % PAUSE_EVERY == PAUSE_EVERY / 2 {
             // Let the consumer run dry, so that it really waits (and sleeps).
-            std::thread::sleep(PAUSE);
+            peer.pause();
         }
         let len = stream.len_of(seq);
         let at = |e: Error| format!("producer, message {seq} ({len} bytes): {e}");
@@ -111,6 +165,7 @@ fn produce<V: Variant>(
 
 fn consume<V: Variant>(
     mut rx: Consumer<V>,
+    peer: &Peer,
     stream: MsgStream,
     count: u64,
     seed: u64,
@@ -121,9 +176,9 @@ fn consume<V: Variant>(
     let mut kinds = [0u64; 3];
     let mut next_pause = PAUSE_EVERY;
     loop {
-        if v.next >= next_pause {
+        if v.next >= next_pause && v.next < count {
             // Let the producer fill the ring, so that it really waits.
-            std::thread::sleep(PAUSE);
+            peer.pause();
             next_pause += PAUSE_EVERY;
         }
         let r: Result<Result<(), String>, Error> = match rng.below(8) {
@@ -204,6 +259,10 @@ fn stress<V: Variant>(wait: WaitStrategy, named: bool, capacity: u64, count: u64
     let b = builder::<V>().capacity(capacity).wait(wait);
     let stream = MsgStream::new(seed, shmpipe::max_message_for(capacity));
     let start = Instant::now();
+    // The producer runs on this thread, in this process; the child's
+    // consumer on its only thread.
+    // SAFETY: getpid cannot fail.
+    let parent = Peer::new(wait, unsafe { libc::getpid() }, gettid());
 
     let (child, mut tx, _name) = if named {
         let name = ShmName::new("stress");
@@ -214,7 +273,7 @@ fn stress<V: Variant>(wait: WaitStrategy, named: bool, capacity: u64, count: u64
             let rx = b
                 .open_consumer(&name)
                 .map_err(|e| format!("open_consumer: {e}"))?;
-            consume(rx, stream, count, seed)
+            consume(rx, &parent, stream, count, seed)
         });
         (child, tx, Some(name))
     } else {
@@ -225,7 +284,7 @@ fn stress<V: Variant>(wait: WaitStrategy, named: bool, capacity: u64, count: u64
             let rx = pair
                 .into_consumer()
                 .map_err(|e| format!("into_consumer: {e}"))?;
-            consume(rx, stream, count, seed)
+            consume(rx, &parent, stream, count, seed)
         });
         let tx = pair
             .into_producer()
@@ -234,7 +293,13 @@ fn stress<V: Variant>(wait: WaitStrategy, named: bool, capacity: u64, count: u64
     };
 
     let wd = child.watchdog(PRODUCER_DEADLINE, &ctx);
-    let produced = produce(&mut tx, stream, count, seed);
+    let produced = produce(
+        &mut tx,
+        &Peer::new(wait, child.pid(), child.pid()),
+        stream,
+        count,
+        seed,
+    );
     drop(tx); // orderly close: the child drains everything, then sees Disconnected
     drop(wd);
     let waited = child.wait(CHILD_DEADLINE);
