@@ -52,6 +52,14 @@ pub trait Endpoint {
     /// Receive one message of exactly `len` bytes and hand it to `f`
     /// (in place where the transport allows it).
     fn recv<R>(&mut self, len: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R, String>;
+    /// Receive one or more messages of exactly `len` bytes, handing each to
+    /// `f` in order; returns how many. The streaming receiver uses it, so a
+    /// transport that consumes in batches (shmpipe's `drain`) hands a batch
+    /// straight to the check instead of buffering it for `recv`. Default:
+    /// one `recv`.
+    fn recv_each(&mut self, len: usize, mut f: impl FnMut(&[u8])) -> Result<usize, String> {
+        self.recv(len, |m| f(m)).map(|()| 1)
+    }
 }
 
 /// A way to move messages between two processes.
@@ -785,18 +793,29 @@ fn stream_recv<E: Endpoint>(ep: &mut E, pat: &Pattern) -> Result<(u64, u64), Str
     let mut n = 0u64;
     let mut full = 0u64;
     let mut bad = None;
-    loop {
-        match ep.recv(len, |m| checker.check(m, n))? {
-            Check::Good => {}
-            Check::End => break,
-            Check::Bad(why) => {
-                bad.get_or_insert(why);
+    let mut end = false;
+    while !end {
+        ep.recv_each(len, |m| {
+            if end {
+                // Nothing follows the end marker.
+                bad.get_or_insert(format!("a message after the end marker, after {n}"));
+                return;
             }
-        }
-        if pat.full_check(n) {
-            full += 1;
-        }
-        n += 1;
+            match checker.check(m, n) {
+                Check::Good => {}
+                Check::End => {
+                    end = true;
+                    return;
+                }
+                Check::Bad(why) => {
+                    bad.get_or_insert(why);
+                }
+            }
+            if pat.full_check(n) {
+                full += 1;
+            }
+            n += 1;
+        })?;
     }
     match bad {
         None => Ok((n, full)),

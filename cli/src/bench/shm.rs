@@ -1,7 +1,8 @@
 //! shmpipe itself, through its public API: two anonymous rings (one per
 //! direction) made before the fork, each end attached after it. Every
-//! message is copied out (`try_recv_into` / `recv_into`, or `drain` into a
-//! batch buffer) before the harness checks it, as the peers' rows do.
+//! message is copied out (`try_recv_into` / `recv_into`; with `drain`, into
+//! the same buffer inside the batch when streaming, into a batch buffer for
+//! ping-pong) before the harness checks it, as the peers' rows do.
 
 use std::marker::PhantomData;
 
@@ -164,6 +165,40 @@ impl<V: Variant> Endpoint for ShmEnd<V> {
             |e| matches!(e, Error::Full),
             || self.tx.try_send(msg),
         )
+    }
+
+    /// Busy-polling through `drain`: each message of a batch is copied into
+    /// `buf` (as `try_recv_into` copies it) and handed to `f` inside the
+    /// batch. Otherwise (and for what `recv` buffered): one message.
+    #[inline]
+    fn recv_each(&mut self, len: usize, mut f: impl FnMut(&[u8])) -> Result<usize, String> {
+        let Some(b) = self
+            .batch
+            .as_mut()
+            .filter(|b| self.spin && b.next >= b.bytes.len() && self.buf.len() == len)
+        else {
+            return self.recv(len, |m| f(m)).map(|()| 1);
+        };
+        let mut rounds = 0;
+        loop {
+            let buf = &mut self.buf;
+            let got = self.rx.drain(b.max, |m| {
+                if m.len() == len {
+                    buf.copy_from_slice(m);
+                    f(buf);
+                } else {
+                    b.bad_len.get_or_insert(m.len());
+                }
+            });
+            if let Some(n) = b.bad_len {
+                return Err(format!("received a {n}-byte message, expected {len}"));
+            }
+            match got {
+                Ok(0) => spin_step(&mut rounds)?,
+                Ok(n) => return Ok(n),
+                Err(e) => return Err(format!("drain: {e}")),
+            }
+        }
     }
 
     #[inline]
