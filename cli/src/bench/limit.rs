@@ -18,7 +18,8 @@
 //!   publishes `head` once per batch of whatever it found ready (within a
 //!   long batch each sixteenth of the ring, as `drain` does). Either side,
 //!   finding nothing (no record; no room), looks again only after a few
-//!   spin hints, so neither races the other through a line it is writing.
+//!   spin hints (up to 64 B), so neither races the other through a line it
+//!   is writing.
 //!   No validation, no `tail`, no counters, no liveness, no API; constant
 //!   length copies at 8-64 B. Every shmpipe row does all of this and more,
 //!   so none can beat it: the gap between it and a row is the library's.
