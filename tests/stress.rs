@@ -48,7 +48,6 @@ const PAUSE_MAX: Duration = Duration::from_secs(2);
 /// (`sched_yield` between polls) can give its CPU away for a whole time
 /// slice per yield, so it reaches its futex only tens of milliseconds
 /// after the ring filled or emptied, and no wake-up syscall ever showed.
-#[derive(Clone)]
 struct Peer {
     /// `/proc/<pid>/task/<tid>/stat`, or `None` for a strategy that never
     /// sleeps (a fixed pause is enough to make it wait).
@@ -261,8 +260,7 @@ fn stress<V: Variant>(wait: WaitStrategy, named: bool, capacity: u64, count: u64
     let start = Instant::now();
     // The producer runs on this thread, in this process; the child's
     // consumer on its only thread.
-    // SAFETY: getpid cannot fail.
-    let parent = Peer::new(wait, unsafe { libc::getpid() }, gettid());
+    let parent = Peer::new(wait, std::process::id() as libc::pid_t, gettid());
 
     let (child, mut tx, _name) = if named {
         let name = ShmName::new("stress");

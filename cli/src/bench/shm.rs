@@ -71,8 +71,40 @@ struct Batch {
     max: usize,
     /// Byte offset of the next message to hand out.
     next: usize,
-    /// A message of the wrong length was handed over.
-    bad_len: Option<usize>,
+}
+
+fn wrong_len(n: usize, len: usize) -> String {
+    format!("received a {n}-byte message, expected {len}")
+}
+
+/// One busy-polled `drain` of up to `max` messages, each of which must be
+/// `len` bytes long, handed to `f` in order: polls until at least one
+/// arrives and returns how many.
+fn drain_some<V: Variant>(
+    rx: &mut Consumer<V>,
+    max: usize,
+    len: usize,
+    mut f: impl FnMut(&[u8]),
+) -> Result<usize, String> {
+    let mut rounds = 0;
+    loop {
+        let mut bad_len = None;
+        let got = rx.drain(max, |m| {
+            if m.len() == len {
+                f(m);
+            } else {
+                bad_len.get_or_insert(m.len());
+            }
+        });
+        let n = got.map_err(|e| format!("drain: {e}"))?;
+        if let Some(n) = bad_len {
+            return Err(wrong_len(n, len));
+        }
+        if n > 0 {
+            return Ok(n);
+        }
+        spin_step(&mut rounds)?;
+    }
 }
 
 impl Batch {
@@ -82,7 +114,6 @@ impl Batch {
             bytes: Vec::with_capacity(max * size),
             max,
             next: 0,
-            bad_len: None,
         }
     }
 }
@@ -179,57 +210,27 @@ impl<V: Variant> Endpoint for ShmEnd<V> {
         else {
             return self.recv(len, |m| f(m)).map(|()| 1);
         };
-        let mut rounds = 0;
-        loop {
-            let buf = &mut self.buf;
-            let got = self.rx.drain(b.max, |m| {
-                if m.len() == len {
-                    buf.copy_from_slice(m);
-                    f(buf);
-                } else {
-                    b.bad_len.get_or_insert(m.len());
-                }
-            });
-            if let Some(n) = b.bad_len {
-                return Err(format!("received a {n}-byte message, expected {len}"));
-            }
-            match got {
-                Ok(0) => spin_step(&mut rounds)?,
-                Ok(n) => return Ok(n),
-                Err(e) => return Err(format!("drain: {e}")),
-            }
-        }
+        let buf = &mut self.buf;
+        drain_some(&mut self.rx, b.max, len, |m| {
+            buf.copy_from_slice(m);
+            f(buf);
+        })
     }
 
     #[inline]
     fn recv<R>(&mut self, len: usize, f: impl FnOnce(&[u8]) -> R) -> Result<R, String> {
-        let wrong = |n: usize| format!("received a {n}-byte message, expected {len}");
         if self.buf.len() != len {
             return Err(format!(
                 "asked for {len} bytes from a {}-byte session",
                 self.buf.len()
             ));
         }
-        let mut rounds = 0;
         if let Some(b) = self.batch.as_mut().filter(|_| self.spin) {
-            while b.next >= b.bytes.len() {
+            if b.next >= b.bytes.len() {
                 b.bytes.clear();
                 b.next = 0;
-                let got = self.rx.drain(b.max, |m| {
-                    if m.len() == len {
-                        b.bytes.extend_from_slice(m);
-                    } else {
-                        b.bad_len.get_or_insert(m.len());
-                    }
-                });
-                match got {
-                    Ok(0) => spin_step(&mut rounds)?,
-                    Ok(_) => {}
-                    Err(e) => return Err(format!("drain: {e}")),
-                }
-                if let Some(n) = b.bad_len {
-                    return Err(wrong(n));
-                }
+                let bytes = &mut b.bytes;
+                drain_some(&mut self.rx, b.max, len, |m| bytes.extend_from_slice(m))?;
             }
             let m = &b.bytes[b.next..b.next + len];
             b.next += len;
@@ -249,7 +250,7 @@ impl<V: Variant> Endpoint for ShmEnd<V> {
         if n == len {
             Ok(f(&self.buf))
         } else {
-            Err(wrong(n))
+            Err(wrong_len(n, len))
         }
     }
 }
