@@ -7,6 +7,10 @@
 //! Each trial reports the mean and the median of the round trips, timed
 //! per batch of 64; trials alternate shmpipe and ringfire so both see the
 //! same minutes of the machine (whose cross-core cost moves, DESIGN.md §2).
+//! At 8 B two more rows follow in the same trial: shmpipe's record protocol
+//! alone (`bare`: header as the signal, the zero store ahead, `head` per
+//! message, no validation, liveness, `tail` or wake-up), and the same with
+//! the ring zeroed 4 KiB ahead instead of a store after each record.
 //!
 //! ```text
 //! cargo run --release --example rt_probe -- 8 10   # SIZE (8 or 64), TRIALS
@@ -157,6 +161,163 @@ fn ringfire_trial<const S: usize>() -> (f64, f64) {
     r
 }
 
+/// The bare record protocol (8-byte header as the signal, zero ahead, the
+/// consumer's `head` stored per message, the producer's room by a cached
+/// `head`), nothing else: what the protocol itself costs a round trip.
+/// The bare record protocol at 8 B, for reference: 16-byte records (an
+/// 8-byte header as the signal, the payload), the header slot after each
+/// record zeroed before the header is stored, the consumer's `head` stored
+/// per message on its own line, the producer's room by a cached `head`;
+/// no validation, liveness, `tail` or wake-up. `zero_far` replaces the
+/// store after each record by zeroing the ring 4 KiB ahead of `tail`, a
+/// line at a time, inside the room (what DESIGN.md §2 measured against
+/// the store ahead).
+struct BareRing {
+    words: Box<[AtomicU64]>,
+    head: crossbeam_utils::CachePadded<AtomicU64>,
+}
+
+/// Bytes of a bare record (8 B payload); they divide the ring, so no
+/// record straddles its end.
+const BARE_REC: u64 = 16;
+/// How far ahead of `tail` `zero_far` keeps the ring zeroed.
+const BARE_ZERO_AHEAD: u64 = 4096;
+
+struct BareTx {
+    ring: std::sync::Arc<BareRing>,
+    /// The ring's first word, 64-aligned, and its size in bytes.
+    base: *const AtomicU64,
+    cap: u64,
+    tail: u64,
+    head_cache: u64,
+    zero_far: bool,
+    /// Every word from `tail` to here is zero (`zero_far` only).
+    zeroed: u64,
+}
+
+struct BareRx {
+    ring: std::sync::Arc<BareRing>,
+    base: *const AtomicU64,
+    cap: u64,
+    head: u64,
+}
+
+// SAFETY: `base` points into the ring each handle holds an `Arc` of.
+unsafe impl Send for BareTx {}
+unsafe impl Send for BareRx {}
+
+impl BareTx {
+    fn word(&self, pos: u64) -> &AtomicU64 {
+        // SAFETY: masked into the ring, which `ring` keeps alive.
+        unsafe { &*self.base.add(((pos & (self.cap - 1)) / 8) as usize) }
+    }
+
+    #[inline(always)]
+    fn try_send(&mut self, msg: &[u8; 8]) -> bool {
+        let end = self.tail + BARE_REC;
+        if end + 8 - self.head_cache > self.cap {
+            self.head_cache = self.ring.head.load(Ordering::Acquire);
+            if end + 8 - self.head_cache > self.cap {
+                return false;
+            }
+        }
+        self.word(self.tail + 8)
+            .store(u64::from_le_bytes(*msg), Ordering::Relaxed);
+        if self.zero_far && (self.tail ^ end) >= 64 {
+            let to = ((end & !63) + BARE_ZERO_AHEAD).min((self.head_cache + self.cap) & !63);
+            let mut at = self.zeroed.max(end);
+            while at < to {
+                self.word(at).store(0, Ordering::Relaxed);
+                at += 8;
+            }
+            self.zeroed = self.zeroed.max(to);
+        }
+        if end >= self.zeroed {
+            self.word(end).store(0, Ordering::Relaxed);
+        }
+        self.word(self.tail).store((1 << 32) | 8, Ordering::Release);
+        self.tail = end;
+        true
+    }
+}
+
+impl BareRx {
+    #[inline(always)]
+    fn try_recv(&mut self) -> Option<[u8; 8]> {
+        let at = |pos: u64| {
+            // SAFETY: as in `BareTx::word`.
+            unsafe { &*self.base.add(((pos & (self.cap - 1)) / 8) as usize) }
+        };
+        if at(self.head).load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let m = at(self.head + 8).load(Ordering::Relaxed).to_le_bytes();
+        self.head += BARE_REC;
+        self.ring.head.store(self.head, Ordering::Release);
+        Some(m)
+    }
+}
+
+fn bare_pair(zero_far: bool) -> (BareTx, BareRx) {
+    let cap = CAP.load(Ordering::Relaxed);
+    let ring = std::sync::Arc::new(BareRing {
+        words: (0..cap / 8 + 8).map(|_| AtomicU64::new(0)).collect(),
+        head: crossbeam_utils::CachePadded::new(AtomicU64::new(0)),
+    });
+    let p = ring.words.as_ptr();
+    let base = p.wrapping_add((64 - p as usize % 64) % 64 / 8);
+    (
+        BareTx {
+            ring: ring.clone(),
+            base,
+            cap,
+            tail: 0,
+            head_cache: 0,
+            zero_far,
+            zeroed: 0,
+        },
+        BareRx {
+            ring,
+            base,
+            cap,
+            head: 0,
+        },
+    )
+}
+
+fn bare_trial(zero_far: bool) -> (f64, f64) {
+    let (mut tx, mut rx) = bare_pair(zero_far);
+    let (mut tx_echo, mut rx_echo) = bare_pair(zero_far);
+    let t = std::thread::spawn(move || {
+        pin(1);
+        for _ in 0..N {
+            let m = loop {
+                match rx.try_recv() {
+                    Some(m) => break m,
+                    None => std::hint::spin_loop(),
+                }
+            };
+            while !tx_echo.try_send(&m) {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    pin(0);
+    let r = time_trips(|i| {
+        while !tx.try_send(&i.to_le_bytes()) {
+            std::hint::spin_loop();
+        }
+        loop {
+            match rx_echo.try_recv() {
+                Some(m) => break u64::from_le_bytes(m),
+                None => std::hint::spin_loop(),
+            }
+        }
+    });
+    t.join().expect("echo thread");
+    r
+}
+
 fn main() {
     let mut a = std::env::args().skip(1);
     let size: usize = a.next().map_or(8, |s| s.parse().expect("SIZE"));
@@ -165,8 +326,13 @@ fn main() {
         CAP.store(cap.parse().expect("ring bytes"), Ordering::Relaxed);
     }
     println!(
-        "{size} B, {N} round trips per trial, rings of {} bytes: ns per round trip, mean / median of batches",
-        CAP.load(Ordering::Relaxed)
+        "{size} B, {N} round trips per trial, rings of {} bytes: ns per round trip, mean / median of batches{}",
+        CAP.load(Ordering::Relaxed),
+        if size == 8 {
+            "; bare: the record protocol alone, with the store ahead / zeroing 4 KiB ahead (medians)"
+        } else {
+            ""
+        }
     );
     let mut ratios = Vec::new();
     for t in 0..trials {
@@ -175,9 +341,15 @@ fn main() {
             64 => (shmpipe_trial::<64>(), ringfire_trial::<64>()),
             other => panic!("SIZE {other}: 8 or 64"),
         };
+        let bare = if size == 8 {
+            let (ahead, far) = (bare_trial(false), bare_trial(true));
+            format!("   bare {:6.1} / {:6.1}", ahead.1, far.1)
+        } else {
+            String::new()
+        };
         ratios.push(s.1 / r.1);
         println!(
-            "trial {t:2}: shmpipe {:6.1} / {:6.1}   ringfire {:6.1} / {:6.1}   median ratio {:.2}",
+            "trial {t:2}: shmpipe {:6.1} / {:6.1}   ringfire {:6.1} / {:6.1}   median ratio {:.2}{bare}",
             s.0,
             s.1,
             r.0,
