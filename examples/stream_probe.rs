@@ -7,6 +7,8 @@
 //! minutes of the machine. `shmpipe bench` checks every byte of every
 //! message through a harness that costs more per message than either
 //! library at 8 B; this loop shows what the libraries themselves cost.
+//! At 8 B a third row runs shmpipe's record protocol alone (`bare`:
+//! `examples/common/bare.rs`) in the same trial.
 //!
 //! ```text
 //! cargo run --release --example stream_probe -- 8 10   # SIZE (8 or 64), TRIALS
@@ -16,6 +18,8 @@
 use shmpipe::{Builder, Error};
 use std::time::Instant;
 
+#[path = "common/bare.rs"]
+mod bare;
 #[path = "common/mod.rs"]
 mod common;
 use common::pin;
@@ -115,6 +119,45 @@ fn ringfire_trial<const S: usize>() -> (f64, f64, f64) {
     )
 }
 
+/// shmpipe's record protocol alone at 8 B (`common/bare.rs`), in a
+/// 1 MiB ring, as `shmpipe_trial`.
+fn bare_trial() -> (f64, f64, f64) {
+    let (mut tx, mut rx) = bare::bare_pair(1 << 20, false);
+    let t = std::thread::spawn(move || {
+        pin(1);
+        let mut full = 0u64;
+        for i in 0..N {
+            while !tx.try_send(&i.to_le_bytes()) {
+                full += 1;
+                std::hint::spin_loop();
+            }
+        }
+        full
+    });
+    pin(0);
+    let mut empty = 0u64;
+    let t0 = Instant::now();
+    for i in 0..N {
+        let m = loop {
+            match rx.try_recv() {
+                Some(m) => break m,
+                None => {
+                    empty += 1;
+                    std::hint::spin_loop();
+                }
+            }
+        };
+        assert_eq!(u64::from_le_bytes(m), i);
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    let full = t.join().expect("producer thread");
+    (
+        N as f64 / dt / 1e6,
+        full as f64 / N as f64,
+        empty as f64 / N as f64,
+    )
+}
+
 fn main() {
     let mut a = std::env::args().skip(1);
     let size: usize = a.next().map_or(8, |s| s.parse().expect("SIZE"));
@@ -129,8 +172,14 @@ fn main() {
             64 => (shmpipe_trial::<64>(), ringfire_trial::<64>()),
             other => panic!("SIZE {other}: 8 or 64"),
         };
+        let bare = if size == 8 {
+            let b = bare_trial();
+            format!("   bare {:6.1} ({:.3}, {:.3})", b.0, b.1, b.2)
+        } else {
+            String::new()
+        };
         println!(
-            "trial {t:2}: shmpipe {:6.1} ({:.3}, {:.3})   ringfire {:6.1} ({:.3}, {:.3})",
+            "trial {t:2}: shmpipe {:6.1} ({:.3}, {:.3})   ringfire {:6.1} ({:.3}, {:.3}){bare}",
             s.0, s.1, s.2, r.0, r.1, r.2
         );
     }
