@@ -98,7 +98,10 @@ impl BareRx {
 }
 
 pub fn bare_pair(cap: u64, zero_far: bool) -> (BareTx, BareRx) {
-    assert!(cap.is_power_of_two() && cap >= 64, "ring bytes: a power of two >= 64");
+    assert!(
+        cap.is_power_of_two() && cap >= 64,
+        "ring bytes: a power of two >= 64"
+    );
     let ring = std::sync::Arc::new(BareRing {
         words: (0..cap / 8 + 8).map(|_| AtomicU64::new(0)).collect(),
         head: crossbeam_utils::CachePadded::new(AtomicU64::new(0)),
@@ -123,4 +126,3 @@ pub fn bare_pair(cap: u64, zero_far: bool) -> (BareTx, BareRx) {
         },
     )
 }
-
