@@ -58,6 +58,16 @@ fn time_trips(mut rt: impl FnMut(u64) -> u64) -> (f64, f64) {
     summarize(batches)
 }
 
+/// Poll `f` until it yields, with a spin hint after each failed poll.
+fn spin<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::hint::spin_loop();
+    }
+}
+
 fn shmpipe_trial<const S: usize>() -> (f64, f64) {
     let pid = std::process::id();
     let (ping, pong) = (
@@ -132,30 +142,16 @@ fn ringfire_trial<const S: usize>() -> (f64, f64) {
     let t = std::thread::spawn(move || {
         pin(1);
         for _ in 0..N {
-            let m = loop {
-                match rx.try_recv() {
-                    Some(m) => break m,
-                    None => std::hint::spin_loop(),
-                }
-            };
-            while tx_echo.try_push(&m).is_err() {
-                std::hint::spin_loop();
-            }
+            let m = spin(|| rx.try_recv());
+            spin(|| tx_echo.try_push(&m).ok());
         }
     });
     pin(0);
     let mut msg = [0u8; S];
     let r = time_trips(|i| {
         msg[..8].copy_from_slice(&i.to_le_bytes());
-        while tx.try_push(&msg).is_err() {
-            std::hint::spin_loop();
-        }
-        let m = loop {
-            match rx_echo.try_recv() {
-                Some(m) => break m,
-                None => std::hint::spin_loop(),
-            }
-        };
+        spin(|| tx.try_push(&msg).ok());
+        let m = spin(|| rx_echo.try_recv());
         u64::from_le_bytes(m[..8].try_into().unwrap())
     });
     t.join().expect("echo thread");
@@ -173,28 +169,14 @@ fn bare_trial(zero_far: bool) -> (f64, f64) {
     let t = std::thread::spawn(move || {
         pin(1);
         for _ in 0..N {
-            let m = loop {
-                match rx.try_recv() {
-                    Some(m) => break m,
-                    None => std::hint::spin_loop(),
-                }
-            };
-            while !tx_echo.try_send(&m) {
-                std::hint::spin_loop();
-            }
+            let m = spin(|| rx.try_recv());
+            spin(|| tx_echo.try_send(&m).then_some(()));
         }
     });
     pin(0);
     let r = time_trips(|i| {
-        while !tx.try_send(&i.to_le_bytes()) {
-            std::hint::spin_loop();
-        }
-        loop {
-            match rx_echo.try_recv() {
-                Some(m) => break u64::from_le_bytes(m),
-                None => std::hint::spin_loop(),
-            }
-        }
+        spin(|| tx.try_send(&i.to_le_bytes()).then_some(()));
+        u64::from_le_bytes(spin(|| rx_echo.try_recv()))
     });
     t.join().expect("echo thread");
     r

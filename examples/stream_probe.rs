@@ -27,6 +27,38 @@ use common::pin;
 /// Messages per trial.
 const N: u64 = 10_000_000;
 
+/// Poll `f` until it yields, with a spin hint after each failed poll,
+/// counted in `fails`.
+fn spin_counting<T>(fails: &mut u64, mut f: impl FnMut() -> Option<T>) -> T {
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        *fails += 1;
+        std::hint::spin_loop();
+    }
+}
+
+/// Receive `N` messages with `recv` (a message's sequence number, if one
+/// was there), checking each: seconds taken and failed polls.
+fn receive_all(mut recv: impl FnMut() -> Option<u64>) -> (f64, u64) {
+    let mut empty = 0u64;
+    let t0 = Instant::now();
+    for i in 0..N {
+        assert_eq!(spin_counting(&mut empty, &mut recv), i);
+    }
+    (t0.elapsed().as_secs_f64(), empty)
+}
+
+/// M msgs/s, failed sends and failed receives per message.
+fn rates(secs: f64, full: u64, empty: u64) -> (f64, f64, f64) {
+    (
+        N as f64 / secs / 1e6,
+        full as f64 / N as f64,
+        empty as f64 / N as f64,
+    )
+}
+
 /// Rate in M msgs/s, failed sends and failed receives per message.
 fn shmpipe_trial<const S: usize>() -> (f64, f64, f64) {
     let name = format!("/shmpipe-probe-{}", std::process::id());
@@ -65,11 +97,7 @@ fn shmpipe_trial<const S: usize>() -> (f64, f64, f64) {
     }
     let dt = t0.elapsed().as_secs_f64();
     let full = t.join().expect("producer thread");
-    (
-        N as f64 / dt / 1e6,
-        full as f64 / N as f64,
-        empty as f64 / N as f64,
-    )
+    rates(dt, full, empty)
 }
 
 fn ringfire_trial<const S: usize>() -> (f64, f64, f64) {
@@ -87,36 +115,18 @@ fn ringfire_trial<const S: usize>() -> (f64, f64, f64) {
         let mut full = 0u64;
         for i in 0..N {
             msg[..8].copy_from_slice(&i.to_le_bytes());
-            while tx.try_push(&msg).is_err() {
-                full += 1;
-                std::hint::spin_loop();
-            }
+            spin_counting(&mut full, || tx.try_push(&msg).ok());
         }
         full
     });
     pin(0);
-    let mut empty = 0u64;
-    let t0 = Instant::now();
-    for i in 0..N {
-        let m = loop {
-            match rx.try_recv() {
-                Some(m) => break m,
-                None => {
-                    empty += 1;
-                    std::hint::spin_loop();
-                }
-            }
-        };
-        assert_eq!(u64::from_le_bytes(m[..8].try_into().unwrap()), i);
-    }
-    let dt = t0.elapsed().as_secs_f64();
+    let (secs, empty) = receive_all(|| {
+        rx.try_recv()
+            .map(|m| u64::from_le_bytes(m[..8].try_into().unwrap()))
+    });
     let full = t.join().expect("producer thread");
     let _ = std::fs::remove_file(&path);
-    (
-        N as f64 / dt / 1e6,
-        full as f64 / N as f64,
-        empty as f64 / N as f64,
-    )
+    rates(secs, full, empty)
 }
 
 /// shmpipe's record protocol alone at 8 B (`common/bare.rs`), in a
@@ -127,35 +137,14 @@ fn bare_trial() -> (f64, f64, f64) {
         pin(1);
         let mut full = 0u64;
         for i in 0..N {
-            while !tx.try_send(&i.to_le_bytes()) {
-                full += 1;
-                std::hint::spin_loop();
-            }
+            spin_counting(&mut full, || tx.try_send(&i.to_le_bytes()).then_some(()));
         }
         full
     });
     pin(0);
-    let mut empty = 0u64;
-    let t0 = Instant::now();
-    for i in 0..N {
-        let m = loop {
-            match rx.try_recv() {
-                Some(m) => break m,
-                None => {
-                    empty += 1;
-                    std::hint::spin_loop();
-                }
-            }
-        };
-        assert_eq!(u64::from_le_bytes(m), i);
-    }
-    let dt = t0.elapsed().as_secs_f64();
+    let (secs, empty) = receive_all(|| rx.try_recv().map(u64::from_le_bytes));
     let full = t.join().expect("producer thread");
-    (
-        N as f64 / dt / 1e6,
-        full as f64 / N as f64,
-        empty as f64 / N as f64,
-    )
+    rates(secs, full, empty)
 }
 
 fn main() {

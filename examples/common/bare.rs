@@ -45,21 +45,35 @@ pub struct BareRx {
 unsafe impl Send for BareTx {}
 unsafe impl Send for BareRx {}
 
+/// The word at position `pos` of the ring at `base` (`cap` bytes).
+///
+/// # Safety
+/// `base` must point to the first of `cap / 8` live words.
+#[inline(always)]
+unsafe fn word<'a>(base: *const AtomicU64, cap: u64, pos: u64) -> &'a AtomicU64 {
+    // SAFETY: masked into the ring, which the caller vouches for.
+    unsafe { &*base.add(((pos & (cap - 1)) / 8) as usize) }
+}
+
 impl BareTx {
     fn word(&self, pos: u64) -> &AtomicU64 {
-        // SAFETY: masked into the ring, which `ring` keeps alive.
-        unsafe { &*self.base.add(((pos & (self.cap - 1)) / 8) as usize) }
+        // SAFETY: `base` points into the ring `self.ring` keeps alive.
+        unsafe { word(self.base, self.cap, pos) }
     }
 
     #[inline(always)]
     pub fn try_send(&mut self, msg: &[u8; 8]) -> bool {
         let end = self.tail + BARE_REC;
         if end + 8 - self.head_cache > self.cap {
+            // Acquire: pairs with the consumer's Release store of `head`
+            // (its reads of the slots happened before we reuse them).
             self.head_cache = self.ring.head.load(Ordering::Acquire);
             if end + 8 - self.head_cache > self.cap {
                 return false;
             }
         }
+        // Relaxed, as the zero stores below: ordered before the header by
+        // its Release store.
         self.word(self.tail + 8)
             .store(u64::from_le_bytes(*msg), Ordering::Relaxed);
         if self.zero_far && (self.tail ^ end) >= 64 {
@@ -74,6 +88,7 @@ impl BareTx {
         if end >= self.zeroed {
             self.word(end).store(0, Ordering::Relaxed);
         }
+        // Release: pairs with the consumer's Acquire load of the header.
         self.word(self.tail).store((1 << 32) | 8, Ordering::Release);
         self.tail = end;
         true
@@ -83,15 +98,17 @@ impl BareTx {
 impl BareRx {
     #[inline(always)]
     pub fn try_recv(&mut self) -> Option<[u8; 8]> {
-        let at = |pos: u64| {
-            // SAFETY: as in `BareTx::word`.
-            unsafe { &*self.base.add(((pos & (self.cap - 1)) / 8) as usize) }
-        };
+        // SAFETY: `base` points into the ring `self.ring` keeps alive.
+        let at = |pos: u64| unsafe { word(self.base, self.cap, pos) };
+        // Acquire: pairs with the producer's Release store of the header,
+        // so the payload below is visible.
         if at(self.head).load(Ordering::Acquire) == 0 {
             return None;
         }
+        // Relaxed: ordered after the header's Acquire load.
         let m = at(self.head + 8).load(Ordering::Relaxed).to_le_bytes();
         self.head += BARE_REC;
+        // Release: pairs with the producer's Acquire load of `head`.
         self.ring.head.store(self.head, Ordering::Release);
         Some(m)
     }
