@@ -10,6 +10,9 @@
 //! - `drain` (shmpipe): `try_send`, then one `drain` copying each message out;
 //! - `fixed` (shmpipe): as `try_recv_into`, with `[u8; SIZE]` buffers (the
 //!   size known at compile time, as ringfire's slot type is); SIZE 8 or 64;
+//! - `typed` (shmpipe): `typed::Sender<[u8; SIZE]>::try_send`, then
+//!   `typed::Receiver<[u8; SIZE]>::try_recv` (which returns the copy, as
+//!   ringfire's does); SIZE 8 or 64;
 //! - `any` (shmpipe): `try_recv_into`'s loop through `AnyProducer` /
 //!   `AnyConsumer` (the variant a run-time value the optimiser cannot see),
 //!   to show what the per-call `match` on the variant costs;
@@ -101,7 +104,7 @@ fn run(size: usize, method: &str, rounds: u64) -> Result<u64, Error> {
         }),
         other => {
             panic!(
-                "unknown method {other}: try_recv_into, recv_with, drain, fixed, any or ringfire"
+                "unknown method {other}: try_recv_into, recv_with, drain, fixed, typed, any or ringfire"
             )
         }
     }
@@ -155,6 +158,39 @@ fn run_fixed<const N: usize>(rounds: u64) -> Result<u64, Error> {
         }
     }
     Ok(bad)
+}
+
+/// `typed::Sender<[u8; N]>` / `Receiver<[u8; N]>`: ringfire's shape (a
+/// slot type, a value returned by copy) through shmpipe's typed API.
+#[inline(never)]
+fn run_typed<const N: usize>(rounds: u64) -> Result<u64, Error> {
+    use shmpipe::typed::{Receiver, Sender};
+    let name = format!("/shmpipe-instr-loop-{}", std::process::id());
+    let mut tx = Sender::<[u8; N]>::new(Builder::new().create_producer(&name)?);
+    let mut rx = Receiver::<[u8; N]>::new(Builder::new().open_consumer(&name)?);
+    let mut msg = [0u8; N];
+    let mut bad = 0u64;
+    for r in 0..rounds {
+        let first = r * BATCH as u64;
+        for i in 0..BATCH as u64 {
+            msg[..8].copy_from_slice(&(first + i).to_le_bytes());
+            tx.try_send(&msg)?;
+        }
+        for i in 0..BATCH as u64 {
+            // black_box: the whole copy is kept, as for ringfire below.
+            let m = rx.try_recv()?;
+            check(&std::hint::black_box(m), first + i, &mut bad);
+        }
+    }
+    Ok(bad)
+}
+
+fn typed_at(size: usize, rounds: u64) -> Result<u64, Error> {
+    match size {
+        8 => run_typed::<8>(rounds),
+        64 => run_typed::<64>(rounds),
+        other => panic!("typed mode: SIZE {other} is not 8 or 64"),
+    }
 }
 
 fn fixed_at(size: usize, rounds: u64) -> Result<u64, Error> {
@@ -220,6 +256,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bad = match method.as_str() {
         "ringfire" => ringfire_at(size, rounds)?,
         "fixed" => fixed_at(size, rounds)?,
+        "typed" => typed_at(size, rounds)?,
         "any" => run_any(size, rounds)?,
         _ => run(size, &method, rounds)?,
     };

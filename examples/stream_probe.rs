@@ -7,7 +7,9 @@
 //! minutes of the machine. `shmpipe bench` checks every byte of every
 //! message through a harness that costs more per message than either
 //! library at 8 B; this loop shows what the libraries themselves cost.
-//! At 8 B a third row runs shmpipe's record protocol alone (`bare`:
+//! A second shmpipe row goes through `typed::Sender<[u8; SIZE]>` /
+//! `Receiver<[u8; SIZE]>` (`try_recv` returns the copy, as ringfire's
+//! does). At 8 B a further row runs shmpipe's record protocol alone (`bare`:
 //! `examples/common/bare.rs`) in the same trial.
 //!
 //! ```text
@@ -28,7 +30,10 @@ use common::pin;
 const N: u64 = 10_000_000;
 
 /// Poll `f` until it yields, with a spin hint after each failed poll,
-/// counted in `fails`.
+/// counted in `fails`. Inlined into each loop: a call per message (which
+/// the compiler chose for some closures) would cost more than the
+/// libraries' own work at 8 B.
+#[inline(always)]
 fn spin_counting<T>(fails: &mut u64, mut f: impl FnMut() -> Option<T>) -> T {
     loop {
         if let Some(v) = f() {
@@ -41,6 +46,7 @@ fn spin_counting<T>(fails: &mut u64, mut f: impl FnMut() -> Option<T>) -> T {
 
 /// Receive `N` messages with `recv` (a message's sequence number, if one
 /// was there), checking each: seconds taken and failed polls.
+#[inline(always)]
 fn receive_all(mut recv: impl FnMut() -> Option<u64>) -> (f64, u64) {
     let mut empty = 0u64;
     let t0 = Instant::now();
@@ -100,6 +106,37 @@ fn shmpipe_trial<const S: usize>() -> (f64, f64, f64) {
     rates(dt, full, empty)
 }
 
+/// `shmpipe_trial` through `typed::Sender<[u8; S]>` / `Receiver<[u8; S]>`
+/// (`try_send`, then `try_recv`, which returns the copy): ringfire's shape.
+fn typed_trial<const S: usize>() -> (f64, f64, f64) {
+    use shmpipe::typed::{Receiver, Sender};
+    let name = format!("/shmpipe-probe-typed-{}", std::process::id());
+    let mut tx = Sender::<[u8; S]>::new(Builder::new().create_producer(&name).expect("producer"));
+    let mut rx = Receiver::<[u8; S]>::new(Builder::new().open_consumer(&name).expect("consumer"));
+    let t = std::thread::spawn(move || {
+        pin(1);
+        let mut msg = [0u8; S];
+        let mut full = 0u64;
+        for i in 0..N {
+            msg[..8].copy_from_slice(&i.to_le_bytes());
+            spin_counting(&mut full, || match tx.try_send(&msg) {
+                Ok(()) => Some(()),
+                Err(Error::Full) => None,
+                Err(e) => panic!("{e}"),
+            });
+        }
+        full
+    });
+    pin(0);
+    let (secs, empty) = receive_all(|| match rx.try_recv() {
+        Ok(m) => Some(u64::from_le_bytes(m[..8].try_into().unwrap())),
+        Err(Error::Empty) => None,
+        Err(e) => panic!("{e}"),
+    });
+    let full = t.join().expect("producer thread");
+    rates(secs, full, empty)
+}
+
 fn ringfire_trial<const S: usize>() -> (f64, f64, f64) {
     use ringfire::{FlowControl, RingConsumer, RingProducerBuilder};
     let path = format!("/dev/shm/shmpipe-probe-rf-{}", std::process::id());
@@ -156,9 +193,17 @@ fn main() {
         "{size} B, {N} messages per trial: M msgs/s (failed sends, failed receives per message)"
     );
     for t in 0..trials {
-        let (s, r) = match size {
-            8 => (shmpipe_trial::<8>(), ringfire_trial::<8>()),
-            64 => (shmpipe_trial::<64>(), ringfire_trial::<64>()),
+        let (s, ty, r) = match size {
+            8 => (
+                shmpipe_trial::<8>(),
+                typed_trial::<8>(),
+                ringfire_trial::<8>(),
+            ),
+            64 => (
+                shmpipe_trial::<64>(),
+                typed_trial::<64>(),
+                ringfire_trial::<64>(),
+            ),
             other => panic!("SIZE {other}: 8 or 64"),
         };
         let bare = if size == 8 {
@@ -168,8 +213,8 @@ fn main() {
             String::new()
         };
         println!(
-            "trial {t:2}: shmpipe {:6.1} ({:.3}, {:.3})   ringfire {:6.1} ({:.3}, {:.3}){bare}",
-            s.0, s.1, s.2, r.0, r.1, r.2
+            "trial {t:2}: shmpipe {:6.1} ({:.3}, {:.3})   typed {:6.1} ({:.3}, {:.3})   ringfire {:6.1} ({:.3}, {:.3}){bare}",
+            s.0, s.1, s.2, ty.0, ty.1, ty.2, r.0, r.1, r.2
         );
     }
 }

@@ -1,9 +1,13 @@
 //! Typed messages on top of the byte rings (features `pod` and `serde`).
 //!
 //! - `Sender<T>` / `Receiver<T>` (feature `pod`) carry one
-//!   plain-old-data value per message, as its raw bytes: `send` writes them
-//!   in place through a [`Claim`](crate::Claim), `recv` copies them
-//!   out, and `Receiver::recv_with` lends a `&T` straight from the ring.
+//!   plain-old-data value per message, as its raw bytes: `send` copies them
+//!   into the ring, `Sender::send_with` builds the value in place, `recv`
+//!   copies them out, and `Receiver::recv_with` lends a `&T` straight from
+//!   the ring. A message of `size_of::<T>()` bytes is found with one
+//!   comparison of its header against a constant and copied with a
+//!   constant length (ringfire's shape: a slot type; about 60 instructions
+//!   per send and receive of a `[u8; 8]`, `examples/instr.sh`).
 //! - `SerdeSender` / `SerdeReceiver` (feature `serde`) carry any
 //!   `serde` value, encoded with [postcard](https://docs.rs/postcard).
 //!
@@ -78,7 +82,7 @@ mod pod {
     use bytemuck::Pod;
 
     use crate::error::{Error, Result};
-    use crate::ring::{Claim, Consumer, LockFree, Producer, Variant};
+    use crate::ring::{Consumer, LockFree, Producer, Variant};
 
     /// Compile-time refusal of `T` whose alignment exceeds the payloads'.
     struct AlignOk<T>(PhantomData<T>);
@@ -87,13 +91,6 @@ mod pod {
             std::mem::align_of::<T>() <= super::PAYLOAD_ALIGN,
             "shmpipe::typed: ring payloads are only 8-byte aligned; a &T of larger alignment cannot be lent from the ring (use recv()/send(), which copy)"
         );
-    }
-
-    fn write_value<T: Pod, V: Variant>(claim: Result<Claim<'_, V>>, value: &T) -> Result<()> {
-        let mut claim = claim?;
-        claim.copy_from_slice(bytemuck::bytes_of(value));
-        claim.commit();
-        Ok(())
     }
 
     fn decode_error<T>(len: usize, reason: String) -> Error {
@@ -177,8 +174,8 @@ mod pod {
             self.tx
         }
 
-        /// Send `value`, written in place into the ring through a claim,
-        /// waiting for room per the wait strategy.
+        /// Send `value` (its bytes copied into the ring), waiting for room
+        /// per the wait strategy.
         ///
         /// ```
         /// use shmpipe::typed::Sender;
@@ -192,8 +189,9 @@ mod pod {
         /// # Errors
         /// As [`Producer::send`]: `TooLarge` if `size_of::<T>()` is above the
         /// ring's maximum message, `Disconnected`, `PeerDied`, `Corrupted`.
+        #[inline]
         pub fn send(&mut self, value: &T) -> Result<()> {
-            write_value(self.tx.claim(std::mem::size_of::<T>()), value)
+            self.tx.send(bytemuck::bytes_of(value))
         }
 
         /// Like [`Self::send`] if there is room now.
@@ -209,8 +207,9 @@ mod pod {
         ///
         /// # Errors
         /// As [`Producer::try_send`] (`Full` if there is no room).
+        #[inline]
         pub fn try_send(&mut self, value: &T) -> Result<()> {
-            write_value(self.tx.try_claim(std::mem::size_of::<T>()), value)
+            self.tx.try_send(bytemuck::bytes_of(value))
         }
 
         /// Like [`Self::send`], waiting at most `timeout` for room.
@@ -229,10 +228,7 @@ mod pod {
         /// # Errors
         /// As [`Producer::send_timeout`].
         pub fn send_timeout(&mut self, value: &T, timeout: Duration) -> Result<()> {
-            write_value(
-                self.tx.claim_timeout(std::mem::size_of::<T>(), timeout),
-                value,
-            )
+            self.tx.send_timeout(bytemuck::bytes_of(value), timeout)
         }
 
         /// Build the value in place: `f` gets a zeroed `&mut T` in the ring
@@ -340,7 +336,18 @@ mod pod {
         /// # Errors
         /// `Decode` if the message is not exactly `size_of::<T>()` bytes
         /// (it is consumed); otherwise as [`Consumer::recv_with`].
+        #[inline]
         pub fn recv(&mut self) -> Result<T> {
+            let mut v = T::zeroed();
+            if self.rx.fast_recv_exact(bytemuck::bytes_of_mut(&mut v)) {
+                return Ok(v);
+            }
+            self.recv_slow()
+        }
+
+        #[cold]
+        #[inline(never)]
+        fn recv_slow(&mut self) -> Result<T> {
             self.rx.recv_with(read_value::<T>)?
         }
 
@@ -358,7 +365,21 @@ mod pod {
         ///
         /// # Errors
         /// As [`Self::recv`], plus `Empty`.
+        #[inline]
         pub fn try_recv(&mut self) -> Result<T> {
+            let mut v = T::zeroed();
+            if self.rx.fast_recv_exact(bytemuck::bytes_of_mut(&mut v)) {
+                return Ok(v);
+            }
+            if self.rx.quick_empty() {
+                return Err(Error::Empty);
+            }
+            self.try_recv_slow()
+        }
+
+        #[cold]
+        #[inline(never)]
+        fn try_recv_slow(&mut self) -> Result<T> {
             self.rx.try_recv_with(read_value::<T>)?
         }
 
@@ -377,6 +398,10 @@ mod pod {
         /// # Errors
         /// As [`Self::recv`], plus `Timeout`.
         pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
+            let mut v = T::zeroed();
+            if self.rx.fast_recv_exact(bytemuck::bytes_of_mut(&mut v)) {
+                return Ok(v);
+            }
             self.rx.recv_with_timeout(timeout, read_value::<T>)?
         }
 
@@ -400,19 +425,30 @@ mod pod {
         /// [`Consumer::recv_with`].
         pub fn recv_with<R>(&mut self, f: impl FnOnce(&T) -> R) -> Result<R> {
             let () = AlignOk::<T>::OK;
-            self.rx.recv_with(|bytes| {
-                bytemuck::try_from_bytes::<T>(bytes).map(f).map_err(|e| {
-                    decode_error::<T>(
-                        bytes.len(),
-                        format!(
-                            "expected exactly {} bytes, {}-aligned ({e:?})",
-                            std::mem::size_of::<T>(),
-                            std::mem::align_of::<T>()
-                        ),
-                    )
-                })
-            })?
+            if let Some(found) = self.rx.fast_look_exact(std::mem::size_of::<T>()) {
+                // Exactly `size_of::<T>()` bytes, 8-aligned (every payload
+                // is) for a `T` aligned to at most 8: the cast cannot fail.
+                return self
+                    .rx
+                    .deliver_fast(found, |bytes| cast_ref::<T, R>(bytes, f));
+            }
+            self.rx.recv_with(|bytes| cast_ref::<T, R>(bytes, f))?
         }
+    }
+
+    /// `f` on `bytes` as a `&T`, or `Decode` if they are not one.
+    #[inline(always)]
+    fn cast_ref<T: Pod, R>(bytes: &[u8], f: impl FnOnce(&T) -> R) -> Result<R> {
+        bytemuck::try_from_bytes::<T>(bytes).map(f).map_err(|e| {
+            decode_error::<T>(
+                bytes.len(),
+                format!(
+                    "expected exactly {} bytes, {}-aligned ({e:?})",
+                    std::mem::size_of::<T>(),
+                    std::mem::align_of::<T>()
+                ),
+            )
+        })
     }
 }
 

@@ -255,6 +255,92 @@ fn misaligned_record_from_a_hostile_peer_is_an_error() {
     drop(tx);
 }
 
+/// Where the data area starts in a segment (`layout.rs`).
+const OFF_DATA: usize = 896;
+
+/// A hostile peer's header of exactly `size_of::<T>()` bytes whose record
+/// would run past the end of the data area: the typed fast path (which
+/// compares the header with a constant) still checks the bounds, so the
+/// receiver reports `Corrupted`, by copy and in place, and stays refused.
+#[test]
+fn exact_length_header_past_the_end_is_corrupted() {
+    let name = ShmName::new("typed-past-end");
+    let mut tx = Builder::new().capacity(CAP).create_producer(&name).unwrap();
+    let mut rx = Receiver::<Sample>::new(Builder::new().open_consumer(&name).unwrap());
+    // Move both ends to the last word of the data area: records of 2048
+    // and 2040 bytes (8-byte header, payload rounded to 8).
+    for len in [2040, 2032] {
+        tx.send(&vec![1; len]).unwrap();
+        rx.get_mut()
+            .recv_with(|m| assert_eq!(m.len(), len))
+            .unwrap();
+    }
+    // Nothing waits yet (were the ends elsewhere, the forged word below
+    // would not be read and this test would see `Empty` again).
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.path())
+        .unwrap();
+    let map = memmap2::MmapOptions::new().map_raw(&f).unwrap();
+    // SAFETY: the last word of the data area is 8-aligned and inside the
+    // live mapping; it is an atomic the endpoints share.
+    let last = unsafe { &*(map.as_mut_ptr().add(OFF_DATA + CAP as usize - 8) as *const AtomicU64) };
+    // A message header (kind 1) for exactly one Sample.
+    last.store((1 << 32) | std::mem::size_of::<Sample>() as u64, SeqCst);
+    let r = rx.try_recv();
+    assert!(matches!(r, Err(Error::Corrupted { .. })), "{r:?}");
+    assert!(matches!(rx.recv(), Err(Error::Corrupted { .. })));
+    assert!(matches!(
+        rx.recv_with(|s| s.seq),
+        Err(Error::Corrupted { .. })
+    ));
+    drop(tx);
+}
+
+/// The typed fast path (a header equal to the one of a `T`-sized message)
+/// takes every value in order across many wraps, interleaved with padding
+/// records and messages of other lengths, which take the full path.
+#[test]
+fn typed_fast_path_across_wraps_and_other_lengths() {
+    let e = pair::<shmpipe::LockFree>(Backing::Anonymous);
+    let (mut tx, mut rx) = (e.tx, Receiver::<Sample>::new(e.rx));
+    let mut rng = common::Rng::new(common::test_seed());
+    for seq in 0..20_000u64 {
+        if rng.one_in(5) {
+            // Another length: `Decode`, consumed.
+            let len = 1 + rng.below(200) as usize;
+            let len = if len == std::mem::size_of::<Sample>() {
+                len + 1
+            } else {
+                len
+            };
+            tx.send(&vec![7; len]).unwrap();
+            let r = if seq % 2 == 0 {
+                rx.try_recv()
+            } else {
+                rx.recv()
+            };
+            assert!(matches!(r, Err(Error::Decode { .. })), "{r:?}");
+        }
+        let s = Sample {
+            seq,
+            t: seq as f64,
+            xyz: [1.0, 2.0, 3.0],
+            flags: seq as u32,
+        };
+        tx.send(bytemuck::bytes_of(&s)).unwrap();
+        let got = match seq % 3 {
+            0 => rx.try_recv().unwrap(),
+            1 => rx.recv().unwrap(),
+            _ => rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap(),
+        };
+        assert_eq!(got, s);
+    }
+    assert!(matches!(rx.try_recv(), Err(Error::Empty)));
+}
+
 /// `iter()` blocks for each message and ends when the producer closes;
 /// `try_iter()` yields what is waiting; both reuse one buffer in the
 /// lending form.

@@ -341,6 +341,54 @@ impl<V: ConsumerHooks> Consumer<V> {
         })
     }
 
+    /// `fast_look` for a message of exactly `len` bytes, `len` a constant
+    /// where the caller's type fixes it (`typed::Receiver`): the header word
+    /// is compared with the one such a record has, so the record's length,
+    /// the next `head` and the copy are constants too (ringfire's shape: a
+    /// slot type). Another length, padding, an empty or invalid header, or
+    /// a handle that must take the full path (`fast_lim`) give `None`.
+    #[inline(always)]
+    pub(crate) fn fast_look_exact(&self, len: usize) -> Option<Found> {
+        let head = self.head;
+        let off = head & self.ep.word_mask;
+        // `fast_lim` is at most the largest message, below 2^32, so a `len`
+        // that passes encodes exactly (and is 0 when the handle must take
+        // the full path, as in `fast_look`).
+        if len as u64 >= self.ep.fast_lim {
+            return None;
+        }
+        // Acquire: as in `fast_look`.
+        // SAFETY: `off` is masked with `word_mask`.
+        let word = unsafe { self.ep.word_masked(off) }.load(Ordering::Acquire);
+        if word != frame::encode(KIND_MSG, len as u32) {
+            return None;
+        }
+        // The record ends inside the data area: as in `fast_look`.
+        if off + len as u64 > self.ep.last_word {
+            return None;
+        }
+        Some(Found {
+            off: off + HDR,
+            len,
+            next: head + frame::record_len(len as u64),
+        })
+    }
+
+    /// Receive the next message into `dst` if it is waiting now and is
+    /// exactly `dst.len()` bytes long (the fast path of
+    /// `typed::Receiver`); `false` sends the caller to the full path, which
+    /// reports what else is there.
+    #[inline(always)]
+    pub(crate) fn fast_recv_exact(&mut self, dst: &mut [u8]) -> bool {
+        match self.fast_look_exact(dst.len()) {
+            Some(found) => {
+                self.deliver_copy::<true>(found, dst);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The header word at `head`.
     #[inline(always)]
     pub(crate) fn head_word(&self) -> &crate::sync::AtomicU64 {
@@ -506,7 +554,7 @@ impl<V: ConsumerHooks> Consumer<V> {
 
     /// `deliver` for a record found by `fast_look`.
     #[inline(always)]
-    fn deliver_fast<R>(&mut self, found: Found, f: impl FnOnce(&[u8]) -> R) -> R {
+    pub(crate) fn deliver_fast<R>(&mut self, found: Found, f: impl FnOnce(&[u8]) -> R) -> R {
         let out = f(self.payload(found));
         self.publish_head_light(found.next);
         out
@@ -523,7 +571,7 @@ impl<V: ConsumerHooks> Consumer<V> {
     /// header's: 66 instructions per empty `try_recv_into`, against
     /// ringfire's 27 at 8 B and 63 at 64 B (`examples/instr_poll`).
     #[inline(always)]
-    fn quick_empty(&self) -> bool {
+    pub(crate) fn quick_empty(&self) -> bool {
         // Acquire: as in `fast_look`; a non-zero word takes the full path.
         self.head_word().load(Ordering::Acquire) == 0
             && self.ep.fast_lim != 0
