@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const TRANSPORTS: [&str; 14] = [
+const TRANSPORTS: [&str; 15] = [
     "pipe",
     "fifo",
     "unix-stream",
@@ -16,6 +16,7 @@ const TRANSPORTS: [&str; 14] = [
     "mq",
     "shmpipe-spin",
     "shmpipe-futex",
+    "shmpipe-typed",
     "shmpipe-sem",
     "shmpipe-locked",
     "shmpipe-locked-spin",

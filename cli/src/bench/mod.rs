@@ -20,6 +20,7 @@ mod shm;
 mod tachyon;
 #[cfg(test)]
 mod tests;
+mod typed;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,7 +32,7 @@ use harness::{session, Plan, SessionOut};
 
 /// Every transport, in report order; "pipe" is the baseline, and every row
 /// is also shown relative to "ringfire".
-pub const TRANSPORTS: [&str; 14] = [
+pub const TRANSPORTS: [&str; 15] = [
     "pipe",
     "fifo",
     "unix-stream",
@@ -40,6 +41,7 @@ pub const TRANSPORTS: [&str; 14] = [
     "mq",
     "shmpipe-spin",
     "shmpipe-futex",
+    "shmpipe-typed",
     "shmpipe-sem",
     "shmpipe-locked",
     "shmpipe-locked-spin",
@@ -186,6 +188,7 @@ fn measure(
             cpus,
             tick,
         ),
+        "shmpipe-typed" => typed::measure(size, plan, cpus, tick),
         "shmpipe-sem" => session(
             &Shm::<LockFree>::new("shmpipe-sem", WaitStrategy::Semaphore),
             size,

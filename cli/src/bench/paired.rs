@@ -7,8 +7,9 @@
 //! - Each *pair* is one scenario (8 B or 64 B, streaming or round trip)
 //!   measured by short trials back to back, within a few seconds:
 //!   `limit-slots`, then shmpipe (spin and futex strategies, busy-polling
-//!   with `try_send` / `try_recv_into`, and with `drain` for streams),
-//!   ringfire, `limit-records` (streams) or `limit-atomic` (round trips),
+//!   with `try_send` / `try_recv_into`, and with `drain` for streams;
+//!   the typed row, `typed::Sender<[u8; N]>` / `Receiver<[u8; N]>`,
+//!   ringfire's shape), ringfire, `limit-records` (streams) or `limit-atomic` (round trips),
 //!   then `limit-slots` again. Odd rounds run the trials in reverse order,
 //!   so a drift within a pair does not always favour the same side.
 //! - A pair is kept only if its two `limit-slots` figures agree within
@@ -144,6 +145,7 @@ fn ratio_defs(kind: Kind) -> &'static [(&'static str, &'static str, &'static str
         Kind::Stream => &[
             ("spin / ringfire", "shmpipe-spin", "ringfire"),
             ("futex / ringfire", "shmpipe-futex", "ringfire"),
+            ("typed / ringfire", "shmpipe-typed", "ringfire"),
             ("spin / limit-records", "shmpipe-spin", "limit-records"),
             ("futex / limit-records", "shmpipe-futex", "limit-records"),
             (
@@ -160,6 +162,7 @@ fn ratio_defs(kind: Kind) -> &'static [(&'static str, &'static str, &'static str
         Kind::RoundTrip => &[
             ("spin / ringfire", "shmpipe-spin", "ringfire"),
             ("futex / ringfire", "shmpipe-futex", "ringfire"),
+            ("typed / ringfire", "shmpipe-typed", "ringfire"),
             ("spin / limit-atomic", "shmpipe-spin", "limit-atomic"),
             ("ringfire / limit-atomic", "ringfire", "limit-atomic"),
         ],
@@ -232,10 +235,17 @@ fn pair(sc: Scenario, round: u32, cpus: Option<Cpus>, counts: &mut Counts) -> Re
             "shmpipe-spin",
             "shmpipe-futex",
             "shmpipe-spin-drain",
+            "shmpipe-typed",
             "ringfire",
             "limit-records",
         ],
-        Kind::RoundTrip => vec!["limit-atomic", "shmpipe-spin", "shmpipe-futex", "ringfire"],
+        Kind::RoundTrip => vec![
+            "limit-atomic",
+            "shmpipe-spin",
+            "shmpipe-futex",
+            "shmpipe-typed",
+            "ringfire",
+        ],
     };
     if round % 2 == 1 {
         steps.reverse();
@@ -251,6 +261,11 @@ fn pair(sc: Scenario, round: u32, cpus: Option<Cpus>, counts: &mut Counts) -> Re
             "shmpipe-spin" => shm(WaitStrategy::Spin, false)?,
             "shmpipe-futex" => shm(WaitStrategy::Futex, false)?,
             "shmpipe-spin-drain" => shm(WaitStrategy::Spin, true)?,
+            "shmpipe-typed" => figure(
+                super::typed::measure(sc.size, &plan, cpus, || {}),
+                sc.kind,
+                name,
+            )?,
             "ringfire" => figure(ringfire(sc.size, &plan, cpus), sc.kind, name)?,
             "limit-records" => {
                 let r = limit::records_run(cpus, sc.size, Counts::n(counts.records[ri]))?;
@@ -479,7 +494,7 @@ pub fn run(rounds: u32, json: Option<&Path>) -> Result<(), String> {
         state_gap: STATE_GAP,
         best_slots_msgs_per_sec: best,
         states,
-        method: "pairs of back-to-back trials (limit-slots, shmpipe spin/futex via try_send+try_recv_into and drain, ringfire 0.5.2 try_push/try_recv, limit-records or limit-atomic, limit-slots), every library message sequence-checked and copied out; a pair is kept if its two limit-slots agree within 1.3x; kept pairs are grouped into states by their limit-slots (sorted, a gap over 1.5x starts a new state), and ratios are summarised per state",
+        method: "pairs of back-to-back trials (limit-slots, shmpipe spin/futex via try_send+try_recv_into and drain, shmpipe typed::Sender/Receiver<[u8; N]> try_send/try_recv, ringfire 0.5.2 try_push/try_recv, limit-records or limit-atomic, limit-slots), every library message sequence-checked and copied out; a pair is kept if its two limit-slots agree within 1.3x; kept pairs are grouped into states by their limit-slots (sorted, a gap over 1.5x starts a new state), and ratios are summarised per state",
         summary,
         pairs,
     };

@@ -45,7 +45,7 @@ impl<V: Variant> Shm<V> {
     }
 
     /// The library's default capacity, or more if a message needs it.
-    fn capacity(size: usize) -> u64 {
+    pub(super) fn capacity(size: usize) -> u64 {
         let mut cap = shmpipe::DEFAULT_CAPACITY;
         while shmpipe::max_message_for(cap) < size && cap < shmpipe::MAX_CAPACITY {
             cap *= 2;

@@ -50,7 +50,7 @@ fn every_transport_kind_runs_a_verified_session() {
             if name == "mq" && out.unavailable.is_some() {
                 continue;
             }
-            if (name == "ringfire" && size == 1000)
+            if ((name == "ringfire" || name == "shmpipe-typed") && size == 1000)
                 || (name == "tachyon" && cfg!(not(feature = "tachyon")))
                 || (name == "ringfire" && cfg!(not(feature = "ringfire")))
             {
