@@ -7,7 +7,9 @@
 //! Each trial reports the mean and the median of the round trips, timed
 //! per batch of 64; trials alternate shmpipe and ringfire so both see the
 //! same minutes of the machine (whose cross-core cost moves, DESIGN.md §2).
-//! At 8 B two more rows follow in the same trial: shmpipe's record protocol
+//! A second shmpipe row goes through `typed::Sender<[u8; SIZE]>` /
+//! `Receiver<[u8; SIZE]>` (`try_recv` returns the copy, as ringfire's
+//! does). At 8 B two more rows follow in the same trial: shmpipe's record protocol
 //! alone (`bare`: header as the signal, the zero store ahead, `head` per
 //! message, no validation, liveness, `tail` or wake-up), and the same with
 //! the ring zeroed 4 KiB ahead instead of a store after each record.
@@ -44,6 +46,7 @@ fn summarize(mut batches: Vec<f64>) -> (f64, f64) {
 
 /// Time `N` round trips of `rt(i)` in batches; each returns the echo's
 /// sequence number.
+#[inline(always)]
 fn time_trips(mut rt: impl FnMut(u64) -> u64) -> (f64, f64) {
     let mut batches = Vec::with_capacity((N / BATCH) as usize);
     let mut i = 0;
@@ -59,6 +62,9 @@ fn time_trips(mut rt: impl FnMut(u64) -> u64) -> (f64, f64) {
 }
 
 /// Poll `f` until it yields, with a spin hint after each failed poll.
+/// Inlined into each loop: a call per poll (which the compiler chose for
+/// some closures) would cost more than a library's own work at 8 B.
+#[inline(always)]
 fn spin<T>(mut f: impl FnMut() -> Option<T>) -> T {
     loop {
         if let Some(v) = f() {
@@ -116,6 +122,49 @@ fn shmpipe_trial<const S: usize>() -> (f64, f64) {
             }
         }
         u64::from_le_bytes(buf[..8].try_into().unwrap())
+    });
+    t.join().expect("echo thread");
+    r
+}
+
+/// `shmpipe_trial` through `typed::Sender<[u8; S]>` / `Receiver<[u8; S]>`
+/// (`try_send`, `try_recv` returning the copy): ringfire's shape.
+fn typed_trial<const S: usize>() -> (f64, f64) {
+    use shmpipe::typed::{Receiver, Sender};
+    let pid = std::process::id();
+    let (ping, pong) = (
+        format!("/shmpipe-rt-ta-{pid}"),
+        format!("/shmpipe-rt-tb-{pid}"),
+    );
+    let b = Builder::new().capacity(CAP.load(Ordering::Relaxed));
+    let mut tx = Sender::<[u8; S]>::new(b.create_producer(&ping).expect("ping producer"));
+    let mut rx_echo = Receiver::<[u8; S]>::new(b.create_consumer(&pong).expect("pong consumer"));
+    let mut rx =
+        Receiver::<[u8; S]>::new(Builder::new().open_consumer(&ping).expect("ping consumer"));
+    let mut tx_echo =
+        Sender::<[u8; S]>::new(Builder::new().open_producer(&pong).expect("pong producer"));
+    // A value, or None while the ring is empty / full; any other error is a bug here.
+    fn ok<T>(r: Result<T, Error>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(Error::Empty | Error::Full) => None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let t = std::thread::spawn(move || {
+        pin(1);
+        for _ in 0..N {
+            let m = spin(|| ok(rx.try_recv()));
+            spin(|| ok(tx_echo.try_send(&m)));
+        }
+    });
+    pin(0);
+    let mut msg = [0u8; S];
+    let r = time_trips(|i| {
+        msg[..8].copy_from_slice(&i.to_le_bytes());
+        spin(|| ok(tx.try_send(&msg)));
+        let m = spin(|| ok(rx_echo.try_recv()));
+        u64::from_le_bytes(m[..8].try_into().unwrap())
     });
     t.join().expect("echo thread");
     r
@@ -198,11 +247,19 @@ fn main() {
             ""
         }
     );
-    let mut ratios = Vec::new();
+    let (mut ratios, mut typed_ratios) = (Vec::new(), Vec::new());
     for t in 0..trials {
-        let (s, r) = match size {
-            8 => (shmpipe_trial::<8>(), ringfire_trial::<8>()),
-            64 => (shmpipe_trial::<64>(), ringfire_trial::<64>()),
+        let (s, ty, r) = match size {
+            8 => (
+                shmpipe_trial::<8>(),
+                typed_trial::<8>(),
+                ringfire_trial::<8>(),
+            ),
+            64 => (
+                shmpipe_trial::<64>(),
+                typed_trial::<64>(),
+                ringfire_trial::<64>(),
+            ),
             other => panic!("SIZE {other}: 8 or 64"),
         };
         let bare = if size == 8 {
@@ -212,18 +269,25 @@ fn main() {
             String::new()
         };
         ratios.push(s.1 / r.1);
+        typed_ratios.push(ty.1 / r.1);
         println!(
-            "trial {t:2}: shmpipe {:6.1} / {:6.1}   ringfire {:6.1} / {:6.1}   median ratio {:.2}{bare}",
+            "trial {t:2}: shmpipe {:6.1} / {:6.1}   typed {:6.1} / {:6.1}   ringfire {:6.1} / {:6.1}   median ratios {:.2} / {:.2}{bare}",
             s.0,
             s.1,
+            ty.0,
+            ty.1,
             r.0,
             r.1,
-            s.1 / r.1
+            s.1 / r.1,
+            ty.1 / r.1
         );
     }
-    ratios.sort_by(f64::total_cmp);
+    for v in [&mut ratios, &mut typed_ratios] {
+        v.sort_by(f64::total_cmp);
+    }
     println!(
-        "median of the trials' ratios (shmpipe / ringfire time): {:.2}",
-        ratios[ratios.len() / 2]
+        "median of the trials' ratios to ringfire's time: shmpipe {:.2}, typed {:.2}",
+        ratios[ratios.len() / 2],
+        typed_ratios[typed_ratios.len() / 2]
     );
 }
