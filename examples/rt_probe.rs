@@ -74,6 +74,16 @@ fn spin<T>(mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// The sequence number a received message starts with. `black_box`: the
+/// whole message stays copied out, as a caller using every byte needs it
+/// (without it, the compiler may drop the copy of bytes nobody reads, and
+/// did for the rows that return the message by value).
+#[inline(always)]
+fn seq_of(m: &[u8]) -> u64 {
+    let m = std::hint::black_box(m);
+    u64::from_le_bytes(m[..8].try_into().unwrap())
+}
+
 fn shmpipe_trial<const S: usize>() -> (f64, f64) {
     let pid = std::process::id();
     let (ping, pong) = (
@@ -121,7 +131,7 @@ fn shmpipe_trial<const S: usize>() -> (f64, f64) {
                 Err(e) => panic!("{e}"),
             }
         }
-        u64::from_le_bytes(buf[..8].try_into().unwrap())
+        seq_of(&buf)
     });
     t.join().expect("echo thread");
     r
@@ -164,7 +174,7 @@ fn typed_trial<const S: usize>() -> (f64, f64) {
         msg[..8].copy_from_slice(&i.to_le_bytes());
         spin(|| ok(tx.try_send(&msg)));
         let m = spin(|| ok(rx_echo.try_recv()));
-        u64::from_le_bytes(m[..8].try_into().unwrap())
+        seq_of(&m)
     });
     t.join().expect("echo thread");
     r
@@ -201,7 +211,7 @@ fn ringfire_trial<const S: usize>() -> (f64, f64) {
         msg[..8].copy_from_slice(&i.to_le_bytes());
         spin(|| tx.try_push(&msg).ok());
         let m = spin(|| rx_echo.try_recv());
-        u64::from_le_bytes(m[..8].try_into().unwrap())
+        seq_of(&m)
     });
     t.join().expect("echo thread");
     let _ = std::fs::remove_file(&ping);
