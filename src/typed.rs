@@ -6,8 +6,8 @@
 //!   copies them out, and `Receiver::recv_with` lends a `&T` straight from
 //!   the ring. A message of `size_of::<T>()` bytes is found with one
 //!   comparison of its header against a constant and copied with a
-//!   constant length (ringfire's shape: a slot type; about 60 instructions
-//!   per send and receive of a `[u8; 8]`, `examples/instr.sh`).
+//!   constant length (ringfire's shape: a slot type; about 74 instructions
+//!   per send and receive of a `[u8; 8]`, ringfire's 59: `examples/instr.sh`).
 //! - `SerdeSender` / `SerdeReceiver` (feature `serde`) carry any
 //!   `serde` value, encoded with [postcard](https://docs.rs/postcard).
 //!
