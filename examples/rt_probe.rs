@@ -28,7 +28,7 @@ mod bare;
 #[path = "common/mod.rs"]
 mod common;
 use bare::bare_pair;
-use common::pin;
+use common::{pin, seq_of};
 
 /// Bytes of each ring (ringfire: its slots, rounded up to a power of two).
 static CAP: AtomicU64 = AtomicU64::new(1 << 20);
@@ -72,16 +72,6 @@ fn spin<T>(mut f: impl FnMut() -> Option<T>) -> T {
         }
         std::hint::spin_loop();
     }
-}
-
-/// The sequence number a received message starts with. `black_box`: the
-/// whole message stays copied out, as a caller using every byte needs it
-/// (without it, the compiler may drop the copy of bytes nobody reads, and
-/// did for the rows that return the message by value).
-#[inline(always)]
-fn seq_of(m: &[u8]) -> u64 {
-    let m = std::hint::black_box(m);
-    u64::from_le_bytes(m[..8].try_into().unwrap())
 }
 
 fn shmpipe_trial<const S: usize>() -> (f64, f64) {

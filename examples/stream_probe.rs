@@ -24,7 +24,7 @@ use std::time::Instant;
 mod bare;
 #[path = "common/mod.rs"]
 mod common;
-use common::pin;
+use common::{pin, seq_of};
 
 /// Messages per trial.
 const N: u64 = 10_000_000;
@@ -63,16 +63,6 @@ fn rates(secs: f64, full: u64, empty: u64) -> (f64, f64, f64) {
         full as f64 / N as f64,
         empty as f64 / N as f64,
     )
-}
-
-/// The sequence number a received message starts with. `black_box`: the
-/// whole message stays copied out, as a caller using every byte needs it
-/// (without it, the compiler may drop the copy of bytes nobody reads, and
-/// did for the rows that return the message by value).
-#[inline(always)]
-fn seq_of(m: &[u8]) -> u64 {
-    let m = std::hint::black_box(m);
-    u64::from_le_bytes(m[..8].try_into().unwrap())
 }
 
 /// Rate in M msgs/s, failed sends and failed receives per message.

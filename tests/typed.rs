@@ -230,6 +230,16 @@ fn payloads_are_eight_byte_aligned() {
 
 const OFF_TAIL: usize = 128;
 
+/// A hostile peer's view of the segment `name`: its own shared mapping.
+fn map_segment(name: &ShmName) -> memmap2::MmapRaw {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.path())
+        .unwrap();
+    memmap2::MmapOptions::new().map_raw(&f).unwrap()
+}
+
 /// A hostile peer that publishes a misaligned index (so a record would start
 /// misaligned) makes a typed receiver report `Corrupted`, never lend a
 /// misaligned `&T`.
@@ -238,12 +248,7 @@ fn misaligned_record_from_a_hostile_peer_is_an_error() {
     let name = ShmName::new("typed-misaligned");
     let tx = Builder::new().capacity(CAP).create_producer(&name).unwrap();
     let mut rx = Receiver::<Sample>::new(Builder::new().open_consumer(&name).unwrap());
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(name.path())
-        .unwrap();
-    let map = memmap2::MmapOptions::new().map_raw(&f).unwrap();
+    let map = map_segment(&name);
     // SAFETY: OFF_TAIL is 8-aligned and inside the live mapping; the word
     // is an atomic shared with the endpoints.
     let tail = unsafe { &*(map.as_mut_ptr().add(OFF_TAIL) as *const AtomicU64) };
@@ -278,12 +283,7 @@ fn exact_length_header_past_the_end_is_corrupted() {
     // Nothing waits yet (were the ends elsewhere, the forged word below
     // would not be read and this test would see `Empty` again).
     assert!(matches!(rx.try_recv(), Err(Error::Empty)));
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(name.path())
-        .unwrap();
-    let map = memmap2::MmapOptions::new().map_raw(&f).unwrap();
+    let map = map_segment(&name);
     // SAFETY: the last word of the data area is 8-aligned and inside the
     // live mapping; it is an atomic the endpoints share.
     let last = unsafe { &*(map.as_mut_ptr().add(OFF_DATA + CAP as usize - 8) as *const AtomicU64) };
