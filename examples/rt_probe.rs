@@ -28,7 +28,7 @@ mod bare;
 #[path = "common/mod.rs"]
 mod common;
 use bare::bare_pair;
-use common::{pin, seq_of};
+use common::{pin, ready, seq_of};
 
 /// Bytes of each ring (ringfire: its slots, rounded up to a power of two).
 static CAP: AtomicU64 = AtomicU64::new(1 << 20);
@@ -143,27 +143,19 @@ fn typed_trial<const S: usize>() -> (f64, f64) {
         Receiver::<[u8; S]>::new(Builder::new().open_consumer(&ping).expect("ping consumer"));
     let mut tx_echo =
         Sender::<[u8; S]>::new(Builder::new().open_producer(&pong).expect("pong producer"));
-    // A value, or None while the ring is empty / full; any other error is a bug here.
-    fn ok<T>(r: Result<T, Error>) -> Option<T> {
-        match r {
-            Ok(v) => Some(v),
-            Err(Error::Empty | Error::Full) => None,
-            Err(e) => panic!("{e}"),
-        }
-    }
     let t = std::thread::spawn(move || {
         pin(1);
         for _ in 0..N {
-            let m = spin(|| ok(rx.try_recv()));
-            spin(|| ok(tx_echo.try_send(&m)));
+            let m = spin(|| ready(rx.try_recv()));
+            spin(|| ready(tx_echo.try_send(&m)));
         }
     });
     pin(0);
     let mut msg = [0u8; S];
     let r = time_trips(|i| {
         msg[..8].copy_from_slice(&i.to_le_bytes());
-        spin(|| ok(tx.try_send(&msg)));
-        let m = spin(|| ok(rx_echo.try_recv()));
+        spin(|| ready(tx.try_send(&msg)));
+        let m = spin(|| ready(rx_echo.try_recv()));
         seq_of(&m)
     });
     t.join().expect("echo thread");

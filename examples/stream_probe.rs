@@ -24,7 +24,7 @@ use std::time::Instant;
 mod bare;
 #[path = "common/mod.rs"]
 mod common;
-use common::{pin, seq_of};
+use common::{pin, ready, seq_of};
 
 /// Messages per trial.
 const N: u64 = 10_000_000;
@@ -119,20 +119,12 @@ fn typed_trial<const S: usize>() -> (f64, f64, f64) {
         let mut full = 0u64;
         for i in 0..N {
             msg[..8].copy_from_slice(&i.to_le_bytes());
-            spin_counting(&mut full, || match tx.try_send(&msg) {
-                Ok(()) => Some(()),
-                Err(Error::Full) => None,
-                Err(e) => panic!("{e}"),
-            });
+            spin_counting(&mut full, || ready(tx.try_send(&msg)));
         }
         full
     });
     pin(0);
-    let (secs, empty) = receive_all(|| match rx.try_recv() {
-        Ok(m) => Some(seq_of(&m)),
-        Err(Error::Empty) => None,
-        Err(e) => panic!("{e}"),
-    });
+    let (secs, empty) = receive_all(|| ready(rx.try_recv()).map(|m| seq_of(&m)));
     let full = t.join().expect("producer thread");
     rates(secs, full, empty)
 }

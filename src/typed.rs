@@ -320,6 +320,17 @@ mod pod {
             self.rx
         }
 
+        /// The next value, if a message of exactly `size_of::<T>()` bytes
+        /// is waiting now: the byte ring's constant-length fast path, tried
+        /// first by every receive; `None` leaves the rest to the full path.
+        #[inline(always)]
+        fn fast_recv(&mut self) -> Option<T> {
+            let mut v = T::zeroed();
+            self.rx
+                .fast_recv_exact(bytemuck::bytes_of_mut(&mut v))
+                .then_some(v)
+        }
+
         /// Receive the next value (a copy), waiting per the wait strategy.
         ///
         /// ```
@@ -338,8 +349,7 @@ mod pod {
         /// (it is consumed); otherwise as [`Consumer::recv_with`].
         #[inline]
         pub fn recv(&mut self) -> Result<T> {
-            let mut v = T::zeroed();
-            if self.rx.fast_recv_exact(bytemuck::bytes_of_mut(&mut v)) {
+            if let Some(v) = self.fast_recv() {
                 return Ok(v);
             }
             self.recv_slow()
@@ -367,8 +377,7 @@ mod pod {
         /// As [`Self::recv`], plus `Empty`.
         #[inline]
         pub fn try_recv(&mut self) -> Result<T> {
-            let mut v = T::zeroed();
-            if self.rx.fast_recv_exact(bytemuck::bytes_of_mut(&mut v)) {
+            if let Some(v) = self.fast_recv() {
                 return Ok(v);
             }
             if self.rx.quick_empty() {
@@ -398,8 +407,7 @@ mod pod {
         /// # Errors
         /// As [`Self::recv`], plus `Timeout`.
         pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
-            let mut v = T::zeroed();
-            if self.rx.fast_recv_exact(bytemuck::bytes_of_mut(&mut v)) {
+            if let Some(v) = self.fast_recv() {
                 return Ok(v);
             }
             self.rx.recv_with_timeout(timeout, read_value::<T>)?

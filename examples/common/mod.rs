@@ -25,3 +25,15 @@ pub fn seq_of(m: &[u8]) -> u64 {
     let m = std::hint::black_box(m);
     u64::from_le_bytes(m[..8].try_into().unwrap())
 }
+
+/// A busy poll's outcome: the value, or `None` while the ring is empty or
+/// full; any other error is a bug in the example, reported at once.
+#[allow(dead_code)]
+#[inline(always)]
+pub fn ready<T>(r: Result<T, shmpipe::Error>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(shmpipe::Error::Empty | shmpipe::Error::Full) => None,
+        Err(e) => panic!("{e}"),
+    }
+}
