@@ -9,7 +9,9 @@
 //! same minutes of the machine (whose cross-core cost moves, DESIGN.md §2).
 //! A second shmpipe row goes through `typed::Sender<[u8; SIZE]>` /
 //! `Receiver<[u8; SIZE]>` (`try_recv` returns the copy, as ringfire's
-//! does). At 8 B two more rows follow in the same trial: shmpipe's record protocol
+//! does). A third (`recv`) lets the library wait: `WaitStrategy::Spin`
+//! handles, `send` / `recv_into`, whose polling loop is the library's own.
+//! At 8 B two more rows follow in the same trial: shmpipe's record protocol
 //! alone (`bare`: header as the signal, the zero store ahead, `head` per
 //! message, no validation, liveness, `tail` or wake-up), and the same with
 //! the ring zeroed 4 KiB ahead instead of a store after each record.
@@ -19,7 +21,7 @@
 //! cargo run --release --example rt_probe -- 8 10 4096   # and ring bytes (default 1 MiB)
 //! ```
 
-use shmpipe::{Builder, Error};
+use shmpipe::{Builder, Error, WaitStrategy};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -121,6 +123,42 @@ fn shmpipe_trial<const S: usize>() -> (f64, f64) {
                 Err(e) => panic!("{e}"),
             }
         }
+        seq_of(&buf)
+    });
+    t.join().expect("echo thread");
+    r
+}
+
+/// `shmpipe_trial` with the library's own waiting: `WaitStrategy::Spin`,
+/// `send` / `recv_into` (which poll the ring inside the library).
+fn blocking_trial<const S: usize>() -> (f64, f64) {
+    let pid = std::process::id();
+    let (ping, pong) = (
+        format!("/shmpipe-rt-ba-{pid}"),
+        format!("/shmpipe-rt-bb-{pid}"),
+    );
+    let b = Builder::new()
+        .capacity(CAP.load(Ordering::Relaxed))
+        .wait(WaitStrategy::Spin);
+    let mut tx = b.create_producer(&ping).expect("ping producer");
+    let mut rx_echo = b.create_consumer(&pong).expect("pong consumer");
+    let mut rx = b.open_consumer(&ping).expect("ping consumer");
+    let mut tx_echo = b.open_producer(&pong).expect("pong producer");
+    let t = std::thread::spawn(move || {
+        pin(1);
+        let mut buf = [0u8; S];
+        for _ in 0..N {
+            let n = rx.recv_into(&mut buf).expect("recv_into");
+            tx_echo.send(&buf[..n]).expect("send");
+        }
+    });
+    pin(0);
+    let mut msg = [0u8; S];
+    let mut buf = [0u8; S];
+    let r = time_trips(|i| {
+        msg[..8].copy_from_slice(&i.to_le_bytes());
+        tx.send(&msg).expect("send");
+        rx_echo.recv_into(&mut buf).expect("recv_into");
         seq_of(&buf)
     });
     t.join().expect("echo thread");
@@ -239,18 +277,20 @@ fn main() {
             ""
         }
     );
-    let (mut ratios, mut typed_ratios) = (Vec::new(), Vec::new());
+    let (mut ratios, mut typed_ratios, mut blocking_ratios) = (Vec::new(), Vec::new(), Vec::new());
     for t in 0..trials {
-        let (s, ty, r) = match size {
+        let (s, ty, r, bl) = match size {
             8 => (
                 shmpipe_trial::<8>(),
                 typed_trial::<8>(),
                 ringfire_trial::<8>(),
+                blocking_trial::<8>(),
             ),
             64 => (
                 shmpipe_trial::<64>(),
                 typed_trial::<64>(),
                 ringfire_trial::<64>(),
+                blocking_trial::<64>(),
             ),
             other => panic!("SIZE {other}: 8 or 64"),
         };
@@ -262,24 +302,29 @@ fn main() {
         };
         ratios.push(s.1 / r.1);
         typed_ratios.push(ty.1 / r.1);
+        blocking_ratios.push(bl.1 / r.1);
         println!(
-            "trial {t:2}: shmpipe {:6.1} / {:6.1}   typed {:6.1} / {:6.1}   ringfire {:6.1} / {:6.1}   median ratios {:.2} / {:.2}{bare}",
+            "trial {t:2}: shmpipe {:6.1} / {:6.1}   typed {:6.1} / {:6.1}   ringfire {:6.1} / {:6.1}   recv {:6.1} / {:6.1}   median ratios {:.2} / {:.2} / {:.2}{bare}",
             s.0,
             s.1,
             ty.0,
             ty.1,
             r.0,
             r.1,
+            bl.0,
+            bl.1,
             s.1 / r.1,
-            ty.1 / r.1
+            ty.1 / r.1,
+            bl.1 / r.1
         );
     }
-    for v in [&mut ratios, &mut typed_ratios] {
+    for v in [&mut ratios, &mut typed_ratios, &mut blocking_ratios] {
         v.sort_by(f64::total_cmp);
     }
     println!(
-        "median of the trials' ratios to ringfire's time: shmpipe {:.2}, typed {:.2}",
+        "median of the trials' ratios to ringfire's time: shmpipe {:.2}, typed {:.2}, recv {:.2}",
         ratios[ratios.len() / 2],
-        typed_ratios[typed_ratios.len() / 2]
+        typed_ratios[typed_ratios.len() / 2],
+        blocking_ratios[blocking_ratios.len() / 2]
     );
 }

@@ -5,6 +5,10 @@
 //!   variants, under a watchdog (120 s: then the child is killed and the
 //!   test fails). Every reply is checked, and the counters must show that
 //!   both sides really slept and were woken by a syscall.
+//! - Every blocking receive takes a message that lands while it waits, for
+//!   every strategy: `recv_into` into a buffer too small (`BufferTooSmall`,
+//!   the message kept), `recv_into`, `peek`, `recv_with`, `recv_timeout`;
+//!   and the counts stay exact.
 //! - A sleeper is woken by its peer's orderly close: a consumer blocked in
 //!   `recv` gets `Disconnected`, a producer blocked in `send` on a full ring
 //!   gets `Disconnected`.
@@ -227,7 +231,93 @@ fn close_wakes_sleeping_producer<V: Variant>() {
     }
 }
 
+/// Each blocking receive, called on an empty ring, takes the message a
+/// thread sends while it waits (the attempt right after a wait that saw
+/// the producer move), for every strategy.
+fn blocking_receives_take_what_lands_while_they_wait<V: Variant>() {
+    use std::sync::mpsc;
+    let _serial = serial();
+    for wait in [
+        WaitStrategy::Spin,
+        WaitStrategy::SpinYield,
+        WaitStrategy::Futex,
+        WaitStrategy::Semaphore,
+    ] {
+        let ctx = format!("{} ring, {wait}", V::NAME);
+        let (mut tx, mut rx) = builder::<V>()
+            .capacity(4096)
+            .wait(wait)
+            .in_process()
+            .expect("ring")
+            .split()
+            .expect("split");
+        // The receiver says "about to block"; the sender waits a little
+        // (so the receive surely waits), then sends the message.
+        let (go, went) = mpsc::channel::<Vec<u8>>();
+        let sender = std::thread::spawn(move || {
+            for msg in went {
+                std::thread::sleep(Duration::from_millis(20));
+                tx.send(&msg).expect("send");
+            }
+        });
+        let waits = |rx: &common::Consumer<V>| rx.stats().empty_waits;
+
+        go.send(b"twelve bytes".to_vec()).expect("go");
+        let before = waits(&rx);
+        let mut small = [0u8; 4];
+        match rx.recv_into(&mut small) {
+            Err(Error::BufferTooSmall {
+                len: 12,
+                buf_len: 4,
+            }) => {}
+            other => panic!("{ctx}: recv_into a small buffer: {other:?}"),
+        }
+        assert!(waits(&rx) > before, "{ctx}: recv_into never waited");
+        let mut buf = [0u8; 64];
+        assert_eq!(rx.recv_into(&mut buf).expect("kept"), 12, "{ctx}");
+        assert_eq!(&buf[..12], b"twelve bytes", "{ctx}");
+
+        go.send(b"into".to_vec()).expect("go");
+        assert_eq!(rx.recv_into(&mut buf).expect("recv_into"), 4, "{ctx}");
+        assert_eq!(&buf[..4], b"into", "{ctx}");
+
+        go.send(b"peeked".to_vec()).expect("go");
+        let before = waits(&rx);
+        let msg = rx.peek().expect("peek");
+        assert_eq!(&*msg, b"peeked", "{ctx}");
+        msg.release();
+        assert!(waits(&rx) > before, "{ctx}: peek never waited");
+
+        go.send(b"lent".to_vec()).expect("go");
+        assert_eq!(
+            rx.recv_with(|m| m.to_vec()).expect("recv_with"),
+            b"lent",
+            "{ctx}"
+        );
+
+        go.send(b"in time".to_vec()).expect("go");
+        let mut v = Vec::new();
+        let n = rx
+            .recv_timeout(&mut v, Duration::from_secs(60))
+            .expect("recv_timeout");
+        assert_eq!((n, &v[..]), (7, &b"in time"[..]), "{ctx}");
+        drop(go);
+        sender.join().expect("sender");
+        let st = rx.stats();
+        assert_eq!(
+            (st.messages_received, st.bytes_received),
+            (5, 33),
+            "{ctx}: {st:?}"
+        );
+        match rx.recv_timeout(&mut v, Duration::from_millis(10)) {
+            Err(Error::Disconnected) => {}
+            other => panic!("{ctx}: after the producer left: {other:?}"),
+        }
+    }
+}
+
 variant_tests!(
+    blocking_receives_take_what_lands_while_they_wait,
     ping_pong_futex,
     ping_pong_semaphore,
     close_wakes_sleeping_consumer,

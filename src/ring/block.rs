@@ -50,21 +50,24 @@ pub(super) fn block<T, S>(
     }
     on_first_miss(this);
     let backoff = Backoff::new();
-    let mut last_check = Instant::now();
+    // When the liveness check is next due (see `slice_due`).
+    let mut next_check = 0;
+    let mut first = true;
     loop {
-        let now = Instant::now();
-        // Under loom the model must not depend on the wall clock (a loaded
-        // machine would take a slice between two replays and explore a
-        // different path): the once-a-slice kernel check is not modelled.
-        let check = !cfg!(loom) && now.duration_since(last_check) >= wait::SLICE;
-        if check {
-            last_check = now;
-        }
-        if let Some(v) = attempt(this, check)? {
-            return Ok(v);
-        }
+        // The clocks are read here, before waiting, and not on the first
+        // pass (the caller's attempt just looked, and checked liveness as
+        // a rated attempt does); never between a wait that saw the peer
+        // move and the attempt that takes its message: a clock read on
+        // that path delays every message a blocked call receives
+        // (`examples/rt_probe`'s `recv` row, DESIGN.md §2). The precise
+        // clock only for a deadline.
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Error::Timeout);
+        }
+        if !std::mem::take(&mut first) && slice_due(&mut next_check) {
+            if let Some(v) = attempt(this, true)? {
+                return Ok(v);
+            }
         }
         // Under loom: no busy spinning (loom would explore it forever) and
         // no backoff phase: yield, or go straight to the sleep protocol.
@@ -82,8 +85,8 @@ pub(super) fn block<T, S>(
         match wait {
             // Wait for the peer's signal (or state) to change, polling only
             // atomics: no clock read, no syscall, until something moved or
-            // a bounded number of polls passed (then the loop above checks
-            // the deadline and, once per slice, the peer's liveness).
+            // a bounded number of polls passed (then the loop checks the
+            // deadline and, once per slice, the peer's liveness).
             WaitStrategy::Spin => {
                 poll_until(this, &ready, SPIN_POLLS);
             }
@@ -106,11 +109,37 @@ pub(super) fn block<T, S>(
                     }
                 }
                 if !ready(this) {
+                    // A sleep may last a slice: the first slice starts
+                    // now, not at the next pass.
+                    if next_check == 0 {
+                        slice_due(&mut next_check);
+                    }
                     sleep(this, wait::slice_end(deadline));
                 }
             }
         }
+        if let Some(v) = attempt(this, false)? {
+            return Ok(v);
+        }
     }
+}
+
+/// `wait::SLICE` in the coarse clock's nanoseconds.
+const SLICE_NANOS: u64 = wait::SLICE.as_nanos() as u64;
+
+/// Whether the once-a-slice liveness check is due, by the coarse clock (its
+/// tick is far below a slice): `next_check` is when, 0 until this first
+/// runs and starts the first slice. Under loom the model must not depend on
+/// the wall clock (a loaded machine would take a slice between two replays
+/// and explore a different path): never due there.
+fn slice_due(next_check: &mut u64) -> bool {
+    let now = wait::coarse_nanos();
+    if *next_check != 0 && (cfg!(loom) || now < *next_check) {
+        return false;
+    }
+    let started = *next_check != 0;
+    *next_check = now.saturating_add(SLICE_NANOS).max(1);
+    started
 }
 
 /// Polls of the peer's signal between two full attempts with `Spin`.

@@ -617,13 +617,32 @@ impl<V: ConsumerHooks> Consumer<V> {
         }
         let mut f = Some(f);
         let wait = self.ep.wait;
+        // Empty, and what the full attempt would conclude is already known
+        // (`quick_empty`): `block`'s first attempt would only repeat it.
+        let mut known_empty = self.quick_empty();
         block(
             self,
             deadline,
             wait,
-            |c, check| match c.attempt(Mode::Until(deadline), check, &mut f)? {
-                Step::Got(r) => Ok(Some(r)),
-                Step::Idle(_) => Ok(None),
+            |c, check| {
+                if !check {
+                    if std::mem::take(&mut known_empty) {
+                        return Ok(None);
+                    }
+                    // After a wait that saw the producer move: a healthy
+                    // lock-free handle takes a valid message as the
+                    // non-blocking calls do (`fast_look`), without the full
+                    // attempt's steps (`f` publishes `head`).
+                    if let Some(found) = c.fast_look() {
+                        if let Some(f) = f.take() {
+                            return Ok(Some(f(c, found)));
+                        }
+                    }
+                }
+                match c.attempt(Mode::Until(deadline), check, &mut f)? {
+                    Step::Got(r) => Ok(Some(r)),
+                    Step::Idle(_) => Ok(None),
+                }
             },
             |c, until| c.sleep_for_data(until),
             |c| c.data_ready(),
