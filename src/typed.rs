@@ -383,6 +383,11 @@ mod pod {
             if self.rx.quick_empty() {
                 return Err(Error::Empty);
             }
+            // A message that landed while `quick_empty` checked (it reads
+            // the header last): the fast path once more.
+            if let Some(v) = self.fast_recv() {
+                return Ok(v);
+            }
             self.try_recv_slow()
         }
 

@@ -374,6 +374,21 @@ impl<V: ConsumerHooks> Consumer<V> {
         })
     }
 
+    /// The non-blocking receives' first step: `fast_look`, else `Empty` if
+    /// `quick_empty` says so, else `fast_look` once more (the message that
+    /// landed while `quick_empty` checked, which reads the header last).
+    /// `Ok(None)`: the full path decides.
+    #[inline(always)]
+    fn fast_look_or_empty(&self) -> Result<Option<Found>> {
+        if let Some(found) = self.fast_look() {
+            return Ok(Some(found));
+        }
+        if self.quick_empty() {
+            return Err(Error::Empty);
+        }
+        Ok(self.fast_look())
+    }
+
     /// Receive the next message into `dst` if it is waiting now and is
     /// exactly `dst.len()` bytes long (the fast path of
     /// `typed::Receiver`); `false` sends the caller to the full path, which
@@ -560,24 +575,31 @@ impl<V: ConsumerHooks> Consumer<V> {
         out
     }
 
-    /// The empty poll's quick answer (lock-free): the header word at `head`
-    /// is zero (read again: passing `fast_look`'s word out cost the message
-    /// path more than the second load costs this one), the handle is
-    /// healthy and publishes light (`fast_lim` is not 0; it is 0 in the
-    /// locked ring too), the producer's word says ATTACHED, and the kernel
-    /// said it was alive less than a slice ago — what the full path
-    /// (`empty_reason` with `Check::Rated`) would conclude, without its
-    /// `Result` plumbing. One atomic load and a coarse clock read beyond the
-    /// header's: 66 instructions per empty `try_recv_into`, against
-    /// ringfire's 27 at 8 B and 63 at 64 B (`examples/instr_poll`).
+    /// The empty poll's quick answer (lock-free): the handle is healthy and
+    /// publishes light (`fast_lim` is not 0; it is 0 in the locked ring
+    /// too), the producer's word says ATTACHED, the kernel said it was
+    /// alive less than a slice ago, and the header word at `head` is zero —
+    /// what the full path (`empty_reason` with `Check::Rated`) would
+    /// conclude, without its `Result` plumbing. One atomic load and a
+    /// coarse clock read beyond the header's: 66 instructions per empty
+    /// `try_recv_into`, against ringfire's 27 at 8 B and 63 at 64 B
+    /// (`examples/instr_poll`).
+    ///
+    /// The header is read last (again: passing `fast_look`'s word out cost
+    /// the message path more than the second load costs this one), so a
+    /// poll samples the signal at its start and just before it answers
+    /// `Empty`, not twice at its start: a busy receiver's loop (poll, spin
+    /// hint, poll) then leaves a shorter stretch in which a message lands
+    /// unnoticed. A `false` because the word is no longer zero sends the
+    /// caller to look again (`fast_look`), not to the full path.
     #[inline(always)]
     pub(crate) fn quick_empty(&self) -> bool {
-        // Acquire: as in `fast_look`; a non-zero word takes the full path.
-        self.head_word().load(Ordering::Acquire) == 0
-            && self.ep.fast_lim != 0
+        self.ep.fast_lim != 0
             // Acquire: pairs with the producer's SeqCst store of its state.
             && self.ep.h().endpoints.producer.load(Ordering::Acquire) == STATE_ATTACHED
             && self.ep.alive_verdict_fresh()
+            // Acquire: as in `fast_look`.
+            && self.head_word().load(Ordering::Acquire) == 0
     }
 
     /// One non-blocking receive: hand the next message's position to `f`.
@@ -667,11 +689,8 @@ impl<V: ConsumerHooks> Consumer<V> {
     /// producer is gone and every committed message was received; `Corrupted`.
     #[inline(always)]
     pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        if let Some(found) = self.fast_look() {
+        if let Some(found) = self.fast_look_or_empty()? {
             return Ok(self.deliver_fast(found, f));
-        }
-        if self.quick_empty() {
-            return Err(Error::Empty);
         }
         self.try_found(move |c, found| c.deliver(found, f))
     }
@@ -801,12 +820,10 @@ impl<V: ConsumerHooks> Consumer<V> {
     /// [`Self::try_recv_with`].
     #[inline(always)]
     pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
-        if let Some(found) = self.fast_look() {
+        if let Some(found) = self.fast_look_or_empty()? {
             if found.len <= buf.len() {
                 return Ok(self.deliver_copy::<true>(found, buf));
             }
-        } else if self.quick_empty() {
-            return Err(Error::Empty);
         }
         self.try_recv_into_slow(buf)
     }
