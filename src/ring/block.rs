@@ -32,14 +32,41 @@ pub(super) fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
+/// Polls a blocking call without a deadline makes inline before `block`,
+/// as the non-blocking calls poll (`Consumer::spin_look`): the strategy's
+/// first spin, which `block` then skips (`spun`). Inline, a message that
+/// lands during the spin is taken by the fast path, with none of the
+/// steps around `block` (a blocked `recv_into` with `Spin` then matches a
+/// `try_recv_into` loop's round trip, `examples/rt_probe`; DESIGN.md §3).
+/// None under loom (no busy spinning there) or with `SpinYield`, whose
+/// first phase is a backoff.
+#[inline(always)]
+pub(super) fn inline_polls(wait: WaitStrategy) -> u32 {
+    #[cfg(loom)]
+    let polls = {
+        let _ = wait;
+        0
+    };
+    #[cfg(not(loom))]
+    let polls = match wait {
+        WaitStrategy::Spin => SPIN_POLLS,
+        WaitStrategy::Futex | WaitStrategy::Semaphore => SLEEP_SPIN_POLLS,
+        WaitStrategy::SpinYield => 0,
+    };
+    polls
+}
+
 /// Run `attempt` until it yields, the deadline passes, or it fails, waiting
 /// between attempts per the wait strategy. `attempt(true)` must check the
 /// peer's liveness; `sleep` parks the caller once; `ready` polls (atomics
-/// only) whether another attempt is worth it.
+/// only) whether another attempt is worth it. `spun`: the caller already
+/// polled `inline_polls(wait)` times, so the first wait skips that spin.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn block<T, S>(
     this: &mut S,
     deadline: Option<Instant>,
     wait: WaitStrategy,
+    spun: bool,
     mut attempt: impl FnMut(&mut S, bool) -> Result<Option<T>>,
     mut sleep: impl FnMut(&mut S, Instant),
     ready: impl Fn(&S) -> bool,
@@ -64,7 +91,8 @@ pub(super) fn block<T, S>(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Error::Timeout);
         }
-        if !std::mem::take(&mut first) && slice_due(&mut next_check) {
+        let first_wait = std::mem::take(&mut first);
+        if !first_wait && slice_due(&mut next_check) {
             if let Some(v) = attempt(this, true)? {
                 return Ok(v);
             }
@@ -72,7 +100,7 @@ pub(super) fn block<T, S>(
         // Under loom: no busy spinning (loom would explore it forever) and
         // no backoff phase: yield, or go straight to the sleep protocol.
         #[cfg(loom)]
-        let _ = &ready;
+        let _ = (&ready, spun);
         #[cfg(loom)]
         match wait {
             WaitStrategy::Futex | WaitStrategy::Semaphore => sleep(this, wait::slice_end(deadline)),
@@ -88,7 +116,9 @@ pub(super) fn block<T, S>(
             // a bounded number of polls passed (then the loop checks the
             // deadline and, once per slice, the peer's liveness).
             WaitStrategy::Spin => {
-                poll_until(this, &ready, SPIN_POLLS);
+                if !(first_wait && spun) {
+                    poll_until(this, &ready, SPIN_POLLS);
+                }
             }
             WaitStrategy::SpinYield => {
                 while !backoff.is_completed() && !ready(this) {
@@ -103,7 +133,9 @@ pub(super) fn block<T, S>(
                 // moves within microseconds, and a sleep costs both sides a
                 // syscall. After one full spin without progress, sleep at once.
                 if !backoff.is_completed() {
-                    poll_until(this, &ready, SLEEP_SPIN_POLLS);
+                    if !(first_wait && spun) {
+                        poll_until(this, &ready, SLEEP_SPIN_POLLS);
+                    }
                     while !backoff.is_completed() && !ready(this) {
                         backoff.snooze();
                     }
@@ -142,11 +174,12 @@ fn slice_due(next_check: &mut u64) -> bool {
     started
 }
 
-/// Polls of the peer's signal between two full attempts with `Spin`.
+/// Polls of the peer's signal between two full attempts with `Spin`
+/// (`inline_polls` says the same).
 #[cfg(not(loom))]
 const SPIN_POLLS: u32 = 4096;
 /// Polls of the peer's signal before a sleeping strategy goes to sleep
-/// (a few tens of microseconds).
+/// (a few tens of microseconds; `inline_polls` says the same).
 #[cfg(not(loom))]
 const SLEEP_SPIN_POLLS: u32 = 4096;
 

@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::block::{block, deadline_after, Mode};
+use super::block::{block, deadline_after, inline_polls, Mode};
 use super::endpoint::{Check, Endpoint, PeerGone};
 use super::protocol::{shared_accessors, LockFree, Protocol};
 use super::stats::{bump, PeerStatus};
@@ -389,6 +389,34 @@ impl<V: ConsumerHooks> Consumer<V> {
         Ok(self.fast_look())
     }
 
+    /// The blocking receives' first phase (without a deadline): poll as
+    /// the non-blocking calls do (`fast_look_or_empty`), with a spin hint
+    /// after each empty poll, up to `inline_polls` times — the strategy's
+    /// first spin, done here so that a message landing during it is taken
+    /// by the fast path. `Err(spun)`: the full blocking path decides;
+    /// `spun` if this found the ring empty (counted in `empty_waits`) and
+    /// spun (`block` then skips its own first spin and count).
+    #[inline(always)]
+    fn spin_look(&self) -> std::result::Result<Found, bool> {
+        if let Some(found) = self.fast_look() {
+            return Ok(found);
+        }
+        let polls = inline_polls(self.ep.wait);
+        for i in 0..polls {
+            match self.fast_look_or_empty() {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => return Err(i != 0),
+                Err(_) => {
+                    if i == 0 {
+                        self.count_empty();
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        Err(polls != 0)
+    }
+
     /// Receive the next message into `dst` if it is waiting now and is
     /// exactly `dst.len()` bytes long (the fast path of
     /// `typed::Receiver`); `false` sends the caller to the full path, which
@@ -546,7 +574,7 @@ impl<V: ConsumerHooks> Consumer<V> {
         });
     }
 
-    fn count_empty(&mut self) {
+    fn count_empty(&self) {
         bump(&self.ep.seg.header().cons.empty_waits);
     }
 
@@ -627,6 +655,7 @@ impl<V: ConsumerHooks> Consumer<V> {
     fn found_deadline<R>(
         &mut self,
         deadline: Option<Instant>,
+        spun: bool,
         f: impl FnOnce(&mut Self, Found) -> R,
     ) -> Result<R> {
         self.ep.check_broken()?;
@@ -646,6 +675,7 @@ impl<V: ConsumerHooks> Consumer<V> {
             self,
             deadline,
             wait,
+            spun,
             |c, check| {
                 if !check {
                     if std::mem::take(&mut known_empty) {
@@ -668,7 +698,12 @@ impl<V: ConsumerHooks> Consumer<V> {
             },
             |c, until| c.sleep_for_data(until),
             |c| c.data_ready(),
-            |c| c.count_empty(),
+            // Counted by `spin_look` if it spun.
+            |c| {
+                if !spun {
+                    c.count_empty();
+                }
+            },
         )
     }
 
@@ -711,10 +746,11 @@ impl<V: ConsumerHooks> Consumer<V> {
     /// As [`Self::try_recv_with`], without `Empty`.
     #[inline(always)]
     pub fn recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-        if let Some(found) = self.fast_look() {
-            return Ok(self.deliver_fast(found, f));
-        }
-        self.found_deadline(None, move |c, found| c.deliver(found, f))
+        let spun = match self.spin_look() {
+            Ok(found) => return Ok(self.deliver_fast(found, f)),
+            Err(spun) => spun,
+        };
+        self.found_deadline(None, spun, move |c, found| c.deliver(found, f))
     }
 
     /// Like [`Self::recv_with`], waiting at most `timeout`.
@@ -736,7 +772,9 @@ impl<V: ConsumerHooks> Consumer<V> {
         timeout: Duration,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R> {
-        self.found_deadline(deadline_after(timeout), move |c, found| c.deliver(found, f))
+        self.found_deadline(deadline_after(timeout), false, move |c, found| {
+            c.deliver(found, f)
+        })
     }
 
     /// Copy the next message into `buf` (replacing its contents), if any.
@@ -849,18 +887,20 @@ impl<V: ConsumerHooks> Consumer<V> {
     /// As [`Self::try_recv_into`], without `Empty`.
     #[inline(always)]
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize> {
-        if let Some(found) = self.fast_look() {
-            if found.len <= buf.len() {
+        let spun = match self.spin_look() {
+            Ok(found) if found.len <= buf.len() => {
                 return Ok(self.deliver_copy::<true>(found, buf));
             }
-        }
-        self.recv_into_slow(buf)
+            Ok(_) => false,
+            Err(spun) => spun,
+        };
+        self.recv_into_slow(buf, spun)
     }
 
     #[cold]
     #[inline(never)]
-    fn recv_into_slow(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.found_deadline(None, |c, found| c.deliver_into(found, buf))?
+    fn recv_into_slow(&mut self, buf: &mut [u8], spun: bool) -> Result<usize> {
+        self.found_deadline(None, spun, |c, found| c.deliver_into(found, buf))?
     }
 
     /// Like [`Self::recv_into`], waiting at most `timeout`.
@@ -877,7 +917,7 @@ impl<V: ConsumerHooks> Consumer<V> {
     /// # Errors
     /// As [`Self::recv_into`], plus `Timeout`.
     pub fn recv_into_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-        self.found_deadline(deadline_after(timeout), |c, found| {
+        self.found_deadline(deadline_after(timeout), false, |c, found| {
             c.deliver_into(found, buf)
         })?
     }
@@ -960,9 +1000,9 @@ impl<V: ConsumerHooks> Consumer<V> {
     /// # Errors
     /// As [`Self::recv_with`].
     pub fn peek(&mut self) -> Result<Message<'_, V>> {
-        let found = match self.fast_look() {
-            Some(found) => found,
-            None => self.found_deadline(None, |_, found| found)?,
+        let found = match self.spin_look() {
+            Ok(found) => found,
+            Err(spun) => self.found_deadline(None, spun, |_, found| found)?,
         };
         Ok(Message { c: self, found })
     }
@@ -982,7 +1022,7 @@ impl<V: ConsumerHooks> Consumer<V> {
     /// # Errors
     /// As [`Self::recv_with_timeout`].
     pub fn peek_timeout(&mut self, timeout: Duration) -> Result<Message<'_, V>> {
-        let found = self.found_deadline(deadline_after(timeout), |_, found| found)?;
+        let found = self.found_deadline(deadline_after(timeout), false, |_, found| found)?;
         Ok(Message { c: self, found })
     }
 

@@ -634,6 +634,7 @@ impl<V: ProducerHooks> Producer<V> {
             self,
             deadline,
             wait,
+            false,
             |p, check| p.attempt_reserve(len, Mode::Until(deadline), check),
             |p, until| p.sleep_for_space(until),
             |p| p.space_ready(len),
