@@ -395,7 +395,9 @@ impl<V: ConsumerHooks> Consumer<V> {
     /// first spin, done here so that a message landing during it is taken
     /// by the fast path. `Err(spun)`: the full blocking path decides;
     /// `spun` if this found the ring empty (counted in `empty_waits`) and
-    /// spun (`block` then skips its own first spin and count).
+    /// spun — all of it, or until `quick_empty` could no longer answer
+    /// (the liveness verdict aged, the producer's word changed): `block`
+    /// then skips its own count and first spin.
     #[inline(always)]
     fn spin_look(&self) -> std::result::Result<Found, bool> {
         if let Some(found) = self.fast_look() {
@@ -609,7 +611,7 @@ impl<V: ConsumerHooks> Consumer<V> {
     /// alive less than a slice ago, and the header word at `head` is zero —
     /// what the full path (`empty_reason` with `Check::Rated`) would
     /// conclude, without its `Result` plumbing. One atomic load and a
-    /// coarse clock read beyond the header's: 66 instructions per empty
+    /// coarse clock read beyond the header's: 61 instructions per empty
     /// `try_recv_into`, against ringfire's 27 at 8 B and 63 at 64 B
     /// (`examples/instr_poll`).
     ///
