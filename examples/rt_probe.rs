@@ -21,7 +21,7 @@
 //! cargo run --release --example rt_probe -- 8 10 4096   # and ring bytes (default 1 MiB)
 //! ```
 
-use shmpipe::{Builder, Error, WaitStrategy};
+use shmpipe::{Builder, Consumer, Error, Producer, WaitStrategy};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -76,70 +76,51 @@ fn spin<T>(mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn shmpipe_trial<const S: usize>() -> (f64, f64) {
-    let pid = std::process::id();
-    let (ping, pong) = (
-        format!("/shmpipe-rt-a-{pid}"),
-        format!("/shmpipe-rt-b-{pid}"),
-    );
-    let b = Builder::new().capacity(CAP.load(Ordering::Relaxed));
-    let mut tx = b.create_producer(&ping).expect("ping producer");
-    let mut rx_echo = b.create_consumer(&pong).expect("pong consumer");
-    let mut rx = Builder::new().open_consumer(&ping).expect("ping consumer");
-    let mut tx_echo = Builder::new().open_producer(&pong).expect("pong producer");
-    let t = std::thread::spawn(move || {
-        pin(1);
-        let mut buf = [0u8; S];
-        for _ in 0..N {
-            let n = loop {
-                match rx.try_recv_into(&mut buf) {
-                    Ok(n) => break n,
-                    Err(Error::Empty) => std::hint::spin_loop(),
-                    Err(e) => panic!("{e}"),
-                }
-            };
-            loop {
-                match tx_echo.try_send(&buf[..n]) {
-                    Ok(()) => break,
-                    Err(Error::Full) => std::hint::spin_loop(),
-                    Err(e) => panic!("{e}"),
-                }
-            }
+/// Receive into `buf`: with `BLOCKING`, `recv_into` (the library waits);
+/// else a busy loop of `try_recv_into` with a spin hint after each miss.
+#[inline(always)]
+fn take<const BLOCKING: bool>(rx: &mut Consumer, buf: &mut [u8]) -> usize {
+    if BLOCKING {
+        return rx.recv_into(buf).expect("recv_into");
+    }
+    loop {
+        match rx.try_recv_into(buf) {
+            Ok(n) => break n,
+            Err(Error::Empty) => std::hint::spin_loop(),
+            Err(e) => panic!("{e}"),
         }
-    });
-    pin(0);
-    let mut msg = [0u8; S];
-    let mut buf = [0u8; S];
-    let r = time_trips(|i| {
-        msg[..8].copy_from_slice(&i.to_le_bytes());
-        while let Err(e) = tx.try_send(&msg) {
-            assert!(matches!(e, Error::Full), "{e}");
-            std::hint::spin_loop();
-        }
-        loop {
-            match rx_echo.try_recv_into(&mut buf) {
-                Ok(_) => break,
-                Err(Error::Empty) => std::hint::spin_loop(),
-                Err(e) => panic!("{e}"),
-            }
-        }
-        seq_of(&buf)
-    });
-    t.join().expect("echo thread");
-    r
+    }
 }
 
-/// `shmpipe_trial` with the library's own waiting: `WaitStrategy::Spin`,
-/// `send` / `recv_into` (which poll the ring inside the library).
-fn blocking_trial<const S: usize>() -> (f64, f64) {
+/// Send `msg`: with `BLOCKING`, `send`; else a busy loop of `try_send`.
+#[inline(always)]
+fn give<const BLOCKING: bool>(tx: &mut Producer, msg: &[u8]) {
+    if BLOCKING {
+        return tx.send(msg).expect("send");
+    }
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) => break,
+            Err(Error::Full) => std::hint::spin_loop(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// The byte API's round trips: busy polls of `try_send` / `try_recv_into`,
+/// or (`BLOCKING`, the `recv` row) `WaitStrategy::Spin` handles with `send`
+/// / `recv_into`, whose polling loop is the library's own.
+fn shmpipe_trial<const S: usize, const BLOCKING: bool>() -> (f64, f64) {
     let pid = std::process::id();
+    let tag = if BLOCKING { "b" } else { "" };
     let (ping, pong) = (
-        format!("/shmpipe-rt-ba-{pid}"),
-        format!("/shmpipe-rt-bb-{pid}"),
+        format!("/shmpipe-rt-{tag}a-{pid}"),
+        format!("/shmpipe-rt-{tag}b-{pid}"),
     );
-    let b = Builder::new()
-        .capacity(CAP.load(Ordering::Relaxed))
-        .wait(WaitStrategy::Spin);
+    let mut b = Builder::new().capacity(CAP.load(Ordering::Relaxed));
+    if BLOCKING {
+        b = b.wait(WaitStrategy::Spin);
+    }
     let mut tx = b.create_producer(&ping).expect("ping producer");
     let mut rx_echo = b.create_consumer(&pong).expect("pong consumer");
     let mut rx = b.open_consumer(&ping).expect("ping consumer");
@@ -148,8 +129,8 @@ fn blocking_trial<const S: usize>() -> (f64, f64) {
         pin(1);
         let mut buf = [0u8; S];
         for _ in 0..N {
-            let n = rx.recv_into(&mut buf).expect("recv_into");
-            tx_echo.send(&buf[..n]).expect("send");
+            let n = take::<BLOCKING>(&mut rx, &mut buf);
+            give::<BLOCKING>(&mut tx_echo, &buf[..n]);
         }
     });
     pin(0);
@@ -157,8 +138,8 @@ fn blocking_trial<const S: usize>() -> (f64, f64) {
     let mut buf = [0u8; S];
     let r = time_trips(|i| {
         msg[..8].copy_from_slice(&i.to_le_bytes());
-        tx.send(&msg).expect("send");
-        rx_echo.recv_into(&mut buf).expect("recv_into");
+        give::<BLOCKING>(&mut tx, &msg);
+        take::<BLOCKING>(&mut rx_echo, &mut buf);
         seq_of(&buf)
     });
     t.join().expect("echo thread");
@@ -281,16 +262,16 @@ fn main() {
     for t in 0..trials {
         let (s, ty, r, bl) = match size {
             8 => (
-                shmpipe_trial::<8>(),
+                shmpipe_trial::<8, false>(),
                 typed_trial::<8>(),
                 ringfire_trial::<8>(),
-                blocking_trial::<8>(),
+                shmpipe_trial::<8, true>(),
             ),
             64 => (
-                shmpipe_trial::<64>(),
+                shmpipe_trial::<64, false>(),
                 typed_trial::<64>(),
                 ringfire_trial::<64>(),
-                blocking_trial::<64>(),
+                shmpipe_trial::<64, true>(),
             ),
             other => panic!("SIZE {other}: 8 or 64"),
         };
